@@ -1,0 +1,40 @@
+//! The local binary's configuration: flags with matching environment variables.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Berth: a container registry mirror and host"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:24817")]
+    pub listen: String,
+
+    /// Where blobs and metadata live [default: $XDG_DATA_HOME/berth or ~/.local/share/berth].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log filter, e.g. `info` or `berth=debug`.
+    #[arg(long, env = "BERTH_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+            return PathBuf::from(x).join("berth");
+        }
+        match std::env::var_os("HOME") {
+            Some(h) => PathBuf::from(h).join(".local/share/berth"),
+            None => PathBuf::from("berth-data"),
+        }
+    }
+}

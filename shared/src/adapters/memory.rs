@@ -1,0 +1,232 @@
+//! In-memory adapters: a `BTreeMap` table and a `HashMap` blob store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::collect;
+use crate::domain::Digest;
+use crate::ports::{
+    query_matches, BlobReader, BlobStore, ByteRange, ByteStream, Cond, Query, Row, StoreError,
+    Table,
+};
+
+fn poisoned() -> StoreError {
+    StoreError::other_msg("memory adapter lock poisoned")
+}
+
+/// The table port in memory.
+#[derive(Default)]
+pub struct MemoryTable {
+    items: Mutex<BTreeMap<(String, String), (u64, Vec<u8>)>>,
+}
+
+impl MemoryTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn check(cond: Cond, current: Option<u64>) -> Result<(), StoreError> {
+    match (cond, current) {
+        (Cond::Any, _) => Ok(()),
+        (Cond::Absent, None) => Ok(()),
+        (Cond::Absent, Some(_)) => Err(StoreError::Conflict("item exists".into())),
+        (Cond::Rev(want), Some(have)) if want == have => Ok(()),
+        (Cond::Rev(want), have) => Err(StoreError::Conflict(format!(
+            "expected revision {want}, found {have:?}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl Table for MemoryTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
+        let items = self.items.lock().map_err(|_| poisoned())?;
+        Ok(items
+            .get(&(pk.to_owned(), sk.to_owned()))
+            .map(|(rev, v)| Row {
+                sk: sk.to_owned(),
+                rev: *rev,
+                value: v.clone(),
+            }))
+    }
+
+    async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError> {
+        let mut items = self.items.lock().map_err(|_| poisoned())?;
+        let key = (pk.to_owned(), sk.to_owned());
+        let current = items.get(&key).map(|(r, _)| *r);
+        check(cond, current)?;
+        let rev = current.unwrap_or(0) + 1;
+        items.insert(key, (rev, value));
+        Ok(rev)
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        let mut items = self.items.lock().map_err(|_| poisoned())?;
+        let key = (pk.to_owned(), sk.to_owned());
+        let current = items.get(&key).map(|(r, _)| *r);
+        if cond == Cond::Absent {
+            return check(cond, current);
+        }
+        check(cond, current)?;
+        items.remove(&key);
+        Ok(())
+    }
+
+    async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
+        let items = self.items.lock().map_err(|_| poisoned())?;
+        let start = (pk.to_owned(), q.prefix.clone());
+        let mut rows: Vec<Row> = items
+            .range(start..)
+            .take_while(|((p, sk), _)| p == pk && sk.starts_with(&q.prefix))
+            .filter(|((_, sk), _)| query_matches(&q, sk))
+            .map(|((_, sk), (rev, v))| Row {
+                sk: sk.clone(),
+                rev: *rev,
+                value: v.clone(),
+            })
+            .collect();
+        if q.reverse {
+            rows.reverse();
+        }
+        if let Some(n) = q.limit {
+            rows.truncate(n);
+        }
+        Ok(rows)
+    }
+}
+
+/// The blob store port in memory.
+#[derive(Default)]
+pub struct MemoryBlobStore {
+    blobs: Mutex<HashMap<Digest, Bytes>>,
+    uploads: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemoryBlobStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn one_shot(bytes: Bytes) -> ByteStream {
+    Box::pin(futures::stream::once(async move { Ok(bytes) }))
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let blobs = self.blobs.lock().map_err(|_| poisoned())?;
+        Ok(blobs.get(digest).map(|b| b.len() as u64))
+    }
+
+    async fn open(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobReader, StoreError> {
+        let bytes = {
+            let blobs = self.blobs.lock().map_err(|_| poisoned())?;
+            blobs.get(digest).cloned().ok_or(StoreError::NotFound)?
+        };
+        let size = bytes.len() as u64;
+        let body = match range {
+            Some(r) if r.end < size => bytes.slice(r.start as usize..=r.end as usize),
+            Some(_) => return Err(StoreError::other_msg("range beyond the blob")),
+            None => bytes,
+        };
+        Ok(BlobReader {
+            size,
+            range,
+            body: one_shot(body),
+        })
+    }
+
+    async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64, StoreError> {
+        let bytes = collect(body).await?;
+        let actual = digest.recompute(&bytes);
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        let size = bytes.len() as u64;
+        self.blobs
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(digest.clone(), Bytes::from(bytes));
+        Ok(size)
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), StoreError> {
+        self.blobs.lock().map_err(|_| poisoned())?.remove(digest);
+        Ok(())
+    }
+
+    async fn redirect_url(&self, _: &Digest, _: Duration) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    async fn upload_create(&self, id: &str) -> Result<(), StoreError> {
+        self.uploads
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(id.to_owned(), Vec::new());
+        Ok(())
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<u64, StoreError> {
+        {
+            let uploads = self.uploads.lock().map_err(|_| poisoned())?;
+            let cur = uploads.get(id).ok_or(StoreError::NotFound)?;
+            if cur.len() as u64 != offset {
+                return Err(StoreError::OutOfOrder {
+                    size: cur.len() as u64,
+                });
+            }
+        }
+        let bytes = collect(body).await?;
+        let mut uploads = self.uploads.lock().map_err(|_| poisoned())?;
+        let cur = uploads.get_mut(id).ok_or(StoreError::NotFound)?;
+        if cur.len() as u64 != offset {
+            return Err(StoreError::OutOfOrder {
+                size: cur.len() as u64,
+            });
+        }
+        cur.extend_from_slice(&bytes);
+        Ok(cur.len() as u64)
+    }
+
+    async fn upload_size(&self, id: &str) -> Result<u64, StoreError> {
+        let uploads = self.uploads.lock().map_err(|_| poisoned())?;
+        uploads
+            .get(id)
+            .map(|b| b.len() as u64)
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64, StoreError> {
+        let bytes = self
+            .uploads
+            .lock()
+            .map_err(|_| poisoned())?
+            .remove(id)
+            .ok_or(StoreError::NotFound)?;
+        self.put(digest, one_shot(Bytes::from(bytes))).await
+    }
+
+    async fn upload_abort(&self, id: &str) -> Result<(), StoreError> {
+        self.uploads.lock().map_err(|_| poisoned())?.remove(id);
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! Pure domain types: digests, names, references, media types, manifests, content and versions.
+//!
+//! Layering: `domain` imports nothing else of Berth and no I/O crate.
+
+mod content;
+mod digest;
+pub mod manifest;
+pub mod media;
+mod names;
+
+pub use content::{ContentKey, ContentSummary, ContentType, ContentTypeCounts};
+pub use digest::{Algorithm, Digest, Hasher};
+pub use manifest::{parse_manifest, DescriptorRef, ManifestKind, ParsedManifest};
+pub use names::{Reference, RepoName, Tag};
+
+/// A value from a client that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid digest {0}")]
+    InvalidDigest(String),
+    #[error("invalid repository name {0}")]
+    InvalidName(String),
+    #[error("invalid tag {0:?}")]
+    InvalidTag(String),
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    #[error("schema 1 manifests are not supported")]
+    Schema1,
+}

@@ -1,0 +1,15 @@
+//! HTTP: the only code that knows wire formats.
+//!
+//! - [`oci`]: the OCI distribution API on `/v2`.
+//! - [`errors`]: the one table from service errors to OCI codes and statuses.
+//! - [`path`]: the `/v2` path parser (one wildcard route, nested names).
+//! - [`range`]: `Range` and `Content-Range` headers.
+//!
+//! Layering: http knows services and domain; handlers are parse → one service call → answer.
+
+pub mod errors;
+pub mod oci;
+pub mod path;
+pub mod range;
+
+pub use oci::router as oci_router;

@@ -1,0 +1,461 @@
+//! The OCI distribution API v1.1 on `/v2`.
+
+use std::io;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use futures::TryStreamExt;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::json;
+
+use super::errors::{OciCode, OciError};
+use super::path::{self, PathError, V2Path};
+use super::range::{parse_content_range, parse_range, RangeAnswer};
+use crate::domain::manifest::MAX_MANIFEST_BYTES;
+use crate::domain::media::{Accept, OCI_INDEX};
+use crate::domain::{Digest, Reference, RepoName};
+use crate::ports::ByteStream;
+use crate::services::{BlobBody, Registry, RegistryError, UploadStart};
+
+pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
+pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+
+#[derive(Clone)]
+struct OciState {
+    registry: Arc<Registry>,
+}
+
+/// The `/v2` router. Every response carries `Docker-Distribution-Api-Version: registry/2.0`.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/v2", any(v2))
+        .route("/v2/", any(v2))
+        .route("/v2/{*rest}", any(v2))
+        .layer(axum::middleware::map_response(
+            |mut r: Response| async move {
+                r.headers_mut()
+                    .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+                r
+            },
+        ))
+        .with_state(OciState { registry })
+}
+
+type Answer = Result<Response, OciError>;
+
+async fn v2(State(s): State<OciState>, req: Request) -> Response {
+    match dispatch(&s.registry, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(io::Error::other))
+}
+
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    q.and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn pagination(pairs: &[(String, String)]) -> Result<(Option<usize>, Option<String>), OciError> {
+    let n = match param(pairs, "n") {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            OciError::new(
+                StatusCode::BAD_REQUEST,
+                OciCode::Unsupported,
+                "n must be a non-negative integer",
+            )
+        })?),
+    };
+    Ok((n, param(pairs, "last").map(str::to_owned)))
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+fn json_response(value: serde_json::Value, content_type: &'static str) -> Response {
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn unsupported(method: &Method) -> OciError {
+    OciError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        OciCode::Unsupported,
+        format!("method {method} is not supported here"),
+    )
+}
+
+async fn dispatch(reg: &Registry, req: Request) -> Answer {
+    let (parts, body) = req.into_parts();
+    let raw = parts.uri.path();
+    let rest = raw.strip_prefix("/v2").unwrap_or(raw);
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let route = match path::parse(rest) {
+        Ok(r) => r,
+        Err(PathError::Invalid(e)) => return Err(e.into()),
+        Err(PathError::NoRoute) => {
+            return Err(OciError::new(
+                StatusCode::NOT_FOUND,
+                OciCode::Unsupported,
+                "no such endpoint",
+            ))
+        }
+    };
+    let q = query_pairs(parts.uri.query());
+    let m = &parts.method;
+    let h = &parts.headers;
+    match (route, m.clone()) {
+        (V2Path::Base, Method::GET | Method::HEAD) => {
+            Ok(json_response(json!({}), "application/json"))
+        }
+        (V2Path::Catalog, Method::GET) => catalog(reg, &q).await,
+        (V2Path::Tags(name), Method::GET) => tags(reg, &name, &q).await,
+        (V2Path::Manifest(name, r), Method::GET | Method::HEAD) => {
+            let reference = Reference::parse(&r).map_err(|_| {
+                OciError::from(RegistryError::ManifestUnknown(format!(
+                    "invalid reference {r:?}"
+                )))
+            })?;
+            get_manifest(reg, &name, &reference, h, m == Method::HEAD).await
+        }
+        (V2Path::Manifest(name, r), Method::PUT) => {
+            let reference = Reference::parse(&r).map_err(|e| match e {
+                crate::domain::DomainError::InvalidDigest(d) => RegistryError::DigestInvalid(d),
+                other => RegistryError::ManifestInvalid(other.to_string()),
+            })?;
+            put_manifest(reg, &name, &reference, h, body).await
+        }
+        (V2Path::Manifest(name, r), Method::DELETE) => {
+            let reference = Reference::parse(&r)
+                .map_err(|_| RegistryError::ManifestUnknown(format!("invalid reference {r:?}")))?;
+            reg.delete_manifest(&name, &reference).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        (V2Path::Blob(name, d), Method::GET | Method::HEAD) => {
+            get_blob(reg, &name, &d, h, m == Method::HEAD).await
+        }
+        (V2Path::Blob(name, d), Method::DELETE) => {
+            reg.delete_blob(&name, &d).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        (V2Path::Uploads(name), Method::POST) => start_upload(reg, &name, &q, body).await,
+        (V2Path::Upload(name, id), Method::GET) => {
+            let size = reg.upload_status(&name, id).await?;
+            Ok(upload_progress(StatusCode::NO_CONTENT, &name, id, size))
+        }
+        (V2Path::Upload(name, id), Method::PATCH) => {
+            let start = match h.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
+                None => None,
+                Some(v) => Some(
+                    parse_content_range(v)
+                        .ok_or_else(|| {
+                            OciError::new(
+                                StatusCode::RANGE_NOT_SATISFIABLE,
+                                OciCode::BlobUploadInvalid,
+                                "Content-Range must be <start>-<end>",
+                            )
+                        })?
+                        .0,
+                ),
+            };
+            let size = reg
+                .upload_chunk(&name, id, start, body_stream(body))
+                .await?;
+            Ok(upload_progress(StatusCode::ACCEPTED, &name, id, size))
+        }
+        (V2Path::Upload(name, id), Method::PUT) => {
+            let digest = required_digest(&q)?;
+            reg.finish_upload(&name, id, &digest, body_stream(body))
+                .await?;
+            Ok(blob_created(&name, &digest))
+        }
+        (V2Path::Upload(name, id), Method::DELETE) => {
+            reg.cancel_upload(&name, id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (V2Path::Referrers(name, d), Method::GET) => referrers(reg, &name, &d, &q).await,
+        (_, m) => Err(unsupported(&m)),
+    }
+}
+
+fn required_digest(q: &[(String, String)]) -> Result<Digest, OciError> {
+    let d = param(q, "digest").ok_or_else(|| {
+        RegistryError::DigestInvalid("the digest query parameter is required".into())
+    })?;
+    Ok(Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?)
+}
+
+fn link(path: &str, n: usize, last: &str) -> HeaderValue {
+    let q = serde_urlencoded::to_string([("n", n.to_string()), ("last", last.to_owned())])
+        .unwrap_or_default();
+    hv(&format!("<{path}?{q}>; rel=\"next\""))
+}
+
+async fn catalog(reg: &Registry, q: &[(String, String)]) -> Answer {
+    let (n, last) = pagination(q)?;
+    let page = reg.catalog(n, last.as_deref()).await?;
+    let names: Vec<&str> = page.repositories.iter().map(|r| r.as_str()).collect();
+    let mut r = json_response(json!({ "repositories": names }), "application/json");
+    if let (true, Some(n), Some(l)) = (page.more, n, names.last()) {
+        r.headers_mut()
+            .insert(header::LINK, link("/v2/_catalog", n, l));
+    }
+    Ok(r)
+}
+
+async fn tags(reg: &Registry, name: &RepoName, q: &[(String, String)]) -> Answer {
+    let (n, last) = pagination(q)?;
+    let page = reg.tags(name, n, last.as_deref()).await?;
+    let tags: Vec<&str> = page.tags.iter().map(|t| t.as_str()).collect();
+    let mut r = json_response(
+        json!({ "name": name.as_str(), "tags": tags }),
+        "application/json",
+    );
+    if let (true, Some(n), Some(l)) = (page.more, n, tags.last()) {
+        r.headers_mut()
+            .insert(header::LINK, link(&format!("/v2/{name}/tags/list"), n, l));
+    }
+    Ok(r)
+}
+
+async fn get_manifest(
+    reg: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+    h: &HeaderMap,
+    head: bool,
+) -> Answer {
+    let accept = Accept::from_values(
+        h.get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let m = reg.manifest(name, reference, &accept).await?;
+    let mut r = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::from(m.bytes)
+    });
+    let hs = r.headers_mut();
+    hs.insert(header::CONTENT_TYPE, hv(&m.media_type));
+    hs.insert(header::CONTENT_LENGTH, hv(&m.size.to_string()));
+    hs.insert(CONTENT_DIGEST, hv(m.digest.as_str()));
+    hs.insert(header::ETAG, hv(&format!("\"{}\"", m.digest)));
+    Ok(r)
+}
+
+async fn put_manifest(
+    reg: &Registry,
+    name: &RepoName,
+    reference: &Reference,
+    h: &HeaderMap,
+    body: Body,
+) -> Answer {
+    let too_big = || {
+        OciError::from(RegistryError::ManifestInvalid(format!(
+            "manifest larger than {MAX_MANIFEST_BYTES} bytes"
+        )))
+    };
+    if let Some(len) = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        if len > MAX_MANIFEST_BYTES as u64 {
+            return Err(too_big());
+        }
+    }
+    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|_| too_big())?;
+    let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let pushed = reg.put_manifest(name, reference, ct, bytes).await?;
+    let mut r = empty(StatusCode::CREATED);
+    let hs = r.headers_mut();
+    hs.insert(
+        header::LOCATION,
+        hv(&format!("/v2/{name}/manifests/{}", pushed.digest)),
+    );
+    hs.insert(CONTENT_DIGEST, hv(pushed.digest.as_str()));
+    if let Some(s) = pushed.subject {
+        hs.insert(OCI_SUBJECT, hv(s.as_str()));
+    }
+    Ok(r)
+}
+
+async fn get_blob(
+    reg: &Registry,
+    name: &RepoName,
+    d: &Digest,
+    h: &HeaderMap,
+    head: bool,
+) -> Answer {
+    if head {
+        let size = reg.blob_size(name, d).await?;
+        let mut r = Response::new(Body::empty());
+        let hs = r.headers_mut();
+        hs.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        hs.insert(CONTENT_DIGEST, hv(d.as_str()));
+        hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        return Ok(r);
+    }
+    let range_header = h
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = reg
+        .blob(name, d, |size| {
+            match parse_range(range_header.as_deref(), size) {
+                RangeAnswer::Full => Ok(None),
+                RangeAnswer::Partial(r) => Ok(Some(r)),
+                RangeAnswer::Unsatisfiable => Err(RegistryError::RangeNotSatisfiable { size }),
+            }
+        })
+        .await?;
+    match body {
+        BlobBody::Redirect(url) => {
+            let mut r = empty(StatusCode::TEMPORARY_REDIRECT);
+            r.headers_mut().insert(header::LOCATION, hv(&url));
+            r.headers_mut().insert(CONTENT_DIGEST, hv(d.as_str()));
+            Ok(r)
+        }
+        BlobBody::Stream(reader) => {
+            let (status, len) = match reader.range {
+                Some(rg) => (StatusCode::PARTIAL_CONTENT, rg.len()),
+                None => (StatusCode::OK, reader.size),
+            };
+            let mut r = Response::new(Body::from_stream(reader.body));
+            *r.status_mut() = status;
+            let hs = r.headers_mut();
+            hs.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+            hs.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            hs.insert(CONTENT_DIGEST, hv(d.as_str()));
+            hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            hs.insert(header::ETAG, hv(&format!("\"{d}\"")));
+            if let Some(rg) = reader.range {
+                hs.insert(
+                    header::CONTENT_RANGE,
+                    hv(&format!("bytes {}-{}/{}", rg.start, rg.end, reader.size)),
+                );
+            }
+            Ok(r)
+        }
+    }
+}
+
+fn blob_created(name: &RepoName, d: &Digest) -> Response {
+    let mut r = empty(StatusCode::CREATED);
+    r.headers_mut()
+        .insert(header::LOCATION, hv(&format!("/v2/{name}/blobs/{d}")));
+    r.headers_mut().insert(CONTENT_DIGEST, hv(d.as_str()));
+    r
+}
+
+fn upload_progress(status: StatusCode, name: &RepoName, id: uuid::Uuid, size: u64) -> Response {
+    let mut r = empty(status);
+    let hs = r.headers_mut();
+    hs.insert(
+        header::LOCATION,
+        hv(&format!("/v2/{name}/blobs/uploads/{id}")),
+    );
+    hs.insert(header::RANGE, hv(&format!("0-{}", size.saturating_sub(1))));
+    hs.insert(UPLOAD_UUID, hv(&id.to_string()));
+    r
+}
+
+async fn start_upload(
+    reg: &Registry,
+    name: &RepoName,
+    q: &[(String, String)],
+    body: Body,
+) -> Answer {
+    let digest = match param(q, "digest") {
+        Some(_) => Some(required_digest(q)?),
+        None => None,
+    };
+    let mount = match param(q, "mount") {
+        None => None,
+        Some(m) => {
+            let d = Digest::parse(m).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
+            let from = match param(q, "from") {
+                None => None,
+                Some(f) => Some(
+                    RepoName::parse(f).map_err(|e| RegistryError::NameInvalid(e.to_string()))?,
+                ),
+            };
+            Some((d, from))
+        }
+    };
+    match reg
+        .start_upload(name, digest, mount, body_stream(body))
+        .await?
+    {
+        UploadStart::Created(d) => Ok(blob_created(name, &d)),
+        UploadStart::Session(id) => Ok(upload_progress(StatusCode::ACCEPTED, name, id, 0)),
+    }
+}
+
+async fn referrers(reg: &Registry, name: &RepoName, d: &Digest, q: &[(String, String)]) -> Answer {
+    let filter = param(q, "artifactType").filter(|s| !s.is_empty());
+    let list = reg.referrers(name, d, filter).await?;
+    let manifests: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
+            if let Some(a) = r.artifact_type {
+                v["artifactType"] = json!(a);
+            }
+            if !r.annotations.is_empty() {
+                v["annotations"] = json!(r.annotations);
+            }
+            v
+        })
+        .collect();
+    let mut r = json_response(
+        json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
+        OCI_INDEX,
+    );
+    if filter.is_some() {
+        r.headers_mut().insert(
+            OCI_FILTERS_APPLIED,
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(r)
+}

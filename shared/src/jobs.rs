@@ -1,0 +1,202 @@
+//! The in-process job runner: jobs persisted as items of the table port, so they survive a
+//! restart when the table does (redb), run by a small pool of workers.
+//!
+//! Items: pk `jobs`, sk `<job id>` → [`JobItem`]. Enqueueing an id that is pending is a no-op.
+//! A worker claims a job with a conditional write; success deletes it, a transient failure
+//! puts it back with a backoff, and after [`MAX_ATTEMPTS`] it moves to pk `jobs-dead`. At
+//! start, jobs a previous process left claimed are put back, so nothing is lost by a crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::ports::{Cond, Job, JobError, JobHandler, JobQueue, Query, StoreError, Table};
+
+pub const MAX_ATTEMPTS: u32 = 8;
+const PK: &str = "jobs";
+const DEAD: &str = "jobs-dead";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobItem {
+    pub job: Job,
+    pub running: bool,
+    /// Milliseconds since the epoch before which it is not run.
+    pub not_before_ms: i64,
+    pub enqueued_ms: i64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// The queue side: enqueue and wake the workers.
+#[derive(Clone)]
+pub struct LocalJobQueue {
+    table: Arc<dyn Table>,
+    wake: Arc<Notify>,
+}
+
+impl LocalJobQueue {
+    pub fn new(table: Arc<dyn Table>) -> Self {
+        LocalJobQueue {
+            table,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Jobs that failed [`MAX_ATTEMPTS`] times.
+    pub async fn dead_jobs(&self) -> Result<Vec<JobItem>, StoreError> {
+        let rows = self.table.query(DEAD, Query::prefix("")).await?;
+        rows.iter()
+            .map(|r| serde_json::from_slice(&r.value).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Jobs not yet finished.
+    pub async fn pending(&self) -> Result<usize, StoreError> {
+        Ok(self.table.query(PK, Query::prefix("")).await?.len())
+    }
+
+    /// Starts `workers` workers running jobs with `handler` until `stop` turns true.
+    pub async fn start(
+        &self,
+        handler: Arc<dyn JobHandler>,
+        workers: usize,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        // put back what a previous process claimed and never finished
+        for row in self.table.query(PK, Query::prefix("")).await? {
+            let mut item: JobItem = serde_json::from_slice(&row.value)?;
+            if item.running {
+                item.running = false;
+                let _ = self
+                    .table
+                    .put(PK, &row.sk, serde_json::to_vec(&item)?, Cond::Rev(row.rev))
+                    .await;
+            }
+        }
+        Ok((0..workers.max(1))
+            .map(|_| {
+                let q = self.clone();
+                let h = handler.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move { q.work(h, stop).await })
+            })
+            .collect())
+    }
+
+    async fn work(&self, handler: Arc<dyn JobHandler>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let wait = match self.run_one(&*handler).await {
+                Ok(Some(())) => continue,
+                Ok(None) => self.next_due().await.unwrap_or(Duration::from_secs(5)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "job runner could not read its queue");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn next_due(&self) -> Option<Duration> {
+        let now = Utc::now().timestamp_millis();
+        let rows = self.table.query(PK, Query::prefix("")).await.ok()?;
+        rows.iter()
+            .filter_map(|r| serde_json::from_slice::<JobItem>(&r.value).ok())
+            .filter(|i| !i.running)
+            .map(|i| Duration::from_millis((i.not_before_ms - now).max(10) as u64))
+            .min()
+            .map(|d| d.min(Duration::from_secs(5)))
+    }
+
+    /// Claims and runs the oldest due job; `None` when there is none.
+    pub async fn run_one(&self, handler: &dyn JobHandler) -> Result<Option<()>, StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let rows = self.table.query(PK, Query::prefix("")).await?;
+        let mut due: Vec<(String, u64, JobItem)> = rows
+            .into_iter()
+            .filter_map(|r| {
+                let item: JobItem = serde_json::from_slice(&r.value).ok()?;
+                (!item.running && item.not_before_ms <= now).then_some((r.sk, r.rev, item))
+            })
+            .collect();
+        due.sort_by_key(|(_, _, i)| i.enqueued_ms);
+        for (sk, rev, mut item) in due {
+            item.running = true;
+            let rev = match self
+                .table
+                .put(PK, &sk, serde_json::to_vec(&item)?, Cond::Rev(rev))
+                .await
+            {
+                Ok(rev) => rev,
+                Err(StoreError::Conflict(_)) => continue, // another worker took it
+                Err(e) => return Err(e),
+            };
+            let result = handler.handle(&item.job).await;
+            match result {
+                Ok(()) => self.table.delete(PK, &sk, Cond::Rev(rev)).await?,
+                Err(JobError::Permanent(msg)) => {
+                    tracing::warn!(job = %item.job.id, kind = %item.job.kind, error = %msg, "job failed");
+                    self.table.delete(PK, &sk, Cond::Rev(rev)).await?
+                }
+                Err(JobError::Retry(msg)) => {
+                    item.running = false;
+                    item.job.attempts += 1;
+                    item.last_error = Some(msg.clone());
+                    if item.job.attempts >= MAX_ATTEMPTS {
+                        tracing::error!(job = %item.job.id, kind = %item.job.kind, error = %msg, "job gave up");
+                        self.table
+                            .put(DEAD, &sk, serde_json::to_vec(&item)?, Cond::Any)
+                            .await?;
+                        self.table.delete(PK, &sk, Cond::Rev(rev)).await?;
+                    } else {
+                        let backoff = 250i64 << item.job.attempts.min(8);
+                        item.not_before_ms = Utc::now().timestamp_millis() + backoff;
+                        self.table
+                            .put(PK, &sk, serde_json::to_vec(&item)?, Cond::Rev(rev))
+                            .await?;
+                    }
+                }
+            }
+            return Ok(Some(()));
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl JobQueue for LocalJobQueue {
+    async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let id = job.id.clone();
+        let item = JobItem {
+            job,
+            running: false,
+            not_before_ms: now,
+            enqueued_ms: now,
+            last_error: None,
+        };
+        match self
+            .table
+            .put(PK, &id, serde_json::to_vec(&item)?, Cond::Absent)
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+        Ok(())
+    }
+}

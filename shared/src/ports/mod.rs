@@ -1,0 +1,20 @@
+//! Ports: the small traits every storage backend implements, and their one error type.
+//!
+//! Layering: ports depend on `domain` only. Adapters implement them; `store` and `services`
+//! use them through `Arc<dyn …>`.
+//!
+//! - [`BlobStore`]: content-addressed bytes and upload staging (files, memory, S3).
+//! - [`Table`]: an ordered key-value table of items addressed by partition and sort key, with
+//!   one conditional write per call (redb, memory, DynamoDB). Berth's data model is written
+//!   once over it (see `store`).
+//! - [`JobQueue`]: where background jobs are sent (in-process runner, SQS).
+
+mod blob;
+mod error;
+mod jobs;
+mod table;
+
+pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
+pub use error::StoreError;
+pub use jobs::{Job, JobError, JobHandler, JobQueue};
+pub use table::{query_matches, Cond, Query, Row, Table};

@@ -1,0 +1,493 @@
+//! Berth's data model, written once over the [`Table`] port.
+//!
+//! Layering: `store` knows `domain` and `ports` only.
+//!
+//! ## Items
+//!
+//! | pk | sk | value |
+//! |---|---|---|
+//! | `blob#<digest>` | `_` | [`BlobRecord`] |
+//! | `manifest#<digest>` | `_` | [`ManifestRecord`] |
+//! | `subject#<digest>` | `<manifest digest>` | [`ReferrerRecord`] |
+//! | `repo#<id>` | `_` | [`Repository`] (the commit point: `latest_version`, lease) |
+//! | `repo#<id>` | `v#<number>` | [`RepositoryVersion`] (visible when `number <= latest_version`) |
+//! | `repo-names` | `<name>` | repository id (unique names) |
+//! | `members#<id>` | `<content key>#<version_added>` | [`Membership`] |
+//! | `changes#<id>#<number>` | `a#<content key>` / `r#<content key>` | what version `number` added / removed |
+//! | `pending#<id>` | `<digest>` | a blob uploaded to the repository, not yet in a version |
+//! | `dists` | `<base path>` | [`Distribution`] |
+//! | `dist-names` | `<name>` | base path (unique names) |
+//! | `upload#<id>` | `_` | [`UploadSession`] |
+//!
+//! Numbers in sort keys are zero-padded to 10 digits so they sort numerically.
+//!
+//! ## Versions (DESIGN invariants 1 and 2)
+//!
+//! A writer takes the repository's lease (a conditional write of the repository item), cleans
+//! up whatever an earlier writer staged for the next version and never committed, stages
+//! membership rows and change-log rows for version N+1, and commits by one conditional write
+//! of the repository item setting `latest_version = N+1` and dropping the lease. Content X is
+//! in version N iff some membership row of X has `added <= N < removed`. Readers of version N
+//! never see rows staged for N+1, committed or not.
+
+mod model;
+mod versions;
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use model::*;
+pub use versions::{VersionWriter, WriteError};
+
+use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
+use crate::ports::{Cond, Query, Row, StoreError, Table};
+
+const PAGE: usize = 500;
+
+pub(crate) fn num(n: u64) -> String {
+    format!("{n:010}")
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+fn decode<T: DeserializeOwned>(row: &Row) -> Result<T, StoreError> {
+    Ok(serde_json::from_slice(&row.value)?)
+}
+
+/// Berth's metadata, over any table adapter. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    t: Arc<dyn Table>,
+}
+
+impl Store {
+    pub fn new(table: Arc<dyn Table>) -> Self {
+        Store { t: table }
+    }
+
+    pub fn table(&self) -> &Arc<dyn Table> {
+        &self.t
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<(u64, T)>, StoreError> {
+        match self.t.get(pk, sk).await? {
+            Some(row) => Ok(Some((row.rev, decode(&row)?))),
+            None => Ok(None),
+        }
+    }
+
+    // ---- content -------------------------------------------------------------------------
+
+    /// Records a blob whose bytes are stored and verified. Idempotent.
+    pub async fn put_blob(&self, rec: &BlobRecord) -> Result<(), StoreError> {
+        self.t
+            .put(
+                &format!("blob#{}", rec.digest),
+                "_",
+                encode(rec)?,
+                Cond::Any,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
+        Ok(self
+            .get_json(&format!("blob#{digest}"), "_")
+            .await?
+            .map(|(_, v)| v))
+    }
+
+    /// Records a manifest whose bytes are stored and verified, and its referrer entry when it
+    /// has a subject. Idempotent.
+    pub async fn put_manifest(&self, rec: &ManifestRecord) -> Result<(), StoreError> {
+        if let Some(subject) = &rec.parsed.subject {
+            let r = ReferrerRecord {
+                digest: rec.digest.clone(),
+                media_type: rec.parsed.media_type.clone(),
+                size: rec.size,
+                artifact_type: rec.parsed.artifact_type.clone(),
+                annotations: rec.parsed.annotations.clone(),
+            };
+            self.t
+                .put(
+                    &format!("subject#{}", subject.digest),
+                    rec.digest.as_str(),
+                    encode(&r)?,
+                    Cond::Any,
+                )
+                .await?;
+        }
+        self.t
+            .put(
+                &format!("manifest#{}", rec.digest),
+                "_",
+                encode(rec)?,
+                Cond::Any,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
+        Ok(self
+            .get_json(&format!("manifest#{digest}"), "_")
+            .await?
+            .map(|(_, v)| v))
+    }
+
+    /// Every manifest stored with `subject` as its subject, in any repository.
+    pub async fn referrers(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>, StoreError> {
+        let rows = self
+            .t
+            .query(&format!("subject#{subject}"), Query::prefix(""))
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    // ---- repositories ----------------------------------------------------------------------
+
+    /// Creates a repository with its empty version 0. `Conflict` when the name is taken.
+    pub async fn create_repository(&self, repo: &Repository) -> Result<(), StoreError> {
+        self.t
+            .put(
+                "repo-names",
+                repo.name.as_str(),
+                encode(&repo.id)?,
+                Cond::Absent,
+            )
+            .await?;
+        let v0 = RepositoryVersion {
+            repository: repo.id,
+            number: 0,
+            base_version: None,
+            content_summary: Default::default(),
+            created: repo.created,
+        };
+        let pk = format!("repo#{}", repo.id);
+        self.t
+            .put(&pk, &format!("v#{}", num(0)), encode(&v0)?, Cond::Any)
+            .await?;
+        self.t.put(&pk, "_", encode(repo)?, Cond::Absent).await?;
+        Ok(())
+    }
+
+    pub async fn repository(&self, id: Uuid) -> Result<Option<Repository>, StoreError> {
+        Ok(self.repository_rev(id).await?.map(|(_, r)| r))
+    }
+
+    pub(crate) async fn repository_rev(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(u64, Repository)>, StoreError> {
+        self.get_json(&format!("repo#{id}"), "_").await
+    }
+
+    pub async fn repository_by_name(&self, name: &str) -> Result<Option<Repository>, StoreError> {
+        match self.get_json::<Uuid>("repo-names", name).await? {
+            Some((_, id)) => self.repository(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A committed version (`None` for numbers above `latest_version`).
+    pub async fn version(
+        &self,
+        repo: &Repository,
+        number: u64,
+    ) -> Result<Option<RepositoryVersion>, StoreError> {
+        if number > repo.latest_version {
+            return Ok(None);
+        }
+        Ok(self
+            .get_json(&format!("repo#{}", repo.id), &format!("v#{}", num(number)))
+            .await?
+            .map(|(_, v)| v))
+    }
+
+    /// Committed versions, newest first.
+    pub async fn versions(&self, repo: &Repository) -> Result<Vec<RepositoryVersion>, StoreError> {
+        let rows = self
+            .t
+            .query(&format!("repo#{}", repo.id), Query::prefix("v#").reverse())
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let v: RepositoryVersion = decode(row)?;
+            if v.number <= repo.latest_version {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- membership -------------------------------------------------------------------------
+
+    async fn member_rows(
+        &self,
+        repo: Uuid,
+        key: &ContentKey,
+    ) -> Result<Vec<(Row, Membership)>, StoreError> {
+        let rows = self
+            .t
+            .query(
+                &format!("members#{repo}"),
+                Query::prefix(format!("{}#", key.encode())),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let m: Membership = decode(&r)?;
+                Ok((r, m))
+            })
+            .collect()
+    }
+
+    /// Whether `key` is in version `number` of the repository.
+    pub async fn contains(
+        &self,
+        repo: Uuid,
+        number: u64,
+        key: &ContentKey,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .member_rows(repo, key)
+            .await?
+            .iter()
+            .any(|(_, m)| m.in_version(number)))
+    }
+
+    /// The manifest `tag` points to in version `number`.
+    pub async fn tag(
+        &self,
+        repo: Uuid,
+        number: u64,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, StoreError> {
+        let rows = self
+            .t
+            .query(
+                &format!("members#{repo}"),
+                Query::prefix(format!("t#{tag}#")),
+            )
+            .await?;
+        for row in &rows {
+            let m: Membership = decode(row)?;
+            if m.in_version(number) {
+                if let Some(ContentKey::Tag { manifest, .. }) = key_of_member(&row.sk) {
+                    return Ok(Some(manifest));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Content of one type in version `number`, in key order, after `after` (an encoded key),
+    /// at most `limit`.
+    pub async fn content(
+        &self,
+        repo: Uuid,
+        number: u64,
+        ty: ContentType,
+        after: Option<&ContentKey>,
+        limit: usize,
+    ) -> Result<Vec<ContentKey>, StoreError> {
+        let pk = format!("members#{repo}");
+        let mut cursor = after.map(|k| format!("{}#\u{7f}", k.encode()));
+        let mut out = Vec::new();
+        loop {
+            let rows = self
+                .t
+                .query(
+                    &pk,
+                    Query::prefix(ty.prefix()).after(cursor.clone()).limit(PAGE),
+                )
+                .await?;
+            let n = rows.len();
+            for row in &rows {
+                let m: Membership = decode(row)?;
+                if m.in_version(number) {
+                    if let Some(k) = key_of_member(&row.sk) {
+                        out.push(k);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+            if n < PAGE {
+                return Ok(out);
+            }
+            cursor = rows.last().map(|r| r.sk.clone());
+        }
+    }
+
+    /// Tag names in version `number`, sorted, after `after`, at most `limit`.
+    pub async fn tags(
+        &self,
+        repo: Uuid,
+        number: u64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tag>, StoreError> {
+        let pk = format!("members#{repo}");
+        let mut cursor = after.map(|t| format!("t#{t}#\u{7f}"));
+        let mut out: Vec<Tag> = Vec::new();
+        loop {
+            let rows = self
+                .t
+                .query(&pk, Query::prefix("t#").after(cursor.clone()).limit(PAGE))
+                .await?;
+            let n = rows.len();
+            for row in &rows {
+                let m: Membership = decode(row)?;
+                if !m.in_version(number) {
+                    continue;
+                }
+                if let Some(ContentKey::Tag { name, .. }) = key_of_member(&row.sk) {
+                    if out.last() != Some(&name) {
+                        out.push(name);
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+            if n < PAGE {
+                return Ok(out);
+            }
+            cursor = rows.last().map(|r| r.sk.clone());
+        }
+    }
+
+    /// What version `number` added (`added = true`) or removed.
+    pub async fn changes(
+        &self,
+        repo: Uuid,
+        number: u64,
+        added: bool,
+    ) -> Result<Vec<ContentKey>, StoreError> {
+        let rows = self
+            .t
+            .query(
+                &format!("changes#{repo}#{}", num(number)),
+                Query::prefix(if added { "a#" } else { "r#" }),
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| ContentKey::decode(&r.sk[2..]))
+            .collect())
+    }
+
+    // ---- pending blobs ----------------------------------------------------------------------
+
+    /// Marks a blob as uploaded to (or mounted into) the repository, before any version
+    /// references it.
+    pub async fn add_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<(), StoreError> {
+        self.t
+            .put(
+                &format!("pending#{repo}"),
+                digest.as_str(),
+                b"{}".to_vec(),
+                Cond::Any,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn is_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .t
+            .get(&format!("pending#{repo}"), digest.as_str())
+            .await?
+            .is_some())
+    }
+
+    pub async fn remove_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<(), StoreError> {
+        self.t
+            .delete(&format!("pending#{repo}"), digest.as_str(), Cond::Any)
+            .await
+    }
+
+    // ---- distributions ----------------------------------------------------------------------
+
+    /// Creates a distribution. `Conflict` when its name or base path is taken.
+    pub async fn create_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
+        self.t
+            .put("dist-names", &d.name, encode(&d.base_path)?, Cond::Absent)
+            .await?;
+        if let Err(e) = self
+            .t
+            .put("dists", d.base_path.as_str(), encode(d)?, Cond::Absent)
+            .await
+        {
+            let _ = self.t.delete("dist-names", &d.name, Cond::Any).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub async fn distribution_by_base_path(
+        &self,
+        base_path: &RepoName,
+    ) -> Result<Option<Distribution>, StoreError> {
+        Ok(self
+            .get_json("dists", base_path.as_str())
+            .await?
+            .map(|(_, d)| d))
+    }
+
+    /// Distributions in base-path order after `after`, at most `limit`.
+    pub async fn distributions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Distribution>, StoreError> {
+        let rows = self
+            .t
+            .query(
+                "dists",
+                Query::prefix("")
+                    .after(after.map(str::to_owned))
+                    .limit(limit),
+            )
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    // ---- uploads ---------------------------------------------------------------------------
+
+    pub async fn create_upload(&self, u: &UploadSession) -> Result<(), StoreError> {
+        self.t
+            .put(&format!("upload#{}", u.id), "_", encode(u)?, Cond::Absent)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
+        Ok(self
+            .get_json(&format!("upload#{id}"), "_")
+            .await?
+            .map(|(_, u)| u))
+    }
+
+    pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {
+        self.t.delete(&format!("upload#{id}"), "_", Cond::Any).await
+    }
+}
+
+/// The content key of a membership row's sort key (`<key>#<version_added>`).
+fn key_of_member(sk: &str) -> Option<ContentKey> {
+    let (key, _) = sk.rsplit_once('#')?;
+    ContentKey::decode(key)
+}
