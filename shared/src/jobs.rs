@@ -156,9 +156,7 @@ impl LocalJobQueue {
                     item.last_error = Some(msg.clone());
                     if item.job.attempts >= MAX_ATTEMPTS {
                         tracing::error!(job = %item.job.id, kind = %item.job.kind, error = %msg, "job gave up");
-                        self.table
-                            .put(DEAD, &sk, serde_json::to_vec(&item)?, Cond::Any)
-                            .await?;
+                        self.table.put(DEAD, &sk, serde_json::to_vec(&item)?, Cond::Any).await?;
                         self.table.delete(PK, &sk, Cond::Rev(rev)).await?;
                     } else {
                         let backoff = 250i64 << item.job.attempts.min(8);
@@ -187,11 +185,7 @@ impl JobQueue for LocalJobQueue {
             enqueued_ms: now,
             last_error: None,
         };
-        match self
-            .table
-            .put(PK, &id, serde_json::to_vec(&item)?, Cond::Absent)
-            .await
-        {
+        match self.table.put(PK, &id, serde_json::to_vec(&item)?, Cond::Absent).await {
             Ok(_) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }

@@ -1,1 +1,680 @@
+//! The port suites: one per port, run against every adapter (DESIGN §6). The embedded
+//! adapters run on a fresh temporary directory per test.
+//!
+//! - table: conditional writes, queries, concurrency;
+//! - blob store: verified-before-visible (invariant 3), ranges, uploads, interrupted writes;
+//! - store over each table: atomic version commit (invariant 1), serialized writers
+//!   (invariant 2), unique names;
+//! - job queue: at-least-once delivery across a restart, dedupe, retries, and idempotent
+//!   version-making jobs (invariant 4).
 
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::{ContentKey, ContentType, Digest, Tag};
+use crate::jobs::LocalJobQueue;
+use crate::ports::{
+    BlobStore, ByteRange, ByteStream, Cond, Job, JobError, JobHandler, JobQueue, Query, StoreError, Table,
+};
+use crate::store::{Repository, RepositoryKind, Store, WriteError};
+
+pub fn stream(b: &[u8]) -> ByteStream {
+    let chunks: Vec<Result<Bytes, io::Error>> = b.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+pub fn failing_stream(b: &[u8]) -> ByteStream {
+    let mut chunks: Vec<Result<Bytes, io::Error>> = vec![Ok(Bytes::copy_from_slice(b))];
+    chunks.push(Err(io::Error::new(io::ErrorKind::ConnectionReset, "client went away")));
+    Box::pin(futures::stream::iter(chunks))
+}
+
+async fn read_all(s: &dyn BlobStore, d: &Digest, r: Option<ByteRange>) -> Vec<u8> {
+    let reader = s.open(d, r).await.expect("open");
+    crate::adapters::collect(reader.body).await.expect("read")
+}
+
+// ---- table -----------------------------------------------------------------------------------
+
+pub async fn table_suite(t: Arc<dyn Table>) {
+    // Given an empty table, When an item is written only-if-absent twice, Then the second fails
+    assert_eq!(t.get("p", "a").await.unwrap(), None);
+    assert_eq!(t.put("p", "a", b"1".to_vec(), Cond::Absent).await.unwrap(), 1);
+    assert!(matches!(
+        t.put("p", "a", b"2".to_vec(), Cond::Absent).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(t.get("p", "a").await.unwrap().unwrap().value, b"1");
+    // revisions guard updates
+    assert!(matches!(
+        t.put("p", "a", b"x".to_vec(), Cond::Rev(7)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(t.put("p", "a", b"2".to_vec(), Cond::Rev(1)).await.unwrap(), 2);
+    assert_eq!(t.put("p", "a", b"3".to_vec(), Cond::Any).await.unwrap(), 3);
+    assert!(matches!(
+        t.put("p", "zz", b"x".to_vec(), Cond::Rev(1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        t.delete("p", "a", Cond::Rev(1)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    t.delete("p", "a", Cond::Rev(3)).await.unwrap();
+    assert_eq!(t.get("p", "a").await.unwrap(), None);
+    t.delete("p", "a", Cond::Any).await.unwrap();
+
+    // queries: one partition, prefix, order, after, reverse, limit
+    for sk in ["t#b", "t#a", "t#c", "u#a", "s#z"] {
+        t.put("q", sk, sk.as_bytes().to_vec(), Cond::Any).await.unwrap();
+    }
+    t.put("q2", "t#0", b"other".to_vec(), Cond::Any).await.unwrap();
+    t.put("qq", "t#0", b"other".to_vec(), Cond::Any).await.unwrap();
+    let sks = |rows: Vec<crate::ports::Row>| rows.into_iter().map(|r| r.sk).collect::<Vec<_>>();
+    assert_eq!(
+        sks(t.query("q", Query::prefix("t#")).await.unwrap()),
+        ["t#a", "t#b", "t#c"]
+    );
+    assert_eq!(sks(t.query("q", Query::prefix("")).await.unwrap()).len(), 5);
+    assert_eq!(
+        sks(t
+            .query("q", Query::prefix("t#").after(Some("t#a".into())))
+            .await
+            .unwrap()),
+        ["t#b", "t#c"]
+    );
+    assert_eq!(
+        sks(t.query("q", Query::prefix("t#").reverse()).await.unwrap()),
+        ["t#c", "t#b", "t#a"]
+    );
+    assert_eq!(
+        sks(t
+            .query("q", Query::prefix("t#").reverse().after(Some("t#c".into())))
+            .await
+            .unwrap()),
+        ["t#b", "t#a"]
+    );
+    assert_eq!(
+        sks(t.query("q", Query::prefix("t#").limit(2)).await.unwrap()),
+        ["t#a", "t#b"]
+    );
+    assert_eq!(
+        sks(t.query("q", Query::prefix("t#").reverse().limit(1)).await.unwrap()),
+        ["t#c"]
+    );
+    assert!(t.query("none", Query::prefix("")).await.unwrap().is_empty());
+
+    // concurrency: N tasks increment one counter with compare-and-set; no update is lost
+    t.put("c", "n", b"0".to_vec(), Cond::Any).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                loop {
+                    let row = t.get("c", "n").await.unwrap().unwrap();
+                    let n: u64 = String::from_utf8(row.value).unwrap().parse().unwrap();
+                    match t
+                        .put("c", "n", (n + 1).to_string().into_bytes(), Cond::Rev(row.rev))
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(t.get("c", "n").await.unwrap().unwrap().value, b"80");
+}
+
+// ---- blob store ------------------------------------------------------------------------------
+
+pub async fn blob_suite(s: Arc<dyn BlobStore>) {
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let d = Digest::sha256_of(&data);
+
+    // verified before visible: a wrong digest stores nothing
+    let wrong = Digest::sha256_of(b"something else");
+    assert!(matches!(
+        s.put(&wrong, stream(&data)).await,
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    assert_eq!(s.stat(&wrong).await.unwrap(), None);
+    // an interrupted body stores nothing
+    assert!(matches!(
+        s.put(&d, failing_stream(&data[..10])).await,
+        Err(StoreError::Body(_))
+    ));
+    assert_eq!(s.stat(&d).await.unwrap(), None);
+    assert!(matches!(s.open(&d, None).await, Err(StoreError::NotFound)));
+
+    assert_eq!(s.put(&d, stream(&data)).await.unwrap(), data.len() as u64);
+    assert_eq!(s.stat(&d).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(read_all(&*s, &d, None).await, data);
+    // idempotent
+    assert_eq!(s.put(&d, stream(&data)).await.unwrap(), data.len() as u64);
+    // ranges
+    assert_eq!(
+        read_all(&*s, &d, Some(ByteRange { start: 10, end: 19 })).await,
+        &data[10..20]
+    );
+    let last = data.len() as u64 - 1;
+    assert_eq!(
+        read_all(&*s, &d, Some(ByteRange { start: last, end: last })).await,
+        &data[data.len() - 1..]
+    );
+    // sha512
+    let mut h = crate::domain::Hasher::new(crate::domain::Algorithm::Sha512);
+    h.update(b"five!");
+    let d512 = h.finish();
+    s.put(&d512, stream(b"five!")).await.unwrap();
+    assert_eq!(read_all(&*s, &d512, None).await, b"five!");
+    // an empty blob
+    let de = Digest::sha256_of(b"");
+    assert_eq!(s.put(&de, stream(b"")).await.unwrap(), 0);
+    assert_eq!(s.stat(&de).await.unwrap(), Some(0));
+
+    s.delete(&d).await.unwrap();
+    s.delete(&d).await.unwrap();
+    assert_eq!(s.stat(&d).await.unwrap(), None);
+
+    // uploads: chunked, in order
+    let id = uuid::Uuid::new_v4().to_string();
+    s.upload_create(&id).await.unwrap();
+    assert_eq!(s.upload_size(&id).await.unwrap(), 0);
+    assert_eq!(s.upload_append(&id, 0, stream(&data[..5000])).await.unwrap(), 5000);
+    assert!(matches!(
+        s.upload_append(&id, 0, stream(&data[..10])).await,
+        Err(StoreError::OutOfOrder { size: 5000 })
+    ));
+    assert!(matches!(
+        s.upload_append(&id, 9000, stream(&data[..10])).await,
+        Err(StoreError::OutOfOrder { size: 5000 })
+    ));
+    assert_eq!(
+        s.upload_append(&id, 5000, stream(&data[5000..])).await.unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(
+        s.stat(&d).await.unwrap(),
+        None,
+        "an upload is not a blob until committed"
+    );
+    assert_eq!(s.upload_commit(&id, &d).await.unwrap(), data.len() as u64);
+    assert_eq!(read_all(&*s, &d, None).await, data);
+    assert!(matches!(s.upload_size(&id).await, Err(StoreError::NotFound)));
+
+    // a mismatching commit discards the upload and publishes nothing
+    let id = uuid::Uuid::new_v4().to_string();
+    s.upload_create(&id).await.unwrap();
+    s.upload_append(&id, 0, stream(b"abc")).await.unwrap();
+    let d_abc = Digest::sha256_of(b"abc");
+    assert!(matches!(
+        s.upload_commit(&id, &wrong).await,
+        Err(StoreError::DigestMismatch { .. })
+    ));
+    assert_eq!(s.stat(&wrong).await.unwrap(), None);
+    assert_eq!(s.stat(&d_abc).await.unwrap(), None);
+
+    // an interrupted chunk: the upload reports what it holds and can be resumed or aborted
+    let id = uuid::Uuid::new_v4().to_string();
+    s.upload_create(&id).await.unwrap();
+    assert!(s.upload_append(&id, 0, failing_stream(b"abc")).await.is_err());
+    let size = s.upload_size(&id).await.unwrap();
+    assert!(size <= 3);
+    s.upload_append(&id, size, stream(&b"abc"[size as usize..]))
+        .await
+        .unwrap();
+    s.upload_commit(&id, &d_abc).await.unwrap();
+    assert_eq!(read_all(&*s, &d_abc, None).await, b"abc");
+
+    // sha512 through an upload
+    let id = uuid::Uuid::new_v4().to_string();
+    s.upload_create(&id).await.unwrap();
+    s.upload_append(&id, 0, stream(b"five!")).await.unwrap();
+    s.upload_commit(&id, &d512).await.unwrap();
+
+    // abort is idempotent; unknown uploads are not found
+    let id = uuid::Uuid::new_v4().to_string();
+    s.upload_create(&id).await.unwrap();
+    s.upload_abort(&id).await.unwrap();
+    s.upload_abort(&id).await.unwrap();
+    assert!(matches!(s.upload_size(&id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.upload_append(&id, 0, stream(b"x")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.upload_commit(&id, &d).await.is_err());
+}
+
+// ---- store: versions -------------------------------------------------------------------------
+
+fn blob(i: u32) -> ContentKey {
+    ContentKey::Blob(Digest::sha256_of(&i.to_le_bytes()))
+}
+
+fn tag(name: &str, i: u32) -> ContentKey {
+    ContentKey::Tag {
+        name: Tag::parse(name).unwrap(),
+        manifest: Digest::sha256_of(&i.to_le_bytes()),
+    }
+}
+
+const TTL: Duration = Duration::from_secs(30);
+
+pub async fn store_suite(t: Arc<dyn Table>) {
+    let store = Store::new(t);
+    let repo = Repository::new("suite/repo", RepositoryKind::Push);
+    store.create_repository(&repo).await.unwrap();
+    assert!(matches!(
+        store
+            .create_repository(&Repository::new("suite/repo", RepositoryKind::Push))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let id = repo.id;
+    assert_eq!(store.repository_by_name("suite/repo").await.unwrap().unwrap().id, id);
+    assert_eq!(store.versions(&repo).await.unwrap().len(), 1, "version 0 exists");
+
+    // version 1: three blobs and a tag
+    let mut w = store.begin_write(id, "w1", TTL, Duration::ZERO).await.unwrap();
+    for i in 0..3 {
+        assert!(w.add(blob(i)).await.unwrap());
+    }
+    assert!(!w.add(blob(0)).await.unwrap(), "adding twice is a no-op");
+    w.add(tag("latest", 1)).await.unwrap();
+    // invariant 1: nothing staged is visible before the commit (readers read the latest
+    // committed version)
+    let latest = store.repository(id).await.unwrap().unwrap().latest_version;
+    assert_eq!(latest, 0);
+    assert!(!store.contains(id, latest, &blob(0)).await.unwrap());
+    assert!(store
+        .version(&store.repository(id).await.unwrap().unwrap(), 1)
+        .await
+        .unwrap()
+        .is_none());
+    let v1 = w.commit(Some("op-1")).await.unwrap().unwrap();
+    assert_eq!(v1.number, 1);
+    assert_eq!(v1.content_summary.added[&ContentType::Blob], 3);
+    assert_eq!(v1.content_summary.present[&ContentType::Tag], 1);
+    let repo = store.repository(id).await.unwrap().unwrap();
+    assert_eq!(repo.latest_version, 1);
+    assert!(repo.lease.is_none());
+    assert!(repo.recent_ops.contains(&"op-1".to_string()));
+
+    // version 2: move the tag, remove a blob
+    let mut w = store.begin_write(id, "w2", TTL, Duration::ZERO).await.unwrap();
+    assert!(w.remove(tag("latest", 1)).await.unwrap());
+    w.add(tag("latest", 2)).await.unwrap();
+    assert!(w.remove(blob(1)).await.unwrap());
+    assert!(!w.remove(blob(99)).await.unwrap());
+    // readers of version 1 still see everything of version 1 while version 2 is staged
+    assert!(store.contains(id, 1, &blob(1)).await.unwrap());
+    assert_eq!(
+        store.tag(id, 1, &Tag::parse("latest").unwrap()).await.unwrap(),
+        Some(Digest::sha256_of(&1u32.to_le_bytes()))
+    );
+    let v2 = w.commit(None).await.unwrap().unwrap();
+    assert_eq!(v2.content_summary.removed[&ContentType::Blob], 1);
+    assert_eq!(v2.content_summary.present[&ContentType::Blob], 2);
+    assert_eq!(v2.content_summary.present[&ContentType::Tag], 1);
+    assert!(
+        store.contains(id, 1, &blob(1)).await.unwrap(),
+        "old versions are immutable"
+    );
+    assert!(!store.contains(id, 2, &blob(1)).await.unwrap());
+    assert_eq!(
+        store.tag(id, 2, &Tag::parse("latest").unwrap()).await.unwrap(),
+        Some(Digest::sha256_of(&2u32.to_le_bytes()))
+    );
+    assert_eq!(store.changes(id, 2, true).await.unwrap(), vec![tag("latest", 2)]);
+    assert_eq!(store.changes(id, 2, false).await.unwrap().len(), 2);
+    assert_eq!(
+        store.content(id, 2, ContentType::Blob, None, 10).await.unwrap().len(),
+        2
+    );
+    assert_eq!(store.content(id, 1, ContentType::Blob, None, 2).await.unwrap().len(), 2);
+
+    // a write that changes nothing makes no version
+    let mut w = store.begin_write(id, "w3", TTL, Duration::ZERO).await.unwrap();
+    w.add(blob(0)).await.unwrap();
+    assert!(w.commit(None).await.unwrap().is_none());
+    assert_eq!(store.repository(id).await.unwrap().unwrap().latest_version, 2);
+
+    // invariant 1 after a crash: a writer that staged and vanished leaves nothing visible,
+    // and the next writer cleans up and commits its own version 3
+    let mut w = store
+        .begin_write(id, "crashed", Duration::from_millis(50), Duration::ZERO)
+        .await
+        .unwrap();
+    w.add(blob(50)).await.unwrap();
+    w.remove(blob(0)).await.unwrap();
+    std::mem::forget(w); // no commit, no abort, no release: a crash
+    assert_eq!(store.repository(id).await.unwrap().unwrap().latest_version, 2);
+    assert!(store.contains(id, 2, &blob(0)).await.unwrap());
+    assert!(!store.contains(id, 2, &blob(50)).await.unwrap());
+    // invariant 2: the lease holds off other writers until it expires
+    assert!(matches!(
+        store.begin_write(id, "w4", TTL, Duration::ZERO).await,
+        Err(WriteError::Busy)
+    ));
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let mut w = store.begin_write(id, "w4", TTL, Duration::ZERO).await.unwrap();
+    w.add(blob(60)).await.unwrap();
+    let v3 = w.commit(None).await.unwrap().unwrap();
+    assert_eq!(v3.number, 3);
+    assert_eq!(v3.content_summary.added.get(&ContentType::Blob), Some(&1));
+    assert!(
+        v3.content_summary.removed.is_empty(),
+        "the crashed writer's removal was undone"
+    );
+    assert!(!store.contains(id, 3, &blob(50)).await.unwrap());
+    assert!(store.contains(id, 3, &blob(0)).await.unwrap());
+
+    // a writer whose lease was taken over cannot commit
+    let mut slow = store
+        .begin_write(id, "slow", Duration::from_millis(30), Duration::ZERO)
+        .await
+        .unwrap();
+    slow.add(blob(70)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fast = store.begin_write(id, "fast", TTL, Duration::ZERO).await.unwrap();
+    assert!(matches!(slow.commit(None).await, Err(WriteError::LeaseLost)));
+    fast.abort().await.unwrap();
+    assert!(!store.contains(id, 4, &blob(70)).await.unwrap());
+    assert_eq!(store.repository(id).await.unwrap().unwrap().latest_version, 3);
+
+    // serialized writers: concurrent writers each wait their turn; every one commits
+    let mut tasks = Vec::new();
+    for i in 0..6u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut w = store
+                .begin_write(id, &format!("c{i}"), TTL, Duration::from_secs(20))
+                .await
+                .unwrap();
+            w.add(blob(100 + i)).await.unwrap();
+            tokio::task::yield_now().await;
+            w.commit(None).await.unwrap().unwrap().number
+        }));
+    }
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, vec![4, 5, 6, 7, 8, 9]);
+    let repo = store.repository(id).await.unwrap().unwrap();
+    let v9 = store.version(&repo, 9).await.unwrap().unwrap();
+    assert_eq!(v9.content_summary.present[&ContentType::Blob], 3 + 6);
+    // versions are listed newest first, and only committed ones
+    let numbers: Vec<u64> = store.versions(&repo).await.unwrap().iter().map(|v| v.number).collect();
+    assert_eq!(numbers, (0..=9).rev().collect::<Vec<_>>());
+
+    // a dropped writer releases its lease
+    let w = store.begin_write(id, "dropped", TTL, Duration::ZERO).await.unwrap();
+    drop(w);
+    let w = store
+        .begin_write(id, "after-drop", TTL, Duration::from_secs(5))
+        .await
+        .unwrap();
+    w.abort().await.unwrap();
+
+    // tags paginate in name order
+    let mut w = store.begin_write(id, "tags", TTL, Duration::ZERO).await.unwrap();
+    for (i, n) in ["b", "a", "d", "c"].iter().enumerate() {
+        w.add(tag(n, i as u32)).await.unwrap();
+    }
+    w.commit(None).await.unwrap();
+    let latest = store.repository(id).await.unwrap().unwrap().latest_version;
+    let names = |v: Vec<Tag>| v.into_iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.tags(id, latest, None, 100).await.unwrap()),
+        ["a", "b", "c", "d", "latest"]
+    );
+    assert_eq!(names(store.tags(id, latest, Some("b"), 2).await.unwrap()), ["c", "d"]);
+}
+
+// ---- job queue -------------------------------------------------------------------------------
+
+/// A handler that commits a version adding one blob per job, idempotently: a job whose id the
+/// repository already remembers is done.
+struct VersionJob {
+    store: Store,
+    repo: uuid::Uuid,
+    runs: AtomicUsize,
+    fail_first: usize,
+}
+
+#[async_trait]
+impl JobHandler for VersionJob {
+    async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst);
+        let repo = self
+            .store
+            .repository(self.repo)
+            .await
+            .map_err(|e| JobError::Retry(e.to_string()))?;
+        if repo.is_some_and(|r| r.recent_ops.contains(&job.id)) {
+            return Ok(());
+        }
+        let mut w = self
+            .store
+            .begin_write(self.repo, &job.id, TTL, Duration::from_secs(5))
+            .await
+            .map_err(|e| JobError::Retry(e.to_string()))?;
+        let n = job.payload["blob"].as_u64().unwrap_or(0) as u32;
+        w.add(blob(n)).await.map_err(|e| JobError::Retry(e.to_string()))?;
+        if run < self.fail_first {
+            // fail after staging: nothing may become visible
+            w.abort().await.ok();
+            return Err(JobError::Retry("injected".into()));
+        }
+        w.commit(Some(&job.id))
+            .await
+            .map_err(|e| JobError::Retry(e.to_string()))?;
+        Ok(())
+    }
+}
+
+async fn drain(q: &LocalJobQueue, h: &dyn JobHandler) {
+    for _ in 0..100 {
+        if q.pending().await.unwrap() == 0 {
+            return;
+        }
+        if q.run_one(h).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("jobs did not drain");
+}
+
+/// `reopen` gives a table with the same contents, as after a restart.
+pub async fn job_suite(t: Arc<dyn Table>, reopen: impl Fn() -> Arc<dyn Table>) {
+    let store = Store::new(t.clone());
+    let repo = Repository::new("jobs/repo", RepositoryKind::Push);
+    store.create_repository(&repo).await.unwrap();
+    let q = LocalJobQueue::new(t.clone());
+    let job = |id: &str, n: u64| Job {
+        id: id.into(),
+        kind: "test".into(),
+        payload: serde_json::json!({ "blob": n }),
+        attempts: 0,
+    };
+    // dedupe: the same id twice while pending is one job
+    q.enqueue(job("j1", 1)).await.unwrap();
+    q.enqueue(job("j1", 1)).await.unwrap();
+    assert_eq!(q.pending().await.unwrap(), 1);
+    let h = VersionJob {
+        store: store.clone(),
+        repo: repo.id,
+        runs: AtomicUsize::new(0),
+        fail_first: 1,
+    };
+    drain(&q, &h).await;
+    assert_eq!(
+        h.runs.load(Ordering::SeqCst),
+        2,
+        "retried once after the injected failure"
+    );
+    let r = store.repository(repo.id).await.unwrap().unwrap();
+    assert_eq!(r.latest_version, 1, "one version, despite the failed first attempt");
+
+    // invariant 4: redelivery of a finished job makes no second version
+    q.enqueue(job("j1", 1)).await.unwrap();
+    drain(&q, &h).await;
+    assert_eq!(store.repository(repo.id).await.unwrap().unwrap().latest_version, 1);
+
+    // a job claimed by a process that died is delivered again after a restart
+    q.enqueue(job("j2", 2)).await.unwrap();
+    let rows = t.query("jobs", Query::prefix("")).await.unwrap();
+    let mut item: crate::jobs::JobItem = serde_json::from_slice(&rows[0].value).unwrap();
+    item.running = true; // claimed, then the process died
+    t.put(
+        "jobs",
+        &rows[0].sk,
+        serde_json::to_vec(&item).unwrap(),
+        Cond::Rev(rows[0].rev),
+    )
+    .await
+    .unwrap();
+    let t2 = reopen();
+    let q2 = LocalJobQueue::new(t2.clone());
+    let store2 = Store::new(t2);
+    let h2 = Arc::new(VersionJob {
+        store: store2.clone(),
+        repo: repo.id,
+        runs: AtomicUsize::new(0),
+        fail_first: 0,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = q2.start(h2.clone(), 2, stop_rx).await.unwrap();
+    for _ in 0..100 {
+        if q2.pending().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(q2.pending().await.unwrap(), 0);
+    assert_eq!(store2.repository(repo.id).await.unwrap().unwrap().latest_version, 2);
+    // workers pick up newly enqueued jobs by themselves
+    q2.enqueue(job("j3", 3)).await.unwrap();
+    for _ in 0..100 {
+        if store2.repository(repo.id).await.unwrap().unwrap().latest_version == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store2.repository(repo.id).await.unwrap().unwrap().latest_version, 3);
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    // a job that always fails ends in the dead-letter list
+    struct Never;
+    #[async_trait]
+    impl JobHandler for Never {
+        async fn handle(&self, _: &Job) -> Result<(), JobError> {
+            Err(JobError::Retry("always".into()))
+        }
+    }
+    let mut j = job("doomed", 0);
+    j.attempts = crate::jobs::MAX_ATTEMPTS - 1;
+    q2.enqueue(j).await.unwrap();
+    q2.run_one(&Never).await.unwrap();
+    assert_eq!(q2.pending().await.unwrap(), 0);
+    assert_eq!(q2.dead_jobs().await.unwrap().len(), 1);
+}
+
+// ---- the adapters ----------------------------------------------------------------------------
+
+mod memory {
+    use super::*;
+    use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
+
+    #[tokio::test]
+    async fn table() {
+        table_suite(Arc::new(MemoryTable::new())).await;
+    }
+    #[tokio::test]
+    async fn blobs() {
+        blob_suite(Arc::new(MemoryBlobStore::new())).await;
+    }
+    #[tokio::test]
+    async fn store() {
+        store_suite(Arc::new(MemoryTable::new())).await;
+    }
+    #[tokio::test]
+    async fn jobs() {
+        let t: Arc<dyn Table> = Arc::new(MemoryTable::new());
+        let same = t.clone();
+        job_suite(t, move || same.clone()).await;
+    }
+}
+
+#[cfg(feature = "local")]
+mod embedded {
+    use super::*;
+    use crate::adapters::fs::FsBlobStore;
+    use crate::adapters::redb_table::RedbTable;
+
+    fn table(dir: &tempfile::TempDir) -> Arc<dyn Table> {
+        Arc::new(RedbTable::open(&dir.path().join("t.redb")).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn table_() {
+        let dir = tempfile::tempdir().unwrap();
+        table_suite(table(&dir)).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        blob_suite(Arc::new(FsBlobStore::open(dir.path()).await.unwrap())).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store() {
+        let dir = tempfile::tempdir().unwrap();
+        store_suite(table(&dir)).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let t = RedbTable::open(&path).unwrap();
+        let t2 = t.clone(); // redb allows one open handle per file; a restart reopens the same database
+        job_suite(Arc::new(t), move || Arc::new(t2.clone())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let t = RedbTable::open(&path).unwrap();
+            t.put("p", "s", b"v".to_vec(), Cond::Absent).await.unwrap();
+        }
+        let t = RedbTable::open(&path).unwrap();
+        assert_eq!(t.get("p", "s").await.unwrap().unwrap().value, b"v");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unfinished_writes_are_cleared_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/partial"), b"half a layer").unwrap();
+        let _s = FsBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

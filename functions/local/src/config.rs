@@ -5,11 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "berth",
-    version,
-    about = "Berth: a container registry mirror and host"
-)]
+#[command(name = "berth", version, about = "Berth: a container registry mirror and host")]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:24817")]

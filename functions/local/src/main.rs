@@ -30,12 +30,7 @@ async fn run(cfg: config::Config) -> Result<(), String> {
     let data_dir = cfg.data_dir();
     let app = berth::app::App::embedded(&data_dir, Default::default())
         .await
-        .map_err(|e| {
-            format!(
-                "cannot open the data directory {}: {e:?}",
-                data_dir.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot open the data directory {}: {e:?}", data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;

@@ -44,10 +44,7 @@ fn io(e: std::io::Error) -> StoreError {
 }
 
 fn valid_upload_id(id: &str) -> Result<(), StoreError> {
-    if !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         Ok(())
     } else {
         Err(StoreError::NotFound)
@@ -134,21 +131,31 @@ impl FsBlobStore {
 }
 
 /// Writes `body` to `f`, feeding `hasher`; returns bytes written. On a body error, returns it.
-async fn pump(
-    f: &mut File,
-    mut body: ByteStream,
-    mut hasher: Option<&mut Hasher>,
-) -> Result<u64, StoreError> {
+async fn pump(f: &mut File, mut body: ByteStream, mut hasher: Option<&mut Hasher>) -> Result<u64, StoreError> {
+    // Whatever happens, what was written is flushed before this returns, so the file's
+    // length is the truth about the upload.
     let mut n = 0u64;
+    let mut result = Ok(());
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| StoreError::Body(Box::new(e)))?;
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                result = Err(StoreError::Body(Box::new(e)));
+                break;
+            }
+        };
         if let Some(h) = hasher.as_deref_mut() {
             h.update(&chunk);
         }
-        f.write_all(&chunk).await.map_err(io)?;
+        if let Err(e) = f.write_all(&chunk).await {
+            result = Err(io(e));
+            break;
+        }
         n += chunk.len() as u64;
     }
-    f.flush().await.map_err(io)?;
+    let flushed = f.flush().await.map_err(io);
+    result?;
+    flushed?;
     Ok(n)
 }
 
@@ -162,11 +169,7 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn open(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<BlobReader, StoreError> {
+    async fn open(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader, StoreError> {
         let mut f = File::open(self.blob_path(digest)).await.map_err(io)?;
         let size = f.metadata().await.map_err(io)?.len();
         let body: ByteStream = match range {
@@ -229,21 +232,12 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 
-    async fn upload_append(
-        &self,
-        id: &str,
-        offset: u64,
-        body: ByteStream,
-    ) -> Result<u64, StoreError> {
+    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64, StoreError> {
         valid_upload_id(id)?;
         let path = self.upload_path(id);
         let st = self.state(id)?;
         let mut st = st.lock().await;
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(io)?;
+        let mut f = OpenOptions::new().append(true).open(&path).await.map_err(io)?;
         let size = f.metadata().await.map_err(io)?.len();
         if size != offset {
             return Err(StoreError::OutOfOrder { size });
@@ -294,12 +288,7 @@ impl BlobStore for FsBlobStore {
                 actual: actual.to_string(),
             });
         }
-        File::open(&path)
-            .await
-            .map_err(io)?
-            .sync_all()
-            .await
-            .map_err(io)?;
+        File::open(&path).await.map_err(io)?.sync_all().await.map_err(io)?;
         self.publish(&path, digest).await?;
         drop(st);
         self.forget(id);

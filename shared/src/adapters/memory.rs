@@ -9,10 +9,7 @@ use bytes::Bytes;
 
 use super::collect;
 use crate::domain::Digest;
-use crate::ports::{
-    query_matches, BlobReader, BlobStore, ByteRange, ByteStream, Cond, Query, Row, StoreError,
-    Table,
-};
+use crate::ports::{query_matches, BlobReader, BlobStore, ByteRange, ByteStream, Cond, Query, Row, StoreError, Table};
 
 fn poisoned() -> StoreError {
     StoreError::other_msg("memory adapter lock poisoned")
@@ -46,13 +43,11 @@ fn check(cond: Cond, current: Option<u64>) -> Result<(), StoreError> {
 impl Table for MemoryTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
         let items = self.items.lock().map_err(|_| poisoned())?;
-        Ok(items
-            .get(&(pk.to_owned(), sk.to_owned()))
-            .map(|(rev, v)| Row {
-                sk: sk.to_owned(),
-                rev: *rev,
-                value: v.clone(),
-            }))
+        Ok(items.get(&(pk.to_owned(), sk.to_owned())).map(|(rev, v)| Row {
+            sk: sk.to_owned(),
+            rev: *rev,
+            value: v.clone(),
+        }))
     }
 
     async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError> {
@@ -124,11 +119,7 @@ impl BlobStore for MemoryBlobStore {
         Ok(blobs.get(digest).map(|b| b.len() as u64))
     }
 
-    async fn open(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<BlobReader, StoreError> {
+    async fn open(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader, StoreError> {
         let bytes = {
             let blobs = self.blobs.lock().map_err(|_| poisoned())?;
             blobs.get(digest).cloned().ok_or(StoreError::NotFound)?
@@ -180,28 +171,19 @@ impl BlobStore for MemoryBlobStore {
         Ok(())
     }
 
-    async fn upload_append(
-        &self,
-        id: &str,
-        offset: u64,
-        body: ByteStream,
-    ) -> Result<u64, StoreError> {
+    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64, StoreError> {
         {
             let uploads = self.uploads.lock().map_err(|_| poisoned())?;
             let cur = uploads.get(id).ok_or(StoreError::NotFound)?;
             if cur.len() as u64 != offset {
-                return Err(StoreError::OutOfOrder {
-                    size: cur.len() as u64,
-                });
+                return Err(StoreError::OutOfOrder { size: cur.len() as u64 });
             }
         }
         let bytes = collect(body).await?;
         let mut uploads = self.uploads.lock().map_err(|_| poisoned())?;
         let cur = uploads.get_mut(id).ok_or(StoreError::NotFound)?;
         if cur.len() as u64 != offset {
-            return Err(StoreError::OutOfOrder {
-                size: cur.len() as u64,
-            });
+            return Err(StoreError::OutOfOrder { size: cur.len() as u64 });
         }
         cur.extend_from_slice(&bytes);
         Ok(cur.len() as u64)
@@ -209,10 +191,7 @@ impl BlobStore for MemoryBlobStore {
 
     async fn upload_size(&self, id: &str) -> Result<u64, StoreError> {
         let uploads = self.uploads.lock().map_err(|_| poisoned())?;
-        uploads
-            .get(id)
-            .map(|b| b.len() as u64)
-            .ok_or(StoreError::NotFound)
+        uploads.get(id).map(|b| b.len() as u64).ok_or(StoreError::NotFound)
     }
 
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64, StoreError> {

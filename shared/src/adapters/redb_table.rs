@@ -24,9 +24,7 @@ fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
 
 fn split(raw: &[u8]) -> Result<(u64, Vec<u8>), StoreError> {
     if raw.len() < 8 {
-        return Err(StoreError::other_msg(
-            "corrupt item: shorter than its revision",
-        ));
+        return Err(StoreError::other_msg("corrupt item: shorter than its revision"));
     }
     let mut rev = [0u8; 8];
     rev.copy_from_slice(&raw[..8]);
@@ -38,9 +36,7 @@ fn check(cond: Cond, current: Option<u64>) -> Result<(), StoreError> {
         (Cond::Any, _) | (Cond::Absent, None) => Ok(()),
         (Cond::Absent, Some(_)) => Err(StoreError::Conflict("item exists".into())),
         (Cond::Rev(w), Some(h)) if w == h => Ok(()),
-        (Cond::Rev(w), h) => Err(StoreError::Conflict(format!(
-            "expected revision {w}, found {h:?}"
-        ))),
+        (Cond::Rev(w), h) => Err(StoreError::Conflict(format!("expected revision {w}, found {h:?}"))),
     }
 }
 
@@ -98,8 +94,7 @@ impl Table for RedbTable {
                 let mut buf = Vec::with_capacity(8 + value.len());
                 buf.extend_from_slice(&rev.to_le_bytes());
                 buf.extend_from_slice(&value);
-                t.insert((pk.as_str(), sk.as_str()), buf.as_slice())
-                    .map_err(err)?;
+                t.insert((pk.as_str(), sk.as_str()), buf.as_slice()).map_err(err)?;
                 rev
             };
             tx.commit().map_err(err)?;
@@ -142,9 +137,7 @@ impl Table for RedbTable {
         let range = t.range((pk, lo)..=(pk, hi)).map_err(err)?;
         let limit = q.limit.unwrap_or(usize::MAX);
         let mut rows = Vec::new();
-        let mut push = |k: redb::AccessGuard<(&str, &str)>,
-                        v: redb::AccessGuard<&[u8]>|
-         -> Result<bool, StoreError> {
+        let mut push = |k: redb::AccessGuard<(&str, &str)>, v: redb::AccessGuard<&[u8]>| -> Result<bool, StoreError> {
             let sk = k.value().1;
             if query_matches(&q, sk) {
                 let (rev, value) = split(v.value())?;

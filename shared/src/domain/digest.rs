@@ -47,11 +47,7 @@ impl Digest {
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            _ => {
-                return Err(bad(
-                    "unsupported algorithm (sha256 and sha512 are accepted)",
-                ))
-            }
+            _ => return Err(bad("unsupported algorithm (sha256 and sha512 are accepted)")),
         };
         if hex.len() != algorithm.hex_len() {
             return Err(bad("wrong length"));

@@ -59,10 +59,7 @@ pub struct ParsedManifest {
 impl ParsedManifest {
     /// Every blob the manifest references (config first).
     pub fn blob_digests(&self) -> impl Iterator<Item = &Digest> {
-        self.config
-            .iter()
-            .chain(self.layers.iter())
-            .map(|d| &d.digest)
+        self.config.iter().chain(self.layers.iter()).map(|d| &d.digest)
     }
 }
 
@@ -78,10 +75,7 @@ struct Probe {
 
 /// Parses and validates manifest bytes. `content_type` is the request's `Content-Type`, used
 /// when the manifest has no `mediaType` field; when both are present they must agree.
-pub fn parse_manifest(
-    bytes: &[u8],
-    content_type: Option<&str>,
-) -> Result<ParsedManifest, DomainError> {
+pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, DomainError> {
     let invalid = |m: String| DomainError::InvalidManifest(m);
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(invalid(format!(
@@ -89,8 +83,7 @@ pub fn parse_manifest(
             bytes.len()
         )));
     }
-    let probe: Probe =
-        serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a JSON manifest: {e}")))?;
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a JSON manifest: {e}")))?;
     let content_type = content_type.map(essence).filter(|c| !c.is_empty());
     let field = probe.media_type.as_deref().map(essence);
     let schema = probe.schema_version.as_ref().and_then(|v| v.as_u64());
@@ -106,9 +99,7 @@ pub fn parse_manifest(
     }
     let media_type = match (&field, &content_type) {
         (Some(f), Some(c)) if f != c && c != "application/json" => {
-            return Err(invalid(format!(
-                "mediaType {f} does not match Content-Type {c}"
-            )))
+            return Err(invalid(format!("mediaType {f} does not match Content-Type {c}")))
         }
         (Some(f), _) => f.clone(),
         (None, Some(c)) if c != "application/json" => c.clone(),
@@ -124,14 +115,11 @@ pub fn parse_manifest(
     };
     if media_type == media::OCI_ARTIFACT_MANIFEST {
         return Err(invalid(
-            "the OCI artifact manifest was withdrawn; use an image manifest with artifactType"
-                .into(),
+            "the OCI artifact manifest was withdrawn; use an image manifest with artifactType".into(),
         ));
     }
     if !media::SUPPORTED_MANIFESTS.contains(&media_type.as_str()) {
-        return Err(invalid(format!(
-            "unsupported manifest media type {media_type}"
-        )));
+        return Err(invalid(format!("unsupported manifest media type {media_type}")));
     }
     if media::is_index(&media_type) {
         parse_index(bytes, media_type)
@@ -141,8 +129,8 @@ pub fn parse_manifest(
 }
 
 fn descriptor(d: &oci_spec::image::Descriptor, what: &str) -> Result<DescriptorRef, DomainError> {
-    let digest = Digest::parse(d.digest().as_ref())
-        .map_err(|e| DomainError::InvalidManifest(format!("{what}: {e}")))?;
+    let digest =
+        Digest::parse(d.digest().as_ref()).map_err(|e| DomainError::InvalidManifest(format!("{what}: {e}")))?;
     let platform = d.platform().as_ref().map(|p| PlatformRef {
         os: p.os().to_string(),
         architecture: p.architecture().to_string(),
@@ -166,15 +154,10 @@ fn parse_image(bytes: &[u8], media_type: String) -> Result<ParsedManifest, Domai
         .enumerate()
         .map(|(i, l)| descriptor(l, &format!("layers[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let subject = m
-        .subject()
-        .as_ref()
-        .map(|s| descriptor(s, "subject"))
-        .transpose()?;
+    let subject = m.subject().as_ref().map(|s| descriptor(s, "subject")).transpose()?;
     let explicit_type = m.artifact_type().as_ref().map(|t| t.to_string());
     let config_type = config.media_type.clone();
-    let is_image_config =
-        config_type == media::OCI_IMAGE_CONFIG || config_type == media::DOCKER_CONFIG;
+    let is_image_config = config_type == media::OCI_IMAGE_CONFIG || config_type == media::DOCKER_CONFIG;
     let kind = if explicit_type.is_some() || !is_image_config {
         ManifestKind::Artifact
     } else {
@@ -188,29 +171,20 @@ fn parse_image(bytes: &[u8], media_type: String) -> Result<ParsedManifest, Domai
         layers,
         manifests: Vec::new(),
         subject,
-        annotations: m
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        annotations: m.annotations().clone().unwrap_or_default().into_iter().collect(),
     })
 }
 
 fn parse_index(bytes: &[u8], media_type: String) -> Result<ParsedManifest, DomainError> {
-    let ix: ImageIndex = serde_json::from_slice(bytes)
-        .map_err(|e| DomainError::InvalidManifest(format!("invalid index: {e}")))?;
+    let ix: ImageIndex =
+        serde_json::from_slice(bytes).map_err(|e| DomainError::InvalidManifest(format!("invalid index: {e}")))?;
     let manifests = ix
         .manifests()
         .iter()
         .enumerate()
         .map(|(i, d)| descriptor(d, &format!("manifests[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let subject = ix
-        .subject()
-        .as_ref()
-        .map(|s| descriptor(s, "subject"))
-        .transpose()?;
+    let subject = ix.subject().as_ref().map(|s| descriptor(s, "subject")).transpose()?;
     Ok(ParsedManifest {
         media_type,
         kind: ManifestKind::Index,
@@ -219,12 +193,7 @@ fn parse_index(bytes: &[u8], media_type: String) -> Result<ParsedManifest, Domai
         manifests,
         subject,
         artifact_type: ix.artifact_type().as_ref().map(|t| t.to_string()),
-        annotations: ix
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        annotations: ix.annotations().clone().unwrap_or_default().into_iter().collect(),
     })
 }
 
@@ -238,9 +207,7 @@ mod tests {
     }
 
     fn image(media_type: Option<&str>, config_type: &str) -> String {
-        let mt = media_type
-            .map(|m| format!(r#""mediaType":"{m}","#))
-            .unwrap_or_default();
+        let mt = media_type.map(|m| format!(r#""mediaType":"{m}","#)).unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{mt}"config":{{"mediaType":"{config_type}","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":5}}]}}"#,
             d("c"),
@@ -282,10 +249,7 @@ mod tests {
         );
         let m = parse_manifest(ix.as_bytes(), None).unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
-        assert_eq!(
-            m.manifests[0].platform.as_ref().unwrap().architecture,
-            "arm64"
-        );
+        assert_eq!(m.manifests[0].platform.as_ref().unwrap().architecture, "arm64");
         let art = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"application/x.sbom","config":{{"mediaType":"{}","digest":"{}","size":2}},"layers":[],"subject":{{"mediaType":"{}","digest":"{}","size":9}}}}"#,
             media::OCI_MANIFEST,
@@ -303,10 +267,7 @@ mod tests {
     #[test]
     fn refuses_schema1_and_nonsense() {
         let s1 = r#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#;
-        assert_eq!(
-            parse_manifest(s1.as_bytes(), None),
-            Err(DomainError::Schema1)
-        );
+        assert_eq!(parse_manifest(s1.as_bytes(), None), Err(DomainError::Schema1));
         assert_eq!(
             parse_manifest(
                 image(None, media::OCI_IMAGE_CONFIG).as_bytes(),
@@ -337,8 +298,7 @@ mod tests {
         )
         .is_err());
         // a bad digest inside
-        let bad = image(Some(media::OCI_MANIFEST), media::OCI_IMAGE_CONFIG)
-            .replace(&d("l"), "sha256:abc");
+        let bad = image(Some(media::OCI_MANIFEST), media::OCI_IMAGE_CONFIG).replace(&d("l"), "sha256:abc");
         assert!(parse_manifest(bad.as_bytes(), None).is_err());
         let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
         assert!(parse_manifest(&big, None).is_err());

@@ -25,12 +25,7 @@ pub fn is_schema1(media_type: &str) -> bool {
 
 /// The media type without parameters, lowercased, trimmed.
 pub fn essence(media_type: &str) -> String {
-    media_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// The media ranges a client accepts, from any number of `Accept` header values, each of

@@ -19,12 +19,7 @@ pub struct RepoName(String);
 
 impl RepoName {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
-        let bad = |why: &str| {
-            DomainError::InvalidName(format!(
-                "{:?}: {why}",
-                s.chars().take(80).collect::<String>()
-            ))
-        };
+        let bad = |why: &str| DomainError::InvalidName(format!("{:?}: {why}", s.chars().take(80).collect::<String>()));
         if s.is_empty() {
             return Err(bad("empty"));
         }
@@ -33,7 +28,9 @@ impl RepoName {
         }
         for component in s.split('/') {
             if !valid_component(component) {
-                return Err(bad("each path component must be lowercase letters and digits separated by '.', '_', '__' or '-'"));
+                return Err(bad(
+                    "each path component must be lowercase letters and digits separated by '.', '_', '__' or '-'",
+                ));
             }
         }
         Ok(RepoName(s.to_owned()))

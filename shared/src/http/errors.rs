@@ -76,55 +76,23 @@ impl From<RegistryError> for OciError {
         use StatusCode as S;
         let msg = e.to_string();
         let (status, code, detail) = match &e {
-            E::BlobUnknown(d) => (
-                S::NOT_FOUND,
-                C::BlobUnknown,
-                serde_json::json!({ "digest": d }),
-            ),
-            E::BlobUploadInvalid(_) => (
-                S::BAD_REQUEST,
-                C::BlobUploadInvalid,
-                serde_json::Value::Null,
-            ),
+            E::BlobUnknown(d) => (S::NOT_FOUND, C::BlobUnknown, serde_json::json!({ "digest": d })),
+            E::BlobUploadInvalid(_) => (S::BAD_REQUEST, C::BlobUploadInvalid, serde_json::Value::Null),
             E::BlobUploadUnknown => (S::NOT_FOUND, C::BlobUploadUnknown, serde_json::Value::Null),
             E::DigestInvalid(_) => (S::BAD_REQUEST, C::DigestInvalid, serde_json::Value::Null),
-            E::ManifestBlobUnknown(d) => (
-                S::NOT_FOUND,
-                C::ManifestBlobUnknown,
-                serde_json::json!({ "digest": d }),
-            ),
+            E::ManifestBlobUnknown(d) => (S::NOT_FOUND, C::ManifestBlobUnknown, serde_json::json!({ "digest": d })),
             E::ManifestInvalid(_) => (S::BAD_REQUEST, C::ManifestInvalid, serde_json::Value::Null),
             E::ManifestUnknown(_) => (S::NOT_FOUND, C::ManifestUnknown, serde_json::Value::Null),
             E::NameInvalid(_) => (S::BAD_REQUEST, C::NameInvalid, serde_json::Value::Null),
             E::NameUnknown(_) => (S::NOT_FOUND, C::NameUnknown, serde_json::Value::Null),
             E::Denied(_) => (S::FORBIDDEN, C::Denied, serde_json::Value::Null),
-            E::Unsupported(_) => (
-                S::METHOD_NOT_ALLOWED,
-                C::Unsupported,
-                serde_json::Value::Null,
-            ),
-            E::RangeNotSatisfiable { .. } => (
-                S::RANGE_NOT_SATISFIABLE,
-                C::RangeInvalid,
-                serde_json::Value::Null,
-            ),
-            E::UploadOutOfOrder { .. } => (
-                S::RANGE_NOT_SATISFIABLE,
-                C::BlobUploadInvalid,
-                serde_json::Value::Null,
-            ),
-            E::Busy => (
-                S::TOO_MANY_REQUESTS,
-                C::TooManyRequests,
-                serde_json::Value::Null,
-            ),
+            E::Unsupported(_) => (S::METHOD_NOT_ALLOWED, C::Unsupported, serde_json::Value::Null),
+            E::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, C::RangeInvalid, serde_json::Value::Null),
+            E::UploadOutOfOrder { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, serde_json::Value::Null),
+            E::Busy => (S::TOO_MANY_REQUESTS, C::TooManyRequests, serde_json::Value::Null),
             E::Internal(source) => {
                 tracing::error!(error = %e, source = ?source, "internal error");
-                (
-                    S::INTERNAL_SERVER_ERROR,
-                    C::Unknown,
-                    serde_json::Value::Null,
-                )
+                (S::INTERNAL_SERVER_ERROR, C::Unknown, serde_json::Value::Null)
             }
         };
         let mut err = OciError::new(status, code, msg).detail(detail);
@@ -140,9 +108,7 @@ impl From<RegistryError> for OciError {
                     err.headers.push((header::RANGE, v));
                 }
             }
-            E::Busy => err
-                .headers
-                .push((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            E::Busy => err.headers.push((header::RETRY_AFTER, HeaderValue::from_static("1"))),
             _ => {}
         }
         err
@@ -161,10 +127,7 @@ impl IntoResponse for OciError {
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[]}".to_vec());
         let mut resp = (self.status, json).into_response();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (k, v) in self.headers {
             h.insert(k, v);
         }

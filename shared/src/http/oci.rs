@@ -38,13 +38,11 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v2", any(v2))
         .route("/v2/", any(v2))
         .route("/v2/{*rest}", any(v2))
-        .layer(axum::middleware::map_response(
-            |mut r: Response| async move {
-                r.headers_mut()
-                    .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-                r
-            },
-        ))
+        .layer(axum::middleware::map_response(|mut r: Response| async move {
+            r.headers_mut()
+                .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            r
+        }))
         .with_state(OciState { registry })
 }
 
@@ -66,15 +64,11 @@ fn body_stream(body: Body) -> ByteStream {
 }
 
 fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
-    q.and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default()
+    q.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default()
 }
 
 fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 fn pagination(pairs: &[(String, String)]) -> Result<(Option<usize>, Option<String>), OciError> {
@@ -135,17 +129,12 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
     let m = &parts.method;
     let h = &parts.headers;
     match (route, m.clone()) {
-        (V2Path::Base, Method::GET | Method::HEAD) => {
-            Ok(json_response(json!({}), "application/json"))
-        }
+        (V2Path::Base, Method::GET | Method::HEAD) => Ok(json_response(json!({}), "application/json")),
         (V2Path::Catalog, Method::GET) => catalog(reg, &q).await,
         (V2Path::Tags(name), Method::GET) => tags(reg, &name, &q).await,
         (V2Path::Manifest(name, r), Method::GET | Method::HEAD) => {
-            let reference = Reference::parse(&r).map_err(|_| {
-                OciError::from(RegistryError::ManifestUnknown(format!(
-                    "invalid reference {r:?}"
-                )))
-            })?;
+            let reference = Reference::parse(&r)
+                .map_err(|_| OciError::from(RegistryError::ManifestUnknown(format!("invalid reference {r:?}"))))?;
             get_manifest(reg, &name, &reference, h, m == Method::HEAD).await
         }
         (V2Path::Manifest(name, r), Method::PUT) => {
@@ -156,14 +145,12 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
             put_manifest(reg, &name, &reference, h, body).await
         }
         (V2Path::Manifest(name, r), Method::DELETE) => {
-            let reference = Reference::parse(&r)
-                .map_err(|_| RegistryError::ManifestUnknown(format!("invalid reference {r:?}")))?;
+            let reference =
+                Reference::parse(&r).map_err(|_| RegistryError::ManifestUnknown(format!("invalid reference {r:?}")))?;
             reg.delete_manifest(&name, &reference).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
-        (V2Path::Blob(name, d), Method::GET | Method::HEAD) => {
-            get_blob(reg, &name, &d, h, m == Method::HEAD).await
-        }
+        (V2Path::Blob(name, d), Method::GET | Method::HEAD) => get_blob(reg, &name, &d, h, m == Method::HEAD).await,
         (V2Path::Blob(name, d), Method::DELETE) => {
             reg.delete_blob(&name, &d).await?;
             Ok(empty(StatusCode::ACCEPTED))
@@ -188,15 +175,12 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
                         .0,
                 ),
             };
-            let size = reg
-                .upload_chunk(&name, id, start, body_stream(body))
-                .await?;
+            let size = reg.upload_chunk(&name, id, start, body_stream(body)).await?;
             Ok(upload_progress(StatusCode::ACCEPTED, &name, id, size))
         }
         (V2Path::Upload(name, id), Method::PUT) => {
             let digest = required_digest(&q)?;
-            reg.finish_upload(&name, id, &digest, body_stream(body))
-                .await?;
+            reg.finish_upload(&name, id, &digest, body_stream(body)).await?;
             Ok(blob_created(&name, &digest))
         }
         (V2Path::Upload(name, id), Method::DELETE) => {
@@ -209,15 +193,13 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
 }
 
 fn required_digest(q: &[(String, String)]) -> Result<Digest, OciError> {
-    let d = param(q, "digest").ok_or_else(|| {
-        RegistryError::DigestInvalid("the digest query parameter is required".into())
-    })?;
+    let d = param(q, "digest")
+        .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required".into()))?;
     Ok(Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?)
 }
 
 fn link(path: &str, n: usize, last: &str) -> HeaderValue {
-    let q = serde_urlencoded::to_string([("n", n.to_string()), ("last", last.to_owned())])
-        .unwrap_or_default();
+    let q = serde_urlencoded::to_string([("n", n.to_string()), ("last", last.to_owned())]).unwrap_or_default();
     hv(&format!("<{path}?{q}>; rel=\"next\""))
 }
 
@@ -227,8 +209,7 @@ async fn catalog(reg: &Registry, q: &[(String, String)]) -> Answer {
     let names: Vec<&str> = page.repositories.iter().map(|r| r.as_str()).collect();
     let mut r = json_response(json!({ "repositories": names }), "application/json");
     if let (true, Some(n), Some(l)) = (page.more, n, names.last()) {
-        r.headers_mut()
-            .insert(header::LINK, link("/v2/_catalog", n, l));
+        r.headers_mut().insert(header::LINK, link("/v2/_catalog", n, l));
     }
     Ok(r)
 }
@@ -237,10 +218,7 @@ async fn tags(reg: &Registry, name: &RepoName, q: &[(String, String)]) -> Answer
     let (n, last) = pagination(q)?;
     let page = reg.tags(name, n, last.as_deref()).await?;
     let tags: Vec<&str> = page.tags.iter().map(|t| t.as_str()).collect();
-    let mut r = json_response(
-        json!({ "name": name.as_str(), "tags": tags }),
-        "application/json",
-    );
+    let mut r = json_response(json!({ "name": name.as_str(), "tags": tags }), "application/json");
     if let (true, Some(n), Some(l)) = (page.more, n, tags.last()) {
         r.headers_mut()
             .insert(header::LINK, link(&format!("/v2/{name}/tags/list"), n, l));
@@ -248,24 +226,10 @@ async fn tags(reg: &Registry, name: &RepoName, q: &[(String, String)]) -> Answer
     Ok(r)
 }
 
-async fn get_manifest(
-    reg: &Registry,
-    name: &RepoName,
-    reference: &Reference,
-    h: &HeaderMap,
-    head: bool,
-) -> Answer {
-    let accept = Accept::from_values(
-        h.get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
+async fn get_manifest(reg: &Registry, name: &RepoName, reference: &Reference, h: &HeaderMap, head: bool) -> Answer {
+    let accept = Accept::from_values(h.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()));
     let m = reg.manifest(name, reference, &accept).await?;
-    let mut r = Response::new(if head {
-        Body::empty()
-    } else {
-        Body::from(m.bytes)
-    });
+    let mut r = Response::new(if head { Body::empty() } else { Body::from(m.bytes) });
     let hs = r.headers_mut();
     hs.insert(header::CONTENT_TYPE, hv(&m.media_type));
     hs.insert(header::CONTENT_LENGTH, hv(&m.size.to_string()));
@@ -274,13 +238,7 @@ async fn get_manifest(
     Ok(r)
 }
 
-async fn put_manifest(
-    reg: &Registry,
-    name: &RepoName,
-    reference: &Reference,
-    h: &HeaderMap,
-    body: Body,
-) -> Answer {
+async fn put_manifest(reg: &Registry, name: &RepoName, reference: &Reference, h: &HeaderMap, body: Body) -> Answer {
     let too_big = || {
         OciError::from(RegistryError::ManifestInvalid(format!(
             "manifest larger than {MAX_MANIFEST_BYTES} bytes"
@@ -301,10 +259,7 @@ async fn put_manifest(
     let pushed = reg.put_manifest(name, reference, ct, bytes).await?;
     let mut r = empty(StatusCode::CREATED);
     let hs = r.headers_mut();
-    hs.insert(
-        header::LOCATION,
-        hv(&format!("/v2/{name}/manifests/{}", pushed.digest)),
-    );
+    hs.insert(header::LOCATION, hv(&format!("/v2/{name}/manifests/{}", pushed.digest)));
     hs.insert(CONTENT_DIGEST, hv(pushed.digest.as_str()));
     if let Some(s) = pushed.subject {
         hs.insert(OCI_SUBJECT, hv(s.as_str()));
@@ -312,13 +267,7 @@ async fn put_manifest(
     Ok(r)
 }
 
-async fn get_blob(
-    reg: &Registry,
-    name: &RepoName,
-    d: &Digest,
-    h: &HeaderMap,
-    head: bool,
-) -> Answer {
+async fn get_blob(reg: &Registry, name: &RepoName, d: &Digest, h: &HeaderMap, head: bool) -> Answer {
     if head {
         let size = reg.blob_size(name, d).await?;
         let mut r = Response::new(Body::empty());
@@ -332,17 +281,12 @@ async fn get_blob(
         hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         return Ok(r);
     }
-    let range_header = h
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let range_header = h.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = reg
-        .blob(name, d, |size| {
-            match parse_range(range_header.as_deref(), size) {
-                RangeAnswer::Full => Ok(None),
-                RangeAnswer::Partial(r) => Ok(Some(r)),
-                RangeAnswer::Unsatisfiable => Err(RegistryError::RangeNotSatisfiable { size }),
-            }
+        .blob(name, d, |size| match parse_range(range_header.as_deref(), size) {
+            RangeAnswer::Full => Ok(None),
+            RangeAnswer::Partial(r) => Ok(Some(r)),
+            RangeAnswer::Unsatisfiable => Err(RegistryError::RangeNotSatisfiable { size }),
         })
         .await?;
     match body {
@@ -390,21 +334,13 @@ fn blob_created(name: &RepoName, d: &Digest) -> Response {
 fn upload_progress(status: StatusCode, name: &RepoName, id: uuid::Uuid, size: u64) -> Response {
     let mut r = empty(status);
     let hs = r.headers_mut();
-    hs.insert(
-        header::LOCATION,
-        hv(&format!("/v2/{name}/blobs/uploads/{id}")),
-    );
+    hs.insert(header::LOCATION, hv(&format!("/v2/{name}/blobs/uploads/{id}")));
     hs.insert(header::RANGE, hv(&format!("0-{}", size.saturating_sub(1))));
     hs.insert(UPLOAD_UUID, hv(&id.to_string()));
     r
 }
 
-async fn start_upload(
-    reg: &Registry,
-    name: &RepoName,
-    q: &[(String, String)],
-    body: Body,
-) -> Answer {
+async fn start_upload(reg: &Registry, name: &RepoName, q: &[(String, String)], body: Body) -> Answer {
     let digest = match param(q, "digest") {
         Some(_) => Some(required_digest(q)?),
         None => None,
@@ -415,17 +351,12 @@ async fn start_upload(
             let d = Digest::parse(m).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
             let from = match param(q, "from") {
                 None => None,
-                Some(f) => Some(
-                    RepoName::parse(f).map_err(|e| RegistryError::NameInvalid(e.to_string()))?,
-                ),
+                Some(f) => Some(RepoName::parse(f).map_err(|e| RegistryError::NameInvalid(e.to_string()))?),
             };
             Some((d, from))
         }
     };
-    match reg
-        .start_upload(name, digest, mount, body_stream(body))
-        .await?
-    {
+    match reg.start_upload(name, digest, mount, body_stream(body)).await? {
         UploadStart::Created(d) => Ok(blob_created(name, &d)),
         UploadStart::Session(id) => Ok(upload_progress(StatusCode::ACCEPTED, name, id, 0)),
     }
@@ -452,10 +383,8 @@ async fn referrers(reg: &Registry, name: &RepoName, d: &Digest, q: &[(String, St
         OCI_INDEX,
     );
     if filter.is_some() {
-        r.headers_mut().insert(
-            OCI_FILTERS_APPLIED,
-            HeaderValue::from_static("artifactType"),
-        );
+        r.headers_mut()
+            .insert(OCI_FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
     }
     Ok(r)
 }

@@ -38,8 +38,7 @@ pub enum PathError {
 
 fn name(parts: &[&str]) -> Result<RepoName, PathError> {
     let joined = parts.join("/");
-    RepoName::parse(&joined)
-        .map_err(|e| PathError::Invalid(RegistryError::NameInvalid(e.to_string())))
+    RepoName::parse(&joined).map_err(|e| PathError::Invalid(RegistryError::NameInvalid(e.to_string())))
 }
 
 fn digest(s: &str) -> Result<Digest, PathError> {
@@ -61,18 +60,14 @@ pub fn parse(rest: &str) -> Result<V2Path, PathError> {
         return Ok(V2Path::Tags(name(&parts[..n - 2])?));
     }
     if n >= 3 && parts[n - 2] == "manifests" {
-        return Ok(V2Path::Manifest(
-            name(&parts[..n - 2])?,
-            parts[n - 1].to_owned(),
-        ));
+        return Ok(V2Path::Manifest(name(&parts[..n - 2])?, parts[n - 1].to_owned()));
     }
     if n >= 4 && parts[n - 3] == "blobs" && parts[n - 2] == "uploads" {
         let nm = name(&parts[..n - 3])?;
         if parts[n - 1].is_empty() {
             return Ok(V2Path::Uploads(nm));
         }
-        let id = Uuid::parse_str(parts[n - 1])
-            .map_err(|_| PathError::Invalid(RegistryError::BlobUploadUnknown))?;
+        let id = Uuid::parse_str(parts[n - 1]).map_err(|_| PathError::Invalid(RegistryError::BlobUploadUnknown))?;
         return Ok(V2Path::Upload(nm, id));
     }
     if n >= 3 && parts[n - 2] == "blobs" && parts[n - 1] == "uploads" {
@@ -82,10 +77,7 @@ pub fn parse(rest: &str) -> Result<V2Path, PathError> {
         return Ok(V2Path::Blob(name(&parts[..n - 2])?, digest(parts[n - 1])?));
     }
     if n >= 3 && parts[n - 2] == "referrers" {
-        return Ok(V2Path::Referrers(
-            name(&parts[..n - 2])?,
-            digest(parts[n - 1])?,
-        ));
+        return Ok(V2Path::Referrers(name(&parts[..n - 2])?, digest(parts[n - 1])?));
     }
     Err(PathError::NoRoute)
 }
@@ -110,10 +102,7 @@ mod tests {
             parse("library/alpine/manifests/3.19").unwrap(),
             V2Path::Manifest(n("library/alpine"), "3.19".into())
         );
-        assert_eq!(
-            parse(&format!("x/blobs/{d}")).unwrap(),
-            V2Path::Blob(n("x"), d.clone())
-        );
+        assert_eq!(parse(&format!("x/blobs/{d}")).unwrap(), V2Path::Blob(n("x"), d.clone()));
         assert_eq!(parse("x/blobs/uploads/").unwrap(), V2Path::Uploads(n("x")));
         assert_eq!(parse("x/blobs/uploads").unwrap(), V2Path::Uploads(n("x")));
         assert_eq!(
@@ -143,10 +132,7 @@ mod tests {
             "a//b/tags/list",
         ] {
             assert!(
-                matches!(
-                    parse(bad),
-                    Err(PathError::Invalid(RegistryError::NameInvalid(_)))
-                ),
+                matches!(parse(bad), Err(PathError::Invalid(RegistryError::NameInvalid(_)))),
                 "{bad}"
             );
         }
@@ -154,10 +140,7 @@ mod tests {
             parse("x/blobs/sha256:zz"),
             Err(PathError::Invalid(RegistryError::DigestInvalid(_)))
         ));
-        assert!(matches!(
-            parse("x/blobs/uploads/../../x"),
-            Err(PathError::Invalid(_))
-        ));
+        assert!(parse("x/blobs/uploads/../../x").is_err());
         assert!(matches!(
             parse("x/blobs/uploads/not-a-uuid"),
             Err(PathError::Invalid(RegistryError::BlobUploadUnknown))

@@ -85,16 +85,9 @@ mod tests {
             "bytes=-0",
             "bytes=-",
         ] {
-            assert_eq!(
-                parse_range(Some(bad), 10),
-                RangeAnswer::Unsatisfiable,
-                "{bad}"
-            );
+            assert_eq!(parse_range(Some(bad), 10), RangeAnswer::Unsatisfiable, "{bad}");
         }
-        assert_eq!(
-            parse_range(Some("bytes=0-0"), 0),
-            RangeAnswer::Unsatisfiable
-        );
+        assert_eq!(parse_range(Some("bytes=0-0"), 0), RangeAnswer::Unsatisfiable);
     }
 
     #[test]

@@ -52,11 +52,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams the blob, or the inclusive `range` of it (which the caller has checked against
     /// the size from `stat`).
-    async fn open(
-        &self,
-        digest: &Digest,
-        range: Option<ByteRange>,
-    ) -> Result<BlobReader, StoreError>;
+    async fn open(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobReader, StoreError>;
 
     /// Stores `body` under `digest`, hashing on the way. `DigestMismatch` stores nothing.
     async fn put(&self, digest: &Digest, body: ByteStream) -> Result<u64, StoreError>;
@@ -66,23 +62,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// A URL clients may fetch the blob from directly (S3 presigned GET), or `None` when this
     /// store serves bytes itself.
-    async fn redirect_url(
-        &self,
-        digest: &Digest,
-        ttl: Duration,
-    ) -> Result<Option<String>, StoreError>;
+    async fn redirect_url(&self, digest: &Digest, ttl: Duration) -> Result<Option<String>, StoreError>;
 
     /// Starts an empty upload under `id`.
     async fn upload_create(&self, id: &str) -> Result<(), StoreError>;
 
     /// Appends `body` at `offset`, which must equal the current size. Returns the new size.
     /// A body that fails midway leaves the upload at a size the next status call reports.
-    async fn upload_append(
-        &self,
-        id: &str,
-        offset: u64,
-        body: ByteStream,
-    ) -> Result<u64, StoreError>;
+    async fn upload_append(&self, id: &str, offset: u64, body: ByteStream) -> Result<u64, StoreError>;
 
     /// The upload's current size; `NotFound` for unknown ids.
     async fn upload_size(&self, id: &str) -> Result<u64, StoreError>;

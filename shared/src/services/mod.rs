@@ -5,6 +5,6 @@
 mod registry;
 
 pub use registry::{
-    BlobBody, CatalogPage, ManifestBody, PushedManifest, Referrer, Registry, RegistryConfig,
-    RegistryError, TagsPage, UploadStart,
+    BlobBody, CatalogPage, ManifestBody, PushedManifest, Referrer, Registry, RegistryConfig, RegistryError, TagsPage,
+    UploadStart,
 };

@@ -13,13 +13,12 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::domain::{
-    media::Accept, parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind,
-    Reference, RepoName, Tag,
+    media::Accept, parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind, Reference, RepoName, Tag,
 };
 use crate::ports::{BlobReader, BlobStore, ByteRange, ByteStream, StoreError};
 use crate::store::{
-    BlobRecord, Distribution, ManifestRecord, Repository, RepositoryKind, Store, UploadSession,
-    WriteError, INLINE_MANIFEST_MAX,
+    BlobRecord, Distribution, ManifestRecord, Repository, RepositoryKind, Store, UploadSession, WriteError,
+    INLINE_MANIFEST_MAX,
 };
 
 /// Errors with a meaning for clients; `http` maps each to its OCI code and status.
@@ -60,12 +59,10 @@ pub enum RegistryError {
 impl From<StoreError> for RegistryError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Body(e) => {
-                RegistryError::BlobUploadInvalid(format!("reading the request body failed: {e}"))
+            StoreError::Body(e) => RegistryError::BlobUploadInvalid(format!("reading the request body failed: {e}")),
+            StoreError::DigestMismatch { expected, actual } => {
+                RegistryError::DigestInvalid(format!("expected {expected}, content hashes to {actual}"))
             }
-            StoreError::DigestMismatch { expected, actual } => RegistryError::DigestInvalid(
-                format!("expected {expected}, content hashes to {actual}"),
-            ),
             StoreError::Throttled(_) => RegistryError::Busy,
             other => RegistryError::Internal(Box::new(other)),
         }
@@ -171,11 +168,7 @@ impl Registry {
 
     async fn target(&self, name: &RepoName) -> Result<Target> {
         let unknown = || RegistryError::NameUnknown(name.to_string());
-        let dist = self
-            .store
-            .distribution_by_base_path(name)
-            .await?
-            .ok_or_else(unknown)?;
+        let dist = self.store.distribution_by_base_path(name).await?.ok_or_else(unknown)?;
         let repo_id = dist.repository.ok_or_else(unknown)?;
         let repo = self.store.repository(repo_id).await?.ok_or_else(unknown)?;
         let version = dist.version.unwrap_or(repo.latest_version);
@@ -186,12 +179,7 @@ impl Registry {
 
     /// The manifest `reference` names. A tag pull whose `accept` excludes the stored media
     /// type is `ManifestUnknown`; a digest pull ignores `accept`.
-    pub async fn manifest(
-        &self,
-        name: &RepoName,
-        reference: &Reference,
-        accept: &Accept,
-    ) -> Result<ManifestBody> {
+    pub async fn manifest(&self, name: &RepoName, reference: &Reference, accept: &Accept) -> Result<ManifestBody> {
         let t = self.target(name).await?;
         let digest = match reference {
             Reference::Tag(tag) => self
@@ -205,16 +193,16 @@ impl Registry {
                     .contains(t.repo.id, t.version, &ContentKey::Manifest(d.clone()))
                     .await?
                 {
-                    return Err(RegistryError::ManifestUnknown(format!(
-                        "manifest {d} not found"
-                    )));
+                    return Err(RegistryError::ManifestUnknown(format!("manifest {d} not found")));
                 }
                 d.clone()
             }
         };
-        let rec = self.store.manifest(&digest).await?.ok_or_else(|| {
-            RegistryError::ManifestUnknown(format!("manifest {digest} not found"))
-        })?;
+        let rec = self
+            .store
+            .manifest(&digest)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(format!("manifest {digest} not found")))?;
         if matches!(reference, Reference::Tag(_)) && !accept.allows(&rec.parsed.media_type) {
             return Err(RegistryError::ManifestUnknown(format!(
                 "the manifest is {}, which the Accept header does not allow",
@@ -272,11 +260,7 @@ impl Registry {
         range: impl FnOnce(u64) -> Result<Option<ByteRange>>,
     ) -> Result<BlobBody> {
         let size = self.blob_size(name, digest).await?;
-        if let Some(url) = self
-            .blobs
-            .redirect_url(digest, self.cfg.redirect_ttl)
-            .await?
-        {
+        if let Some(url) = self.blobs.redirect_url(digest, self.cfg.redirect_ttl).await? {
             return Ok(BlobBody::Redirect(url));
         }
         let r = range(size)?;
@@ -287,12 +271,7 @@ impl Registry {
         }
     }
 
-    pub async fn tags(
-        &self,
-        name: &RepoName,
-        n: Option<usize>,
-        last: Option<&str>,
-    ) -> Result<TagsPage> {
+    pub async fn tags(&self, name: &RepoName, n: Option<usize>, last: Option<&str>) -> Result<TagsPage> {
         let t = self.target(name).await?;
         let limit = n.unwrap_or(usize::MAX - 1);
         let mut tags = self
@@ -310,10 +289,7 @@ impl Registry {
 
     pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<CatalogPage> {
         let limit = n.unwrap_or(10_000);
-        let mut dists = self
-            .store
-            .distributions(last, limit.saturating_add(1))
-            .await?;
+        let mut dists = self.store.distributions(last, limit.saturating_add(1)).await?;
         let more = dists.len() > limit;
         dists.truncate(limit);
         Ok(CatalogPage {
@@ -338,11 +314,7 @@ impl Registry {
             }
             if self
                 .store
-                .contains(
-                    t.repo.id,
-                    t.version,
-                    &ContentKey::Manifest(r.digest.clone()),
-                )
+                .contains(t.repo.id, t.version, &ContentKey::Manifest(r.digest.clone()))
                 .await?
             {
                 out.push(Referrer {
@@ -411,9 +383,9 @@ impl Registry {
                 dist.name
             )));
         }
-        let repo_id = dist.repository.ok_or_else(|| {
-            RegistryError::Denied(format!("distribution {} serves no repository", dist.name))
-        })?;
+        let repo_id = dist
+            .repository
+            .ok_or_else(|| RegistryError::Denied(format!("distribution {} serves no repository", dist.name)))?;
         let repo = self
             .store
             .repository(repo_id)
@@ -476,11 +448,7 @@ impl Registry {
     }
 
     async fn session(&self, name: &RepoName, id: Uuid) -> Result<(Repository, UploadSession)> {
-        let s = self
-            .store
-            .upload(id)
-            .await?
-            .ok_or(RegistryError::BlobUploadUnknown)?;
+        let s = self.store.upload(id).await?.ok_or(RegistryError::BlobUploadUnknown)?;
         let repo = self.push_target(name).await?;
         if s.repository != repo.id {
             return Err(RegistryError::BlobUploadUnknown);
@@ -500,13 +468,7 @@ impl Registry {
 
     /// Appends a chunk. `start` is the `Content-Range` start when the client sent one; it
     /// must equal the current size (`UploadOutOfOrder`, answered 416, otherwise).
-    pub async fn upload_chunk(
-        &self,
-        name: &RepoName,
-        id: Uuid,
-        start: Option<u64>,
-        body: ByteStream,
-    ) -> Result<u64> {
+    pub async fn upload_chunk(&self, name: &RepoName, id: Uuid, start: Option<u64>, body: ByteStream) -> Result<u64> {
         self.session(name, id).await?;
         let key = id.to_string();
         let size = match self.blobs.upload_size(&key).await {
@@ -517,22 +479,14 @@ impl Registry {
         let offset = start.unwrap_or(size);
         match self.blobs.upload_append(&key, offset, body).await {
             Ok(n) => Ok(n),
-            Err(StoreError::OutOfOrder { size }) => {
-                Err(RegistryError::UploadOutOfOrder { size, upload: id })
-            }
+            Err(StoreError::OutOfOrder { size }) => Err(RegistryError::UploadOutOfOrder { size, upload: id }),
             Err(StoreError::NotFound) => Err(RegistryError::BlobUploadUnknown),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Appends the last chunk (possibly empty), verifies `digest` and publishes the blob.
-    pub async fn finish_upload(
-        &self,
-        name: &RepoName,
-        id: Uuid,
-        digest: &Digest,
-        body: ByteStream,
-    ) -> Result<()> {
+    pub async fn finish_upload(&self, name: &RepoName, id: Uuid, digest: &Digest, body: ByteStream) -> Result<()> {
         let (repo, _) = self.session(name, id).await?;
         let key = id.to_string();
         let size = self.blobs.upload_size(&key).await.map_err(|e| match e {
@@ -541,9 +495,7 @@ impl Registry {
         })?;
         if let Err(e) = self.blobs.upload_append(&key, size, body).await {
             return Err(match e {
-                StoreError::OutOfOrder { size } => {
-                    RegistryError::UploadOutOfOrder { size, upload: id }
-                }
+                StoreError::OutOfOrder { size } => RegistryError::UploadOutOfOrder { size, upload: id },
                 e => e.into(),
             });
         }
@@ -603,8 +555,8 @@ impl Registry {
             .await?;
         // every referenced blob and child manifest must already be in the repository
         for d in parsed.blob_digests() {
-            let known = w.contains(&ContentKey::Blob(d.clone())).await?
-                || self.store.is_pending_blob(repo.id, d).await?;
+            let known =
+                w.contains(&ContentKey::Blob(d.clone())).await? || self.store.is_pending_blob(repo.id, d).await?;
             if !known || self.blobs.stat(d).await?.is_none() {
                 return Err(RegistryError::ManifestBlobUnknown(d.clone()));
             }
@@ -677,9 +629,11 @@ impl Registry {
         let base = w.base();
         match reference {
             Reference::Tag(tag) => {
-                let digest = self.store.tag(repo.id, base, tag).await?.ok_or_else(|| {
-                    RegistryError::ManifestUnknown(format!("tag {tag} not found"))
-                })?;
+                let digest = self
+                    .store
+                    .tag(repo.id, base, tag)
+                    .await?
+                    .ok_or_else(|| RegistryError::ManifestUnknown(format!("tag {tag} not found")))?;
                 w.remove(ContentKey::Tag {
                     name: tag.clone(),
                     manifest: digest,
@@ -688,9 +642,7 @@ impl Registry {
             }
             Reference::Digest(d) => {
                 if !w.remove(ContentKey::Manifest(d.clone())).await? {
-                    return Err(RegistryError::ManifestUnknown(format!(
-                        "manifest {d} not found"
-                    )));
+                    return Err(RegistryError::ManifestUnknown(format!("manifest {d} not found")));
                 }
                 for key in self
                     .store
@@ -739,11 +691,7 @@ impl Registry {
             self.store.remove_pending_blob(repo.id, digest).await?;
         }
         let key = ContentKey::Blob(digest.clone());
-        if !self
-            .store
-            .contains(repo.id, repo.latest_version, &key)
-            .await?
-        {
+        if !self.store.contains(repo.id, repo.latest_version, &key).await? {
             return if was_pending {
                 Ok(())
             } else {

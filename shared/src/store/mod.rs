@@ -74,11 +74,7 @@ impl Store {
         &self.t
     }
 
-    async fn get_json<T: DeserializeOwned>(
-        &self,
-        pk: &str,
-        sk: &str,
-    ) -> Result<Option<(u64, T)>, StoreError> {
+    async fn get_json<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> Result<Option<(u64, T)>, StoreError> {
         match self.t.get(pk, sk).await? {
             Some(row) => Ok(Some((row.rev, decode(&row)?))),
             None => Ok(None),
@@ -90,21 +86,13 @@ impl Store {
     /// Records a blob whose bytes are stored and verified. Idempotent.
     pub async fn put_blob(&self, rec: &BlobRecord) -> Result<(), StoreError> {
         self.t
-            .put(
-                &format!("blob#{}", rec.digest),
-                "_",
-                encode(rec)?,
-                Cond::Any,
-            )
+            .put(&format!("blob#{}", rec.digest), "_", encode(rec)?, Cond::Any)
             .await
             .map(|_| ())
     }
 
     pub async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
-        Ok(self
-            .get_json(&format!("blob#{digest}"), "_")
-            .await?
-            .map(|(_, v)| v))
+        Ok(self.get_json(&format!("blob#{digest}"), "_").await?.map(|(_, v)| v))
     }
 
     /// Records a manifest whose bytes are stored and verified, and its referrer entry when it
@@ -128,29 +116,18 @@ impl Store {
                 .await?;
         }
         self.t
-            .put(
-                &format!("manifest#{}", rec.digest),
-                "_",
-                encode(rec)?,
-                Cond::Any,
-            )
+            .put(&format!("manifest#{}", rec.digest), "_", encode(rec)?, Cond::Any)
             .await
             .map(|_| ())
     }
 
     pub async fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
-        Ok(self
-            .get_json(&format!("manifest#{digest}"), "_")
-            .await?
-            .map(|(_, v)| v))
+        Ok(self.get_json(&format!("manifest#{digest}"), "_").await?.map(|(_, v)| v))
     }
 
     /// Every manifest stored with `subject` as its subject, in any repository.
     pub async fn referrers(&self, subject: &Digest) -> Result<Vec<ReferrerRecord>, StoreError> {
-        let rows = self
-            .t
-            .query(&format!("subject#{subject}"), Query::prefix(""))
-            .await?;
+        let rows = self.t.query(&format!("subject#{subject}"), Query::prefix("")).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -159,12 +136,7 @@ impl Store {
     /// Creates a repository with its empty version 0. `Conflict` when the name is taken.
     pub async fn create_repository(&self, repo: &Repository) -> Result<(), StoreError> {
         self.t
-            .put(
-                "repo-names",
-                repo.name.as_str(),
-                encode(&repo.id)?,
-                Cond::Absent,
-            )
+            .put("repo-names", repo.name.as_str(), encode(&repo.id)?, Cond::Absent)
             .await?;
         let v0 = RepositoryVersion {
             repository: repo.id,
@@ -185,10 +157,7 @@ impl Store {
         Ok(self.repository_rev(id).await?.map(|(_, r)| r))
     }
 
-    pub(crate) async fn repository_rev(
-        &self,
-        id: Uuid,
-    ) -> Result<Option<(u64, Repository)>, StoreError> {
+    pub(crate) async fn repository_rev(&self, id: Uuid) -> Result<Option<(u64, Repository)>, StoreError> {
         self.get_json(&format!("repo#{id}"), "_").await
     }
 
@@ -200,11 +169,7 @@ impl Store {
     }
 
     /// A committed version (`None` for numbers above `latest_version`).
-    pub async fn version(
-        &self,
-        repo: &Repository,
-        number: u64,
-    ) -> Result<Option<RepositoryVersion>, StoreError> {
+    pub async fn version(&self, repo: &Repository, number: u64) -> Result<Option<RepositoryVersion>, StoreError> {
         if number > repo.latest_version {
             return Ok(None);
         }
@@ -232,17 +197,10 @@ impl Store {
 
     // ---- membership -------------------------------------------------------------------------
 
-    async fn member_rows(
-        &self,
-        repo: Uuid,
-        key: &ContentKey,
-    ) -> Result<Vec<(Row, Membership)>, StoreError> {
+    async fn member_rows(&self, repo: Uuid, key: &ContentKey) -> Result<Vec<(Row, Membership)>, StoreError> {
         let rows = self
             .t
-            .query(
-                &format!("members#{repo}"),
-                Query::prefix(format!("{}#", key.encode())),
-            )
+            .query(&format!("members#{repo}"), Query::prefix(format!("{}#", key.encode())))
             .await?;
         rows.into_iter()
             .map(|r| {
@@ -253,12 +211,7 @@ impl Store {
     }
 
     /// Whether `key` is in version `number` of the repository.
-    pub async fn contains(
-        &self,
-        repo: Uuid,
-        number: u64,
-        key: &ContentKey,
-    ) -> Result<bool, StoreError> {
+    pub async fn contains(&self, repo: Uuid, number: u64, key: &ContentKey) -> Result<bool, StoreError> {
         Ok(self
             .member_rows(repo, key)
             .await?
@@ -267,18 +220,10 @@ impl Store {
     }
 
     /// The manifest `tag` points to in version `number`.
-    pub async fn tag(
-        &self,
-        repo: Uuid,
-        number: u64,
-        tag: &Tag,
-    ) -> Result<Option<Digest>, StoreError> {
+    pub async fn tag(&self, repo: Uuid, number: u64, tag: &Tag) -> Result<Option<Digest>, StoreError> {
         let rows = self
             .t
-            .query(
-                &format!("members#{repo}"),
-                Query::prefix(format!("t#{tag}#")),
-            )
+            .query(&format!("members#{repo}"), Query::prefix(format!("t#{tag}#")))
             .await?;
         for row in &rows {
             let m: Membership = decode(row)?;
@@ -307,10 +252,7 @@ impl Store {
         loop {
             let rows = self
                 .t
-                .query(
-                    &pk,
-                    Query::prefix(ty.prefix()).after(cursor.clone()).limit(PAGE),
-                )
+                .query(&pk, Query::prefix(ty.prefix()).after(cursor.clone()).limit(PAGE))
                 .await?;
             let n = rows.len();
             for row in &rows {
@@ -370,12 +312,7 @@ impl Store {
     }
 
     /// What version `number` added (`added = true`) or removed.
-    pub async fn changes(
-        &self,
-        repo: Uuid,
-        number: u64,
-        added: bool,
-    ) -> Result<Vec<ContentKey>, StoreError> {
+    pub async fn changes(&self, repo: Uuid, number: u64, added: bool) -> Result<Vec<ContentKey>, StoreError> {
         let rows = self
             .t
             .query(
@@ -383,10 +320,7 @@ impl Store {
                 Query::prefix(if added { "a#" } else { "r#" }),
             )
             .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| ContentKey::decode(&r.sk[2..]))
-            .collect())
+        Ok(rows.iter().filter_map(|r| ContentKey::decode(&r.sk[2..])).collect())
     }
 
     // ---- pending blobs ----------------------------------------------------------------------
@@ -395,22 +329,13 @@ impl Store {
     /// references it.
     pub async fn add_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<(), StoreError> {
         self.t
-            .put(
-                &format!("pending#{repo}"),
-                digest.as_str(),
-                b"{}".to_vec(),
-                Cond::Any,
-            )
+            .put(&format!("pending#{repo}"), digest.as_str(), b"{}".to_vec(), Cond::Any)
             .await
             .map(|_| ())
     }
 
     pub async fn is_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<bool, StoreError> {
-        Ok(self
-            .t
-            .get(&format!("pending#{repo}"), digest.as_str())
-            .await?
-            .is_some())
+        Ok(self.t.get(&format!("pending#{repo}"), digest.as_str()).await?.is_some())
     }
 
     pub async fn remove_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<(), StoreError> {
@@ -437,30 +362,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn distribution_by_base_path(
-        &self,
-        base_path: &RepoName,
-    ) -> Result<Option<Distribution>, StoreError> {
-        Ok(self
-            .get_json("dists", base_path.as_str())
-            .await?
-            .map(|(_, d)| d))
+    pub async fn distribution_by_base_path(&self, base_path: &RepoName) -> Result<Option<Distribution>, StoreError> {
+        Ok(self.get_json("dists", base_path.as_str()).await?.map(|(_, d)| d))
     }
 
     /// Distributions in base-path order after `after`, at most `limit`.
-    pub async fn distributions(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Distribution>, StoreError> {
+    pub async fn distributions(&self, after: Option<&str>, limit: usize) -> Result<Vec<Distribution>, StoreError> {
         let rows = self
             .t
-            .query(
-                "dists",
-                Query::prefix("")
-                    .after(after.map(str::to_owned))
-                    .limit(limit),
-            )
+            .query("dists", Query::prefix("").after(after.map(str::to_owned)).limit(limit))
             .await?;
         rows.iter().map(decode).collect()
     }
@@ -475,10 +385,7 @@ impl Store {
     }
 
     pub async fn upload(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
-        Ok(self
-            .get_json(&format!("upload#{id}"), "_")
-            .await?
-            .map(|(_, u)| u))
+        Ok(self.get_json(&format!("upload#{id}"), "_").await?.map(|(_, u)| u))
     }
 
     pub async fn delete_upload(&self, id: Uuid) -> Result<(), StoreError> {

@@ -58,10 +58,7 @@ impl Store {
         let deadline = tokio::time::Instant::now() + wait;
         let mut backoff = Duration::from_millis(5);
         let (rev, repo) = loop {
-            let (rev, mut r) = self
-                .repository_rev(repo)
-                .await?
-                .ok_or(WriteError::NotFound)?;
+            let (rev, mut r) = self.repository_rev(repo).await?.ok_or(WriteError::NotFound)?;
             let held = r
                 .lease
                 .as_ref()
@@ -113,28 +110,19 @@ impl Store {
                     .delete(&members, &format!("{key}#{}", num(next)), Cond::Any)
                     .await?;
             } else {
-                let rows = self
-                    .t
-                    .query(&members, Query::prefix(format!("{key}#")))
-                    .await?;
+                let rows = self.t.query(&members, Query::prefix(format!("{key}#"))).await?;
                 for r in rows {
                     let mut m: Membership = decode(&r)?;
                     if m.removed == Some(next) {
                         m.removed = None;
-                        self.t
-                            .put(&members, &r.sk, encode(&m)?, Cond::Rev(r.rev))
-                            .await?;
+                        self.t.put(&members, &r.sk, encode(&m)?, Cond::Rev(r.rev)).await?;
                     }
                 }
             }
             self.t.delete(&changes, &row.sk, Cond::Any).await?;
         }
         self.t
-            .delete(
-                &format!("repo#{}", repo.id),
-                &format!("v#{}", num(next)),
-                Cond::Any,
-            )
+            .delete(&format!("repo#{}", repo.id), &format!("v#{}", num(next)), Cond::Any)
             .await
     }
 }
@@ -208,12 +196,7 @@ impl VersionWriter {
         // change log first, so a crash leaves a row the next writer can find and undo
         self.store
             .t
-            .put(
-                &self.changes(),
-                &format!("a#{enc}"),
-                b"{}".to_vec(),
-                Cond::Any,
-            )
+            .put(&self.changes(), &format!("a#{enc}"), b"{}".to_vec(), Cond::Any)
             .await?;
         let m = Membership {
             added: self.next(),
@@ -241,11 +224,7 @@ impl VersionWriter {
         if self.added.remove(&key) {
             self.store
                 .t
-                .delete(
-                    &self.members(),
-                    &format!("{enc}#{}", num(self.next())),
-                    Cond::Any,
-                )
+                .delete(&self.members(), &format!("{enc}#{}", num(self.next())), Cond::Any)
                 .await?;
             self.store
                 .t
@@ -268,12 +247,7 @@ impl VersionWriter {
         };
         self.store
             .t
-            .put(
-                &self.changes(),
-                &format!("r#{enc}"),
-                b"{}".to_vec(),
-                Cond::Any,
-            )
+            .put(&self.changes(), &format!("r#{enc}"), b"{}".to_vec(), Cond::Any)
             .await?;
         m.removed = Some(self.next());
         self.store
@@ -294,12 +268,7 @@ impl VersionWriter {
         match self
             .store
             .t
-            .put(
-                &format!("repo#{}", r.id),
-                "_",
-                encode(&r)?,
-                Cond::Rev(self.rev),
-            )
+            .put(&format!("repo#{}", r.id), "_", encode(&r)?, Cond::Rev(self.rev))
             .await
         {
             Ok(rev) => {
@@ -313,20 +282,13 @@ impl VersionWriter {
     }
 
     fn owner(&self) -> &str {
-        self.repo
-            .lease
-            .as_ref()
-            .map(|l| l.owner.as_str())
-            .unwrap_or("")
+        self.repo.lease.as_ref().map(|l| l.owner.as_str()).unwrap_or("")
     }
 
     /// Makes the staged changes visible as version N+1 with one conditional write, and lets
     /// go of the lease. Returns `None` (and creates no version) when nothing changed.
     /// `op` is remembered on the repository so a redelivered job can tell it is done.
-    pub async fn commit(
-        mut self,
-        op: Option<&str>,
-    ) -> Result<Option<RepositoryVersion>, WriteError> {
+    pub async fn commit(mut self, op: Option<&str>) -> Result<Option<RepositoryVersion>, WriteError> {
         self.done = true;
         let mut repo = self.repo.clone();
         repo.lease = None;
@@ -368,12 +330,7 @@ impl VersionWriter {
         match self
             .store
             .t
-            .put(
-                &format!("repo#{}", repo.id),
-                "_",
-                encode(&repo)?,
-                Cond::Rev(self.rev),
-            )
+            .put(&format!("repo#{}", repo.id), "_", encode(&repo)?, Cond::Rev(self.rev))
             .await
         {
             Ok(_) => Ok(version),
