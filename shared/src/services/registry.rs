@@ -592,8 +592,8 @@ impl Registry {
             })
             .await?;
         w.add(ContentKey::Manifest(digest.clone())).await?;
-        for d in blob_digests {
-            w.add(ContentKey::Blob(d)).await?;
+        for d in &blob_digests {
+            w.add(ContentKey::Blob(d.clone())).await?;
         }
         if let Reference::Tag(tag) = reference {
             if let Some(old) = self.store.tag(repo.id, w.base(), tag).await? {
@@ -613,6 +613,10 @@ impl Registry {
         }
         if let Some(v) = w.commit(None).await? {
             tracing::info!(repository = %repo.name, version = v.number, %digest, "pushed manifest");
+        }
+        // the blobs are content of the repository now; they no longer wait for a manifest
+        for d in &blob_digests {
+            self.store.remove_pending_blob(repo.id, d).await?;
         }
         Ok(PushedManifest { digest, subject })
     }
