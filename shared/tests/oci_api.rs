@@ -1,4 +1,5 @@
 //! Router tests for `/v2`, in process (`oneshot`), on the in-memory and embedded adapters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

@@ -15,10 +15,13 @@ fn poisoned() -> StoreError {
     StoreError::other_msg("memory adapter lock poisoned")
 }
 
+/// `(pk, sk)` → `(revision, value)`.
+type Items = BTreeMap<(String, String), (u64, Vec<u8>)>;
+
 /// The table port in memory.
 #[derive(Default)]
 pub struct MemoryTable {
-    items: Mutex<BTreeMap<(String, String), (u64, Vec<u8>)>>,
+    items: Mutex<Items>,
 }
 
 impl MemoryTable {
