@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# End-to-end test of Berth with real registry clients (skopeo, podman, buildah,
+# docker), run as root on Debian 12.  Loopback only, everything under a
+# `mktemp -d` folder, cleaned up on exit.  Builds nothing but the test images.
+#
+#   BERTH_BIN=/work/main/target/release/berth bash tests/e2e/clients.sh
+#
+# Needs: skopeo, podman, buildah, gcc (static glibc), curl, jq, sha256sum;
+# docker.io (dockerd + containerd) for the docker check (SKIPped if absent).
+# Prints `OK   name` / `FAIL name` / `SKIP name: reason` lines and ends with
+# `N passed, N failed`; exits non-zero if anything failed.
+set -uo pipefail
+
+BERTH_BIN=${BERTH_BIN:-/work/main/target/release/berth}
+DOCKERD=${DOCKERD:-dockerd}   # override (e.g. a missing path) to exercise the SKIP branch
+W=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+T0=$(date +%s%N)
+PASS=0; FAIL=0
+BERTH_PID=""; DOCKERD_PID=""
+
+ok()   { PASS=$((PASS+1)); echo "OK   $1"; }
+bad()  { FAIL=$((FAIL+1)); echo "FAIL $1"; [ -s "$W/why" ] && sed 's/^/       /' "$W/why" | tail -15; return 0; }
+skip() { echo "SKIP $1"; }
+exec 3>&1
+note() { echo "     $*" >&3; }                      # informational line, printed even from inside a check
+why()  { echo "-> $*" >>"$W/why"; : >"$W/failed"; return 1; }   # record a reason; the check fails
+# check NAME FUNC [ARGS...]: run FUNC (output kept in $W/why, shown on failure); it fails if
+# FUNC returns non-zero or called `why` anywhere
+check() {
+  local name=$1; shift; : >"$W/why"; rm -f "$W/failed"
+  if "$@" >>"$W/why" 2>&1 && [ ! -e "$W/failed" ]; then ok "$name"; else bad "$name"; fi
+}
+
+# --- cleanup ------------------------------------------------------------------
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+wait_gone() { local p=$1 n=$2; for _ in $(seq 1 "$n"); do alive "$p" || return 0; sleep 0.1; done; return 1; }
+stop_dockerd() {
+  alive "$DOCKERD_PID" || return 0
+  kill -TERM "$DOCKERD_PID" 2>/dev/null
+  wait_gone "$DOCKERD_PID" 200 || kill -KILL "$DOCKERD_PID" 2>/dev/null
+  wait "$DOCKERD_PID" 2>/dev/null
+  # dockerd's own containerd child normally exits with it; if it was orphaned, stop it by its pidfile
+  local cpid
+  for f in "$W"/d/exec/containerd/containerd.pid "$W"/d/exec/*/containerd.pid; do
+    [ -f "$f" ] || continue
+    cpid=$(cat "$f" 2>/dev/null)
+    if alive "$cpid" && grep -q "$W/d" "/proc/$cpid/cmdline" 2>/dev/null; then
+      kill -TERM "$cpid"; wait_gone "$cpid" 50 || kill -KILL "$cpid" 2>/dev/null
+    fi
+  done
+  DOCKERD_PID=""
+}
+umount_under() {  # unmount everything mounted below $1, deepest first
+  awk -v p="$1/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  done
+}
+cleanup() {
+  set +e
+  stop_dockerd
+  if alive "$BERTH_PID"; then kill -TERM "$BERTH_PID"; wait_gone "$BERTH_PID" 50 || kill -KILL "$BERTH_PID"; fi
+  if [ -d "$W/storage" ]; then   # isolated podman/buildah store: remove what we built or pulled
+    "${POD[@]}" rmi -a -f >/dev/null 2>&1
+    buildah "${STORE[@]}" rm -a >/dev/null 2>&1
+    buildah "${STORE[@]}" manifest rm localhost/e2e-multi:1 >/dev/null 2>&1
+    buildah "${STORE[@]}" rmi -a -f >/dev/null 2>&1
+  fi
+  umount_under "$W"
+  rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- environment: isolated client config and storage ----------------------------
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null && return
+  local p; while :; do p=$((20000 + RANDOM % 40000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
+}
+PORT=$(free_port)
+REG=127.0.0.1:$PORT
+URL=http://$REG
+
+# buildah builds in one store; podman pulls into another, so a pull cannot just re-tag
+# the locally built image (same config => same image ID, and its Digest is the local one)
+STORE=(--root "$W/storage" --runroot "$W/run" --storage-driver vfs)
+POD=(podman --root "$W/pstorage" --runroot "$W/prun" --storage-driver vfs --tmpdir "$W/podtmp" --events-backend none)
+mkdir -p "$W/storage" "$W/run" "$W/pstorage" "$W/prun" "$W/podtmp" "$W/tmp"
+export TMPDIR="$W/tmp"                                      # big layer temp files stay in $W too
+export REGISTRY_AUTH_FILE="$W/auth.json"; echo '{}' >"$REGISTRY_AUTH_FILE"
+export CONTAINERS_REGISTRIES_CONF="$W/registries.conf"
+printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" >"$CONTAINERS_REGISTRIES_CONF"
+export CONTAINERS_STORAGE_CONF="$W/storage.conf"
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' "$W/storage" "$W/run" >"$CONTAINERS_STORAGE_CONF"
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$W/policy.json"
+SKOPEO=(skopeo --policy "$W/policy.json")
+BUILDAH=(buildah "${STORE[@]}")
+
+OCI_INDEX=application/vnd.oci.image.index.v1+json
+V2S2=application/vnd.docker.distribution.manifest.v2+json
+V2S1=application/vnd.docker.distribution.manifest.v1+prettyjws
+
+sha() { sha256sum "$1" | awk '{print "sha256:"$1}'; }
+# fetch URL [curl args...]: writes $W/h (headers, lower-cased names, no CR) and $W/b (body); prints status
+fetch() { local u=$1; shift; curl -s -D "$W/h.raw" -o "$W/b" -w '%{http_code}' "$@" "$u"; tr -d '\r' <"$W/h.raw" | awk -F': ' 'BEGIN{OFS=": "} {$1=tolower($1); print}' >"$W/h"; }
+hdr() { awk -F': ' -v n="$1" '$1 == n {sub(/^[^:]*: /, ""); print}' "$W/h" | tail -1; }
+wait_v2() { for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 200 ] && return 0; alive "$BERTH_PID" || return 1; sleep 0.1; done; return 1; }
+start_berth() {
+  NO_COLOR=1 "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >>"$W/berth.log" 2>&1 &
+  BERTH_PID=$!
+  wait_v2
+}
+
+echo "berth: $BERTH_BIN on $REG, work dir $W"
+echo "clients: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), buildah $(buildah --version | awk '{print $3}')"
+[ -x "$BERTH_BIN" ] || { echo "FAIL berth binary not found: $BERTH_BIN"; echo "0 passed, 1 failed"; exit 1; }
+if start_berth; then ok "berth starts and answers GET /v2/"; else
+  bad "berth starts and answers GET /v2/"; tail -20 "$W/berth.log"; echo "$PASS passed, $FAIL failed"; exit 1
+fi
+
+# --- test images, built offline ---------------------------------------------------
+build_images() {
+  printf '#include <stdio.h>\nint main(void){puts("hello from berth e2e");return 0;}\n' >"$W/hello.c"
+  gcc -static -Os -s -o "$W/hello" "$W/hello.c" || why "gcc -static failed"
+  local a c
+  for a in amd64 arm64; do   # same file + --timestamp 0 => byte-identical (shared) layer
+    c=$("${BUILDAH[@]}" from -q scratch) &&
+    "${BUILDAH[@]}" copy -q "$c" "$W/hello" /hello >/dev/null &&
+    "${BUILDAH[@]}" config --arch "$a" --os linux --cmd '["/hello"]' "$c" &&
+    "${BUILDAH[@]}" commit -q --format oci --timestamp 0 "$c" "localhost/e2e-$a:1" >/dev/null &&
+    "${BUILDAH[@]}" rm "$c" >/dev/null || why "buildah build $a failed"
+  done
+  "${BUILDAH[@]}" manifest rm localhost/e2e-multi:1 >/dev/null 2>&1   # `rmi -f` does not remove lists
+  "${BUILDAH[@]}" manifest create localhost/e2e-multi:1 >/dev/null &&
+  "${BUILDAH[@]}" manifest add localhost/e2e-multi:1 containers-storage:localhost/e2e-amd64:1 >/dev/null &&
+  "${BUILDAH[@]}" manifest add localhost/e2e-multi:1 containers-storage:localhost/e2e-arm64:1 >/dev/null &&
+  "${BUILDAH[@]}" manifest push -q --all --format oci localhost/e2e-multi:1 "oci:$W/multi-src:1" || why "buildah manifest push failed"
+  # Docker schema 2 image of the same binary
+  c=$("${BUILDAH[@]}" from -q scratch) &&
+  "${BUILDAH[@]}" copy -q "$c" "$W/hello" /hello >/dev/null &&
+  "${BUILDAH[@]}" config --arch amd64 --os linux --cmd '["/hello"]' "$c" &&
+  "${BUILDAH[@]}" commit -q --format docker --timestamp 0 "$c" localhost/e2e-docker:1 >/dev/null &&
+  "${BUILDAH[@]}" rm "$c" >/dev/null &&
+  "${BUILDAH[@]}" push -q --format v2s2 localhost/e2e-docker:1 "dir:$W/docker-src" || why "docker-format image failed"
+  # sanity: the index has two children that share their layer; the dir: image is v2s2
+  local idx; idx=$(jq -r '.manifests[0].digest' "$W/multi-src/index.json")
+  jq -e --arg t "$OCI_INDEX" '.mediaType == $t and (.manifests | length) == 2' "$W/multi-src/blobs/sha256/${idx#sha256:}" >/dev/null ||
+    why "built index is not a 2-entry OCI index: $(cat "$W/multi-src/blobs/sha256/${idx#sha256:}")"
+  local l1 l2
+  l1=$(jq -r '.layers[0].digest' "$W/multi-src/blobs/sha256/$(jq -r '.manifests[0].digest' "$W/multi-src/blobs/sha256/${idx#sha256:}" | cut -d: -f2)")
+  l2=$(jq -r '.layers[0].digest' "$W/multi-src/blobs/sha256/$(jq -r '.manifests[1].digest' "$W/multi-src/blobs/sha256/${idx#sha256:}" | cut -d: -f2)")
+  [ "$l1" = "$l2" ] || why "amd64/arm64 layers differ ($l1 vs $l2)"
+  jq -e --arg t "$V2S2" '.mediaType == $t' "$W/docker-src/manifest.json" >/dev/null || why "docker image manifest is not v2s2"
+}
+check "build test images (static hello; buildah amd64+arm64 OCI index sharing a layer; v2s2 image)" build_images
+
+SRC_IDX=$(jq -r '.manifests[0].digest' "$W/multi-src/index.json" 2>/dev/null)
+SRC_KIDS=$(jq -r '.manifests[].digest' "$W/multi-src/blobs/sha256/${SRC_IDX#sha256:}" 2>/dev/null | paste -sd' ')
+ARM64_DIG=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$W/multi-src/blobs/sha256/${SRC_IDX#sha256:}" 2>/dev/null)
+DOCKER_DIG=$(sha "$W/docker-src/manifest.json" 2>/dev/null)
+note "index $SRC_IDX"
+note "  children $SRC_KIDS"
+note "v2s2 $DOCKER_DIG"
+
+# --- 1. multi-arch OCI index round trip ---------------------------------------------
+check_multi() {
+  "${SKOPEO[@]}" copy -q --all --preserve-digests --dest-tls-verify=false "oci:$W/multi-src:1" "docker://$REG/e2e/multi:1" || why "skopeo copy --all into berth failed"
+  "${SKOPEO[@]}" inspect --raw --tls-verify=false "docker://$REG/e2e/multi:1" >"$W/multi.raw" || why "skopeo inspect --raw failed"
+  local served; served=$(sha "$W/multi.raw")
+  [ "$served" = "$SRC_IDX" ] || why "index digest served by tag $served != pushed $SRC_IDX"
+  local kids; kids=$(jq -r '.manifests[].digest' "$W/multi.raw" | paste -sd' ')
+  [ "$kids" = "$SRC_KIDS" ] || why "children served [$kids] != pushed [$SRC_KIDS]"
+  [ "$(fetch "$URL/v2/e2e/multi/manifests/1" -H "Accept: $OCI_INDEX")" = 200 ] || why "GET index by tag: $(head -1 "$W/h")"
+  [ "$(hdr content-type)" = "$OCI_INDEX" ] || why "index Content-Type '$(hdr content-type)'"
+  [ "$(hdr docker-content-digest)" = "$SRC_IDX" ] || why "index Docker-Content-Digest '$(hdr docker-content-digest)'"
+  local k
+  for k in $SRC_KIDS; do
+    [ "$(fetch "$URL/v2/e2e/multi/manifests/$k" -H 'Accept: application/vnd.oci.image.manifest.v1+json')" = 200 ] || why "GET child $k: $(head -1 "$W/h")"
+    [ "$(sha "$W/b")" = "$k" ] || why "child $k served bytes hash to $(sha "$W/b")"
+  done
+  "${SKOPEO[@]}" copy -q --all --preserve-digests --src-tls-verify=false "docker://$REG/e2e/multi:1" "oci:$W/multi-back:1" || why "skopeo copy --all out of berth failed"
+  local back; back=$(jq -r '.manifests[0].digest' "$W/multi-back/index.json")
+  [ "$back" = "$SRC_IDX" ] || why "index digest after round trip $back != $SRC_IDX"
+  kids=$(jq -r '.manifests[].digest' "$W/multi-back/blobs/sha256/${back#sha256:}" | paste -sd' ')
+  [ "$kids" = "$SRC_KIDS" ] || why "children after round trip [$kids] != [$SRC_KIDS]"
+}
+check "1 skopeo copy --all OCI index in and out: index + both child digests unchanged" check_multi
+
+# --- 2. Docker schema 2 round trip --------------------------------------------------
+check_v2s2() {
+  "${SKOPEO[@]}" copy -q --format v2s2 --preserve-digests --dest-tls-verify=false "dir:$W/docker-src" "docker://$REG/e2e/docker:1" || why "skopeo copy v2s2 into berth failed"
+  [ "$(fetch "$URL/v2/e2e/docker/manifests/1" -H "Accept: $V2S2")" = 200 ] || why "GET by tag: $(head -1 "$W/h")"
+  [ "$(hdr content-type)" = "$V2S2" ] || why "Content-Type '$(hdr content-type)', want $V2S2"
+  [ "$(hdr docker-content-digest)" = "$DOCKER_DIG" ] || why "Docker-Content-Digest '$(hdr docker-content-digest)' != $DOCKER_DIG"
+  [ "$(sha "$W/b")" = "$DOCKER_DIG" ] || why "served bytes hash to $(sha "$W/b") != $DOCKER_DIG"
+  "${SKOPEO[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$REG/e2e/docker:1" "dir:$W/docker-back" || why "skopeo copy out of berth failed"
+  [ "$(sha "$W/docker-back/manifest.json")" = "$DOCKER_DIG" ] || why "digest after round trip $(sha "$W/docker-back/manifest.json") != $DOCKER_DIG"
+  jq -e --arg t "$V2S2" '.mediaType == $t' "$W/docker-back/manifest.json" >/dev/null || why "round-tripped manifest is not v2s2"
+}
+check "2 skopeo copy --format v2s2 in and out: digest unchanged, served as $V2S2" check_v2s2
+
+# --- 3. podman pulls (isolated vfs store) ---------------------------------------------
+pod_inspect() { "${POD[@]}" image inspect --format "$1" "$2"; }
+check_pod_tag() {
+  "${POD[@]}" pull -q --tls-verify=false "$REG/e2e/docker:1" >/dev/null || why "podman pull by tag failed"
+  local d; d=$(pod_inspect '{{.Digest}}' "$REG/e2e/docker:1")
+  [ "$d" = "$DOCKER_DIG" ] || why "pulled image digest $d != $DOCKER_DIG"
+}
+check_pod_digest() {
+  "${POD[@]}" pull -q --tls-verify=false "$REG/e2e/docker@$DOCKER_DIG" >/dev/null || why "podman pull by digest failed"
+  pod_inspect '{{.RepoDigests}}' "$REG/e2e/docker@$DOCKER_DIG" | grep -q "$DOCKER_DIG" || why "RepoDigests lack $DOCKER_DIG"
+}
+check_pod_arch() {
+  "${POD[@]}" pull -q --tls-verify=false --arch arm64 "$REG/e2e/multi:1" >/dev/null || why "podman pull --arch arm64 failed"
+  local arch; arch=$(pod_inspect '{{.Architecture}}' "$REG/e2e/multi:1")
+  [ "$arch" = arm64 ] || why "pulled architecture '$arch', want arm64"
+  pod_inspect '{{.RepoDigests}}' "$REG/e2e/multi:1" | grep -q "$ARM64_DIG" || why "RepoDigests $(pod_inspect '{{.RepoDigests}}' "$REG/e2e/multi:1") lack arm64 child $ARM64_DIG"
+}
+check "3a podman pull by tag" check_pod_tag
+check "3b podman pull by digest" check_pod_digest
+check "3c podman pull --arch arm64 from the index gets the arm64 child" check_pod_arch
+
+# --- 4. docker pull / tag / push through a private dockerd -------------------------------
+DOCKER_REASON=""
+start_dockerd() {
+  command -v "$DOCKERD" >/dev/null || { DOCKER_REASON="dockerd not installed ($DOCKERD)"; return 1; }
+  command -v docker >/dev/null || { DOCKER_REASON="docker CLI not installed"; return 1; }
+  mkdir -p "$W/d" "$W/dc"
+  export DOCKER_HOST="unix://$W/d/docker.sock" DOCKER_CONFIG="$W/dc"
+  "$DOCKERD" --host "unix://$W/d/docker.sock" --data-root "$W/d/root" --exec-root "$W/d/exec" --pidfile "$W/d/dockerd.pid" \
+    --bridge none --iptables=false --ip6tables=false --ip-masq=false >"$W/d/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for _ in $(seq 1 200); do
+    docker version >/dev/null 2>&1 && return 0
+    alive "$DOCKERD_PID" || break
+    sleep 0.1
+  done
+  DOCKER_REASON="dockerd did not come up: $(grep -iE 'level=(error|fatal)|failed' "$W/d/dockerd.log" | tail -1 | cut -c1-200)"
+  stop_dockerd; return 1
+}
+check_docker_pull() {
+  docker pull -q "$REG/e2e/docker:1" || why "docker pull failed"
+  local rd; rd=$(docker image inspect --format '{{join .RepoDigests " "}}' "$REG/e2e/docker:1")
+  [[ " $rd " == *" $REG/e2e/docker@$DOCKER_DIG "* ]] || why "RepoDigests '$rd' lack $DOCKER_DIG"
+}
+check_docker_push() {
+  docker tag "$REG/e2e/docker:1" "$REG/e2e/docker-pushed:1" || why "docker tag failed"
+  docker push "$REG/e2e/docker-pushed:1" >"$W/push.out" 2>&1 || { cat "$W/push.out"; why "docker push failed"; }
+  local pd; pd=$(grep -o 'digest: sha256:[0-9a-f]\{64\}' "$W/push.out" | awk '{print $2}')
+  [ -n "$pd" ] || { cat "$W/push.out"; why "no digest in docker push output"; }
+  [ "$(fetch "$URL/v2/e2e/docker-pushed/manifests/1" -H "Accept: $V2S2")" = 200 ] || why "GET pushed manifest: $(head -1 "$W/h")"
+  [ "$(hdr content-type)" = "$V2S2" ] || why "Content-Type '$(hdr content-type)'"
+  [ "$(hdr docker-content-digest)" = "$pd" ] || why "Docker-Content-Digest '$(hdr docker-content-digest)' != pushed $pd"
+  [ "$(sha "$W/b")" = "$pd" ] || why "served bytes hash to $(sha "$W/b") != $pd"
+  note "docker push digest $pd (source image $DOCKER_DIG)"
+}
+if start_dockerd; then
+  note "dockerd $(docker version --format '{{.Server.Version}}' 2>/dev/null) on $DOCKER_HOST (pid $DOCKERD_PID)"
+  check "4a docker pull $REG/e2e/docker:1" check_docker_pull
+  check "4b docker tag + push to e2e/docker-pushed:1, manifest served by berth" check_docker_push
+  docker rmi -f "$REG/e2e/docker:1" "$REG/e2e/docker-pushed:1" >/dev/null 2>&1
+  stop_dockerd
+  unset DOCKER_HOST DOCKER_CONFIG
+  umount_under "$W/d"
+else
+  skip "docker: $DOCKER_REASON"
+fi
+
+# --- 5. schema1-only Accept --------------------------------------------------------------
+check_schema1() {
+  local c
+  c=$(fetch "$URL/v2/e2e/docker/manifests/1" -H "Accept: $V2S1")
+  [ "$c" = 404 ] || why "GET by tag with schema1-only Accept: status $c, want 404 (body: $(head -c 300 "$W/b"))"
+  jq -e '[.errors[]?.code] | index("MANIFEST_UNKNOWN") != null' "$W/b" >/dev/null 2>&1 || why "404 body lacks MANIFEST_UNKNOWN: $(head -c 300 "$W/b")"
+  c=$(fetch "$URL/v2/e2e/docker/manifests/$DOCKER_DIG" -H "Accept: $V2S1")
+  [ "$c" = 200 ] || why "GET by digest with schema1-only Accept: status $c, want 200 (body: $(head -c 300 "$W/b"))"
+  [ "$(sha "$W/b")" = "$DOCKER_DIG" ] || why "by-digest body hashes to $(sha "$W/b")"
+}
+check "5 schema1-only Accept: tag -> 404 MANIFEST_UNKNOWN, digest -> 200" check_schema1
+
+# --- 6. tag list pagination -----------------------------------------------------------------
+check_tags() {
+  local t
+  for t in a b c d e; do
+    "${SKOPEO[@]}" copy -q --preserve-digests --dest-tls-verify=false "dir:$W/docker-src" "docker://$REG/e2e/tags:$t" || why "push tag $t failed"
+  done
+  local c; c=$(fetch "$URL/v2/e2e/tags/tags/list?n=2")
+  [ "$c" = 200 ] || why "GET tags/list?n=2: status $c"
+  local got; got=$(jq -r '.tags | join(",")' "$W/b")
+  [ "$got" = "a,b" ] || why "first page tags '$got', want a,b (body $(cat "$W/b"))"
+  [ "$(jq -r .name "$W/b")" = e2e/tags ] || why "name '$(jq -r .name "$W/b")'"
+  local link; link=$(hdr link)
+  [ "$link" = '</v2/e2e/tags/tags/list?n=2&last=b>; rel="next"' ] || why "Link header '$link'"
+  local all=$got next pages=1
+  while next=$(hdr link | sed -n 's/^<\([^>]*\)>; *rel="next".*$/\1/p'); [ -n "$next" ]; do
+    pages=$((pages+1)); [ $pages -le 10 ] || { why "more than 10 pages"; break; }
+    c=$(fetch "$URL$next"); [ "$c" = 200 ] || why "GET $next: status $c"
+    got=$(jq -r '.tags | join(",")' "$W/b"); [ -n "$got" ] && all="$all,$got"
+  done
+  [ "$all" = "a,b,c,d,e" ] || why "following Link gave '$all' in $pages pages, want a,b,c,d,e"
+  [ "$(fetch "$URL/v2/e2e/tags/tags/list")" = 200 ] && [ "$(jq -r '.tags | join(",")' "$W/b")" = "a,b,c,d,e" ] || why "unpaginated list '$(cat "$W/b")'"
+}
+check "6 tags/list?n=2 paginates with Link rel=next; following it yields a..e in order" check_tags
+
+# --- 7. TLS probe refused at once ----------------------------------------------------------
+check_tls() {
+  local t1 t2 rc ms
+  t1=$(date +%s%N)
+  curl -sk --max-time 5 "https://$REG/v2/" -o /dev/null; rc=$?
+  t2=$(date +%s%N); ms=$(( (t2 - t1) / 1000000 ))
+  note "https probe: curl exit $rc after ${ms} ms"
+  [ "$rc" != 0 ] || why "TLS request succeeded?"
+  [ "$ms" -lt 1000 ] || why "TLS probe took ${ms} ms (>= 1 s)"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 200 ] || why "plain HTTP no longer answers after the TLS probe"
+}
+check "7 TLS ClientHello is refused within 1 s" check_tls
+
+# --- 8. restart keeps data -------------------------------------------------------------------
+check_restart() {
+  kill -TERM "$BERTH_PID"
+  wait_gone "$BERTH_PID" 100 || { kill -KILL "$BERTH_PID"; why "berth still running 10 s after SIGTERM"; }
+  wait "$BERTH_PID"; local rc=$?
+  [ "$rc" = 0 ] || why "berth exited with status $rc after SIGTERM"
+  BERTH_PID=""
+  start_berth || { tail -5 "$W/berth.log"; why "berth did not restart on the same data dir"; return 1; }
+  "${SKOPEO[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$REG/e2e/docker:1" "dir:$W/after-restart" || why "skopeo pull by tag after restart failed"
+  [ "$(sha "$W/after-restart/manifest.json")" = "$DOCKER_DIG" ] || why "digest after restart $(sha "$W/after-restart/manifest.json") != $DOCKER_DIG"
+  "${SKOPEO[@]}" copy -q --all --preserve-digests --src-tls-verify=false "docker://$REG/e2e/multi:1" "oci:$W/multi-after:1" || why "skopeo pull --all of the index after restart failed"
+  [ "$(jq -r '.manifests[0].digest' "$W/multi-after/index.json")" = "$SRC_IDX" ] || why "index digest changed after restart"
+}
+check "8 SIGTERM exits 0; after restart on the same data dir skopeo pulls by tag again" check_restart
+
+T1=$(date +%s%N)
+echo "runtime $(( (T1 - T0) / 1000000000 )) s"
+if [ "$FAIL" -gt 0 ]; then echo "--- berth log (last 20 lines) ---"; tail -20 "$W/berth.log"; fi
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
