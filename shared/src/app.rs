@@ -9,9 +9,17 @@ use axum::Router;
 use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
 use crate::http;
 use crate::jobs::LocalJobQueue;
-use crate::ports::{BlobStore, StoreError, Table};
-use crate::services::{Registry, RegistryConfig};
+use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table};
+use crate::services::{Manage, Registry, RegistryConfig, Users, Worker};
 use crate::store::Store;
+
+/// Settings every runtime shares.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub registry: RegistryConfig,
+    /// The URL clients use, for absolute links; derived from each request when unset.
+    pub public_url: Option<String>,
+}
 
 /// The services of one Berth instance.
 #[derive(Clone)]
@@ -19,41 +27,66 @@ pub struct App {
     pub store: Store,
     pub blobs: Arc<dyn BlobStore>,
     pub registry: Arc<Registry>,
-    pub jobs: LocalJobQueue,
+    pub manage: Arc<Manage>,
+    pub users: Arc<Users>,
+    pub settings: Settings,
 }
 
 impl App {
-    pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, cfg: RegistryConfig) -> Self {
-        let store = Store::new(table.clone());
-        let registry = Arc::new(Registry::new(store.clone(), blobs.clone(), cfg));
+    pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, jobs: Arc<dyn JobQueue>, settings: Settings) -> Self {
+        let store = Store::new(table);
+        let registry = Arc::new(Registry::new(store.clone(), blobs.clone(), settings.registry.clone()));
         App {
+            manage: Arc::new(Manage::new(store.clone(), jobs)),
+            users: Arc::new(Users::new(store.clone())),
             store,
             blobs,
             registry,
-            jobs: LocalJobQueue::new(table),
+            settings,
+        }
+    }
+
+    /// The job handler for this instance's jobs.
+    pub fn worker(&self) -> Arc<dyn JobHandler> {
+        Arc::new(Worker::new(self.store.clone(), None))
+    }
+
+    /// Every router this instance serves.
+    pub fn router(&self) -> Router {
+        http::oci_router(self.registry.clone()).merge(http::pulp::router(http::pulp::PulpState {
+            manage: self.manage.clone(),
+            users: self.users.clone(),
+            public_url: self.settings.public_url.clone(),
+        }))
+    }
+}
+
+/// An instance with an in-process job queue over the same table.
+pub struct LocalApp {
+    pub app: App,
+    pub jobs: LocalJobQueue,
+}
+
+impl LocalApp {
+    fn with(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, settings: Settings) -> Self {
+        let jobs = LocalJobQueue::new(table.clone());
+        LocalApp {
+            app: App::new(table, blobs, Arc::new(jobs.clone()), settings),
+            jobs,
         }
     }
 
     /// Everything in memory (tests).
     pub fn in_memory() -> Self {
-        App::new(
-            Arc::new(MemoryTable::new()),
-            Arc::new(MemoryBlobStore::new()),
-            RegistryConfig::default(),
-        )
+        Self::with(Arc::new(MemoryTable::new()), Arc::new(MemoryBlobStore::new()), Settings::default())
     }
 
     /// The embedded store under `data_dir`: `blobs/`, `uploads/`, `tmp/` and `berth.redb`.
     #[cfg(feature = "local")]
-    pub async fn embedded(data_dir: &Path, cfg: RegistryConfig) -> Result<Self, StoreError> {
+    pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::other)?;
         let table = crate::adapters::redb_table::RedbTable::open(&data_dir.join("berth.redb"))?;
         let blobs = crate::adapters::fs::FsBlobStore::open(data_dir).await?;
-        Ok(App::new(Arc::new(table), Arc::new(blobs), cfg))
-    }
-
-    /// Every router this instance serves.
-    pub fn router(&self) -> Router {
-        http::oci_router(self.registry.clone())
+        Ok(Self::with(Arc::new(table), Arc::new(blobs), settings))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::Router;
-use berth::app::App;
+use berth::app::{App, LocalApp};
 use berth::domain::{media, ContentType, Digest};
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -37,7 +37,7 @@ struct T {
 
 impl T {
     fn memory() -> Self {
-        let app = App::in_memory();
+        let app = LocalApp::in_memory().app;
         T {
             router: app.router(),
             app,
@@ -47,7 +47,7 @@ impl T {
 
     async fn embedded() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let app = App::embedded(dir.path(), Default::default()).await.unwrap();
+        let app = LocalApp::embedded(dir.path(), Default::default()).await.unwrap().app;
         T {
             router: app.router(),
             app,

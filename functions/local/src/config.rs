@@ -15,6 +15,14 @@ pub struct Config {
     #[arg(long, env = "BERTH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The URL clients reach Berth at (for absolute links) [default: from each request].
+    #[arg(long, env = "BERTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The admin password [default: generated on first start into <data-dir>/admin-password].
+    #[arg(long, env = "BERTH_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
     /// Log filter, e.g. `info` or `berth=debug`.
     #[arg(long, env = "BERTH_LOG", default_value = "info")]
     pub log: String,

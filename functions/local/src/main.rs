@@ -1,9 +1,13 @@
-//! Berth on one machine: the registry on the embedded store (files + redb), one process.
+//! Berth on one machine: the registry and the management API on the embedded store (files +
+//! redb), with jobs run in-process.
 //!
 //! Configuration → adapters → router → serve.
 
 mod config;
 mod serve;
+
+use std::io::Write;
+use std::path::Path;
 
 use clap::Parser;
 
@@ -26,17 +30,61 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Writes `contents` to `path`, readable by the owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
 async fn run(cfg: config::Config) -> Result<(), String> {
     let data_dir = cfg.data_dir();
-    let app = berth::app::App::embedded(&data_dir, Default::default())
+    let settings = berth::app::Settings {
+        public_url: cfg.public_url.clone(),
+        ..Default::default()
+    };
+    let local = berth::app::LocalApp::embedded(&data_dir, settings)
         .await
         .map_err(|e| format!("cannot open the data directory {}: {e:?}", data_dir.display()))?;
+    let app = local.app.clone();
+
+    // the admin account: from BERTH_ADMIN_PASSWORD, or generated once and kept in the data dir
+    let generated = app
+        .users
+        .ensure_admin(cfg.admin_password.as_deref())
+        .await
+        .map_err(|e| format!("cannot set up the admin account: {e:?}"))?;
+    if let Some(p) = generated {
+        let file = data_dir.join("admin-password");
+        write_private(&file, &format!("{p}\n")).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        eprintln!("berth: created the admin account; its password (shown once) is: {p}");
+        eprintln!("berth: it is also in {} (owner-only); set BERTH_ADMIN_PASSWORD to choose your own", file.display());
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = local
+        .jobs
+        .start(app.worker(), 2, stop_rx)
+        .await
+        .map_err(|e| format!("cannot start the job runner: {e:?}"))?;
+
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
     serve::serve(listener, app.router(), serve::shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
     tracing::info!("berth stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod content;
 mod digest;
+pub mod filter;
 pub mod manifest;
 pub mod media;
 mod names;
@@ -26,4 +27,6 @@ pub enum DomainError {
     InvalidManifest(String),
     #[error("schema 1 manifests are not supported")]
     Schema1,
+    #[error("invalid pattern {0}")]
+    InvalidPattern(String),
 }

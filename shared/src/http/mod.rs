@@ -10,6 +10,7 @@
 pub mod errors;
 pub mod oci;
 pub mod path;
+pub mod pulp;
 pub mod range;
 
 pub use oci::router as oci_router;

@@ -2,7 +2,14 @@
 //!
 //! Layering: services know `domain`, `ports` and `store`; never axum, redb, SDKs or reqwest.
 
+mod manage;
 mod registry;
+mod users;
+mod worker;
+
+pub use worker::{SyncRunner, Worker};
+pub use users::{generate_password, hash_password, Users};
+pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
 
 pub use registry::{
     BlobBody, CatalogPage, ManifestBody, PushedManifest, Referrer, Registry, RegistryConfig, RegistryError, TagsPage,

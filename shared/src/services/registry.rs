@@ -362,7 +362,10 @@ impl Registry {
                 repository: Some(repo.id),
                 version: None,
                 private: false,
+                description: None,
+                pulp_labels: Default::default(),
                 created: Utc::now(),
+                updated: Utc::now(),
             };
             match self.store.create_distribution(&dist).await {
                 Ok(()) => {
@@ -645,40 +648,12 @@ impl Registry {
                 .await?;
             }
             Reference::Digest(d) => {
-                if !w.remove(ContentKey::Manifest(d.clone())).await? {
+                let keys = self.store.image_keys(repo.id, base, d).await?;
+                if keys.is_empty() {
                     return Err(RegistryError::ManifestUnknown(format!("manifest {d} not found")));
                 }
-                for key in self
-                    .store
-                    .content(repo.id, base, ContentType::Tag, None, usize::MAX)
-                    .await?
-                {
-                    if matches!(&key, ContentKey::Tag { manifest, .. } if manifest == d) {
-                        w.remove(key).await?;
-                    }
-                }
-                let rec = self.store.manifest(d).await?;
-                let mut still_used = std::collections::HashSet::new();
-                for key in self
-                    .store
-                    .content(repo.id, base, ContentType::Manifest, None, usize::MAX)
-                    .await?
-                {
-                    if let ContentKey::Manifest(other) = key {
-                        if &other == d {
-                            continue;
-                        }
-                        if let Some(m) = self.store.manifest(&other).await? {
-                            still_used.extend(m.parsed.blob_digests().cloned());
-                        }
-                    }
-                }
-                if let Some(rec) = rec {
-                    for b in rec.parsed.blob_digests() {
-                        if !still_used.contains(b) {
-                            w.remove(ContentKey::Blob(b.clone())).await?;
-                        }
-                    }
+                for k in keys {
+                    w.remove(k).await?;
                 }
             }
         }

@@ -30,6 +30,7 @@
 //! in version N iff some membership row of X has `added <= N < removed`. Readers of version N
 //! never see rows staged for N+1, committed or not.
 
+mod manage;
 mod model;
 mod versions;
 
@@ -39,6 +40,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use manage::content_id;
 pub use model::*;
 pub use versions::{VersionWriter, WriteError};
 
@@ -323,6 +325,40 @@ impl Store {
         Ok(rows.iter().filter_map(|r| ContentKey::decode(&r.sk[2..])).collect())
     }
 
+    /// What removing the image `digest` from version `number` removes: the manifest, the
+    /// tags pointing to it, and the blobs no other manifest of the version uses. Empty when
+    /// the manifest is not in the version.
+    pub async fn image_keys(&self, repo: Uuid, number: u64, digest: &Digest) -> Result<Vec<ContentKey>, StoreError> {
+        let mkey = ContentKey::Manifest(digest.clone());
+        if !self.contains(repo, number, &mkey).await? {
+            return Ok(Vec::new());
+        }
+        let mut keys = vec![mkey];
+        for key in self.content(repo, number, ContentType::Tag, None, usize::MAX).await? {
+            if matches!(&key, ContentKey::Tag { manifest, .. } if manifest == digest) {
+                keys.push(key);
+            }
+        }
+        let mut still_used = std::collections::HashSet::new();
+        for key in self.content(repo, number, ContentType::Manifest, None, usize::MAX).await? {
+            if let ContentKey::Manifest(other) = key {
+                if &other != digest {
+                    if let Some(m) = self.manifest(&other).await? {
+                        still_used.extend(m.parsed.blob_digests().cloned());
+                    }
+                }
+            }
+        }
+        if let Some(rec) = self.manifest(digest).await? {
+            for b in rec.parsed.blob_digests() {
+                if !still_used.contains(b) {
+                    keys.push(ContentKey::Blob(b.clone()));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     // ---- pending blobs ----------------------------------------------------------------------
 
     /// Marks a blob as uploaded to (or mounted into) the repository, before any version
@@ -359,7 +395,7 @@ impl Store {
             let _ = self.t.delete("dist-names", &d.name, Cond::Any).await;
             return Err(e);
         }
-        Ok(())
+        self.index_distribution(d).await
     }
 
     pub async fn distribution_by_base_path(&self, base_path: &RepoName) -> Result<Option<Distribution>, StoreError> {

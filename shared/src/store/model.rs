@@ -67,6 +67,11 @@ pub struct Repository {
     pub description: Option<String>,
     #[serde(default)]
     pub retain_repo_versions: Option<u64>,
+    /// The default remote of a mirror repository.
+    #[serde(default)]
+    pub remote: Option<Uuid>,
+    #[serde(default)]
+    pub pulp_labels: BTreeMap<String, String>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
     #[serde(default)]
@@ -90,6 +95,8 @@ impl Repository {
             latest_version: 0,
             description: None,
             retain_repo_versions: None,
+            remote: None,
+            pulp_labels: BTreeMap::new(),
             created: now,
             updated: now,
             lease: None,
@@ -134,7 +141,13 @@ pub struct Distribution {
     pub version: Option<u64>,
     #[serde(default)]
     pub private: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub pulp_labels: BTreeMap<String, String>,
     pub created: DateTime<Utc>,
+    #[serde(default = "Utc::now")]
+    pub updated: DateTime<Utc>,
 }
 
 /// A blob upload in progress, bound to the repository it was started on.
@@ -143,4 +156,214 @@ pub struct UploadSession {
     pub id: Uuid,
     pub repository: Uuid,
     pub created: DateTime<Utc>,
+}
+
+/// How a remote's content is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Everything is downloaded during the sync.
+    #[default]
+    Immediate,
+    /// Manifests and configs at sync; layers on first pull, then stored.
+    OnDemand,
+    /// Manifests and configs at sync; layers passed through from upstream on every pull.
+    Streamed,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Immediate => "immediate",
+            Policy::OnDemand => "on_demand",
+            Policy::Streamed => "streamed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "immediate" => Some(Policy::Immediate),
+            "on_demand" => Some(Policy::OnDemand),
+            "streamed" => Some(Policy::Streamed),
+            _ => None,
+        }
+    }
+}
+
+/// An upstream repository to sync from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Remote {
+    pub id: Uuid,
+    pub name: String,
+    pub url: String,
+    pub upstream_name: String,
+    #[serde(default)]
+    pub includes: Option<Vec<String>>,
+    #[serde(default)]
+    pub excludes: Option<Vec<String>>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub sigstore: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Write-only in the API; never logged.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default = "yes")]
+    pub tls_validation: bool,
+    #[serde(default)]
+    pub download_concurrency: Option<u64>,
+    #[serde(default)]
+    pub rate_limit: Option<u64>,
+    #[serde(default)]
+    pub max_retries: Option<u64>,
+    #[serde(default)]
+    pub total_timeout: Option<f64>,
+    #[serde(default)]
+    pub connect_timeout: Option<f64>,
+    #[serde(default)]
+    pub sock_connect_timeout: Option<f64>,
+    #[serde(default)]
+    pub sock_read_timeout: Option<f64>,
+    #[serde(default)]
+    pub headers: Option<serde_json::Value>,
+    #[serde(default)]
+    pub ca_cert: Option<String>,
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    #[serde(default)]
+    pub client_key: Option<String>,
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    #[serde(default)]
+    pub proxy_username: Option<String>,
+    #[serde(default)]
+    pub proxy_password: Option<String>,
+    #[serde(default)]
+    pub pulp_labels: BTreeMap<String, String>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A resource a task touched, independent of how the API spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResourceRef {
+    Repository { id: Uuid, kind: RepositoryKind },
+    RepositoryVersion { repository: Uuid, kind: RepositoryKind, number: u64 },
+    Remote { id: Uuid },
+    Distribution { id: Uuid },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Waiting,
+    Running,
+    Completed,
+    Failed,
+    Canceled,
+    Canceling,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Waiting => "waiting",
+            TaskState::Running => "running",
+            TaskState::Completed => "completed",
+            TaskState::Failed => "failed",
+            TaskState::Canceled => "canceled",
+            TaskState::Canceling => "canceling",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "waiting" => TaskState::Waiting,
+            "running" => TaskState::Running,
+            "completed" => TaskState::Completed,
+            "failed" => TaskState::Failed,
+            "canceled" => TaskState::Canceled,
+            "canceling" => TaskState::Canceling,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskState::Completed | TaskState::Failed | TaskState::Canceled)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    pub message: String,
+    pub code: String,
+    pub state: String,
+    pub total: Option<u64>,
+    pub done: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: Uuid,
+    pub name: String,
+    pub state: TaskState,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    #[serde(default)]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub progress_reports: Vec<ProgressReport>,
+    #[serde(default)]
+    pub created_resources: Vec<ResourceRef>,
+    /// Resources held exclusively, then shared ones.
+    #[serde(default)]
+    pub reserved_resources: Vec<ResourceRef>,
+    #[serde(default)]
+    pub shared_resources: Vec<ResourceRef>,
+    #[serde(default)]
+    pub result: Option<ResourceRef>,
+    pub logging_cid: String,
+}
+
+impl Task {
+    pub fn new(name: &str) -> Self {
+        let now = Utc::now();
+        Task {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            state: TaskState::Waiting,
+            created: now,
+            updated: now,
+            started: None,
+            finished: None,
+            error: None,
+            progress_reports: Vec::new(),
+            created_resources: Vec::new(),
+            reserved_resources: Vec::new(),
+            shared_resources: Vec::new(),
+            result: None,
+            logging_cid: Uuid::new_v4().simple().to_string(),
+        }
+    }
+}
+
+/// A user of the management API and the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// May push, sync and manage; otherwise read-only.
+    pub admin: bool,
 }

@@ -193,6 +193,7 @@ impl VersionWriter {
         if self.store.contains(self.repo.id, self.base(), &key).await? {
             return Ok(false);
         }
+        self.store.record_content(&key).await?;
         // change log first, so a crash leaves a row the next writer can find and undo
         self.store
             .t
@@ -373,5 +374,66 @@ impl Drop for VersionWriter {
                 }
             });
         }
+    }
+}
+
+impl Store {
+    /// Deletes version `number` (never 0 nor the latest) by folding its changes into the next
+    /// remaining version, as Pulp does: the next version's change log and content summary are
+    /// recomputed against the previous remaining version. Holds the repository's lease.
+    pub async fn delete_version(&self, repo: Uuid, number: u64, owner: &str, ttl: Duration, wait: Duration) -> Result<(), WriteError> {
+        let w = self.begin_write(repo, owner, ttl, wait).await?;
+        let r = w.repository().clone();
+        let result = async {
+            let versions = self.versions(&r).await?;
+            let exists = versions.iter().any(|v| v.number == number);
+            if !exists || number == 0 || number >= r.latest_version {
+                return Err(WriteError::NotFound);
+            }
+            let prev = versions.iter().filter(|v| v.number < number).map(|v| v.number).max().unwrap_or(0);
+            let Some(next) = versions.iter().filter(|v| v.number > number).map(|v| v.number).min() else {
+                return Err(WriteError::NotFound);
+            };
+            let mut touched = BTreeSet::new();
+            for n in [number, next] {
+                touched.extend(self.changes(repo, n, true).await?);
+                touched.extend(self.changes(repo, n, false).await?);
+            }
+            let (mut added, mut removed) = (Vec::new(), Vec::new());
+            for k in touched {
+                let before = self.contains(repo, prev, &k).await?;
+                let after = self.contains(repo, next, &k).await?;
+                match (before, after) {
+                    (false, true) => added.push(k),
+                    (true, false) => removed.push(k),
+                    _ => {}
+                }
+            }
+            let next_log = format!("changes#{repo}#{}", num(next));
+            for row in self.t.query(&next_log, Query::prefix("")).await? {
+                self.t.delete(&next_log, &row.sk, Cond::Any).await?;
+            }
+            for k in &added {
+                self.t.put(&next_log, &format!("a#{}", k.encode()), b"{}".to_vec(), Cond::Any).await?;
+            }
+            for k in &removed {
+                self.t.put(&next_log, &format!("r#{}", k.encode()), b"{}".to_vec(), Cond::Any).await?;
+            }
+            let base = self.version(&r, prev).await?.map(|v| v.content_summary).unwrap_or_default();
+            if let Some(mut v) = self.version(&r, next).await? {
+                v.base_version = Some(prev);
+                v.content_summary = ContentSummary::derive(&base, &added, &removed);
+                self.t.put(&format!("repo#{repo}"), &format!("v#{}", num(next)), encode(&v)?, Cond::Any).await?;
+            }
+            self.t.delete(&format!("repo#{repo}"), &format!("v#{}", num(number)), Cond::Any).await?;
+            let log = format!("changes#{repo}#{}", num(number));
+            for row in self.t.query(&log, Query::prefix("")).await? {
+                self.t.delete(&log, &row.sk, Cond::Any).await?;
+            }
+            Ok(())
+        }
+        .await;
+        w.commit(None).await?;
+        result
     }
 }

@@ -1,0 +1,522 @@
+//! The management service: repositories, remotes, distributions, versions, tasks, users.
+//! The Pulp-compatible REST API is one wire format for it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
+use crate::ports::{Job, JobQueue, StoreError};
+use crate::store::{
+    Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task, TaskState,
+    WriteError,
+};
+
+/// Why a management operation was refused. Field errors name the API field.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error("{field}: {message}")]
+    Field { field: &'static str, message: String },
+    #[error("not found")]
+    NotFound,
+    #[error("busy")]
+    Busy,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ManageError {
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        ManageError::Field {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ManageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ManageError::NotFound,
+            e => ManageError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<WriteError> for ManageError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotFound => ManageError::NotFound,
+            WriteError::Busy | WriteError::LeaseLost => ManageError::Busy,
+            WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+type Result<T, E = ManageError> = std::result::Result<T, E>;
+
+const UNIQUE: &str = "This field must be unique.";
+const LEASE_TTL: Duration = Duration::from_secs(60);
+const LEASE_WAIT: Duration = Duration::from_secs(20);
+
+/// What a distribution serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serves {
+    Nothing,
+    Latest(Uuid),
+    Version(Uuid, u64),
+}
+
+/// The fields of a distribution a create or update sets.
+#[derive(Debug, Clone)]
+pub struct DistributionSpec {
+    pub name: String,
+    pub base_path: RepoName,
+    pub serves: Serves,
+    pub private: bool,
+    pub description: Option<String>,
+    pub pulp_labels: BTreeMap<String, String>,
+}
+
+/// The sync job's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncJob {
+    pub task: Uuid,
+    pub repository: Uuid,
+    pub remote: Uuid,
+    pub mirror: bool,
+    pub signed_only: bool,
+}
+
+pub const SYNC_TASK_NAME: &str = "pulp_container.app.tasks.synchronize.synchronize";
+
+pub struct Manage {
+    store: Store,
+    jobs: Arc<dyn JobQueue>,
+}
+
+impl Manage {
+    pub fn new(store: Store, jobs: Arc<dyn JobQueue>) -> Self {
+        Manage { store, jobs }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ---- repositories ----------------------------------------------------------------------
+
+    pub async fn create_repository(&self, mut repo: Repository) -> Result<Repository> {
+        if let Some(remote) = repo.remote {
+            self.store
+                .remote(remote)
+                .await?
+                .ok_or_else(|| ManageError::field("remote", "Invalid hyperlink - Object does not exist."))?;
+        }
+        repo.latest_version = 0;
+        match self.store.create_repository(&repo).await {
+            Ok(()) => Ok(repo),
+            Err(StoreError::Conflict(_)) => Err(ManageError::field("name", UNIQUE)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn repository(&self, id: Uuid, kind: RepositoryKind) -> Result<Repository> {
+        self.store
+            .repository(id)
+            .await?
+            .filter(|r| r.kind == kind)
+            .ok_or(ManageError::NotFound)
+    }
+
+    pub async fn update_repository(&self, id: Uuid, f: impl Fn(&mut Repository) -> Result<()>) -> Result<Repository> {
+        let probe = {
+            let mut r = self.store.repository(id).await?.ok_or(ManageError::NotFound)?;
+            f(&mut r)?;
+            r
+        };
+        if let Some(remote) = probe.remote {
+            self.store
+                .remote(remote)
+                .await?
+                .ok_or_else(|| ManageError::field("remote", "Invalid hyperlink - Object does not exist."))?;
+        }
+        match self.store.update_repository(id, &f).await {
+            Err(ManageError::Internal(e)) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) => {
+                Err(ManageError::field("name", UNIQUE))
+            }
+            other => other,
+        }
+    }
+
+    /// Deletes a repository; distributions that served it serve nothing afterwards.
+    pub async fn delete_repository(&self, id: Uuid) -> Result<()> {
+        let repo = self.store.repository(id).await?.ok_or(ManageError::NotFound)?;
+        for d in self.store.distributions(None, usize::MAX).await? {
+            if d.repository == Some(id) {
+                let mut after = d.clone();
+                after.repository = None;
+                after.version = None;
+                after.updated = Utc::now();
+                self.store.replace_distribution(&d, &after).await?;
+            }
+        }
+        self.store.delete_repository(&repo).await?;
+        Ok(())
+    }
+
+    pub async fn version(&self, repo: &Repository, number: u64) -> Result<RepositoryVersion> {
+        self.store.version(repo, number).await?.ok_or(ManageError::NotFound)
+    }
+
+    /// Deletes a version: never 0, never the latest, never one a distribution serves.
+    pub async fn delete_version(&self, repo: &Repository, number: u64) -> Result<()> {
+        self.version(repo, number).await?;
+        if number == 0 || number == repo.latest_version {
+            return Err(ManageError::field(
+                "non_field_errors",
+                "Cannot delete repository version 0 or the latest version.",
+            ));
+        }
+        for d in self.store.distributions(None, usize::MAX).await? {
+            if d.repository == Some(repo.id) && d.version == Some(number) {
+                return Err(ManageError::field(
+                    "non_field_errors",
+                    format!("The version is served by distribution {}.", d.name),
+                ));
+            }
+        }
+        let owner = Uuid::new_v4().to_string();
+        self.store
+            .delete_version(repo.id, number, &owner, LEASE_TTL, LEASE_WAIT)
+            .await?;
+        Ok(())
+    }
+
+    // ---- remotes ---------------------------------------------------------------------------
+
+    pub async fn create_remote(&self, r: Remote) -> Result<Remote> {
+        match self.store.create_remote(&r).await {
+            Ok(()) => Ok(r),
+            Err(StoreError::Conflict(_)) => Err(ManageError::field("name", UNIQUE)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn remote(&self, id: Uuid) -> Result<Remote> {
+        self.store.remote(id).await?.ok_or(ManageError::NotFound)
+    }
+
+    pub async fn update_remote(&self, id: Uuid, f: impl Fn(&mut Remote) -> Result<()>) -> Result<Remote> {
+        match self.store.update_remote(id, f).await {
+            Err(ManageError::Internal(e)) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) => {
+                Err(ManageError::field("name", UNIQUE))
+            }
+            other => other,
+        }
+    }
+
+    /// Deletes a remote; repositories that used it as their default forget it.
+    pub async fn delete_remote(&self, id: Uuid) -> Result<()> {
+        let r = self.remote(id).await?;
+        for repo in self.store.repositories().await? {
+            if repo.remote == Some(id) {
+                self.store
+                    .update_repository::<ManageError>(repo.id, |x| {
+                        x.remote = None;
+                        Ok(())
+                    })
+                    .await?;
+            }
+        }
+        self.store.delete_remote(&r).await?;
+        Ok(())
+    }
+
+    // ---- distributions ---------------------------------------------------------------------
+
+    async fn check_serves(&self, serves: &Serves) -> Result<()> {
+        match serves {
+            Serves::Nothing => Ok(()),
+            Serves::Latest(id) => {
+                self.store
+                    .repository(*id)
+                    .await?
+                    .ok_or_else(|| ManageError::field("repository", "Invalid hyperlink - Object does not exist."))?;
+                Ok(())
+            }
+            Serves::Version(id, n) => {
+                let bad = || ManageError::field("repository_version", "Invalid hyperlink - Object does not exist.");
+                let repo = self.store.repository(*id).await?.ok_or_else(bad)?;
+                self.store.version(&repo, *n).await?.ok_or_else(bad)?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn check_base_path(&self, path: &RepoName, except: Option<Uuid>) -> Result<()> {
+        if let Some(d) = self.store.overlapping_distribution(path.as_str(), except).await? {
+            return Err(ManageError::field(
+                "base_path",
+                format!("Overlaps with existing distribution '{}'", d.name),
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(d: &mut Distribution, spec: DistributionSpec) {
+        d.name = spec.name;
+        d.base_path = spec.base_path;
+        (d.repository, d.version) = match spec.serves {
+            Serves::Nothing => (None, None),
+            Serves::Latest(id) => (Some(id), None),
+            Serves::Version(id, n) => (Some(id), Some(n)),
+        };
+        d.private = spec.private;
+        d.description = spec.description;
+        d.pulp_labels = spec.pulp_labels;
+        d.updated = Utc::now();
+    }
+
+    pub async fn create_distribution(&self, spec: DistributionSpec) -> Result<Distribution> {
+        self.check_serves(&spec.serves).await?;
+        if self.store.distribution_by_base_path(&spec.base_path).await?.is_some() {
+            return Err(ManageError::field("base_path", UNIQUE));
+        }
+        self.check_base_path(&spec.base_path, None).await?;
+        let now = Utc::now();
+        let mut d = Distribution {
+            id: Uuid::new_v4(),
+            name: String::new(),
+            base_path: spec.base_path.clone(),
+            repository: None,
+            version: None,
+            private: false,
+            description: None,
+            pulp_labels: BTreeMap::new(),
+            created: now,
+            updated: now,
+        };
+        Self::apply(&mut d, spec);
+        match self.store.create_distribution(&d).await {
+            Ok(()) => Ok(d),
+            Err(StoreError::Conflict(_)) => {
+                if self.store.distribution_by_base_path(&d.base_path).await?.is_some() {
+                    Err(ManageError::field("base_path", UNIQUE))
+                } else {
+                    Err(ManageError::field("name", UNIQUE))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn distribution(&self, id: Uuid) -> Result<Distribution> {
+        self.store.distribution(id).await?.ok_or(ManageError::NotFound)
+    }
+
+    pub async fn update_distribution(&self, id: Uuid, f: impl FnOnce(&Distribution) -> Result<DistributionSpec>) -> Result<Distribution> {
+        let before = self.distribution(id).await?;
+        let spec = f(&before)?;
+        self.check_serves(&spec.serves).await?;
+        if spec.base_path != before.base_path {
+            if self.store.distribution_by_base_path(&spec.base_path).await?.is_some() {
+                return Err(ManageError::field("base_path", UNIQUE));
+            }
+            self.check_base_path(&spec.base_path, Some(id)).await?;
+        }
+        let mut after = before.clone();
+        Self::apply(&mut after, spec);
+        match self.store.replace_distribution(&before, &after).await {
+            Ok(()) => Ok(after),
+            Err(StoreError::Conflict(_)) => Err(if after.name != before.name {
+                ManageError::field("name", UNIQUE)
+            } else {
+                ManageError::field("base_path", UNIQUE)
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn delete_distribution(&self, id: Uuid) -> Result<()> {
+        let d = self.distribution(id).await?;
+        self.store.delete_distribution(&d).await?;
+        Ok(())
+    }
+
+    // ---- tasks -----------------------------------------------------------------------------
+
+    /// Records a task that ran inside the request (local operations that finish at once).
+    pub async fn completed_task(
+        &self,
+        name: &str,
+        reserved: Vec<ResourceRef>,
+        created: Vec<ResourceRef>,
+        result: Option<ResourceRef>,
+    ) -> Result<Task> {
+        let mut t = Task::new(name);
+        let now = Utc::now();
+        t.state = TaskState::Completed;
+        t.started = Some(now);
+        t.finished = Some(now);
+        t.reserved_resources = reserved;
+        t.created_resources = created;
+        t.result = result;
+        self.store.create_task(&t).await?;
+        Ok(t)
+    }
+
+    /// Records a task that failed inside the request.
+    pub async fn failed_task(&self, name: &str, reserved: Vec<ResourceRef>, error: String) -> Result<Task> {
+        let mut t = Task::new(name);
+        let now = Utc::now();
+        t.state = TaskState::Failed;
+        t.started = Some(now);
+        t.finished = Some(now);
+        t.reserved_resources = reserved;
+        t.error = Some(error);
+        self.store.create_task(&t).await?;
+        Ok(t)
+    }
+
+    pub async fn task(&self, id: Uuid) -> Result<Task> {
+        self.store.task(id).await?.ok_or(ManageError::NotFound)
+    }
+
+    /// Cancels a task: a waiting task is canceled at once, a running one is asked to stop
+    /// (`canceling`); a finished one cannot be canceled.
+    pub async fn cancel_task(&self, id: Uuid) -> Result<Task> {
+        self.store
+            .update_task(id, |t| {
+                match t.state {
+                    TaskState::Waiting => {
+                        t.state = TaskState::Canceled;
+                        t.finished = Some(Utc::now());
+                    }
+                    TaskState::Running => t.state = TaskState::Canceling,
+                    TaskState::Canceling => {}
+                    s => {
+                        return Err(ManageError::field(
+                            "state",
+                            format!("Task is already {} and cannot be canceled.", s.as_str()),
+                        ))
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn delete_task(&self, id: Uuid) -> Result<()> {
+        let t = self.task(id).await?;
+        if !t.state.is_final() {
+            return Err(ManageError::field("state", "Only finished tasks can be deleted."));
+        }
+        self.store.delete_task(&t).await?;
+        Ok(())
+    }
+
+    /// Starts a sync: a waiting task and a job for the worker. Two syncs of one repository
+    /// never interleave (the worker holds the repository's lease).
+    pub async fn sync(&self, repo: &Repository, remote: Uuid, mirror: bool, signed_only: bool) -> Result<Task> {
+        self.remote(remote).await.map_err(|e| match e {
+            ManageError::NotFound => ManageError::field("remote", "Invalid hyperlink - Object does not exist."),
+            e => e,
+        })?;
+        let mut t = Task::new(SYNC_TASK_NAME);
+        t.reserved_resources = vec![ResourceRef::Repository {
+            id: repo.id,
+            kind: repo.kind,
+        }];
+        t.shared_resources = vec![ResourceRef::Remote { id: remote }];
+        self.store.create_task(&t).await?;
+        let job = SyncJob {
+            task: t.id,
+            repository: repo.id,
+            remote,
+            mirror,
+            signed_only,
+        };
+        let payload = serde_json::to_value(&job).map_err(|e| ManageError::Internal(Box::new(e)))?;
+        self.jobs
+            .enqueue(Job {
+                id: t.id.to_string(),
+                kind: "sync".into(),
+                payload,
+                attempts: 0,
+            })
+            .await?;
+        Ok(t)
+    }
+
+    // ---- modify ------------------------------------------------------------------------------
+
+    /// Adds and removes content as one new version. Returns it, or `None` when nothing
+    /// changed.
+    pub async fn modify(&self, repo: &Repository, add: Vec<ContentKey>, remove: Vec<ContentKey>) -> Result<Option<RepositoryVersion>> {
+        let owner = Uuid::new_v4().to_string();
+        let mut w = self.store.begin_write(repo.id, &owner, LEASE_TTL, LEASE_WAIT).await?;
+        for k in remove {
+            w.remove(k).await?;
+        }
+        for k in add {
+            w.add(k).await?;
+        }
+        Ok(w.commit(None).await?)
+    }
+
+    /// Tags a manifest of the latest version (moving the tag if it exists).
+    pub async fn tag(&self, repo: &Repository, tag: Tag, digest: Digest) -> Result<Option<RepositoryVersion>> {
+        let latest = repo.latest_version;
+        if !self.store.contains(repo.id, latest, &ContentKey::Manifest(digest.clone())).await? {
+            return Err(ManageError::field("digest", "A manifest with this digest is not in the repository."));
+        }
+        let mut remove = Vec::new();
+        if let Some(old) = self.store.tag(repo.id, latest, &tag).await? {
+            if old == digest {
+                return Ok(None);
+            }
+            remove.push(ContentKey::Tag {
+                name: tag.clone(),
+                manifest: old,
+            });
+        }
+        self.modify(repo, vec![ContentKey::Tag { name: tag, manifest: digest }], remove)
+            .await
+    }
+
+    pub async fn untag(&self, repo: &Repository, tag: Tag) -> Result<Option<RepositoryVersion>> {
+        let Some(d) = self.store.tag(repo.id, repo.latest_version, &tag).await? else {
+            return Err(ManageError::field("tag", "This tag is not in the repository."));
+        };
+        self.modify(repo, Vec::new(), vec![ContentKey::Tag { name: tag, manifest: d }])
+            .await
+    }
+
+    /// Removes an image: the manifest, its tags, and the blobs only it used.
+    pub async fn remove_image(&self, repo: &Repository, digest: &Digest) -> Result<Option<RepositoryVersion>> {
+        let keys = self.store.image_keys(repo.id, repo.latest_version, digest).await?;
+        if keys.is_empty() {
+            return Err(ManageError::field("digest", "A manifest with this digest is not in the repository."));
+        }
+        self.modify(repo, Vec::new(), keys).await
+    }
+
+    /// Removes content units (`*` removes everything), as one new version.
+    pub async fn remove(&self, repo: &Repository, keys: Option<Vec<ContentKey>>) -> Result<Option<RepositoryVersion>> {
+        let keys = match keys {
+            Some(k) => k,
+            None => {
+                let mut all = Vec::new();
+                for ty in ContentType::ALL {
+                    all.extend(self.store.content(repo.id, repo.latest_version, ty, None, usize::MAX).await?);
+                }
+                all
+            }
+        };
+        self.modify(repo, Vec::new(), keys).await
+    }
+}

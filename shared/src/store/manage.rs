@@ -1,0 +1,356 @@
+//! What the management API keeps beyond content and versions: repository listing and
+//! updates, remotes, distributions by id, tasks, users, and content ids.
+//!
+//! | pk | sk | value |
+//! |---|---|---|
+//! | `remotes` | `<id>` | [`Remote`] |
+//! | `remote-names` | `<name>` | remote id |
+//! | `dist-ids` | `<id>` | base path |
+//! | `tasks` | `<inverted creation time>#<id>` | [`Task`] (newest first) |
+//! | `task#<id>` | `_` | the task's sort key in `tasks` |
+//! | `users` | `<name>` | [`User`] |
+//! | `cid#<uuid>` | `_` | an encoded content key |
+//! | `content#<type prefix>` | `<content key>` | content uuid (every unit ever added) |
+
+use serde::de::DeserializeOwned;
+use sha2::Digest as _;
+use uuid::Uuid;
+
+use super::{decode, encode, Distribution, Remote, Repository, Store, Task, User};
+use crate::domain::{ContentKey, ContentType};
+use crate::ports::{Cond, Query, StoreError};
+
+/// The stable id of a content unit: derived from its key, the same in every installation.
+pub fn content_id(key: &ContentKey) -> Uuid {
+    let h = sha2::Sha256::digest(key.encode().as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    uuid::Builder::from_random_bytes(b).into_uuid()
+}
+
+fn task_sk(t: &Task) -> String {
+    let inverted = i64::MAX - t.created.timestamp_micros();
+    format!("{inverted:020}#{}", t.id)
+}
+
+impl Store {
+    async fn all<T: DeserializeOwned>(&self, pk: &str) -> Result<Vec<T>, StoreError> {
+        let rows = self.t.query(pk, Query::prefix("")).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Read-modify-write of one item under its revision; retries when someone else wrote.
+    async fn modify<T: DeserializeOwned + serde::Serialize, E: From<StoreError>>(
+        &self,
+        pk: &str,
+        sk: &str,
+        mut f: impl FnMut(&mut T) -> Result<(), E>,
+    ) -> Result<T, E> {
+        loop {
+            let row = self.t.get(pk, sk).await?.ok_or(StoreError::NotFound)?;
+            let mut v: T = decode(&row)?;
+            f(&mut v)?;
+            match self.t.put(pk, sk, encode(&v)?, Cond::Rev(row.rev)).await {
+                Ok(_) => return Ok(v),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    // ---- repositories ----------------------------------------------------------------------
+
+    /// Every repository, in name order.
+    pub async fn repositories(&self) -> Result<Vec<Repository>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.t.query("repo-names", Query::prefix("")).await? {
+            let id: Uuid = decode(&row)?;
+            if let Some(r) = self.repository(id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes a repository's settings (never its versions or lease). A rename claims the
+    /// new name first; `Conflict` when it is taken.
+    pub async fn update_repository<E: From<StoreError>>(
+        &self,
+        id: Uuid,
+        mut f: impl FnMut(&mut Repository) -> Result<(), E>,
+    ) -> Result<Repository, E> {
+        let before = self.repository(id).await?.ok_or(StoreError::NotFound)?;
+        let mut probe = before.clone();
+        f(&mut probe)?;
+        let renamed = probe.name != before.name;
+        if renamed {
+            self.t
+                .put("repo-names", &probe.name, encode(&id)?, Cond::Absent)
+                .await?;
+        }
+        let result = self
+            .modify::<Repository, E>(&format!("repo#{id}"), "_", |r| {
+                let (latest, lease, ops) = (r.latest_version, r.lease.clone(), r.recent_ops.clone());
+                f(r)?;
+                r.latest_version = latest;
+                r.lease = lease;
+                r.recent_ops = ops;
+                r.updated = chrono::Utc::now();
+                Ok(())
+            })
+            .await;
+        match (&result, renamed) {
+            (Ok(_), true) => self.t.delete("repo-names", &before.name, Cond::Any).await?,
+            (Err(_), true) => {
+                let _ = self.t.delete("repo-names", &probe.name, Cond::Any).await;
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Removes a repository: its name first (so it disappears from lists at once), then its
+    /// record. Membership rows stay behind for garbage collection.
+    pub async fn delete_repository(&self, repo: &Repository) -> Result<(), StoreError> {
+        self.t.delete("repo-names", &repo.name, Cond::Any).await?;
+        self.t.delete(&format!("repo#{}", repo.id), "_", Cond::Any).await
+    }
+
+    // ---- remotes ---------------------------------------------------------------------------
+
+    pub async fn create_remote(&self, r: &Remote) -> Result<(), StoreError> {
+        self.t.put("remote-names", &r.name, encode(&r.id)?, Cond::Absent).await?;
+        if let Err(e) = self.t.put("remotes", &r.id.to_string(), encode(r)?, Cond::Absent).await {
+            let _ = self.t.delete("remote-names", &r.name, Cond::Any).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub async fn remote(&self, id: Uuid) -> Result<Option<Remote>, StoreError> {
+        Ok(match self.t.get("remotes", &id.to_string()).await? {
+            Some(row) => Some(decode(&row)?),
+            None => None,
+        })
+    }
+
+    /// Every remote, in name order.
+    pub async fn remotes(&self) -> Result<Vec<Remote>, StoreError> {
+        let mut all: Vec<Remote> = self.all("remotes").await?;
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    pub async fn update_remote<E: From<StoreError>>(
+        &self,
+        id: Uuid,
+        mut f: impl FnMut(&mut Remote) -> Result<(), E>,
+    ) -> Result<Remote, E> {
+        let before = self.remote(id).await?.ok_or(StoreError::NotFound)?;
+        let mut probe = before.clone();
+        f(&mut probe)?;
+        let renamed = probe.name != before.name;
+        if renamed {
+            self.t.put("remote-names", &probe.name, encode(&id)?, Cond::Absent).await?;
+        }
+        let result = self
+            .modify::<Remote, E>("remotes", &id.to_string(), |r| {
+                f(r)?;
+                r.updated = chrono::Utc::now();
+                Ok(())
+            })
+            .await;
+        match (&result, renamed) {
+            (Ok(_), true) => self.t.delete("remote-names", &before.name, Cond::Any).await?,
+            (Err(_), true) => {
+                let _ = self.t.delete("remote-names", &probe.name, Cond::Any).await;
+            }
+            _ => {}
+        }
+        result
+    }
+
+    pub async fn delete_remote(&self, r: &Remote) -> Result<(), StoreError> {
+        self.t.delete("remote-names", &r.name, Cond::Any).await?;
+        self.t.delete("remotes", &r.id.to_string(), Cond::Any).await
+    }
+
+    // ---- distributions ---------------------------------------------------------------------
+
+    pub async fn distribution(&self, id: Uuid) -> Result<Option<Distribution>, StoreError> {
+        let Some(row) = self.t.get("dist-ids", &id.to_string()).await? else {
+            return Ok(None);
+        };
+        let base_path: String = decode(&row)?;
+        Ok(match self.t.get("dists", &base_path).await? {
+            Some(row) => Some(decode::<Distribution>(&row)?).filter(|d| d.id == id),
+            None => None,
+        })
+    }
+
+    /// Records the id → base path index of a distribution (after `create_distribution`).
+    pub async fn index_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
+        self.t
+            .put("dist-ids", &d.id.to_string(), encode(&d.base_path)?, Cond::Any)
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces a distribution (same id). A new base path or name is claimed first;
+    /// `Conflict` when taken.
+    pub async fn replace_distribution(&self, before: &Distribution, after: &Distribution) -> Result<(), StoreError> {
+        if after.name != before.name {
+            self.t.put("dist-names", &after.name, encode(&after.base_path)?, Cond::Absent).await?;
+        }
+        if after.base_path != before.base_path {
+            if let Err(e) = self
+                .t
+                .put("dists", after.base_path.as_str(), encode(after)?, Cond::Absent)
+                .await
+            {
+                if after.name != before.name {
+                    let _ = self.t.delete("dist-names", &after.name, Cond::Any).await;
+                }
+                return Err(e);
+            }
+            self.index_distribution(after).await?;
+            self.t.delete("dists", before.base_path.as_str(), Cond::Any).await?;
+        } else {
+            self.t.put("dists", after.base_path.as_str(), encode(after)?, Cond::Any).await?;
+        }
+        if after.name != before.name {
+            self.t.delete("dist-names", &before.name, Cond::Any).await?;
+        } else {
+            self.t.put("dist-names", &after.name, encode(&after.base_path)?, Cond::Any).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
+        self.t.delete("dists", d.base_path.as_str(), Cond::Any).await?;
+        self.t.delete("dist-names", &d.name, Cond::Any).await?;
+        self.t.delete("dist-ids", &d.id.to_string(), Cond::Any).await
+    }
+
+    /// Whether any distribution's base path is `path`'s ancestor or descendant (Pulp forbids
+    /// nested base paths). Returns the one it found.
+    pub async fn overlapping_distribution(&self, path: &str, except: Option<Uuid>) -> Result<Option<Distribution>, StoreError> {
+        let mut ancestor = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            if !ancestor.is_empty() {
+                ancestor.push('/');
+            }
+            ancestor.push_str(p);
+            if let Some(row) = self.t.get("dists", &ancestor).await? {
+                let d: Distribution = decode(&row)?;
+                if Some(d.id) != except {
+                    return Ok(Some(d));
+                }
+            }
+        }
+        for row in self.t.query("dists", Query::prefix(format!("{path}/"))).await? {
+            let d: Distribution = decode(&row)?;
+            if Some(d.id) != except {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
+    // ---- tasks ----------------------------------------------------------------------------
+
+    pub async fn create_task(&self, t: &Task) -> Result<(), StoreError> {
+        let sk = task_sk(t);
+        self.t.put(&format!("task#{}", t.id), "_", encode(&sk)?, Cond::Absent).await?;
+        self.t.put("tasks", &sk, encode(t)?, Cond::Absent).await.map(|_| ())
+    }
+
+    pub async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
+        let Some(row) = self.t.get(&format!("task#{id}"), "_").await? else {
+            return Ok(None);
+        };
+        let sk: String = decode(&row)?;
+        Ok(match self.t.get("tasks", &sk).await? {
+            Some(row) => Some(decode(&row)?),
+            None => None,
+        })
+    }
+
+    /// Updates a task under its revision (retrying on concurrent writes).
+    pub async fn update_task<E: From<StoreError>>(
+        &self,
+        id: Uuid,
+        mut f: impl FnMut(&mut Task) -> Result<(), E>,
+    ) -> Result<Task, E> {
+        let row = self.t.get(&format!("task#{id}"), "_").await?.ok_or(StoreError::NotFound)?;
+        let sk: String = decode(&row)?;
+        self.modify::<Task, E>("tasks", &sk, |t| {
+            f(t)?;
+            t.updated = chrono::Utc::now();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Tasks, newest first.
+    pub async fn tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.all("tasks").await
+    }
+
+    pub async fn delete_task(&self, t: &Task) -> Result<(), StoreError> {
+        self.t.delete("tasks", &task_sk(t), Cond::Any).await?;
+        self.t.delete(&format!("task#{}", t.id), "_", Cond::Any).await
+    }
+
+    // ---- users -----------------------------------------------------------------------------
+
+    pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(match self.t.get("users", name).await? {
+            Some(row) => Some(decode(&row)?),
+            None => None,
+        })
+    }
+
+    pub async fn put_user(&self, u: &User) -> Result<(), StoreError> {
+        self.t.put("users", &u.name, encode(u)?, Cond::Any).await.map(|_| ())
+    }
+
+    /// Creates the user only when none of that name exists; `false` if one did.
+    pub async fn create_user(&self, u: &User) -> Result<bool, StoreError> {
+        match self.t.put("users", &u.name, encode(u)?, Cond::Absent).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---- content ids -----------------------------------------------------------------------
+
+    /// Remembers a content unit's id (idempotent). Called for every unit added to a version.
+    pub async fn record_content(&self, key: &ContentKey) -> Result<Uuid, StoreError> {
+        let id = content_id(key);
+        let enc = key.encode();
+        self.t.put(&format!("cid#{id}"), "_", encode(&enc)?, Cond::Any).await?;
+        self.t
+            .put(&format!("content#{}", key.content_type().prefix()), &enc, encode(&id)?, Cond::Any)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn content_by_id(&self, id: Uuid) -> Result<Option<ContentKey>, StoreError> {
+        Ok(match self.t.get(&format!("cid#{id}"), "_").await? {
+            Some(row) => ContentKey::decode(&decode::<String>(&row)?),
+            None => None,
+        })
+    }
+
+    /// Every unit of a type ever added to any repository, in key order.
+    pub async fn all_content(&self, ty: ContentType) -> Result<Vec<ContentKey>, StoreError> {
+        let rows = self
+            .t
+            .query(&format!("content#{}", ty.prefix()), Query::prefix(""))
+            .await?;
+        Ok(rows.iter().filter_map(|r| ContentKey::decode(&r.sk)).collect())
+    }
+}
