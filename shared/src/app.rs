@@ -78,7 +78,11 @@ impl LocalApp {
 
     /// Everything in memory (tests).
     pub fn in_memory() -> Self {
-        Self::with(Arc::new(MemoryTable::new()), Arc::new(MemoryBlobStore::new()), Settings::default())
+        Self::with(
+            Arc::new(MemoryTable::new()),
+            Arc::new(MemoryBlobStore::new()),
+            Settings::default(),
+        )
     }
 
     /// The embedded store under `data_dir`: `blobs/`, `uploads/`, `tmp/` and `berth.redb`.

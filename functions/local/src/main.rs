@@ -65,7 +65,10 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         let file = data_dir.join("admin-password");
         write_private(&file, &format!("{p}\n")).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         eprintln!("berth: created the admin account; its password (shown once) is: {p}");
-        eprintln!("berth: it is also in {} (owner-only); set BERTH_ADMIN_PASSWORD to choose your own", file.display());
+        eprintln!(
+            "berth: it is also in {} (owner-only); set BERTH_ADMIN_PASSWORD to choose your own",
+            file.display()
+        );
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

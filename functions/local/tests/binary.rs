@@ -53,7 +53,10 @@ impl Server {
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -78,7 +81,9 @@ fn serves_refuses_tls_and_keeps_data_across_restarts() {
     let s = Server::start(dir.path());
     let (status, resp) = s.request("GET", "/v2/", b"");
     assert!(status.contains("200"), "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("docker-distribution-api-version: registry/2.0"));
+    assert!(resp
+        .to_ascii_lowercase()
+        .contains("docker-distribution-api-version: registry/2.0"));
 
     // a TLS ClientHello is answered by closing the connection at once
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
@@ -89,7 +94,10 @@ fn serves_refuses_tls_and_keeps_data_across_restarts() {
     let mut buf = [0u8; 64];
     let n = c.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "nothing is sent back to a TLS client");
-    assert!(t0.elapsed() < Duration::from_secs(1), "refused at once, not after a timeout");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "refused at once, not after a timeout"
+    );
 
     // push a blob, restart, and it is still there
     let digest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";

@@ -145,7 +145,9 @@ impl Manage {
                 .ok_or_else(|| ManageError::field("remote", "Invalid hyperlink - Object does not exist."))?;
         }
         match self.store.update_repository(id, &f).await {
-            Err(ManageError::Internal(e)) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) => {
+            Err(ManageError::Internal(e))
+                if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) =>
+            {
                 Err(ManageError::field("name", UNIQUE))
             }
             other => other,
@@ -212,7 +214,9 @@ impl Manage {
 
     pub async fn update_remote(&self, id: Uuid, f: impl Fn(&mut Remote) -> Result<()>) -> Result<Remote> {
         match self.store.update_remote(id, f).await {
-            Err(ManageError::Internal(e)) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) => {
+            Err(ManageError::Internal(e))
+                if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) =>
+            {
                 Err(ManageError::field("name", UNIQUE))
             }
             other => other,
@@ -318,7 +322,11 @@ impl Manage {
         self.store.distribution(id).await?.ok_or(ManageError::NotFound)
     }
 
-    pub async fn update_distribution(&self, id: Uuid, f: impl FnOnce(&Distribution) -> Result<DistributionSpec>) -> Result<Distribution> {
+    pub async fn update_distribution(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&Distribution) -> Result<DistributionSpec>,
+    ) -> Result<Distribution> {
         let before = self.distribution(id).await?;
         let spec = f(&before)?;
         self.check_serves(&spec.serves).await?;
@@ -456,7 +464,12 @@ impl Manage {
 
     /// Adds and removes content as one new version. Returns it, or `None` when nothing
     /// changed.
-    pub async fn modify(&self, repo: &Repository, add: Vec<ContentKey>, remove: Vec<ContentKey>) -> Result<Option<RepositoryVersion>> {
+    pub async fn modify(
+        &self,
+        repo: &Repository,
+        add: Vec<ContentKey>,
+        remove: Vec<ContentKey>,
+    ) -> Result<Option<RepositoryVersion>> {
         let owner = Uuid::new_v4().to_string();
         let mut w = self.store.begin_write(repo.id, &owner, LEASE_TTL, LEASE_WAIT).await?;
         for k in remove {
@@ -471,8 +484,15 @@ impl Manage {
     /// Tags a manifest of the latest version (moving the tag if it exists).
     pub async fn tag(&self, repo: &Repository, tag: Tag, digest: Digest) -> Result<Option<RepositoryVersion>> {
         let latest = repo.latest_version;
-        if !self.store.contains(repo.id, latest, &ContentKey::Manifest(digest.clone())).await? {
-            return Err(ManageError::field("digest", "A manifest with this digest is not in the repository."));
+        if !self
+            .store
+            .contains(repo.id, latest, &ContentKey::Manifest(digest.clone()))
+            .await?
+        {
+            return Err(ManageError::field(
+                "digest",
+                "A manifest with this digest is not in the repository.",
+            ));
         }
         let mut remove = Vec::new();
         if let Some(old) = self.store.tag(repo.id, latest, &tag).await? {
@@ -484,8 +504,15 @@ impl Manage {
                 manifest: old,
             });
         }
-        self.modify(repo, vec![ContentKey::Tag { name: tag, manifest: digest }], remove)
-            .await
+        self.modify(
+            repo,
+            vec![ContentKey::Tag {
+                name: tag,
+                manifest: digest,
+            }],
+            remove,
+        )
+        .await
     }
 
     pub async fn untag(&self, repo: &Repository, tag: Tag) -> Result<Option<RepositoryVersion>> {
@@ -496,11 +523,58 @@ impl Manage {
             .await
     }
 
+    /// Adds content units the store knows (a manifest brings its blobs and, for an index, its
+    /// child manifests and their blobs), as one new version.
+    pub async fn add(&self, repo: &Repository, keys: Vec<ContentKey>) -> Result<Option<RepositoryVersion>> {
+        let mut all = Vec::new();
+        let mut stack = keys;
+        while let Some(k) = stack.pop() {
+            if let ContentKey::Manifest(d) = &k {
+                let m = self
+                    .store
+                    .manifest(d)
+                    .await?
+                    .ok_or_else(|| ManageError::field("content_units", format!("Manifest {d} is not stored.")))?;
+                stack.extend(m.parsed.blob_digests().cloned().map(ContentKey::Blob));
+                stack.extend(
+                    m.parsed
+                        .manifests
+                        .iter()
+                        .map(|c| ContentKey::Manifest(c.digest.clone())),
+                );
+            }
+            if let ContentKey::Tag { manifest, .. } = &k {
+                stack.push(ContentKey::Manifest(manifest.clone()));
+            }
+            if !all.contains(&k) {
+                all.push(k);
+            }
+        }
+        // a tag name appears once per version: an added tag replaces the old one of that name
+        let mut remove = Vec::new();
+        for k in &all {
+            if let ContentKey::Tag { name, manifest } = k {
+                if let Some(old) = self.store.tag(repo.id, repo.latest_version, name).await? {
+                    if &old != manifest {
+                        remove.push(ContentKey::Tag {
+                            name: name.clone(),
+                            manifest: old,
+                        });
+                    }
+                }
+            }
+        }
+        self.modify(repo, all, remove).await
+    }
+
     /// Removes an image: the manifest, its tags, and the blobs only it used.
     pub async fn remove_image(&self, repo: &Repository, digest: &Digest) -> Result<Option<RepositoryVersion>> {
         let keys = self.store.image_keys(repo.id, repo.latest_version, digest).await?;
         if keys.is_empty() {
-            return Err(ManageError::field("digest", "A manifest with this digest is not in the repository."));
+            return Err(ManageError::field(
+                "digest",
+                "A manifest with this digest is not in the repository.",
+            ));
         }
         self.modify(repo, Vec::new(), keys).await
     }
@@ -512,7 +586,11 @@ impl Manage {
             None => {
                 let mut all = Vec::new();
                 for ty in ContentType::ALL {
-                    all.extend(self.store.content(repo.id, repo.latest_version, ty, None, usize::MAX).await?);
+                    all.extend(
+                        self.store
+                            .content(repo.id, repo.latest_version, ty, None, usize::MAX)
+                            .await?,
+                    );
                 }
                 all
             }

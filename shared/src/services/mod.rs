@@ -7,9 +7,9 @@ mod registry;
 mod users;
 mod worker;
 
-pub use worker::{SyncRunner, Worker};
-pub use users::{generate_password, hash_password, Users};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
+pub use users::{generate_password, hash_password, Users};
+pub use worker::{SyncRunner, Worker};
 
 pub use registry::{
     BlobBody, CatalogPage, ManifestBody, PushedManifest, Referrer, Registry, RegistryConfig, RegistryError, TagsPage,

@@ -150,7 +150,8 @@ impl Users {
     }
 }
 
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$6nBvFxyn1bYM8o1Hf3Su4cWKbU2kjzBDXqgXdUCnz9A";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$6nBvFxyn1bYM8o1Hf3Su4cWKbU2kjzBDXqgXdUCnz9A";
 
 async fn verify(hash: &str, password: &str) -> bool {
     let (hash, password) = (hash.to_owned(), password.to_owned());
@@ -181,7 +182,10 @@ mod tests {
         assert!(users.authenticate("nobody", &p).await.unwrap().is_none());
         users.ensure_admin(Some("s3cret")).await.unwrap();
         assert!(users.authenticate("admin", "s3cret").await.unwrap().is_some());
-        assert!(users.authenticate("admin", &p).await.unwrap().is_none(), "the old password no longer works");
+        assert!(
+            users.authenticate("admin", &p).await.unwrap().is_none(),
+            "the old password no longer works"
+        );
         assert!(PasswordHash::new(DUMMY_HASH).is_ok());
     }
 }

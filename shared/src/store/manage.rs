@@ -119,7 +119,9 @@ impl Store {
     // ---- remotes ---------------------------------------------------------------------------
 
     pub async fn create_remote(&self, r: &Remote) -> Result<(), StoreError> {
-        self.t.put("remote-names", &r.name, encode(&r.id)?, Cond::Absent).await?;
+        self.t
+            .put("remote-names", &r.name, encode(&r.id)?, Cond::Absent)
+            .await?;
         if let Err(e) = self.t.put("remotes", &r.id.to_string(), encode(r)?, Cond::Absent).await {
             let _ = self.t.delete("remote-names", &r.name, Cond::Any).await;
             return Err(e);
@@ -151,7 +153,9 @@ impl Store {
         f(&mut probe)?;
         let renamed = probe.name != before.name;
         if renamed {
-            self.t.put("remote-names", &probe.name, encode(&id)?, Cond::Absent).await?;
+            self.t
+                .put("remote-names", &probe.name, encode(&id)?, Cond::Absent)
+                .await?;
         }
         let result = self
             .modify::<Remote, E>("remotes", &id.to_string(), |r| {
@@ -200,7 +204,9 @@ impl Store {
     /// `Conflict` when taken.
     pub async fn replace_distribution(&self, before: &Distribution, after: &Distribution) -> Result<(), StoreError> {
         if after.name != before.name {
-            self.t.put("dist-names", &after.name, encode(&after.base_path)?, Cond::Absent).await?;
+            self.t
+                .put("dist-names", &after.name, encode(&after.base_path)?, Cond::Absent)
+                .await?;
         }
         if after.base_path != before.base_path {
             if let Err(e) = self
@@ -216,12 +222,16 @@ impl Store {
             self.index_distribution(after).await?;
             self.t.delete("dists", before.base_path.as_str(), Cond::Any).await?;
         } else {
-            self.t.put("dists", after.base_path.as_str(), encode(after)?, Cond::Any).await?;
+            self.t
+                .put("dists", after.base_path.as_str(), encode(after)?, Cond::Any)
+                .await?;
         }
         if after.name != before.name {
             self.t.delete("dist-names", &before.name, Cond::Any).await?;
         } else {
-            self.t.put("dist-names", &after.name, encode(&after.base_path)?, Cond::Any).await?;
+            self.t
+                .put("dist-names", &after.name, encode(&after.base_path)?, Cond::Any)
+                .await?;
         }
         Ok(())
     }
@@ -234,7 +244,11 @@ impl Store {
 
     /// Whether any distribution's base path is `path`'s ancestor or descendant (Pulp forbids
     /// nested base paths). Returns the one it found.
-    pub async fn overlapping_distribution(&self, path: &str, except: Option<Uuid>) -> Result<Option<Distribution>, StoreError> {
+    pub async fn overlapping_distribution(
+        &self,
+        path: &str,
+        except: Option<Uuid>,
+    ) -> Result<Option<Distribution>, StoreError> {
         let mut ancestor = String::new();
         let parts: Vec<&str> = path.split('/').collect();
         for p in &parts[..parts.len().saturating_sub(1)] {
@@ -262,7 +276,9 @@ impl Store {
 
     pub async fn create_task(&self, t: &Task) -> Result<(), StoreError> {
         let sk = task_sk(t);
-        self.t.put(&format!("task#{}", t.id), "_", encode(&sk)?, Cond::Absent).await?;
+        self.t
+            .put(&format!("task#{}", t.id), "_", encode(&sk)?, Cond::Absent)
+            .await?;
         self.t.put("tasks", &sk, encode(t)?, Cond::Absent).await.map(|_| ())
     }
 
@@ -283,7 +299,11 @@ impl Store {
         id: Uuid,
         mut f: impl FnMut(&mut Task) -> Result<(), E>,
     ) -> Result<Task, E> {
-        let row = self.t.get(&format!("task#{id}"), "_").await?.ok_or(StoreError::NotFound)?;
+        let row = self
+            .t
+            .get(&format!("task#{id}"), "_")
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let sk: String = decode(&row)?;
         self.modify::<Task, E>("tasks", &sk, |t| {
             f(t)?;
@@ -333,7 +353,12 @@ impl Store {
         let enc = key.encode();
         self.t.put(&format!("cid#{id}"), "_", encode(&enc)?, Cond::Any).await?;
         self.t
-            .put(&format!("content#{}", key.content_type().prefix()), &enc, encode(&id)?, Cond::Any)
+            .put(
+                &format!("content#{}", key.content_type().prefix()),
+                &enc,
+                encode(&id)?,
+                Cond::Any,
+            )
             .await?;
         Ok(id)
     }

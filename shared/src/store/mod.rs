@@ -340,7 +340,10 @@ impl Store {
             }
         }
         let mut still_used = std::collections::HashSet::new();
-        for key in self.content(repo, number, ContentType::Manifest, None, usize::MAX).await? {
+        for key in self
+            .content(repo, number, ContentType::Manifest, None, usize::MAX)
+            .await?
+        {
             if let ContentKey::Manifest(other) = key {
                 if &other != digest {
                     if let Some(m) = self.manifest(&other).await? {

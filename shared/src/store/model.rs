@@ -254,10 +254,21 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResourceRef {
-    Repository { id: Uuid, kind: RepositoryKind },
-    RepositoryVersion { repository: Uuid, kind: RepositoryKind, number: u64 },
-    Remote { id: Uuid },
-    Distribution { id: Uuid },
+    Repository {
+        id: Uuid,
+        kind: RepositoryKind,
+    },
+    RepositoryVersion {
+        repository: Uuid,
+        kind: RepositoryKind,
+        number: u64,
+    },
+    Remote {
+        id: Uuid,
+    },
+    Distribution {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

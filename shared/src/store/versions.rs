@@ -381,7 +381,14 @@ impl Store {
     /// Deletes version `number` (never 0 nor the latest) by folding its changes into the next
     /// remaining version, as Pulp does: the next version's change log and content summary are
     /// recomputed against the previous remaining version. Holds the repository's lease.
-    pub async fn delete_version(&self, repo: Uuid, number: u64, owner: &str, ttl: Duration, wait: Duration) -> Result<(), WriteError> {
+    pub async fn delete_version(
+        &self,
+        repo: Uuid,
+        number: u64,
+        owner: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<(), WriteError> {
         let w = self.begin_write(repo, owner, ttl, wait).await?;
         let r = w.repository().clone();
         let result = async {
@@ -390,7 +397,12 @@ impl Store {
             if !exists || number == 0 || number >= r.latest_version {
                 return Err(WriteError::NotFound);
             }
-            let prev = versions.iter().filter(|v| v.number < number).map(|v| v.number).max().unwrap_or(0);
+            let prev = versions
+                .iter()
+                .filter(|v| v.number < number)
+                .map(|v| v.number)
+                .max()
+                .unwrap_or(0);
             let Some(next) = versions.iter().filter(|v| v.number > number).map(|v| v.number).min() else {
                 return Err(WriteError::NotFound);
             };
@@ -414,18 +426,35 @@ impl Store {
                 self.t.delete(&next_log, &row.sk, Cond::Any).await?;
             }
             for k in &added {
-                self.t.put(&next_log, &format!("a#{}", k.encode()), b"{}".to_vec(), Cond::Any).await?;
+                self.t
+                    .put(&next_log, &format!("a#{}", k.encode()), b"{}".to_vec(), Cond::Any)
+                    .await?;
             }
             for k in &removed {
-                self.t.put(&next_log, &format!("r#{}", k.encode()), b"{}".to_vec(), Cond::Any).await?;
+                self.t
+                    .put(&next_log, &format!("r#{}", k.encode()), b"{}".to_vec(), Cond::Any)
+                    .await?;
             }
-            let base = self.version(&r, prev).await?.map(|v| v.content_summary).unwrap_or_default();
+            let base = self
+                .version(&r, prev)
+                .await?
+                .map(|v| v.content_summary)
+                .unwrap_or_default();
             if let Some(mut v) = self.version(&r, next).await? {
                 v.base_version = Some(prev);
                 v.content_summary = ContentSummary::derive(&base, &added, &removed);
-                self.t.put(&format!("repo#{repo}"), &format!("v#{}", num(next)), encode(&v)?, Cond::Any).await?;
+                self.t
+                    .put(
+                        &format!("repo#{repo}"),
+                        &format!("v#{}", num(next)),
+                        encode(&v)?,
+                        Cond::Any,
+                    )
+                    .await?;
             }
-            self.t.delete(&format!("repo#{repo}"), &format!("v#{}", num(number)), Cond::Any).await?;
+            self.t
+                .delete(&format!("repo#{repo}"), &format!("v#{}", num(number)), Cond::Any)
+                .await?;
             let log = format!("changes#{repo}#{}", num(number));
             for row in self.t.query(&log, Query::prefix("")).await? {
                 self.t.delete(&log, &row.sk, Cond::Any).await?;

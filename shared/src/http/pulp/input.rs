@@ -169,7 +169,10 @@ impl Input {
                 Some(Some(out))
             }
             Some(v) => {
-                self.err(k, format!("Expected a list of items but got type \"{}\".", type_name(&v)));
+                self.err(
+                    k,
+                    format!("Expected a list of items but got type \"{}\".", type_name(&v)),
+                );
                 None
             }
         }

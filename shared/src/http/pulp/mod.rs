@@ -57,7 +57,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn detail(status: u16, msg: impl Into<String>) -> Self {
-        ApiError::Detail(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), msg.into())
+        ApiError::Detail(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            msg.into(),
+        )
     }
 
     pub fn field(field: &str, msg: impl Into<String>) -> Self {
@@ -104,13 +107,18 @@ impl IntoResponse for ApiError {
             ApiError::Detail(s, d) => json_response(s, &json!({ "detail": d })),
             ApiError::Unauthenticated(msg) => {
                 let mut r = json_response(StatusCode::UNAUTHORIZED, &json!({ "detail": msg }));
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"berth\""));
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"berth\""),
+                );
                 r
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, source = ?e.source(), "management API internal error");
-                json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"detail": "Internal server error."}))
+                json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"detail": "Internal server error."}),
+                )
             }
         }
     }
@@ -188,7 +196,10 @@ impl Ctx<'_> {
     }
 
     fn task(&self, t: &Task) -> Answer {
-        Ok(json_response(StatusCode::ACCEPTED, &json!({ "task": render::task_href(t.id) })))
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({ "task": render::task_href(t.id) }),
+        ))
     }
 
     /// Applies `fields` / `exclude_fields` to one object.
@@ -211,7 +222,9 @@ impl Ctx<'_> {
         let parse = |k: &str, default: usize| -> Result<usize, ApiError> {
             match self.q(k) {
                 None | Some("") => Ok(default),
-                Some(v) => v.parse().map_err(|_| ApiError::field(k, "A valid integer is required.")),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ApiError::field(k, "A valid integer is required.")),
             }
         };
         let limit = parse("limit", 100)?.clamp(1, 1000);
@@ -288,7 +301,9 @@ impl Ctx<'_> {
 
 async fn authenticate(users: &Users, headers: &HeaderMap) -> Result<User, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::Unauthenticated("Authentication credentials were not provided."));
+        return Err(ApiError::Unauthenticated(
+            "Authentication credentials were not provided.",
+        ));
     };
     let bad = ApiError::Unauthenticated("Invalid username/password.");
     let creds = value
@@ -301,7 +316,9 @@ async fn authenticate(users: &Users, headers: &HeaderMap) -> Result<User, ApiErr
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
     let Some(creds) = creds else {
-        return Err(ApiError::Unauthenticated("Invalid basic header. Credentials not correctly base64 encoded."));
+        return Err(ApiError::Unauthenticated(
+            "Invalid basic header. Credentials not correctly base64 encoded.",
+        ));
     };
     let Some((user, password)) = creds.split_once(':') else {
         return Err(bad);
@@ -327,14 +344,20 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
     let m = match ops::route(&parts.method, &path) {
         Route::Found(m) => m,
         Route::MethodNotAllowed => {
-            return Err(ApiError::detail(405, format!("Method \"{}\" not allowed.", parts.method)));
+            return Err(ApiError::detail(
+                405,
+                format!("Method \"{}\" not allowed.", parts.method),
+            ));
         }
         Route::NotFound => return Err(ApiError::not_found()),
     };
     if !m.op.public {
         let user = authenticate(&s.users, &parts.headers).await?;
         if parts.method != Method::GET && !user.admin {
-            return Err(ApiError::detail(403, "You do not have permission to perform this action."));
+            return Err(ApiError::detail(
+                403,
+                "You do not have permission to perform this action.",
+            ));
         }
     }
     let body = axum::body::to_bytes(body, MAX_BODY)
@@ -372,8 +395,12 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         RepoList => list_repositories(c, RepositoryKind::Mirror).await,
         PushList => list_repositories(c, RepositoryKind::Push).await,
         RepoCreate => create_repository(c).await,
-        RepoRead => c.ok(render::repository(&c.manage().repository(c.id(), RepositoryKind::Mirror).await?)),
-        PushRead => c.ok(render::repository(&c.manage().repository(c.id(), RepositoryKind::Push).await?)),
+        RepoRead => c.ok(render::repository(
+            &c.manage().repository(c.id(), RepositoryKind::Mirror).await?,
+        )),
+        PushRead => c.ok(render::repository(
+            &c.manage().repository(c.id(), RepositoryKind::Push).await?,
+        )),
         RepoPartialUpdate => update_repository(c, RepositoryKind::Mirror, true).await,
         RepoUpdate => update_repository(c, RepositoryKind::Mirror, false).await,
         PushPartialUpdate => update_repository(c, RepositoryKind::Push, true).await,
@@ -381,8 +408,10 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         RepoDelete => delete_repository(c, RepositoryKind::Mirror).await,
         PushDelete => delete_repository(c, RepositoryKind::Push).await,
         RepoSync => sync(c).await,
-        RepoRemove => remove_content(c).await,
-        PushTag | PushUntag | PushRemoveImage => push_modify(c).await,
+        RepoRemove => modify_content(c, false).await,
+        RepoAdd => modify_content(c, true).await,
+        RepoTag | RepoUntag => tag_modify(c, RepositoryKind::Mirror).await,
+        PushTag | PushUntag | PushRemoveImage => tag_modify(c, RepositoryKind::Push).await,
         RepoVersionsList => list_versions(c, RepositoryKind::Mirror).await,
         PushVersionsList => list_versions(c, RepositoryKind::Push).await,
         RepoVersionsRead => read_version(c, RepositoryKind::Mirror).await,
@@ -400,7 +429,12 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
             c.manage().delete_remote(id).await?;
             let t = c
                 .manage()
-                .completed_task("pulpcore.app.tasks.base.general_delete", vec![ResourceRef::Remote { id }], vec![], None)
+                .completed_task(
+                    "pulpcore.app.tasks.base.general_delete",
+                    vec![ResourceRef::Remote { id }],
+                    vec![],
+                    None,
+                )
                 .await?;
             c.task(&t)
         }
@@ -417,7 +451,12 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
             c.manage().delete_distribution(id).await?;
             let t = c
                 .manage()
-                .completed_task("pulpcore.app.tasks.base.general_delete", vec![ResourceRef::Distribution { id }], vec![], None)
+                .completed_task(
+                    "pulpcore.app.tasks.base.general_delete",
+                    vec![ResourceRef::Distribution { id }],
+                    vec![],
+                    None,
+                )
                 .await?;
             c.task(&t)
         }
@@ -552,7 +591,12 @@ async fn update_repository(c: &Ctx<'_>, kind: RepositoryKind, partial: bool) -> 
         .await?;
     let t = c
         .manage()
-        .completed_task("pulpcore.app.tasks.base.general_update", vec![ResourceRef::Repository { id, kind }], vec![], None)
+        .completed_task(
+            "pulpcore.app.tasks.base.general_update",
+            vec![ResourceRef::Repository { id, kind }],
+            vec![],
+            None,
+        )
         .await?;
     c.task(&t)
 }
@@ -563,7 +607,12 @@ async fn delete_repository(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
     c.manage().delete_repository(id).await?;
     let t = c
         .manage()
-        .completed_task("pulpcore.app.tasks.base.general_delete", vec![ResourceRef::Repository { id, kind }], vec![], None)
+        .completed_task(
+            "pulpcore.app.tasks.base.general_delete",
+            vec![ResourceRef::Repository { id, kind }],
+            vec![],
+            None,
+        )
         .await?;
     c.task(&t)
 }
@@ -602,7 +651,10 @@ async fn modified(c: &Ctx<'_>, name: &str, repo: &Repository, v: Option<crate::s
         .manage()
         .completed_task(
             name,
-            vec![ResourceRef::Repository { id: repo.id, kind: repo.kind }],
+            vec![ResourceRef::Repository {
+                id: repo.id,
+                kind: repo.kind,
+            }],
             created.clone(),
             created.into_iter().next(),
         )
@@ -620,12 +672,18 @@ fn content_ref(href: &str) -> Option<Uuid> {
     None
 }
 
-async fn remove_content(c: &Ctx<'_>) -> Answer {
+async fn modify_content(c: &Ctx<'_>, add: bool) -> Answer {
     let repo = c.manage().repository(c.id(), RepositoryKind::Mirror).await?;
     let mut i = c.input(false)?;
     let units = i
         .opt_str_list("content_units")
-        .or_else(|| i.opt_str_list("remove_content_units"))
+        .or_else(|| {
+            i.opt_str_list(if add {
+                "add_content_units"
+            } else {
+                "remove_content_units"
+            })
+        })
         .flatten();
     let Some(units) = units else {
         i.err("content_units", input::REQUIRED);
@@ -633,7 +691,7 @@ async fn remove_content(c: &Ctx<'_>) -> Answer {
         return Err(ApiError::not_found());
     };
     i.finish()?;
-    let keys = if units.iter().any(|u| u == "*") {
+    let keys = if !add && units.iter().any(|u| u == "*") {
         None
     } else {
         let mut keys = Vec::new();
@@ -644,17 +702,26 @@ async fn remove_content(c: &Ctx<'_>) -> Answer {
             };
             match key {
                 Some(k) => keys.push(k),
-                None => return Err(ApiError::field("content_units", format!("Invalid hyperlink - Object does not exist: {u}"))),
+                None => {
+                    return Err(ApiError::field(
+                        "content_units",
+                        format!("Invalid hyperlink - Object does not exist: {u}"),
+                    ))
+                }
             }
         }
         Some(keys)
     };
-    let v = c.manage().remove(&repo, keys).await?;
+    let v = if add {
+        c.manage().add(&repo, keys.unwrap_or_default()).await?
+    } else {
+        c.manage().remove(&repo, keys).await?
+    };
     modified(c, "pulpcore.app.tasks.repository.add_and_remove", &repo, v).await
 }
 
-async fn push_modify(c: &Ctx<'_>) -> Answer {
-    let repo = c.manage().repository(c.id(), RepositoryKind::Push).await?;
+async fn tag_modify(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
+    let repo = c.manage().repository(c.id(), kind).await?;
     let mut i = c.input(false)?;
     let digest = |i: &mut Input| -> Option<Digest> {
         let d = i.string("digest", true)?;
@@ -677,23 +744,31 @@ async fn push_modify(c: &Ctx<'_>) -> Answer {
         }
     };
     let (v, name) = match c.m.op.id {
-        OpId::PushTag => {
+        OpId::PushTag | OpId::RepoTag => {
             let (t, d) = (tag(&mut i), digest(&mut i));
             i.finish()?;
-            let (Some(t), Some(d)) = (t, d) else { return Err(ApiError::not_found()) };
+            let (Some(t), Some(d)) = (t, d) else {
+                return Err(ApiError::not_found());
+            };
             (c.manage().tag(&repo, t, d).await?, "pulp_container.app.tasks.tag_image")
         }
-        OpId::PushUntag => {
+        OpId::PushUntag | OpId::RepoUntag => {
             let t = tag(&mut i);
             i.finish()?;
             let Some(t) = t else { return Err(ApiError::not_found()) };
-            (c.manage().untag(&repo, t).await?, "pulp_container.app.tasks.untag_image")
+            (
+                c.manage().untag(&repo, t).await?,
+                "pulp_container.app.tasks.untag_image",
+            )
         }
         _ => {
             let d = digest(&mut i);
             i.finish()?;
             let Some(d) = d else { return Err(ApiError::not_found()) };
-            (c.manage().remove_image(&repo, &d).await?, "pulp_container.app.tasks.recursive_remove_content")
+            (
+                c.manage().remove_image(&repo, &d).await?,
+                "pulp_container.app.tasks.recursive_remove_content",
+            )
         }
     };
     modified(c, name, &repo, v).await
@@ -709,7 +784,13 @@ async fn list_versions(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
             Some(v) => v.parse().map(Some).map_err(|_| ApiError::field(k, "Enter a number.")),
         }
     };
-    let (eq, gt, gte, lt, lte) = (num("number")?, num("number__gt")?, num("number__gte")?, num("number__lt")?, num("number__lte")?);
+    let (eq, gt, gte, lt, lte) = (
+        num("number")?,
+        num("number__gt")?,
+        num("number__gte")?,
+        num("number__lt")?,
+        num("number__lte")?,
+    );
     let content = match c.q("content") {
         Some(h) if !h.is_empty() => match content_ref(h) {
             Some(id) => Some(c.manage().store().content_by_id(id).await?),
@@ -827,8 +908,19 @@ fn apply_remote(c: &Ctx<'_>, r: &mut Remote, partial: bool) -> Result<(), ApiErr
     if let Some(x) = merge(excludes, exclude_tags) {
         r.excludes = x;
     }
-    if let Err(e) = TagFilter::new(r.includes.as_deref().unwrap_or(&[]), r.excludes.as_deref().unwrap_or(&[])) {
-        let field = if i.has("includes") { "includes" } else if i.has("include_tags") { "include_tags" } else if i.has("excludes") { "excludes" } else { "exclude_tags" };
+    if let Err(e) = TagFilter::new(
+        r.includes.as_deref().unwrap_or(&[]),
+        r.excludes.as_deref().unwrap_or(&[]),
+    ) {
+        let field = if i.has("includes") {
+            "includes"
+        } else if i.has("include_tags") {
+            "include_tags"
+        } else if i.has("excludes") {
+            "excludes"
+        } else {
+            "exclude_tags"
+        };
         i.err(field, e.to_string());
     }
     if let Some(p) = i.string("policy", false) {
@@ -896,7 +988,11 @@ async fn list_remotes(c: &Ctx<'_>) -> Answer {
         .await?
         .into_iter()
         .filter(|r| {
-            c.by_name(&r.name, &render::remote_href(r.id), &format!("prn:container.containerremote:{}", r.id))
+            c.by_name(
+                &r.name,
+                &render::remote_href(r.id),
+                &format!("prn:container.containerremote:{}", r.id),
+            )
         })
         .map(|r| render::remote(&r))
         .collect();
@@ -955,7 +1051,12 @@ async fn update_remote(c: &Ctx<'_>, partial: bool) -> Answer {
         .await?;
     let t = c
         .manage()
-        .completed_task("pulpcore.app.tasks.base.general_update", vec![ResourceRef::Remote { id }], vec![], None)
+        .completed_task(
+            "pulpcore.app.tasks.base.general_update",
+            vec![ResourceRef::Remote { id }],
+            vec![],
+            None,
+        )
         .await?;
     c.task(&t)
 }
@@ -982,7 +1083,8 @@ async fn list_distributions(c: &Ctx<'_>) -> Answer {
         if c.q("base_path").is_some_and(|x| x != bp)
             || c.q_list("base_path__in").is_some_and(|xs| !xs.iter().any(|x| x == bp))
             || c.q("base_path__contains").is_some_and(|x| !bp.contains(x))
-            || c.q("base_path__icontains").is_some_and(|x| !bp.to_lowercase().contains(&x.to_lowercase()))
+            || c.q("base_path__icontains")
+                .is_some_and(|x| !bp.to_lowercase().contains(&x.to_lowercase()))
         {
             continue;
         }
@@ -997,7 +1099,11 @@ async fn list_distributions(c: &Ctx<'_>) -> Answer {
 }
 
 /// Reads a distribution body into a spec, starting from `before` for partial updates.
-async fn dist_spec(c: &Ctx<'_>, before: Option<&crate::store::Distribution>, partial: bool) -> Result<DistributionSpec, ApiError> {
+async fn dist_spec(
+    c: &Ctx<'_>,
+    before: Option<&crate::store::Distribution>,
+    partial: bool,
+) -> Result<DistributionSpec, ApiError> {
     let mut i = c.input(partial)?;
     let name = i.string("name", true);
     let base_path = i.string("base_path", true);
@@ -1054,7 +1160,12 @@ async fn dist_spec(c: &Ctx<'_>, before: Option<&crate::store::Distribution>, par
             }
             Some(h) => {
                 let m = ops::parse_href("/pulp/api/v3/repositories/container/container/{id}/versions/{n}/", h).or_else(
-                    || ops::parse_href("/pulp/api/v3/repositories/container/container-push/{id}/versions/{n}/", h),
+                    || {
+                        ops::parse_href(
+                            "/pulp/api/v3/repositories/container/container-push/{id}/versions/{n}/",
+                            h,
+                        )
+                    },
                 );
                 match m {
                     Some((Some(id), Some(n))) => serves = Some(Serves::Version(id, n)),
@@ -1078,14 +1189,22 @@ async fn dist_spec(c: &Ctx<'_>, before: Option<&crate::store::Distribution>, par
         serves: serves
             .or_else(|| if partial { before.map(keep) } else { None })
             .unwrap_or(Serves::Nothing),
-        private: private.or_else(|| if partial { before.map(|b| b.private) } else { None }).unwrap_or(false),
+        private: private
+            .or_else(|| if partial { before.map(|b| b.private) } else { None })
+            .unwrap_or(false),
         description: match description {
             Some(d) => d,
             None if partial => before.and_then(|b| b.description.clone()),
             None => None,
         },
         pulp_labels: labels
-            .or_else(|| if partial { before.map(|b| b.pulp_labels.clone()) } else { None })
+            .or_else(|| {
+                if partial {
+                    before.map(|b| b.pulp_labels.clone())
+                } else {
+                    None
+                }
+            })
             .unwrap_or_default(),
     })
 }
@@ -1096,7 +1215,12 @@ async fn create_distribution(c: &Ctx<'_>) -> Answer {
     let r = ResourceRef::Distribution { id: d.id };
     let t = c
         .manage()
-        .completed_task("pulpcore.app.tasks.base.general_create", vec![], vec![r.clone()], Some(r))
+        .completed_task(
+            "pulpcore.app.tasks.base.general_create",
+            vec![],
+            vec![r.clone()],
+            Some(r),
+        )
         .await?;
     c.task(&t)
 }
@@ -1108,7 +1232,12 @@ async fn update_distribution(c: &Ctx<'_>, partial: bool) -> Answer {
     c.manage().update_distribution(id, |_| Ok(spec)).await?;
     let t = c
         .manage()
-        .completed_task("pulpcore.app.tasks.base.general_update", vec![ResourceRef::Distribution { id }], vec![], None)
+        .completed_task(
+            "pulpcore.app.tasks.base.general_update",
+            vec![ResourceRef::Distribution { id }],
+            vec![],
+            None,
+        )
         .await?;
     c.task(&t)
 }
@@ -1118,30 +1247,49 @@ async fn update_distribution(c: &Ctx<'_>, partial: bool) -> Answer {
 fn resource_matches(c: &Ctx<'_>, list: &[ResourceRef], key: &str) -> bool {
     let wanted: Vec<String> = match (c.q(key), c.q_list(&format!("{key}__in"))) {
         (None, None) => return true,
-        (a, b) => a.map(|x| vec![x.to_owned()]).unwrap_or_default().into_iter().chain(b.unwrap_or_default()).collect(),
+        (a, b) => a
+            .map(|x| vec![x.to_owned()])
+            .unwrap_or_default()
+            .into_iter()
+            .chain(b.unwrap_or_default())
+            .collect(),
     };
     let hrefs: Vec<String> = list.iter().map(render::resource_href).collect();
-    wanted
-        .iter()
-        .filter(|w| !w.is_empty())
-        .any(|w| hrefs.iter().any(|h| w.ends_with(h.as_str()) || w.contains(&h[h.len().saturating_sub(37)..h.len() - 1])))
-        || wanted.iter().all(|w| w.is_empty())
+    wanted.iter().filter(|w| !w.is_empty()).any(|w| {
+        hrefs
+            .iter()
+            .any(|h| w.ends_with(h.as_str()) || w.contains(&h[h.len().saturating_sub(37)..h.len() - 1]))
+    }) || wanted.iter().all(|w| w.is_empty())
 }
 
 async fn list_tasks(c: &Ctx<'_>) -> Answer {
     let states: Option<Vec<String>> = match (c.q("state"), c.q_list("state__in")) {
         (None, None) => None,
-        (a, b) => Some(a.map(|x| vec![x.to_owned()]).unwrap_or_default().into_iter().chain(b.unwrap_or_default()).collect()),
+        (a, b) => Some(
+            a.map(|x| vec![x.to_owned()])
+                .unwrap_or_default()
+                .into_iter()
+                .chain(b.unwrap_or_default())
+                .collect(),
+        ),
     };
     let mut items = Vec::new();
     for t in c.manage().store().tasks().await? {
-        if states.as_ref().is_some_and(|s| !s.iter().any(|x| x == t.state.as_str())) {
+        if states
+            .as_ref()
+            .is_some_and(|s| !s.iter().any(|x| x == t.state.as_str()))
+        {
             continue;
         }
         if !c.by_name(&t.name, &render::task_href(t.id), &format!("prn:core.task:{}", t.id)) {
             continue;
         }
-        let all: Vec<ResourceRef> = t.reserved_resources.iter().chain(t.shared_resources.iter()).cloned().collect();
+        let all: Vec<ResourceRef> = t
+            .reserved_resources
+            .iter()
+            .chain(t.shared_resources.iter())
+            .cloned()
+            .collect();
         if !resource_matches(c, &all, "reserved_resources")
             || !resource_matches(c, &t.reserved_resources, "exclusive_resources")
             || !resource_matches(c, &t.shared_resources, "shared_resources")
@@ -1175,8 +1323,12 @@ async fn cancel_task(c: &Ctx<'_>) -> Answer {
 
 /// A repository version named by href (either repository type).
 async fn version_by_href(c: &Ctx<'_>, field: &str, href: &str) -> Result<(Repository, u64), ApiError> {
-    let m = ops::parse_href("/pulp/api/v3/repositories/container/container/{id}/versions/{n}/", href)
-        .or_else(|| ops::parse_href("/pulp/api/v3/repositories/container/container-push/{id}/versions/{n}/", href));
+    let m = ops::parse_href("/pulp/api/v3/repositories/container/container/{id}/versions/{n}/", href).or_else(|| {
+        ops::parse_href(
+            "/pulp/api/v3/repositories/container/container-push/{id}/versions/{n}/",
+            href,
+        )
+    });
     let Some((Some(id), Some(n))) = m else {
         return Err(ApiError::field(field, "Invalid hyperlink - No URL match."));
     };
@@ -1214,7 +1366,10 @@ async fn list_content(c: &Ctx<'_>, ty: ContentType) -> Answer {
         let (repo, n) = version_by_href(c, "repository_version", h).await?;
         keys = Some(store.content(repo.id, n, ty, None, usize::MAX).await?);
     }
-    for (field, added) in [("repository_version_added", true), ("repository_version_removed", false)] {
+    for (field, added) in [
+        ("repository_version_added", true),
+        ("repository_version_removed", false),
+    ] {
         if let Some(h) = c.q(field).filter(|h| !h.is_empty()) {
             let (repo, n) = version_by_href(c, field, h).await?;
             let changed: Vec<ContentKey> = store
@@ -1235,11 +1390,23 @@ async fn list_content(c: &Ctx<'_>, ty: ContentType) -> Answer {
     };
     let digests: Option<Vec<String>> = match (c.q("digest"), c.q_list("digest__in")) {
         (None, None) => None,
-        (a, b) => Some(a.map(|x| vec![x.to_owned()]).unwrap_or_default().into_iter().chain(b.unwrap_or_default()).collect()),
+        (a, b) => Some(
+            a.map(|x| vec![x.to_owned()])
+                .unwrap_or_default()
+                .into_iter()
+                .chain(b.unwrap_or_default())
+                .collect(),
+        ),
     };
     let names: Option<Vec<String>> = match (c.q("name"), c.q_list("name__in")) {
         (None, None) => None,
-        (a, b) => Some(a.map(|x| vec![x.to_owned()]).unwrap_or_default().into_iter().chain(b.unwrap_or_default()).collect()),
+        (a, b) => Some(
+            a.map(|x| vec![x.to_owned()])
+                .unwrap_or_default()
+                .into_iter()
+                .chain(b.unwrap_or_default())
+                .collect(),
+        ),
     };
     let media: Option<Vec<String>> = c.q_list("media_type");
     let hrefs = c.q_list("pulp_href__in");
@@ -1291,8 +1458,7 @@ fn status(c: &Ctx<'_>) -> Answer {
     c.ok(json!({
         "versions": [
             {"component": "core", "version": CORE_VERSION, "package": "berth", "module": "berth", "domain_compatible": false},
-            {"component": "container", "version": CONTAINER_VERSION, "package": "berth", "module": "berth", "domain_compatible": false},
-            {"component": "berth", "version": env!("CARGO_PKG_VERSION"), "package": "berth", "module": "berth", "domain_compatible": false}
+            {"component": "container", "version": CONTAINER_VERSION, "package": "berth", "module": "berth", "domain_compatible": false}
         ],
         "online_workers": [{"name": "berth", "last_heartbeat": render::ts(&Utc::now())}],
         "online_api_apps": [{"name": "berth", "last_heartbeat": render::ts(&Utc::now())}],

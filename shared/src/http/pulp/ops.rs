@@ -16,6 +16,9 @@ pub enum OpId {
     RepoDelete,
     RepoSync,
     RepoRemove,
+    RepoAdd,
+    RepoTag,
+    RepoUntag,
     RepoVersionsList,
     RepoVersionsRead,
     RepoVersionsDelete,
@@ -217,52 +220,551 @@ macro_rules! op {
 }
 
 pub static OPS: &[Op] = &[
-    op!(RepoList, "repositories_container_container_list", GET, "/pulp/api/v3/repositories/container/container/", None, NAMED, false, 200, "Repositories: Container"),
-    op!(RepoCreate, "repositories_container_container_create", POST, "/pulp/api/v3/repositories/container/container/", None, &[], true, 201, "Repositories: Container"),
-    op!(RepoRead, "repositories_container_container_read", GET, REPO, R_HREF, READ, false, 200, "Repositories: Container"),
-    op!(RepoPartialUpdate, "repositories_container_container_partial_update", PATCH, REPO, R_HREF, &[], true, 202, "Repositories: Container"),
-    op!(RepoUpdate, "repositories_container_container_update", PUT, REPO, R_HREF, &[], true, 202, "Repositories: Container"),
-    op!(RepoDelete, "repositories_container_container_delete", DELETE, REPO, R_HREF, &[], false, 202, "Repositories: Container"),
-    op!(RepoSync, "repositories_container_container_sync", POST, "/pulp/api/v3/repositories/container/container/{id}/sync/", R_HREF, &[], true, 202, "Repositories: Container"),
-    op!(RepoRemove, "repositories_container_container_remove", POST, "/pulp/api/v3/repositories/container/container/{id}/remove/", R_HREF, &[], true, 202, "Repositories: Container"),
-    op!(RepoVersionsList, "repositories_container_container_versions_list", GET, "/pulp/api/v3/repositories/container/container/{id}/versions/", R_HREF, VERSIONS, false, 200, "Repositories: Container Versions"),
-    op!(RepoVersionsRead, "repositories_container_container_versions_read", GET, REPO_V, RV_HREF, READ, false, 200, "Repositories: Container Versions"),
-    op!(RepoVersionsDelete, "repositories_container_container_versions_delete", DELETE, REPO_V, RV_HREF, &[], false, 202, "Repositories: Container Versions"),
-    op!(PushList, "repositories_container_container_push_list", GET, "/pulp/api/v3/repositories/container/container-push/", None, NAMED, false, 200, "Repositories: Container-Push"),
-    op!(PushRead, "repositories_container_container_push_read", GET, PUSH, P_HREF, READ, false, 200, "Repositories: Container-Push"),
-    op!(PushPartialUpdate, "repositories_container_container_push_partial_update", PATCH, PUSH, P_HREF, &[], true, 202, "Repositories: Container-Push"),
-    op!(PushUpdate, "repositories_container_container_push_update", PUT, PUSH, P_HREF, &[], true, 202, "Repositories: Container-Push"),
-    op!(PushDelete, "repositories_container_container_push_delete", DELETE, PUSH, P_HREF, &[], false, 202, "Repositories: Container-Push"),
-    op!(PushTag, "repositories_container_container_push_tag", POST, "/pulp/api/v3/repositories/container/container-push/{id}/tag/", P_HREF, &[], true, 202, "Repositories: Container-Push"),
-    op!(PushUntag, "repositories_container_container_push_untag", POST, "/pulp/api/v3/repositories/container/container-push/{id}/untag/", P_HREF, &[], true, 202, "Repositories: Container-Push"),
-    op!(PushRemoveImage, "repositories_container_container_push_remove_image", POST, "/pulp/api/v3/repositories/container/container-push/{id}/remove_image/", P_HREF, &[], true, 202, "Repositories: Container-Push"),
-    op!(PushVersionsList, "repositories_container_container_push_versions_list", GET, "/pulp/api/v3/repositories/container/container-push/{id}/versions/", P_HREF, VERSIONS, false, 200, "Repositories: Container-Push Versions"),
-    op!(PushVersionsRead, "repositories_container_container_push_versions_read", GET, PUSH_V, PV_HREF, READ, false, 200, "Repositories: Container-Push Versions"),
-    op!(PushVersionsDelete, "repositories_container_container_push_versions_delete", DELETE, PUSH_V, PV_HREF, &[], false, 202, "Repositories: Container-Push Versions"),
-    op!(RemoteList, "remotes_container_container_list", GET, "/pulp/api/v3/remotes/container/container/", None, NAMED, false, 200, "Remotes: Container"),
-    op!(RemoteCreate, "remotes_container_container_create", POST, "/pulp/api/v3/remotes/container/container/", None, &[], true, 201, "Remotes: Container"),
-    op!(RemoteRead, "remotes_container_container_read", GET, REMOTE, Some(("container_container_remote_href", REMOTE)), READ, false, 200, "Remotes: Container"),
-    op!(RemotePartialUpdate, "remotes_container_container_partial_update", PATCH, REMOTE, Some(("container_container_remote_href", REMOTE)), &[], true, 202, "Remotes: Container"),
-    op!(RemoteUpdate, "remotes_container_container_update", PUT, REMOTE, Some(("container_container_remote_href", REMOTE)), &[], true, 202, "Remotes: Container"),
-    op!(RemoteDelete, "remotes_container_container_delete", DELETE, REMOTE, Some(("container_container_remote_href", REMOTE)), &[], false, 202, "Remotes: Container"),
-    op!(DistList, "distributions_container_container_list", GET, "/pulp/api/v3/distributions/container/container/", None, DISTS, false, 200, "Distributions: Container"),
-    op!(DistCreate, "distributions_container_container_create", POST, "/pulp/api/v3/distributions/container/container/", None, &[], true, 202, "Distributions: Container"),
-    op!(DistRead, "distributions_container_container_read", GET, DIST, Some(("container_container_distribution_href", DIST)), READ, false, 200, "Distributions: Container"),
-    op!(DistPartialUpdate, "distributions_container_container_partial_update", PATCH, DIST, Some(("container_container_distribution_href", DIST)), &[], true, 202, "Distributions: Container"),
-    op!(DistUpdate, "distributions_container_container_update", PUT, DIST, Some(("container_container_distribution_href", DIST)), &[], true, 202, "Distributions: Container"),
-    op!(DistDelete, "distributions_container_container_delete", DELETE, DIST, Some(("container_container_distribution_href", DIST)), &[], false, 202, "Distributions: Container"),
-    op!(TaskList, "tasks_list", GET, "/pulp/api/v3/tasks/", None, TASKS, false, 200, "Tasks"),
-    op!(TaskRead, "tasks_read", GET, TASK, Some(("task_href", TASK)), READ, false, 200, "Tasks"),
-    op!(TaskCancel, "tasks_cancel", PATCH, TASK, Some(("task_href", TASK)), &[], true, 200, "Tasks"),
-    op!(TaskDelete, "tasks_delete", DELETE, TASK, Some(("task_href", TASK)), &[], false, 204, "Tasks"),
-    op!(BlobList, "content_container_blobs_list", GET, "/pulp/api/v3/content/container/blobs/", None, CONTENT, false, 200, "Content: Blobs"),
-    op!(BlobRead, "content_container_blobs_read", GET, "/pulp/api/v3/content/container/blobs/{id}/", Some(("container_blob_href", "/pulp/api/v3/content/container/blobs/{id}/")), READ, false, 200, "Content: Blobs"),
-    op!(ManifestList, "content_container_manifests_list", GET, "/pulp/api/v3/content/container/manifests/", None, CONTENT, false, 200, "Content: Manifests"),
-    op!(ManifestRead, "content_container_manifests_read", GET, "/pulp/api/v3/content/container/manifests/{id}/", Some(("container_manifest_href", "/pulp/api/v3/content/container/manifests/{id}/")), READ, false, 200, "Content: Manifests"),
-    op!(TagList, "content_container_tags_list", GET, "/pulp/api/v3/content/container/tags/", None, CONTENT, false, 200, "Content: Tags"),
-    op!(TagRead, "content_container_tags_read", GET, "/pulp/api/v3/content/container/tags/{id}/", Some(("container_tag_href", "/pulp/api/v3/content/container/tags/{id}/")), READ, false, 200, "Content: Tags"),
-    op!(SignatureList, "content_container_signatures_list", GET, "/pulp/api/v3/content/container/signatures/", None, CONTENT, false, 200, "Content: Signatures"),
-    op!(SignatureRead, "content_container_signatures_read", GET, "/pulp/api/v3/content/container/signatures/{id}/", Some(("container_manifest_signature_href", "/pulp/api/v3/content/container/signatures/{id}/")), READ, false, 200, "Content: Signatures"),
+    op!(
+        RepoList,
+        "repositories_container_container_list",
+        GET,
+        "/pulp/api/v3/repositories/container/container/",
+        None,
+        NAMED,
+        false,
+        200,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoCreate,
+        "repositories_container_container_create",
+        POST,
+        "/pulp/api/v3/repositories/container/container/",
+        None,
+        &[],
+        true,
+        201,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoRead,
+        "repositories_container_container_read",
+        GET,
+        REPO,
+        R_HREF,
+        READ,
+        false,
+        200,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoPartialUpdate,
+        "repositories_container_container_partial_update",
+        PATCH,
+        REPO,
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoUpdate,
+        "repositories_container_container_update",
+        PUT,
+        REPO,
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoDelete,
+        "repositories_container_container_delete",
+        DELETE,
+        REPO,
+        R_HREF,
+        &[],
+        false,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoSync,
+        "repositories_container_container_sync",
+        POST,
+        "/pulp/api/v3/repositories/container/container/{id}/sync/",
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoRemove,
+        "repositories_container_container_remove",
+        POST,
+        "/pulp/api/v3/repositories/container/container/{id}/remove/",
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoAdd,
+        "repositories_container_container_add",
+        POST,
+        "/pulp/api/v3/repositories/container/container/{id}/add/",
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoTag,
+        "repositories_container_container_tag",
+        POST,
+        "/pulp/api/v3/repositories/container/container/{id}/tag/",
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoUntag,
+        "repositories_container_container_untag",
+        POST,
+        "/pulp/api/v3/repositories/container/container/{id}/untag/",
+        R_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container"
+    ),
+    op!(
+        RepoVersionsList,
+        "repositories_container_container_versions_list",
+        GET,
+        "/pulp/api/v3/repositories/container/container/{id}/versions/",
+        R_HREF,
+        VERSIONS,
+        false,
+        200,
+        "Repositories: Container Versions"
+    ),
+    op!(
+        RepoVersionsRead,
+        "repositories_container_container_versions_read",
+        GET,
+        REPO_V,
+        RV_HREF,
+        READ,
+        false,
+        200,
+        "Repositories: Container Versions"
+    ),
+    op!(
+        RepoVersionsDelete,
+        "repositories_container_container_versions_delete",
+        DELETE,
+        REPO_V,
+        RV_HREF,
+        &[],
+        false,
+        202,
+        "Repositories: Container Versions"
+    ),
+    op!(
+        PushList,
+        "repositories_container_container_push_list",
+        GET,
+        "/pulp/api/v3/repositories/container/container-push/",
+        None,
+        NAMED,
+        false,
+        200,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushRead,
+        "repositories_container_container_push_read",
+        GET,
+        PUSH,
+        P_HREF,
+        READ,
+        false,
+        200,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushPartialUpdate,
+        "repositories_container_container_push_partial_update",
+        PATCH,
+        PUSH,
+        P_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushUpdate,
+        "repositories_container_container_push_update",
+        PUT,
+        PUSH,
+        P_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushDelete,
+        "repositories_container_container_push_delete",
+        DELETE,
+        PUSH,
+        P_HREF,
+        &[],
+        false,
+        202,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushTag,
+        "repositories_container_container_push_tag",
+        POST,
+        "/pulp/api/v3/repositories/container/container-push/{id}/tag/",
+        P_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushUntag,
+        "repositories_container_container_push_untag",
+        POST,
+        "/pulp/api/v3/repositories/container/container-push/{id}/untag/",
+        P_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushRemoveImage,
+        "repositories_container_container_push_remove_image",
+        POST,
+        "/pulp/api/v3/repositories/container/container-push/{id}/remove_image/",
+        P_HREF,
+        &[],
+        true,
+        202,
+        "Repositories: Container-Push"
+    ),
+    op!(
+        PushVersionsList,
+        "repositories_container_container_push_versions_list",
+        GET,
+        "/pulp/api/v3/repositories/container/container-push/{id}/versions/",
+        P_HREF,
+        VERSIONS,
+        false,
+        200,
+        "Repositories: Container-Push Versions"
+    ),
+    op!(
+        PushVersionsRead,
+        "repositories_container_container_push_versions_read",
+        GET,
+        PUSH_V,
+        PV_HREF,
+        READ,
+        false,
+        200,
+        "Repositories: Container-Push Versions"
+    ),
+    op!(
+        PushVersionsDelete,
+        "repositories_container_container_push_versions_delete",
+        DELETE,
+        PUSH_V,
+        PV_HREF,
+        &[],
+        false,
+        202,
+        "Repositories: Container-Push Versions"
+    ),
+    op!(
+        RemoteList,
+        "remotes_container_container_list",
+        GET,
+        "/pulp/api/v3/remotes/container/container/",
+        None,
+        NAMED,
+        false,
+        200,
+        "Remotes: Container"
+    ),
+    op!(
+        RemoteCreate,
+        "remotes_container_container_create",
+        POST,
+        "/pulp/api/v3/remotes/container/container/",
+        None,
+        &[],
+        true,
+        201,
+        "Remotes: Container"
+    ),
+    op!(
+        RemoteRead,
+        "remotes_container_container_read",
+        GET,
+        REMOTE,
+        Some(("container_container_remote_href", REMOTE)),
+        READ,
+        false,
+        200,
+        "Remotes: Container"
+    ),
+    op!(
+        RemotePartialUpdate,
+        "remotes_container_container_partial_update",
+        PATCH,
+        REMOTE,
+        Some(("container_container_remote_href", REMOTE)),
+        &[],
+        true,
+        202,
+        "Remotes: Container"
+    ),
+    op!(
+        RemoteUpdate,
+        "remotes_container_container_update",
+        PUT,
+        REMOTE,
+        Some(("container_container_remote_href", REMOTE)),
+        &[],
+        true,
+        202,
+        "Remotes: Container"
+    ),
+    op!(
+        RemoteDelete,
+        "remotes_container_container_delete",
+        DELETE,
+        REMOTE,
+        Some(("container_container_remote_href", REMOTE)),
+        &[],
+        false,
+        202,
+        "Remotes: Container"
+    ),
+    op!(
+        DistList,
+        "distributions_container_container_list",
+        GET,
+        "/pulp/api/v3/distributions/container/container/",
+        None,
+        DISTS,
+        false,
+        200,
+        "Distributions: Container"
+    ),
+    op!(
+        DistCreate,
+        "distributions_container_container_create",
+        POST,
+        "/pulp/api/v3/distributions/container/container/",
+        None,
+        &[],
+        true,
+        202,
+        "Distributions: Container"
+    ),
+    op!(
+        DistRead,
+        "distributions_container_container_read",
+        GET,
+        DIST,
+        Some(("container_container_distribution_href", DIST)),
+        READ,
+        false,
+        200,
+        "Distributions: Container"
+    ),
+    op!(
+        DistPartialUpdate,
+        "distributions_container_container_partial_update",
+        PATCH,
+        DIST,
+        Some(("container_container_distribution_href", DIST)),
+        &[],
+        true,
+        202,
+        "Distributions: Container"
+    ),
+    op!(
+        DistUpdate,
+        "distributions_container_container_update",
+        PUT,
+        DIST,
+        Some(("container_container_distribution_href", DIST)),
+        &[],
+        true,
+        202,
+        "Distributions: Container"
+    ),
+    op!(
+        DistDelete,
+        "distributions_container_container_delete",
+        DELETE,
+        DIST,
+        Some(("container_container_distribution_href", DIST)),
+        &[],
+        false,
+        202,
+        "Distributions: Container"
+    ),
+    op!(
+        TaskList,
+        "tasks_list",
+        GET,
+        "/pulp/api/v3/tasks/",
+        None,
+        TASKS,
+        false,
+        200,
+        "Tasks"
+    ),
+    op!(
+        TaskRead,
+        "tasks_read",
+        GET,
+        TASK,
+        Some(("task_href", TASK)),
+        READ,
+        false,
+        200,
+        "Tasks"
+    ),
+    op!(
+        TaskCancel,
+        "tasks_cancel",
+        PATCH,
+        TASK,
+        Some(("task_href", TASK)),
+        &[],
+        true,
+        200,
+        "Tasks"
+    ),
+    op!(
+        TaskDelete,
+        "tasks_delete",
+        DELETE,
+        TASK,
+        Some(("task_href", TASK)),
+        &[],
+        false,
+        204,
+        "Tasks"
+    ),
+    op!(
+        BlobList,
+        "content_container_blobs_list",
+        GET,
+        "/pulp/api/v3/content/container/blobs/",
+        None,
+        CONTENT,
+        false,
+        200,
+        "Content: Blobs"
+    ),
+    op!(
+        BlobRead,
+        "content_container_blobs_read",
+        GET,
+        "/pulp/api/v3/content/container/blobs/{id}/",
+        Some(("container_blob_href", "/pulp/api/v3/content/container/blobs/{id}/")),
+        READ,
+        false,
+        200,
+        "Content: Blobs"
+    ),
+    op!(
+        ManifestList,
+        "content_container_manifests_list",
+        GET,
+        "/pulp/api/v3/content/container/manifests/",
+        None,
+        CONTENT,
+        false,
+        200,
+        "Content: Manifests"
+    ),
+    op!(
+        ManifestRead,
+        "content_container_manifests_read",
+        GET,
+        "/pulp/api/v3/content/container/manifests/{id}/",
+        Some((
+            "container_manifest_href",
+            "/pulp/api/v3/content/container/manifests/{id}/"
+        )),
+        READ,
+        false,
+        200,
+        "Content: Manifests"
+    ),
+    op!(
+        TagList,
+        "content_container_tags_list",
+        GET,
+        "/pulp/api/v3/content/container/tags/",
+        None,
+        CONTENT,
+        false,
+        200,
+        "Content: Tags"
+    ),
+    op!(
+        TagRead,
+        "content_container_tags_read",
+        GET,
+        "/pulp/api/v3/content/container/tags/{id}/",
+        Some(("container_tag_href", "/pulp/api/v3/content/container/tags/{id}/")),
+        READ,
+        false,
+        200,
+        "Content: Tags"
+    ),
+    op!(
+        SignatureList,
+        "content_container_signatures_list",
+        GET,
+        "/pulp/api/v3/content/container/signatures/",
+        None,
+        CONTENT,
+        false,
+        200,
+        "Content: Signatures"
+    ),
+    op!(
+        SignatureRead,
+        "content_container_signatures_read",
+        GET,
+        "/pulp/api/v3/content/container/signatures/{id}/",
+        Some((
+            "container_manifest_signature_href",
+            "/pulp/api/v3/content/container/signatures/{id}/"
+        )),
+        READ,
+        false,
+        200,
+        "Content: Signatures"
+    ),
     Op {
         id: OpId::Status,
         operation_id: "status_read",
@@ -295,7 +797,13 @@ fn match_pattern(pattern: &str, path: &str) -> Option<(Option<uuid::Uuid>, Optio
     for (p, x) in ps.iter().zip(xs.iter()) {
         match *p {
             "{id}" => id = Some(uuid::Uuid::parse_str(x).ok()?),
-            "{n}" => n = Some(x.parse::<u64>().ok().filter(|_| x.bytes().all(|b| b.is_ascii_digit()))?),
+            "{n}" => {
+                n = Some(
+                    x.parse::<u64>()
+                        .ok()
+                        .filter(|_| x.bytes().all(|b| b.is_ascii_digit()))?,
+                )
+            }
             lit if lit == *x => {}
             _ => return None,
         }
@@ -387,11 +895,10 @@ pub fn openapi(core_version: &str, container_version: &str) -> Value {
             o["responses"] = json!({"204": {"description": "No response body"}});
         }
         if op.body {
-            o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+            o["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
-        let entry = paths
-            .entry(spec_path(op))
-            .or_insert_with(|| Value::Object(Map::new()));
+        let entry = paths.entry(spec_path(op)).or_insert_with(|| Value::Object(Map::new()));
         entry[op.method.as_str().to_ascii_lowercase()] = o;
     }
     json!({
@@ -452,7 +959,13 @@ mod tests {
         assert!(paths.contains_key("{container_container_repository_href}sync/"));
         assert!(paths.contains_key("{container_container_repository_version_href}"));
         let tasks = &paths["/pulp/api/v3/tasks/"]["get"]["parameters"];
-        for p in ["state__in", "reserved_resources__in", "exclusive_resources__in", "shared_resources__in", "fields"] {
+        for p in [
+            "state__in",
+            "reserved_resources__in",
+            "exclusive_resources__in",
+            "shared_resources__in",
+            "fields",
+        ] {
             assert!(tasks.as_array().unwrap().iter().any(|x| x["name"] == p), "{p}");
         }
         assert_eq!(paths["/pulp/api/v3/status/"]["get"]["security"], json!([{}]));
@@ -463,7 +976,10 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let href = format!("/pulp/api/v3/repositories/container/container/{id}/versions/2/");
         assert_eq!(parse_href(REPO_V, &href), Some((Some(id), Some(2))));
-        assert_eq!(parse_href(REPO_V, &format!("http://h:1{href}")), Some((Some(id), Some(2))));
+        assert_eq!(
+            parse_href(REPO_V, &format!("http://h:1{href}")),
+            Some((Some(id), Some(2)))
+        );
         assert_eq!(parse_href(REPO, &href), None);
         assert_eq!(parse_href(REPO, "nonsense"), None);
         assert_eq!(parse_href(REPO_V, &href.replace("/2/", "/x/")), None);

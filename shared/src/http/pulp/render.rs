@@ -6,8 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::{ContentKey, ContentSummary, ContentType};
 use crate::store::{
-    content_id, Distribution, ManifestRecord, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef,
-    Task,
+    content_id, Distribution, ManifestRecord, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Task,
 };
 
 pub const API: &str = "/pulp/api/v3/";
@@ -53,13 +52,21 @@ pub fn content_path(ty: ContentType) -> &'static str {
 }
 
 pub fn content_href(key: &ContentKey) -> String {
-    format!("{API}content/container/{}/{}/", content_path(key.content_type()), content_id(key))
+    format!(
+        "{API}content/container/{}/{}/",
+        content_path(key.content_type()),
+        content_id(key)
+    )
 }
 
 pub fn resource_href(r: &ResourceRef) -> String {
     match r {
         ResourceRef::Repository { id, kind } => repo_href(*id, *kind),
-        ResourceRef::RepositoryVersion { repository, kind, number } => version_href(*repository, *kind, *number),
+        ResourceRef::RepositoryVersion {
+            repository,
+            kind,
+            number,
+        } => version_href(*repository, *kind, *number),
         ResourceRef::Remote { id } => remote_href(*id),
         ResourceRef::Distribution { id } => dist_href(*id),
     }
@@ -259,12 +266,15 @@ fn content_base(key: &ContentKey, created: Option<&DateTime<Utc>>) -> Map<String
     m.insert("pulp_href".into(), json!(content_href(key)));
     m.insert(
         "prn".into(),
-        json!(format!("prn:container.{}:{id}", match ty {
-            ContentType::Blob => "blob",
-            ContentType::Manifest => "manifest",
-            ContentType::Tag => "tag",
-            ContentType::Signature => "manifestsignature",
-        })),
+        json!(format!(
+            "prn:container.{}:{id}",
+            match ty {
+                ContentType::Blob => "blob",
+                ContentType::Manifest => "manifest",
+                ContentType::Tag => "tag",
+                ContentType::Signature => "manifestsignature",
+            }
+        )),
     );
     let created = created.map(ts);
     m.insert("pulp_created".into(), json!(created));
@@ -311,8 +321,14 @@ pub fn manifest(key: &ContentKey, rec: Option<&ManifestRecord>) -> Value {
                 .map(|c| content_href(&ContentKey::Manifest(c.digest.clone())))
                 .collect::<Vec<_>>()),
         );
-        m.insert("config_blob".into(), json!(p.config.as_ref().map(|c| blob_href(&c.digest))));
-        m.insert("blobs".into(), json!(p.layers.iter().map(|l| blob_href(&l.digest)).collect::<Vec<_>>()));
+        m.insert(
+            "config_blob".into(),
+            json!(p.config.as_ref().map(|c| blob_href(&c.digest))),
+        );
+        m.insert(
+            "blobs".into(),
+            json!(p.layers.iter().map(|l| blob_href(&l.digest)).collect::<Vec<_>>()),
+        );
         m.insert("annotations".into(), json!(p.annotations));
         m.insert("labels".into(), json!({}));
         m.insert("is_bootable".into(), json!(false));
