@@ -22,6 +22,7 @@ if [ "$quick" = 0 ]; then
     bin=${p%%:*}; pkg=${p#*:}
     command -v "$bin" >/dev/null || need+=("$pkg")
   done
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip)
   if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -36,5 +37,15 @@ cargo test --workspace --locked
 if [ "$quick" = 0 ]; then
   echo "== end-to-end with real clients"
   cargo build --release --locked -p berth
-  BERTH_BIN="$PWD/target/release/berth" bash tests/e2e/clients.sh
+  # the unmodified pulp CLI, from PyPI, in a virtual environment of the tests' own
+  venv=target/e2e-venv
+  if [ ! -x "$venv/bin/pulp" ]; then
+    echo "== installing pulp-cli into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'pulp-cli==0.41.1'
+  fi
+  failed=0
+  BERTH_BIN="$PWD/target/release/berth" bash tests/e2e/clients.sh || failed=1
+  BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/$venv/bin/pulp" bash tests/e2e/pulp_cli.sh || failed=1
+  exit $failed
 fi

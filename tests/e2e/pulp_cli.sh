@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# End-to-end: the unmodified `pulp` CLI (pulp-cli from PyPI) drives Berth's management API,
+# and real clients (skopeo, podman) push and pull through what it manages.
+#
+#   BERTH_BIN=target/release/berth PULP_BIN=.../pulp bash tests/e2e/pulp_cli.sh
+#
+# Loopback only, everything under a `mktemp -d` folder, cleaned up on exit. Prints
+# `OK   name` / `FAIL name` lines and ends with `N passed, N failed`.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BERTH_BIN=${BERTH_BIN:-$HERE/../../target/release/berth}
+PULP_BIN=${PULP_BIN:-pulp}
+W=$(mktemp -d /tmp/berth-pulp-e2e.XXXXXX)
+PASS=0; FAIL=0; BERTH_PID=""
+ok()  { PASS=$((PASS+1)); echo "OK   $1"; }
+bad() { FAIL=$((FAIL+1)); echo "FAIL $1"; sed 's/^/       /' "$W/out" | tail -15; }
+# check NAME CMD...: CMD's output goes to $W/out; the check passes when CMD succeeds
+check() { local n=$1; shift; if "$@" >"$W/out" 2>&1; then ok "$n"; else bad "$n"; fi; }
+cleanup() {
+  set +e
+  [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null && wait "$BERTH_PID" 2>/dev/null
+  podman "${POD[@]}" rmi -a -f >/dev/null 2>&1
+  rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+URL=http://$REG
+PW=e2e-$RANDOM-secret
+export XDG_CACHE_HOME=$W/cache XDG_CONFIG_HOME=$W/config
+export REGISTRY_AUTH_FILE=$W/auth.json; echo '{}' >"$REGISTRY_AUTH_FILE"
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$W/policy.json"
+POD=(--root "$W/pstorage" --runroot "$W/prun" --storage-driver vfs --tmpdir "$W/ptmp" --events-backend none)
+mkdir -p "$W/ptmp"
+P=("$PULP_BIN" --base-url "$URL" --username admin --password "$PW")
+pulp() { "${P[@]}" "$@"; }
+# jget FILE EXPR: a value from JSON (python, so no jq dependency here)
+jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {"d": d}))' "$@"; }
+
+[ -x "$BERTH_BIN" ] || { echo "FAIL berth binary not found: $BERTH_BIN"; echo "0 passed, 1 failed"; exit 1; }
+command -v "$PULP_BIN" >/dev/null || { echo "FAIL pulp CLI not found: $PULP_BIN"; echo "0 passed, 1 failed"; exit 1; }
+BERTH_ADMIN_PASSWORD=$PW NO_COLOR=1 "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >"$W/berth.log" 2>&1 &
+BERTH_PID=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null "$URL/v2/" && break; sleep 0.1; done
+echo "berth on $REG; $("$PULP_BIN" --version | head -1)"
+
+# --- the workflow, as a user types it ---------------------------------------------------
+has() { grep -q -- "$1" "$W/out.json"; }   # the last command's JSON contains this text
+json_of() { pulp "$@" >"$W/out.json"; }
+
+t_remote_create() {
+  json_of container remote create --name foo --url http://127.0.0.1:9 --upstream-name test/fixture \
+    --include-tags '["v1*"]' --exclude-tags '["*-rc"]' && has '"includes": \["v1\*"\]' && has '"excludes": \["\*-rc"\]'
+}
+t_dist_create() { json_of container distribution create --name foo --base-path foo --repository foo && has '"base_path": "foo"' && has "\"registry_path\": \"$REG/foo\""; }
+t_versions() { json_of container repository version list --repository foo && has '"number": 0'; }
+t_version() { json_of container repository version show --repository foo && has '"number": 0'; }
+t_content() { json_of container repository content list --repository foo && [ "$(cat "$W/out.json")" = "[]" ]; }
+t_tasks() { json_of task list --limit 5 && has general_create; }
+t_task() { local h; h=$(jget "$W/out.json" 'd[0]["pulp_href"]') && json_of task show --href "$h" && has '"state": "completed"'; }
+t_status() { json_of status && has '"component": "container"'; }
+t_sigstore() {
+  json_of debug openapi call --id remotes_container_container_create \
+    --body '{"name":"sig","url":"http://127.0.0.1:9","upstream_name":"x/y","sigstore":"http://127.0.0.1:9/sigs"}' &&
+    has '"sigstore": "http://127.0.0.1:9/sigs"'
+}
+href_of() { pulp "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pulp_href"])'; }
+t_mirror() {
+  local repo remote
+  repo=$(href_of container repository show --name foo) && remote=$(href_of container remote show --name foo) || return 1
+  # the upstream is unreachable: the sync task is started with mirror=true and fails cleanly
+  pulp debug openapi call --id repositories_container_container_sync \
+    --parameter "container_container_repository_href=$repo" --body "{\"remote\": \"$remote\", \"mirror\": true}" >"$W/out.json" 2>&1
+  grep -q 'tasks/' "$W/out.json"
+}
+check "repository create" pulp container repository create --name foo
+check "remote create with tag filters" t_remote_create
+check "distribution create" t_dist_create
+check "repository version list" t_versions
+check "repository version show" t_version
+check "repository content list (empty)" t_content
+check "task list" t_tasks
+check "task show" t_task
+check "status" t_status
+check "sigstore through debug openapi call" t_sigstore
+check "mirror through debug openapi call (a sync task is started)" t_mirror
+
+# --- updates ---------------------------------------------------------------------------------
+t_repo_update() { pulp container repository update --name foo --description mirrored --remote foo && json_of container repository show --name foo && has '"description": "mirrored"'; }
+t_remote_update() { pulp container remote update --name foo --url http://127.0.0.1:10 --policy on_demand && json_of container remote show --name foo && has '"policy": "on_demand"' && has '"url": "http://127.0.0.1:10"'; }
+t_dist_update() { pulp container distribution update --name foo --base-path foo2 --private && json_of container distribution show --name foo && has '"base_path": "foo2"' && has '"private": true'; }
+check "repository update" t_repo_update
+check "remote update" t_remote_update
+check "distribution update" t_dist_update
+
+# --- push, versions, rollback ------------------------------------------------------------------
+python3 "$HERE/make_oci.py" "$W/img" v1="first image" v2="second image" >"$W/digests"
+D1=$(awk '$1=="v1"{print $2}' "$W/digests"); D2=$(awk '$1=="v2"{print $2}' "$W/digests")
+SKOPEO=(skopeo --policy "$W/policy.json")
+t_push() {
+  "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker://$REG/team/app:latest" &&
+    "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$W/img:v2" "docker://$REG/team/app:latest"
+}
+summary() {
+  pulp container repository --type push version show --repository team/app --version "$1" >"$W/v$1.json" &&
+    python3 - "$W/v$1.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["content_summary"]
+print(" ".join(f"{k}:{t.split('.')[1]}={v['count']}" for k in ("added", "removed", "present") for t, v in sorted(s[k].items())))
+PY
+}
+t_summary() { local got; got=$(summary "$1") && echo "got: $got" && [ "$got" = "$2" ]; }
+t_added_href() {
+  local h
+  h=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["content_summary"]["added"]["container.tag"]["href"])' "$W/v2.json") &&
+    curl -sf -u "admin:$PW" "$URL$h" >"$W/out.json" &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); names=[t["name"] for t in d["results"]]; print(names); assert names==["latest"]' "$W/out.json"
+}
+t_podman_pinned() {
+  podman "${POD[@]}" pull -q --tls-verify=false "$REG/team/app:latest" >/dev/null &&
+    [ "$(podman "${POD[@]}" image inspect --format '{{.Digest}}' "$REG/team/app:latest")" = "$D1" ]
+}
+t_back_to_latest() {
+  pulp container distribution update --name team/app --repository container:push:team/app &&
+    [ "sha256:$("${SKOPEO[@]}" inspect --raw --tls-verify=false "docker://$REG/team/app:latest" | sha256sum | cut -d' ' -f1)" = "$D2" ]
+}
+check "skopeo pushes two images to one tag" t_push
+check "version 1 content summary is exact" t_summary 1 'added:blob=2 added:manifest=1 added:tag=1 present:blob=2 present:manifest=1 present:tag=1'
+check "version 2 content summary is exact" t_summary 2 'added:blob=2 added:manifest=1 added:tag=1 removed:tag=1 present:blob=4 present:manifest=2 present:tag=1'
+check "the summary's href lists exactly the added tag" t_added_href
+check "rollback: pin the distribution to version 1" pulp container distribution update --name team/app --repository container:push:team/app --version 1
+check "podman pulls version 1 through the pinned distribution" t_podman_pinned
+check "back to the latest version" t_back_to_latest
+
+# --- bad credentials and destroy ------------------------------------------------------------------
+t_wrong() { ! "$PULP_BIN" --base-url "$URL" --username admin --password wrong container repository list >"$W/out.json" 2>&1 && cat "$W/out.json" && grep -qi 'authenticat\|401' "$W/out.json"; }
+t_destroy() { pulp container "$1" destroy --name "$2" && ! pulp container "$1" show --name "$2" >/dev/null 2>&1; }
+check "wrong credentials are refused" t_wrong
+check "distribution destroy" t_destroy distribution foo
+check "remote destroy" t_destroy remote foo
+check "repository destroy" t_destroy repository foo
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
