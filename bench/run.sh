@@ -74,7 +74,8 @@ wait_ready() { # url name pid
     local i
     for i in $(seq 1 100); do
         kill -0 "$3" 2>/dev/null || die "$2 exited during startup (see $WORK/$2.log)"
-        if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$1/v2/")" == 200 ]]; then
+        # Berth answers the unauthenticated ping with its token challenge (401)
+        if [[ "$(command curl -s -o /dev/null -w '%{http_code}' "$1/v2/")" =~ ^(200|401)$ ]]; then
             return 0
         fi
         sleep 0.1
@@ -196,7 +197,10 @@ http:
   addr: 127.0.0.1:$DR_PORT
 EOF
 
-BERTH_LOG=warn "$BERTH_BIN" --listen "127.0.0.1:$BERTH_PORT" --data-dir "$WORK/berth-data" \
+# Berth runs as installed: token authentication on. Every request to it carries a Bearer token
+# (one admin token for the benchmark repositories), so verifying tokens is part of what is measured.
+BERTH_PW=bench-$RANDOM-$RANDOM
+BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$BERTH_PW BERTH_TOKEN_LIFETIME=3600 "$BERTH_BIN" --listen "127.0.0.1:$BERTH_PORT" --data-dir "$WORK/berth-data" \
     >"$WORK/berth.log" 2>&1 &
 BERTH_PID=$!
 PIDS+=("$BERTH_PID")
@@ -206,6 +210,18 @@ PIDS+=("$DR_PID")
 wait_ready "$BERTH" berth "$BERTH_PID"
 wait_ready "$DR" docker-registry "$DR_PID"
 log "Berth pid $BERTH_PID on $BERTH; docker-registry pid $DR_PID on $DR"
+BERTH_TOKEN=$(command curl -sS -u "admin:$BERTH_PW" \
+    "$BERTH/token?service=127.0.0.1:$BERTH_PORT&scope=repository:bench/small:pull,push&scope=repository:bench/big:pull,push&scope=repository:bench/huge:pull,push" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])') || die "could not get a token from Berth"
+# curl: requests to Berth carry the token
+curl() {
+    local a
+    for a in "$@"; do
+        case $a in "$BERTH"/*) command curl -H "Authorization: Bearer $BERTH_TOKEN" "$@"; return ;; esac
+    done
+    command curl "$@"
+}
+auth_arg() { [[ $1 == berth ]] && printf -- "-H 'Authorization: Bearer %s'" "$BERTH_TOKEN"; }
 
 # ---------------------------------------------------------------- push the same content to both
 declare -A PUSH_BIG_S
@@ -257,12 +273,14 @@ end
 EOF
 
 declare -A RPS NON200 SOCKERR P50 P99 BYTES_PER_REQ
+cp "$WORK/manifest.lua" "$WORK/manifest.dr.lua"
+{ echo "wrk.headers[\"Authorization\"] = \"Bearer $BERTH_TOKEN\""; cat "$WORK/manifest.lua"; } >"$WORK/manifest.berth.lua"
 for name in berth dr; do
     if [[ $name == berth ]]; then base=$BERTH; else base=$DR; fi
     url=$base/v2/bench/small/manifests/latest
-    wrk -t1 -c4 -d2s -s "$WORK/manifest.lua" "$url" >/dev/null 2>&1 || true   # warm-up
+    wrk -t1 -c4 -d2s -s "$WORK/manifest.$name.lua" "$url" >/dev/null 2>&1 || true   # warm-up
     log "wrk -t$WRK_THREADS -c$WRK_CONNS -d$WRK_DURATION against $name"
-    wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" -s "$WORK/manifest.lua" "$url" >"$WORK/wrk.$name" 2>&1 \
+    wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$WRK_DURATION" -s "$WORK/manifest.$name.lua" "$url" >"$WORK/wrk.$name" 2>&1 \
         || die "wrk failed against $name: $(cat "$WORK/wrk.$name")"
     sed 's/^/    /' "$WORK/wrk.$name" >&2
     RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.$name")
@@ -291,7 +309,7 @@ for name in berth dr; do
     url=$base/v2/bench/big/blobs/$BIG_DIGEST
     log "blob GET ${BIG_MIB} MiB x $BLOB_RUNS against $name (hyperfine)"
     hyperfine -N --warmup 1 --runs "$BLOB_RUNS" --export-json "$WORK/hf.$name.json" \
-        "curl -sS --fail -o /dev/null $url" >"$WORK/hf.$name.txt" 2>&1 \
+        "curl -sS --fail -o /dev/null $(auth_arg "$name") $url" >"$WORK/hf.$name.txt" 2>&1 \
         || die "hyperfine/curl failed against $name: $(tail -n 5 "$WORK/hf.$name.txt")"
     read -r BLOB_MEAN[$name] BLOB_MIN[$name] BLOB_MIBS[$name] BLOB_MIBS_BEST[$name] < <(
         python3 - "$WORK/hf.$name.json" "$BIG_MIB" <<'PY'

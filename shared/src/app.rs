@@ -8,9 +8,10 @@ use axum::Router;
 
 use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
 use crate::http;
+use crate::http::auth::RegistryAuth;
 use crate::jobs::LocalJobQueue;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table};
-use crate::services::{Manage, Registry, RegistryConfig, Users, Worker};
+use crate::services::{AccessRules, AuthMode, Manage, Registry, RegistryConfig, Users, Worker};
 use crate::store::Store;
 
 /// Settings every runtime shares.
@@ -19,6 +20,8 @@ pub struct Settings {
     pub registry: RegistryConfig,
     /// The URL clients use, for absolute links; derived from each request when unset.
     pub public_url: Option<String>,
+    /// How the registry authenticates (`Open` unless the runtime says otherwise).
+    pub auth: AuthMode,
 }
 
 /// The services of one Berth instance.
@@ -53,11 +56,19 @@ impl App {
 
     /// Every router this instance serves.
     pub fn router(&self) -> Router {
-        http::oci_router(self.registry.clone()).merge(http::pulp::router(http::pulp::PulpState {
-            manage: self.manage.clone(),
+        let auth = Arc::new(RegistryAuth {
+            mode: self.settings.auth.clone(),
+            rules: AccessRules::new(self.store.clone()),
             users: self.users.clone(),
             public_url: self.settings.public_url.clone(),
-        }))
+        });
+        http::oci_router(self.registry.clone(), auth.clone())
+            .merge(http::auth::token_router(auth))
+            .merge(http::pulp::router(http::pulp::PulpState {
+                manage: self.manage.clone(),
+                users: self.users.clone(),
+                public_url: self.settings.public_url.clone(),
+            }))
     }
 }
 
@@ -78,11 +89,11 @@ impl LocalApp {
 
     /// Everything in memory (tests).
     pub fn in_memory() -> Self {
-        Self::with(
-            Arc::new(MemoryTable::new()),
-            Arc::new(MemoryBlobStore::new()),
-            Settings::default(),
-        )
+        Self::in_memory_with(Settings::default())
+    }
+
+    pub fn in_memory_with(settings: Settings) -> Self {
+        Self::with(Arc::new(MemoryTable::new()), Arc::new(MemoryBlobStore::new()), settings)
     }
 
     /// The embedded store under `data_dir`: `blobs/`, `uploads/`, `tmp/` and `berth.redb`.

@@ -11,7 +11,7 @@
 # `N passed, N failed`; exits non-zero if anything failed.
 set -uo pipefail
 
-BERTH_BIN=${BERTH_BIN:-/work/main/target/release/berth}
+BERTH_BIN=${BERTH_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/target/release/berth}
 DOCKERD=${DOCKERD:-dockerd}   # override (e.g. a missing path) to exercise the SKIP branch
 W=$(mktemp -d /tmp/berth-e2e.XXXXXX)
 T0=$(date +%s%N)
@@ -100,12 +100,23 @@ V2S2=application/vnd.docker.distribution.manifest.v2+json
 V2S1=application/vnd.docker.distribution.manifest.v1+prettyjws
 
 sha() { sha256sum "$1" | awk '{print "sha256:"$1}'; }
-# fetch URL [curl args...]: writes $W/h (headers, lower-cased names, no CR) and $W/b (body); prints status
-fetch() { local u=$1; shift; curl -s -D "$W/h.raw" -o "$W/b" -w '%{http_code}' "$@" "$u"; tr -d '\r' <"$W/h.raw" | awk -F': ' 'BEGIN{OFS=": "} {$1=tolower($1); print}' >"$W/h"; }
+# token SCOPE: a registry token for the admin (token auth is on)
+token() { curl -s -u "admin:$ADMIN_PW" "$URL/token?service=$REG&scope=$1" | jq -r .token; }
+# fetch URL [curl args...]: writes $W/h (headers, lower-cased names, no CR) and $W/b (body); prints status.
+# It sends an admin token for the repository the URL names.
+fetch() {
+  local u=$1; shift
+  local name; name=$(printf '%s' "$u" | sed -n 's#.*/v2/\(.*\)/\(manifests\|tags\|blobs\|referrers\)/.*#\1#p')
+  local auth=(); [ -n "$name" ] && auth=(-H "Authorization: Bearer $(token "repository:$name:pull")")
+  curl -s -D "$W/h.raw" -o "$W/b" -w '%{http_code}' "${auth[@]}" "$@" "$u"; tr -d '\r' <"$W/h.raw" | awk -F': ' 'BEGIN{OFS=": "} {$1=tolower($1); print}' >"$W/h"
+}
 hdr() { awk -F': ' -v n="$1" '$1 == n {sub(/^[^:]*: /, ""); print}' "$W/h" | tail -1; }
-wait_v2() { for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 200 ] && return 0; alive "$BERTH_PID" || return 1; sleep 0.1; done; return 1; }
+ADMIN_PW=e2e-admin-$RANDOM
+READER_PW=e2e-reader-$RANDOM
+wait_v2() { for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 401 ] && return 0; alive "$BERTH_PID" || return 1; sleep 0.1; done; return 1; }
 start_berth() {
-  NO_COLOR=1 "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >>"$W/berth.log" 2>&1 &
+  BERTH_ADMIN_PASSWORD=$ADMIN_PW BERTH_READONLY_USERS="reader:$READER_PW" NO_COLOR=1 \
+    "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >>"$W/berth.log" 2>&1 &
   BERTH_PID=$!
   wait_v2
 }
@@ -113,9 +124,16 @@ start_berth() {
 echo "berth: $BERTH_BIN on $REG, work dir $W"
 echo "clients: skopeo $(skopeo --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), buildah $(buildah --version | awk '{print $3}')"
 [ -x "$BERTH_BIN" ] || { echo "FAIL berth binary not found: $BERTH_BIN"; echo "0 passed, 1 failed"; exit 1; }
-if start_berth; then ok "berth starts and answers GET /v2/"; else
-  bad "berth starts and answers GET /v2/"; tail -20 "$W/berth.log"; echo "$PASS passed, $FAIL failed"; exit 1
+if start_berth; then ok "berth starts and answers GET /v2/ with a token challenge"; else
+  bad "berth starts and answers GET /v2/ with a token challenge"; tail -20 "$W/berth.log"; echo "$PASS passed, $FAIL failed"; exit 1
 fi
+check_login() {
+  if skopeo login --tls-verify=false -u admin -p wrong "$REG" >"$W/wrong.out" 2>&1; then why "a wrong password logged in"; fi
+  grep -qi 'unauthorized\|invalid' "$W/wrong.out" || why "unexpected wrong-password output: $(cat "$W/wrong.out")"
+  skopeo login --tls-verify=false -u admin -p "$ADMIN_PW" "$REG" || why "skopeo login as admin failed"
+  "${POD[@]}" login --tls-verify=false --get-login "$REG" | grep -qx admin || why "podman does not see the login"
+}
+check "0 skopeo login: a wrong password fails, the admin's works (podman shares it)" check_login
 
 # --- test images, built offline ---------------------------------------------------
 build_images() {
@@ -255,6 +273,7 @@ check_docker_push() {
 }
 if start_dockerd; then
   note "dockerd $(docker version --format '{{.Server.Version}}' 2>/dev/null) on $DOCKER_HOST (pid $DOCKERD_PID)"
+  check "4 docker login" sh -c "printf '%s' '$ADMIN_PW' | docker login -u admin --password-stdin $REG"
   check "4a docker pull $REG/e2e/docker:1" check_docker_pull
   check "4b docker tag + push to e2e/docker-pushed:1, manifest served by berth" check_docker_push
   docker rmi -f "$REG/e2e/docker:1" "$REG/e2e/docker-pushed:1" >/dev/null 2>&1
@@ -310,7 +329,7 @@ check_tls() {
   note "https probe: curl exit $rc after ${ms} ms"
   [ "$rc" != 0 ] || why "TLS request succeeded?"
   [ "$ms" -lt 1000 ] || why "TLS probe took ${ms} ms (>= 1 s)"
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 200 ] || why "plain HTTP no longer answers after the TLS probe"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 401 ] || why "plain HTTP no longer answers after the TLS probe"
 }
 check "7 TLS ClientHello is refused within 1 s" check_tls
 
@@ -328,6 +347,37 @@ check_restart() {
   [ "$(jq -r '.manifests[0].digest' "$W/multi-after/index.json")" = "$SRC_IDX" ] || why "index digest changed after restart"
 }
 check "8 SIGTERM exits 0; after restart on the same data dir skopeo pulls by tag again" check_restart
+
+# --- 9. access control with real clients ----------------------------------------------------
+ANON_AUTH=$W/anon-auth.json; echo '{}' >"$ANON_AUTH"
+dist_href() {
+  curl -s -u "admin:$ADMIN_PW" "$URL/pulp/api/v3/distributions/container/container/?name=$1" | jq -r '.results[0].pulp_href'
+}
+set_private() {
+  curl -s -u "admin:$ADMIN_PW" -X PATCH -H 'Content-Type: application/json' -d "{\"private\": $2}" "$URL$(dist_href "$1")" | grep -q task
+}
+check_anonymous() {
+  REGISTRY_AUTH_FILE=$ANON_AUTH "${SKOPEO[@]}" copy -q --src-tls-verify=false "docker://$REG/e2e/docker:1" "dir:$W/anon" || why "anonymous pull of a public distribution failed"
+  set_private e2e/docker true || why "could not make e2e/docker private"
+  if REGISTRY_AUTH_FILE=$ANON_AUTH "${SKOPEO[@]}" copy -q --src-tls-verify=false "docker://$REG/e2e/docker:1" "dir:$W/anon2" >"$W/anon2.out" 2>&1; then
+    why "anonymous pull of a private distribution worked"
+  fi
+  grep -qi 'unauthorized\|authentication required\|denied' "$W/anon2.out" || why "anonymous private pull said: $(cat "$W/anon2.out")"
+  if REGISTRY_AUTH_FILE=$ANON_AUTH "${POD[@]}" pull -q --tls-verify=false "$REG/e2e/docker:1" >/dev/null 2>&1; then
+    why "anonymous podman pull of a private distribution worked"
+  fi
+  return 0
+}
+check_reader() {
+  REGISTRY_AUTH_FILE=$ANON_AUTH "${SKOPEO[@]}" copy -q --src-tls-verify=false --src-creds "reader:$READER_PW" "docker://$REG/e2e/docker:1" "dir:$W/reader" || why "the read-only user could not pull a private distribution"
+  if REGISTRY_AUTH_FILE=$ANON_AUTH "${SKOPEO[@]}" copy -q --dest-tls-verify=false --dest-creds "reader:$READER_PW" "dir:$W/reader" "docker://$REG/e2e/reader-push:1" >"$W/rp.out" 2>&1; then
+    why "the read-only user could push"
+  fi
+  [ "$(curl -s -u "admin:$ADMIN_PW" "$URL/pulp/api/v3/distributions/container/container/?name=e2e/reader-push" | jq .count)" = 0 ] || why "the refused push created something"
+  set_private e2e/docker false || why "could not make e2e/docker public again"
+}
+check "9a anonymous pull: public works, private is refused (skopeo, podman)" check_anonymous
+check "9b read-only user: pulls private content, cannot push" check_reader
 
 T1=$(date +%s%N)
 echo "runtime $(( (T1 - T0) / 1000000000 )) s"

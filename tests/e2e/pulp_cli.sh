@@ -100,8 +100,8 @@ python3 "$HERE/make_oci.py" "$W/img" v1="first image" v2="second image" >"$W/dig
 D1=$(awk '$1=="v1"{print $2}' "$W/digests"); D2=$(awk '$1=="v2"{print $2}' "$W/digests")
 SKOPEO=(skopeo --policy "$W/policy.json")
 t_push() {
-  "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$W/img:v1" "docker://$REG/team/app:latest" &&
-    "${SKOPEO[@]}" copy -q --dest-tls-verify=false "oci:$W/img:v2" "docker://$REG/team/app:latest"
+  "${SKOPEO[@]}" copy -q --dest-tls-verify=false --dest-creds "admin:$PW" "oci:$W/img:v1" "docker://$REG/team/app:latest" &&
+    "${SKOPEO[@]}" copy -q --dest-tls-verify=false --dest-creds "admin:$PW" "oci:$W/img:v2" "docker://$REG/team/app:latest"
 }
 summary() {
   pulp container repository --type push version show --repository team/app --version "$1" >"$W/v$1.json" &&

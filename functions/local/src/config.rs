@@ -23,6 +23,19 @@ pub struct Config {
     #[arg(long, env = "BERTH_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
+    /// Token authentication on the registry (`on`), or Basic auth with anonymous reads of
+    /// public content (`off`, for a trusted network).
+    #[arg(long, env = "BERTH_TOKEN_AUTH", default_value = "on", value_parser = ["on", "off"])]
+    pub token_auth: String,
+
+    /// Lifetime of registry tokens, in seconds.
+    #[arg(long, env = "BERTH_TOKEN_LIFETIME", default_value_t = 300, value_parser = clap::value_parser!(u64).range(30..=86400))]
+    pub token_lifetime: u64,
+
+    /// Read-only users, as `name:password[,name:password…]` (they may pull private content).
+    #[arg(long, env = "BERTH_READONLY_USERS", hide_env_values = true)]
+    pub readonly_users: Option<String>,
+
     /// Log filter, e.g. `info` or `berth=debug`.
     #[arg(long, env = "BERTH_LOG", default_value = "info")]
     pub log: String,

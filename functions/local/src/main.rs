@@ -9,6 +9,11 @@ mod serve;
 use std::io::Write;
 use std::path::Path;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth::services::tokens::{TokenKey, Tokens};
+use berth::services::AuthMode;
 use clap::Parser;
 
 #[tokio::main]
@@ -44,10 +49,34 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// The token signing key: `<data-dir>/token-key.pem`, generated on first start.
+fn token_key(data_dir: &Path) -> Result<TokenKey, String> {
+    let file = data_dir.join("token-key.pem");
+    match std::fs::read_to_string(&file) {
+        Ok(pem) => TokenKey::from_pem(&pem).map_err(|e| format!("{}: {e}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = TokenKey::generate();
+            let pem = key.to_pem().map_err(|e| e.to_string())?;
+            write_private(&file, &pem).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            tracing::info!(file = %file.display(), kid = key.kid(), "generated the token signing key");
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
 async fn run(cfg: config::Config) -> Result<(), String> {
     let data_dir = cfg.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let auth = if cfg.token_auth == "on" {
+        let tokens = Tokens::new(token_key(&data_dir)?, Duration::from_secs(cfg.token_lifetime));
+        AuthMode::Token(Arc::new(tokens))
+    } else {
+        AuthMode::Basic
+    };
     let settings = berth::app::Settings {
         public_url: cfg.public_url.clone(),
+        auth,
         ..Default::default()
     };
     let local = berth::app::LocalApp::embedded(&data_dir, settings)
@@ -69,6 +98,22 @@ async fn run(cfg: config::Config) -> Result<(), String> {
             "berth: it is also in {} (owner-only); set BERTH_ADMIN_PASSWORD to choose your own",
             file.display()
         );
+    }
+
+    if let Some(list) = &cfg.readonly_users {
+        for entry in list.split(',').filter(|e| !e.trim().is_empty()) {
+            let (name, password) = entry
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| "BERTH_READONLY_USERS: each entry must be name:password".to_owned())?;
+            if name.is_empty() || name == "admin" || password.is_empty() {
+                return Err(format!("BERTH_READONLY_USERS: invalid entry for user {name:?}"));
+            }
+            app.users
+                .set_user(name, password, false)
+                .await
+                .map_err(|e| format!("cannot set up user {name}: {e:?}"))?;
+        }
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

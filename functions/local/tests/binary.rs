@@ -38,11 +38,15 @@ impl Server {
 
     /// One HTTP/1.1 request; returns the status line, and the whole response.
     fn request(&self, method: &str, path: &str, body: &[u8]) -> (String, String) {
+        self.request_with(method, path, "", body)
+    }
+
+    fn request_with(&self, method: &str, path: &str, headers: &str, body: &[u8]) -> (String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .unwrap();
@@ -79,11 +83,40 @@ impl Drop for Server {
 fn serves_refuses_tls_and_keeps_data_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
+    // token auth is on by default: the ping answers with the challenge
     let (status, resp) = s.request("GET", "/v2/", b"");
+    assert!(status.contains("401"), "{resp}");
+    let lower = resp.to_ascii_lowercase();
+    assert!(lower.contains("docker-distribution-api-version: registry/2.0"));
+    assert!(
+        lower.contains("www-authenticate: bearer realm=\"http://localhost/token\",service=\"localhost\""),
+        "{resp}"
+    );
+    // the admin password and the signing key were generated into the data dir, owner-only
+    #[cfg(unix)]
+    for f in ["admin-password", "token-key.pem"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let password = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
+    let basic = base64_encode(format!("admin:{}", password.trim()).as_bytes());
+    let (status, resp) = s.request_with(
+        "GET",
+        "/token?service=localhost&scope=repository:keep:pull,push",
+        &format!("Authorization: Basic {basic}\r\n"),
+        b"",
+    );
     assert!(status.contains("200"), "{resp}");
-    assert!(resp
-        .to_ascii_lowercase()
-        .contains("docker-distribution-api-version: registry/2.0"));
+    let token = resp
+        .split("\"token\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Authorization: Bearer {token}\r\n");
 
     // a TLS ClientHello is answered by closing the connection at once
     let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
@@ -102,12 +135,37 @@ fn serves_refuses_tls_and_keeps_data_across_restarts() {
     // push a blob, restart, and it is still there
     let digest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
     let (status, _) = s.request("POST", &format!("/v2/keep/blobs/uploads/?digest={digest}"), b"hello");
+    assert!(status.contains("401"), "{status}");
+    let (status, _) = s.request_with(
+        "POST",
+        &format!("/v2/keep/blobs/uploads/?digest={digest}"),
+        &bearer,
+        b"hello",
+    );
     assert!(status.contains("201"), "{status}");
     let st = s.stop();
     assert!(st.success(), "graceful shutdown exits 0, got {st}");
     let s = Server::start(dir.path());
-    let (status, resp) = s.request("GET", &format!("/v2/keep/blobs/{digest}"), b"");
+    // the key survived the restart: the old token still works
+    let (status, resp) = s.request_with("GET", &format!("/v2/keep/blobs/{digest}"), &bearer, b"");
     assert!(status.contains("200"), "{resp}");
     assert!(resp.ends_with("hello"));
     assert!(s.stop().success());
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -7,6 +7,7 @@
 //!
 //! Layering: http knows services and domain; handlers are parse → one service call → answer.
 
+pub mod auth;
 pub mod errors;
 pub mod oci;
 pub mod path;

@@ -12,6 +12,7 @@ use futures::TryStreamExt;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::json;
 
+use super::auth::{Granted, Need, RegistryAuth};
 use super::errors::{OciCode, OciError};
 use super::path::{self, PathError, V2Path};
 use super::range::{parse_content_range, parse_range, RangeAnswer};
@@ -19,7 +20,7 @@ use crate::domain::manifest::MAX_MANIFEST_BYTES;
 use crate::domain::media::{Accept, OCI_INDEX};
 use crate::domain::{Digest, Reference, RepoName};
 use crate::ports::ByteStream;
-use crate::services::{BlobBody, Registry, RegistryError, UploadStart};
+use crate::services::{AuthMode, BlobBody, Registry, RegistryError, UploadStart};
 
 pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -30,10 +31,11 @@ pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters
 #[derive(Clone)]
 struct OciState {
     registry: Arc<Registry>,
+    auth: Arc<RegistryAuth>,
 }
 
 /// The `/v2` router. Every response carries `Docker-Distribution-Api-Version: registry/2.0`.
-pub fn router(registry: Arc<Registry>) -> Router {
+pub fn router(registry: Arc<Registry>, auth: Arc<RegistryAuth>) -> Router {
     Router::new()
         .route("/v2", any(v2))
         .route("/v2/", any(v2))
@@ -43,13 +45,13 @@ pub fn router(registry: Arc<Registry>) -> Router {
                 .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
             r
         }))
-        .with_state(OciState { registry })
+        .with_state(OciState { registry, auth })
 }
 
 type Answer = Result<Response, OciError>;
 
 async fn v2(State(s): State<OciState>, req: Request) -> Response {
-    match dispatch(&s.registry, req).await {
+    match dispatch(&s.registry, &s.auth, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -109,7 +111,19 @@ fn unsupported(method: &Method) -> OciError {
     )
 }
 
-async fn dispatch(reg: &Registry, req: Request) -> Answer {
+/// What a route needs of the caller.
+fn need(route: &V2Path, method: &Method) -> Need {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let repo = |n: &RepoName| Need::Repo(n.to_string(), if read { "pull" } else { "push" });
+    match route {
+        V2Path::Base => Need::Session,
+        V2Path::Catalog => Need::Catalog,
+        V2Path::Tags(n) | V2Path::Manifest(n, _) | V2Path::Blob(n, _) | V2Path::Referrers(n, _) => repo(n),
+        V2Path::Uploads(n) | V2Path::Upload(n, _) => Need::Repo(n.to_string(), "push"),
+    }
+}
+
+async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
     let (parts, body) = req.into_parts();
     let raw = parts.uri.path();
     let rest = raw.strip_prefix("/v2").unwrap_or(raw);
@@ -128,9 +142,10 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
     let q = query_pairs(parts.uri.query());
     let m = &parts.method;
     let h = &parts.headers;
+    let granted = auth.check(h, &need(&route, m)).await?;
     match (route, m.clone()) {
         (V2Path::Base, Method::GET | Method::HEAD) => Ok(json_response(json!({}), "application/json")),
-        (V2Path::Catalog, Method::GET) => catalog(reg, &q).await,
+        (V2Path::Catalog, Method::GET) => catalog(reg, auth, &granted, &q).await,
         (V2Path::Tags(name), Method::GET) => tags(reg, &name, &q).await,
         (V2Path::Manifest(name, r), Method::GET | Method::HEAD) => {
             let reference = Reference::parse(&r)
@@ -155,7 +170,7 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
             reg.delete_blob(&name, &d).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
-        (V2Path::Uploads(name), Method::POST) => start_upload(reg, &name, &q, body).await,
+        (V2Path::Uploads(name), Method::POST) => start_upload(reg, auth, &granted, &name, &q, body).await,
         (V2Path::Upload(name, id), Method::GET) => {
             let size = reg.upload_status(&name, id).await?;
             Ok(upload_progress(StatusCode::NO_CONTENT, &name, id, size))
@@ -203,9 +218,13 @@ fn link(path: &str, n: usize, last: &str) -> HeaderValue {
     hv(&format!("<{path}?{q}>; rel=\"next\""))
 }
 
-async fn catalog(reg: &Registry, q: &[(String, String)]) -> Answer {
+async fn catalog(reg: &Registry, auth: &RegistryAuth, who: &Granted, q: &[(String, String)]) -> Answer {
     let (n, last) = pagination(q)?;
-    let page = reg.catalog(n, last.as_deref()).await?;
+    let page = reg
+        .catalog(n, last.as_deref(), |private| {
+            auth.rules.may_list(&who.identity, private) || matches!(auth.mode, AuthMode::Open)
+        })
+        .await?;
     let names: Vec<&str> = page.repositories.iter().map(|r| r.as_str()).collect();
     let mut r = json_response(json!({ "repositories": names }), "application/json");
     if let (true, Some(n), Some(l)) = (page.more, n, names.last()) {
@@ -340,7 +359,14 @@ fn upload_progress(status: StatusCode, name: &RepoName, id: uuid::Uuid, size: u6
     r
 }
 
-async fn start_upload(reg: &Registry, name: &RepoName, q: &[(String, String)], body: Body) -> Answer {
+async fn start_upload(
+    reg: &Registry,
+    auth: &RegistryAuth,
+    who: &Granted,
+    name: &RepoName,
+    q: &[(String, String)],
+    body: Body,
+) -> Answer {
     let digest = match param(q, "digest") {
         Some(_) => Some(required_digest(q)?),
         None => None,
@@ -352,6 +378,11 @@ async fn start_upload(reg: &Registry, name: &RepoName, q: &[(String, String)], b
             let from = match param(q, "from") {
                 None => None,
                 Some(f) => Some(RepoName::parse(f).map_err(|e| RegistryError::NameInvalid(e.to_string()))?),
+            };
+            // mount only from where the caller may pull; otherwise it is an ordinary upload
+            let from = match from {
+                Some(f) if who.may_pull(auth, &f).await => Some(f),
+                _ => None,
             };
             Some((d, from))
         }

@@ -287,15 +287,39 @@ impl Registry {
         })
     }
 
-    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<CatalogPage> {
+    /// Base paths in order after `last`, at most `n`, of the distributions `visible` admits
+    /// (it gets the distribution's `private` flag).
+    pub async fn catalog(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+        visible: impl Fn(bool) -> bool,
+    ) -> Result<CatalogPage> {
         let limit = n.unwrap_or(10_000);
-        let mut dists = self.store.distributions(last, limit.saturating_add(1)).await?;
-        let more = dists.len() > limit;
-        dists.truncate(limit);
-        Ok(CatalogPage {
-            repositories: dists.into_iter().map(|d| d.base_path).collect(),
-            more,
-        })
+        let mut out = Vec::new();
+        let mut cursor = last.map(str::to_owned);
+        loop {
+            let page = self.store.distributions(cursor.as_deref(), 500).await?;
+            let full = page.len() == 500;
+            cursor = page.last().map(|d| d.base_path.to_string());
+            for d in page {
+                if visible(d.private) {
+                    if out.len() == limit {
+                        return Ok(CatalogPage {
+                            repositories: out,
+                            more: true,
+                        });
+                    }
+                    out.push(d.base_path);
+                }
+            }
+            if !full {
+                return Ok(CatalogPage {
+                    repositories: out,
+                    more: false,
+                });
+            }
+        }
     }
 
     /// Manifests in the served version whose subject is `subject`, optionally of one
