@@ -58,6 +58,36 @@ impl Store {
         }
     }
 
+    /// Updates a named item under its revision. A rename claims the new name in `names`
+    /// first (`Conflict` when taken) and gives the old one up only after the item changed.
+    async fn update_named<T, E>(
+        &self,
+        names: &str,
+        (pk, sk): (&str, &str),
+        id: Uuid,
+        name_of: impl Fn(&T) -> String,
+        mut f: impl FnMut(&mut T) -> Result<(), E>,
+    ) -> Result<T, E>
+    where
+        T: DeserializeOwned + serde::Serialize + Clone,
+        E: From<StoreError>,
+    {
+        let row = self.t.get(pk, sk).await?.ok_or(StoreError::NotFound)?;
+        let before: T = decode(&row)?;
+        let mut probe = before.clone();
+        f(&mut probe)?;
+        let (old, new) = (name_of(&before), name_of(&probe));
+        if old != new {
+            self.t.put(names, &new, encode(&id)?, Cond::Absent).await?;
+        }
+        let result = self.modify::<T, E>(pk, sk, f).await;
+        if old != new {
+            let gone = if result.is_ok() { &old } else { &new };
+            let _ = self.t.delete(names, gone, Cond::Any).await;
+        }
+        result
+    }
+
     // ---- repositories ----------------------------------------------------------------------
 
     /// Every repository, in name order.
@@ -79,17 +109,12 @@ impl Store {
         id: Uuid,
         mut f: impl FnMut(&mut Repository) -> Result<(), E>,
     ) -> Result<Repository, E> {
-        let before = self.repository(id).await?.ok_or(StoreError::NotFound)?;
-        let mut probe = before.clone();
-        f(&mut probe)?;
-        let renamed = probe.name != before.name;
-        if renamed {
-            self.t
-                .put("repo-names", &probe.name, encode(&id)?, Cond::Absent)
-                .await?;
-        }
-        let result = self
-            .modify::<Repository, E>(&format!("repo#{id}"), "_", |r| {
+        self.update_named(
+            "repo-names",
+            (&format!("repo#{id}"), "_"),
+            id,
+            |r: &Repository| r.name.clone(),
+            |r| {
                 let (latest, lease, ops) = (r.latest_version, r.lease.clone(), r.recent_ops.clone());
                 f(r)?;
                 r.latest_version = latest;
@@ -97,16 +122,9 @@ impl Store {
                 r.recent_ops = ops;
                 r.updated = chrono::Utc::now();
                 Ok(())
-            })
-            .await;
-        match (&result, renamed) {
-            (Ok(_), true) => self.t.delete("repo-names", &before.name, Cond::Any).await?,
-            (Err(_), true) => {
-                let _ = self.t.delete("repo-names", &probe.name, Cond::Any).await;
-            }
-            _ => {}
-        }
-        result
+            },
+        )
+        .await
     }
 
     /// Removes a repository: its name first (so it disappears from lists at once), then its
@@ -148,30 +166,18 @@ impl Store {
         id: Uuid,
         mut f: impl FnMut(&mut Remote) -> Result<(), E>,
     ) -> Result<Remote, E> {
-        let before = self.remote(id).await?.ok_or(StoreError::NotFound)?;
-        let mut probe = before.clone();
-        f(&mut probe)?;
-        let renamed = probe.name != before.name;
-        if renamed {
-            self.t
-                .put("remote-names", &probe.name, encode(&id)?, Cond::Absent)
-                .await?;
-        }
-        let result = self
-            .modify::<Remote, E>("remotes", &id.to_string(), |r| {
+        self.update_named(
+            "remote-names",
+            ("remotes", &id.to_string()),
+            id,
+            |r: &Remote| r.name.clone(),
+            |r| {
                 f(r)?;
                 r.updated = chrono::Utc::now();
                 Ok(())
-            })
-            .await;
-        match (&result, renamed) {
-            (Ok(_), true) => self.t.delete("remote-names", &before.name, Cond::Any).await?,
-            (Err(_), true) => {
-                let _ = self.t.delete("remote-names", &probe.name, Cond::Any).await;
-            }
-            _ => {}
-        }
-        result
+            },
+        )
+        .await
     }
 
     pub async fn delete_remote(&self, r: &Remote) -> Result<(), StoreError> {

@@ -202,6 +202,12 @@ impl Ctx<'_> {
         ))
     }
 
+    /// Answers 202 with a task that already completed (work done inside the request).
+    async fn done(&self, name: &str, reserved: ResourceRef) -> Answer {
+        let t = self.manage().completed_task(name, vec![reserved], vec![], None).await?;
+        self.task(&t)
+    }
+
     /// Applies `fields` / `exclude_fields` to one object.
     fn select_fields(&self, mut v: Value) -> Value {
         let fields = self.q_list("fields");
@@ -427,16 +433,8 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
             let id = c.id();
             c.manage().remote(id).await?;
             c.manage().delete_remote(id).await?;
-            let t = c
-                .manage()
-                .completed_task(
-                    "pulpcore.app.tasks.base.general_delete",
-                    vec![ResourceRef::Remote { id }],
-                    vec![],
-                    None,
-                )
-                .await?;
-            c.task(&t)
+            c.done("pulpcore.app.tasks.base.general_delete", ResourceRef::Remote { id })
+                .await
         }
         DistList => list_distributions(c).await,
         DistCreate => create_distribution(c).await,
@@ -449,16 +447,11 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         DistDelete => {
             let id = c.id();
             c.manage().delete_distribution(id).await?;
-            let t = c
-                .manage()
-                .completed_task(
-                    "pulpcore.app.tasks.base.general_delete",
-                    vec![ResourceRef::Distribution { id }],
-                    vec![],
-                    None,
-                )
-                .await?;
-            c.task(&t)
+            c.done(
+                "pulpcore.app.tasks.base.general_delete",
+                ResourceRef::Distribution { id },
+            )
+            .await
         }
         TaskList => list_tasks(c).await,
         TaskRead => c.ok(render::task(&c.manage().task(c.id()).await?)),
@@ -589,32 +582,22 @@ async fn update_repository(c: &Ctx<'_>, kind: RepositoryKind, partial: bool) -> 
             Ok(())
         })
         .await?;
-    let t = c
-        .manage()
-        .completed_task(
-            "pulpcore.app.tasks.base.general_update",
-            vec![ResourceRef::Repository { id, kind }],
-            vec![],
-            None,
-        )
-        .await?;
-    c.task(&t)
+    c.done(
+        "pulpcore.app.tasks.base.general_update",
+        ResourceRef::Repository { id, kind },
+    )
+    .await
 }
 
 async fn delete_repository(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
     let id = c.id();
     c.manage().repository(id, kind).await?;
     c.manage().delete_repository(id).await?;
-    let t = c
-        .manage()
-        .completed_task(
-            "pulpcore.app.tasks.base.general_delete",
-            vec![ResourceRef::Repository { id, kind }],
-            vec![],
-            None,
-        )
-        .await?;
-    c.task(&t)
+    c.done(
+        "pulpcore.app.tasks.base.general_delete",
+        ResourceRef::Repository { id, kind },
+    )
+    .await
 }
 
 async fn sync(c: &Ctx<'_>) -> Answer {
@@ -833,16 +816,11 @@ async fn delete_version(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
     let repo = c.manage().repository(c.id(), kind).await?;
     let n = c.m.n.unwrap_or(u64::MAX);
     c.manage().delete_version(&repo, n).await?;
-    let t = c
-        .manage()
-        .completed_task(
-            "pulpcore.app.tasks.repository.delete_version",
-            vec![ResourceRef::Repository { id: repo.id, kind }],
-            vec![],
-            None,
-        )
-        .await?;
-    c.task(&t)
+    c.done(
+        "pulpcore.app.tasks.repository.delete_version",
+        ResourceRef::Repository { id: repo.id, kind },
+    )
+    .await
 }
 
 // ---- remotes ---------------------------------------------------------------------------------
@@ -1049,16 +1027,8 @@ async fn update_remote(c: &Ctx<'_>, partial: bool) -> Answer {
             Ok(())
         })
         .await?;
-    let t = c
-        .manage()
-        .completed_task(
-            "pulpcore.app.tasks.base.general_update",
-            vec![ResourceRef::Remote { id }],
-            vec![],
-            None,
-        )
-        .await?;
-    c.task(&t)
+    c.done("pulpcore.app.tasks.base.general_update", ResourceRef::Remote { id })
+        .await
 }
 
 // ---- distributions -----------------------------------------------------------------------------
@@ -1230,16 +1200,11 @@ async fn update_distribution(c: &Ctx<'_>, partial: bool) -> Answer {
     let before = c.manage().distribution(id).await?;
     let spec = dist_spec(c, Some(&before), partial).await?;
     c.manage().update_distribution(id, |_| Ok(spec)).await?;
-    let t = c
-        .manage()
-        .completed_task(
-            "pulpcore.app.tasks.base.general_update",
-            vec![ResourceRef::Distribution { id }],
-            vec![],
-            None,
-        )
-        .await?;
-    c.task(&t)
+    c.done(
+        "pulpcore.app.tasks.base.general_update",
+        ResourceRef::Distribution { id },
+    )
+    .await
 }
 
 // ---- tasks ---------------------------------------------------------------------------------
