@@ -284,6 +284,18 @@ pub async fn store_suite(t: Arc<dyn Table>) {
     ));
     let id = repo.id;
     assert_eq!(store.repository_by_name("suite/repo").await.unwrap().unwrap().id, id);
+    // a name claimed by a create that crashed before writing its item is taken over
+    let ghost = uuid::Uuid::new_v4();
+    store
+        .table()
+        .put("repo-names", "ghost", serde_json::to_vec(&ghost).unwrap(), Cond::Absent)
+        .await
+        .unwrap();
+    store
+        .create_repository(&Repository::new("ghost", RepositoryKind::Push))
+        .await
+        .unwrap();
+    assert!(store.repository_by_name("ghost").await.unwrap().is_some());
     assert_eq!(store.versions(&repo).await.unwrap().len(), 1, "version 0 exists");
 
     // version 1: three blobs and a tag

@@ -137,9 +137,11 @@ impl Store {
     // ---- remotes ---------------------------------------------------------------------------
 
     pub async fn create_remote(&self, r: &Remote) -> Result<(), StoreError> {
-        self.t
-            .put("remote-names", &r.name, encode(&r.id)?, Cond::Absent)
-            .await?;
+        self.claim("remote-names", &r.name, &r.id, async |row: &crate::ports::Row| {
+            let id: Uuid = decode(row)?;
+            Ok(self.t.get("remotes", &id.to_string()).await?.is_some())
+        })
+        .await?;
         if let Err(e) = self.t.put("remotes", &r.id.to_string(), encode(r)?, Cond::Absent).await {
             let _ = self.t.delete("remote-names", &r.name, Cond::Any).await;
             return Err(e);

@@ -83,6 +83,33 @@ impl Store {
         }
     }
 
+    /// Claims `name` in the `names` partition for `value`. A claim left behind by a create
+    /// that crashed before writing its item (`is_live` says whether the claimed item exists)
+    /// is taken over; a live one is a `Conflict`.
+    pub(crate) async fn claim<V: Serialize>(
+        &self,
+        names: &str,
+        name: &str,
+        value: &V,
+        is_live: impl AsyncFnOnce(&Row) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self.t.put(names, name, encode(value)?, Cond::Absent).await {
+            Err(StoreError::Conflict(c)) => {
+                let Some(row) = self.t.get(names, name).await? else {
+                    return Err(StoreError::Conflict(c));
+                };
+                if is_live(&row).await? {
+                    return Err(StoreError::Conflict(c));
+                }
+                self.t
+                    .put(names, name, encode(value)?, Cond::Rev(row.rev))
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
     // ---- content -------------------------------------------------------------------------
 
     /// Records a blob whose bytes are stored and verified. Idempotent.
@@ -137,9 +164,11 @@ impl Store {
 
     /// Creates a repository with its empty version 0. `Conflict` when the name is taken.
     pub async fn create_repository(&self, repo: &Repository) -> Result<(), StoreError> {
-        self.t
-            .put("repo-names", repo.name.as_str(), encode(&repo.id)?, Cond::Absent)
-            .await?;
+        self.claim("repo-names", &repo.name, &repo.id, async |row: &Row| {
+            let id: Uuid = decode(row)?;
+            Ok(self.t.get(&format!("repo#{id}"), "_").await?.is_some())
+        })
+        .await?;
         let v0 = RepositoryVersion {
             repository: repo.id,
             number: 0,
@@ -387,9 +416,14 @@ impl Store {
 
     /// Creates a distribution. `Conflict` when its name or base path is taken.
     pub async fn create_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
-        self.t
-            .put("dist-names", &d.name, encode(&d.base_path)?, Cond::Absent)
-            .await?;
+        self.claim("dist-names", &d.name, &d.base_path, async |row: &Row| {
+            let path: String = decode(row)?;
+            Ok(match self.t.get("dists", &path).await? {
+                Some(r) => decode::<Distribution>(&r)?.name == d.name,
+                None => false,
+            })
+        })
+        .await?;
         if let Err(e) = self
             .t
             .put("dists", d.base_path.as_str(), encode(d)?, Cond::Absent)
