@@ -26,6 +26,7 @@ pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-d
 pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+pub const SUPPORTS_SIGNATURES: HeaderName = HeaderName::from_static("x-registry-supports-signatures");
 
 #[derive(Clone)]
 struct OciState {
@@ -38,6 +39,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v2", any(v2))
         .route("/v2/", any(v2))
         .route("/v2/{*rest}", any(v2))
+        .route("/extensions/v2/{*rest}", any(extensions))
         .layer(axum::middleware::map_response(|mut r: Response| async move {
             r.headers_mut()
                 .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -53,6 +55,34 @@ async fn v2(State(s): State<OciState>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// The signature extension: `GET /extensions/v2/<name>/signatures/<digest>` lists the
+/// atomic signatures of a manifest in the served version.
+async fn extensions(State(s): State<OciState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let answer = async {
+        let path = parts.uri.path();
+        let rest = path.strip_prefix("/extensions/v2/").unwrap_or("");
+        let no_route = || OciError::new(StatusCode::NOT_FOUND, OciCode::Unsupported, "no such endpoint");
+        let (name, digest) = rest.rsplit_once("/signatures/").ok_or_else(no_route)?;
+        let name = RepoName::parse(name).map_err(|e| RegistryError::NameInvalid(e.to_string()))?;
+        let digest = Digest::parse(digest).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Err(unsupported(&parts.method));
+        }
+        let sigs = s.registry.signatures(&name, &digest).await?;
+        let list: Vec<serde_json::Value> = sigs
+            .iter()
+            .map(|s| json!({"schemaVersion": 2, "type": "atomic", "name": s.name, "content": s.data}))
+            .collect();
+        Ok::<_, OciError>(json_response(json!({ "signatures": list }), "application/json"))
+    }
+    .await;
+    let mut r = answer.unwrap_or_else(|e| e.into_response());
+    r.headers_mut()
+        .insert(SUPPORTS_SIGNATURES, HeaderValue::from_static("1"));
+    r
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -129,7 +159,12 @@ async fn dispatch(reg: &Registry, req: Request) -> Answer {
     let m = &parts.method;
     let h = &parts.headers;
     match (route, m.clone()) {
-        (V2Path::Base, Method::GET | Method::HEAD) => Ok(json_response(json!({}), "application/json")),
+        (V2Path::Base, Method::GET | Method::HEAD) => {
+            let mut r = json_response(json!({}), "application/json");
+            r.headers_mut()
+                .insert(SUPPORTS_SIGNATURES, HeaderValue::from_static("1"));
+            Ok(r)
+        }
         (V2Path::Catalog, Method::GET) => catalog(reg, &q).await,
         (V2Path::Tags(name), Method::GET) => tags(reg, &name, &q).await,
         (V2Path::Manifest(name, r), Method::GET | Method::HEAD) => {

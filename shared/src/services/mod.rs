@@ -2,12 +2,15 @@
 //!
 //! Layering: services know `domain`, `ports` and `store`; never axum, redb, SDKs or reqwest.
 
+mod content;
 mod manage;
 mod registry;
+mod sync;
 mod users;
 mod worker;
 
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
+pub use sync::{SyncService, SyncSettings};
 pub use users::{generate_password, hash_password, Users};
 pub use worker::{SyncRunner, Worker};
 
