@@ -52,7 +52,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The first retry waits this long; each further one twice as long (at most [`MAX_BACKOFF`]).
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// A token is renewed this long before it expires.
+/// A token is renewed this long before it expires (a quarter of its lifetime when shorter).
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
 
 const SUPPORTS_SIGNATURES: HeaderName = HeaderName::from_static("x-registry-supports-signatures");
@@ -432,10 +432,7 @@ impl HttpUpstream {
         match st.challenge.clone() {
             Some(Challenge::Basic) => Ok((self.basic(), st.generation)),
             Some(Challenge::Bearer { .. }) => {
-                let fresh = st
-                    .token
-                    .as_ref()
-                    .is_some_and(|(_, until)| Instant::now() + TOKEN_MARGIN < *until);
+                let fresh = st.token.as_ref().is_some_and(|(_, until)| Instant::now() < *until);
                 if !fresh {
                     self.fetch_token(&mut st).await?;
                 }
@@ -555,8 +552,9 @@ impl HttpUpstream {
                 url: shown(&url),
                 message: "the answer holds neither token nor access_token".into(),
             })?;
+        // renewed a little before it expires: TOKEN_MARGIN, or a quarter of a short lifetime
         let ttl = Duration::from_secs(t.expires_in.unwrap_or(60).max(1));
-        st.token = Some((token, Instant::now() + ttl));
+        st.token = Some((token, Instant::now() + ttl - (ttl / 4).min(TOKEN_MARGIN)));
         Ok(())
     }
 
