@@ -250,6 +250,16 @@ async fn syncs_a_real_registry_and_serves_it_through_v2() {
             .unwrap(),
         b"atomic-signature"
     );
+    let r = b
+        .get(&format!(
+            "/extensions/v2/mirror/signatures/{}",
+            Digest::sha256_of(b"nope")
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
+    let r = b.get(&format!("/extensions/v2/mirror/signatures/{}", fx.amd64)).await;
+    assert_eq!(r.json()["signatures"], json!([]));
     // a mirror refuses pushes
     let r = b
         .send(

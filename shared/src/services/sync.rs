@@ -466,15 +466,23 @@ impl Run<'_> {
             .swap(false, Ordering::Relaxed)
             .then(|| self.reports())
             .flatten();
-        let t = self
-            .store()
-            .update_task::<StoreError>(self.job.task, |t| {
-                if let (Some(r), false) = (&reports, t.state.is_final()) {
-                    t.progress_reports = r.clone();
-                }
-                Ok(())
-            })
-            .await?;
+        // one read when nothing changed, one conditional write when progress did
+        let t = match reports {
+            Some(r) => Some(
+                self.store()
+                    .update_task::<StoreError>(self.job.task, |t| {
+                        if !t.state.is_final() {
+                            t.progress_reports = r.clone();
+                        }
+                        Ok(())
+                    })
+                    .await?,
+            ),
+            None => self.store().task(self.job.task).await?,
+        };
+        let Some(t) = t else {
+            return Err(SyncError::Failed("the task was deleted during the sync".into()));
+        };
         if matches!(t.state, TaskState::Canceling | TaskState::Canceled) {
             self.canceled.store(true, Ordering::Relaxed);
             return Err(SyncError::Canceled);
@@ -741,17 +749,26 @@ impl Run<'_> {
                 }))
                 .collect();
             let signed = |d: &Digest| signatures.contains_key(d) || cosign_signed.contains(d.hex());
+            // images first; then companions and referrers, kept when their subject is
+            let companion_of = |i: &Image| match &i.role {
+                Role::Companion(hex) => Some(hex.clone()),
+                Role::Referrer(d) => Some(d.hex().to_owned()),
+                Role::Selected => i
+                    .tag
+                    .as_ref()
+                    .and_then(|t| cosign_subject(t.as_str()))
+                    .map(|(hex, _)| hex.to_owned()),
+            };
             let mut kept_hex: HashSet<String> = HashSet::new();
             let mut kept: Vec<Image> = Vec::new();
-            let mut rest: Vec<Image> = Vec::new();
+            let mut rest: Vec<(String, Image)> = Vec::new();
             for i in images {
-                if i.role != Role::Selected {
-                    rest.push(i);
+                if let Some(subject) = companion_of(&i) {
+                    rest.push((subject, i));
                     continue;
                 }
                 let children = &i.manifests[1..];
-                let ok = signed(&i.top) || (!children.is_empty() && children.iter().all(signed));
-                if ok || cosign_subject(i.tag.as_ref().map_or("", |t| t.as_str())).is_some() {
+                if signed(&i.top) || (!children.is_empty() && children.iter().all(signed)) {
                     kept_hex.extend(i.manifests.iter().map(|d| d.hex().to_owned()));
                     kept.push(i);
                 } else {
@@ -759,16 +776,11 @@ impl Run<'_> {
                     self.warn("sync.skipped.unsigned", "Skipped unsigned images (signed_only)", &name);
                 }
             }
-            for i in rest {
-                let subject_kept = match &i.role {
-                    Role::Companion(hex) => kept_hex.contains(hex),
-                    Role::Referrer(d) => kept_hex.contains(d.hex()),
-                    Role::Selected => true,
-                };
-                if subject_kept {
-                    kept.push(i);
-                }
-            }
+            kept.extend(
+                rest.into_iter()
+                    .filter(|(subject, _)| kept_hex.contains(subject))
+                    .map(|(_, i)| i),
+            );
             images = kept;
             signatures.retain(|d, _| kept_hex.contains(d.hex()));
         }
@@ -806,9 +818,8 @@ impl Run<'_> {
         }
         let mut missing: Vec<(Digest, u64)> = Vec::new();
         for d in &download {
-            if self.svc.blobs.stat(d).await?.is_some() {
+            if let Some(size) = self.svc.blobs.stat(d).await? {
                 if self.store().blob(d).await?.is_none() {
-                    let size = blobs_wanted.get(d).copied().unwrap_or(0);
                     self.record_blob(d, size).await?;
                 }
             } else {

@@ -674,7 +674,10 @@ async fn signed_only_keeps_signed_images_with_their_signatures() {
     let mut h = H::new().await;
     let a = h.fake.tagged_image("a", &[b"1"]);
     let sig = h.fake.cosign(&a);
-    h.fake.tagged_image("b", &[b"2"]);
+    let b = h.fake.tagged_image("b", &[b"2"]);
+    // an attestation of the unsigned image does not make it signed, and does not come along
+    let att = h.fake.image("att", &[b"in-toto"]);
+    h.fake.tag(&format!("sha256-{}.att", b.hex()), &att);
     let c = h.fake.tagged_image("c", &[b"3"]);
     h.fake.with(|s| {
         s.lookaside.insert(
@@ -692,6 +695,7 @@ async fn signed_only_keeps_signed_images_with_their_signatures() {
         vec!["a".to_string(), "c".into(), format!("sha256-{}.sig", a.hex())]
     );
     assert!(h.has(ContentKey::Manifest(sig)).await);
+    assert!(!h.has(ContentKey::Manifest(att)).await);
     assert_eq!(counts(&h.summary().await.present).3, 2);
     let sigs = h.store.signatures_of(&c).await.unwrap();
     assert_eq!(sigs.len(), 2);
@@ -826,4 +830,65 @@ fn cosign_tags_are_recognised() {
     assert_eq!(cosign_subject(&format!("sha256-{hex}.foo")), None);
     assert_eq!(cosign_subject("sha256-abc.sig"), None);
     assert_eq!(cosign_subject("latest"), None);
+}
+
+#[tokio::test]
+async fn pulls_of_lazy_blobs_fetch_verify_and_store_them() {
+    use crate::domain::RepoName;
+    use crate::services::{BlobBody, Registry, RegistryConfig, RegistryError};
+    use crate::store::Distribution;
+
+    for (policy, keep) in [(Policy::OnDemand, true), (Policy::Streamed, false)] {
+        let mut h = H::new().await;
+        h.fake.tagged_image("a", &[b"good-layer", b"bad-layer"]);
+        h.set_remote(|r| r.policy = policy).await;
+        assert_eq!(h.sync(false).await.state, TaskState::Completed);
+        let (good, bad) = (Digest::sha256_of(b"good-layer"), Digest::sha256_of(b"bad-layer"));
+        h.fake.with(|s| s.corrupt.insert(bad.clone()));
+        h.store
+            .create_distribution(&Distribution {
+                id: Uuid::new_v4(),
+                name: "m".into(),
+                base_path: RepoName::parse("m").unwrap(),
+                repository: Some(h.repo.id),
+                version: None,
+                private: false,
+                description: None,
+                pulp_labels: Default::default(),
+                created: Utc::now(),
+                updated: Utc::now(),
+            })
+            .await
+            .unwrap();
+        let name = RepoName::parse("m").unwrap();
+        let plain = Registry::new(h.store.clone(), h.blobs.clone(), RegistryConfig::default());
+        assert!(matches!(
+            plain.blob(&name, &good, |_| Ok(None)).await,
+            Err(RegistryError::BlobUnknown(_))
+        ));
+        let reg = Registry::new(h.store.clone(), h.blobs.clone(), RegistryConfig::default())
+            .with_upstreams(Some(Arc::new(Factory(h.fake.clone()))));
+        assert_eq!(reg.blob_size(&name, &good).await.unwrap(), 10);
+        let pull = |d: Digest| {
+            let reg = &reg;
+            let name = &name;
+            async move {
+                let BlobBody::Stream(r) = reg.blob(name, &d, |_| Ok(None)).await.unwrap() else {
+                    panic!("a stream")
+                };
+                assert_eq!(r.range, None);
+                r.body.collect::<Vec<_>>().await
+            }
+        };
+        let chunks = pull(good.clone()).await;
+        assert!(chunks.iter().all(|c| c.is_ok()));
+        let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        assert_eq!(bytes, b"good-layer");
+        assert_eq!(h.blobs.stat(&good).await.unwrap().is_some(), keep, "{policy:?}");
+        assert_eq!(h.store.blob(&good).await.unwrap().is_some(), keep, "{policy:?}");
+        // bytes that do not match: the client sees an error, never a whole blob; nothing stored
+        let chunks = pull(bad.clone()).await;
+        assert!(chunks.last().unwrap().is_err(), "{policy:?}");
+        assert!(h.blobs.stat(&bad).await.unwrap().is_none());
+    }
 }
