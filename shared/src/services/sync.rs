@@ -624,7 +624,8 @@ impl Run<'_> {
         // 2. manifests
         self.start(MANIFESTS, Some(refs.len() as u64));
         let literal = listed.is_none();
-        let selected = self.resolve_all(w, refs, Role::Selected, true).await?;
+        let refs = refs.into_iter().map(|r| (r, Role::Selected)).collect();
+        let selected = self.resolve_all(w, refs, true).await?;
         let main_found = selected.iter().any(|o| matches!(o, Outcome::Image(_)));
         if literal && !main_found && !selected.is_empty() && selected.iter().all(|o| matches!(o, Outcome::Missing(_))) {
             return Err(SyncError::Failed(format!(
@@ -685,12 +686,13 @@ impl Run<'_> {
             self.report(MANIFESTS, |r| {
                 r.total = Some(r.total.unwrap_or(0) + companions.len() as u64)
             });
-            let groups: Vec<(String, Vec<Ref>)> = companions.into_iter().map(|(r, hex)| (hex, vec![r])).collect();
-            for (hex, refs) in groups {
-                for o in self.resolve_all(w, refs, Role::Companion(hex.clone()), false).await? {
-                    if let Outcome::Image(i) = o {
-                        images.push(i);
-                    }
+            let refs = companions
+                .into_iter()
+                .map(|(r, hex)| (r, Role::Companion(hex)))
+                .collect();
+            for o in self.resolve_all(w, refs, false).await? {
+                if let Outcome::Image(i) = o {
+                    images.push(i);
                 }
             }
         }
@@ -908,20 +910,12 @@ impl Run<'_> {
         Ok(tags)
     }
 
-    /// Resolves references concurrently; `count` advances the manifest progress.
-    async fn resolve_all(
-        &self,
-        w: &mut VersionWriter,
-        refs: Vec<Ref>,
-        role: Role,
-        count: bool,
-    ) -> Result<Vec<Outcome>> {
+    /// Resolves references concurrently. With `count`, each advances the manifest progress;
+    /// otherwise (probes that may find nothing) only those found do.
+    async fn resolve_all(&self, w: &mut VersionWriter, refs: Vec<(Ref, Role)>, count: bool) -> Result<Vec<Outcome>> {
         let this = self;
         let stream = futures::stream::iter(refs)
-            .map(move |r| {
-                let role = role.clone();
-                async move { this.resolve(r, role).await }
-            })
+            .map(move |(r, role)| async move { this.resolve(r, role).await })
             .buffer_unordered(self.concurrency);
         let mut out = Vec::new();
         self.drive(w, stream, |o| {
@@ -1093,37 +1087,57 @@ impl Run<'_> {
         }
     }
 
-    /// Referrers of `subjects` through the OCI 1.1 API, while the upstream supports it.
+    /// Referrers of `subjects` through the OCI 1.1 API, when the upstream has it (the first
+    /// subject is asked alone; an upstream without the API answers 404 and is asked no more).
     async fn referrers(&self, w: &mut VersionWriter, subjects: &[Digest]) -> Result<Vec<Image>> {
-        let mut out = Vec::new();
+        let Some((first, others)) = subjects.split_first() else {
+            return Ok(Vec::new());
+        };
+        let list = |s: Digest| async move {
+            match self.up.referrers(&s).await {
+                Ok(Some(index)) => Ok(Some((s, index))),
+                Ok(None) => Ok(None),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(failed(format!("listing referrers of {s} at {}", self.up.location()), e)),
+            }
+        };
+        let Some(head) = list(first.clone()).await? else {
+            return Ok(Vec::new());
+        };
+        let mut indexes = vec![head];
+        let stream = futures::stream::iter(others.to_vec())
+            .map(list)
+            .buffer_unordered(self.concurrency);
+        self.drive(w, stream, |found| {
+            indexes.extend(found);
+            Ok(())
+        })
+        .await?;
         let mut seen: HashSet<Digest> = subjects.iter().cloned().collect();
-        for s in subjects {
-            let index = match self.up.referrers(s).await {
-                Ok(Some(b)) => b,
-                Ok(None) => break, // no referrers API upstream
-                Err(e) if e.is_not_found() => break,
-                Err(e) => return Err(failed(format!("listing referrers of {s} at {}", self.up.location()), e)),
-            };
+        let mut refs = Vec::new();
+        for (subject, index) in indexes {
             let v: serde_json::Value = serde_json::from_slice(&index).unwrap_or_default();
-            let mut refs = Vec::new();
             for m in v["manifests"].as_array().into_iter().flatten() {
                 if let Some(d) = m["digest"].as_str().and_then(|d| Digest::parse(d).ok()) {
                     if seen.insert(d.clone()) {
-                        refs.push(Ref::Digest(d));
+                        refs.push((Ref::Digest(d), Role::Referrer(subject.clone())));
                     }
                 }
             }
-            if refs.is_empty() {
-                continue;
-            }
-            self.report(MANIFESTS, |r| r.total = Some(r.total.unwrap_or(0) + refs.len() as u64));
-            for o in self.resolve_all(w, refs, Role::Referrer(s.clone()), true).await? {
-                if let Outcome::Image(i) = o {
-                    out.push(i);
-                }
-            }
         }
-        Ok(out)
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.report(MANIFESTS, |r| r.total = Some(r.total.unwrap_or(0) + refs.len() as u64));
+        Ok(self
+            .resolve_all(w, refs, true)
+            .await?
+            .into_iter()
+            .filter_map(|o| match o {
+                Outcome::Image(i) => Some(i),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Atomic signatures of one manifest.
