@@ -539,6 +539,10 @@ impl Run<'_> {
     }
 
     async fn execute(&self, repo: &Repository, op: &str) -> Result<Option<u64>> {
+        // the signature source: the lookaside, else the extension API when the upstream has
+        // it (asked before taking the lease: a slow upstream must not hold the repository)
+        let sigstore = self.remote.sigstore.clone().filter(|s| !s.trim().is_empty());
+        let extension = sigstore.is_none() && self.up.supports_signatures().await.unwrap_or(false);
         let mut w = self.lease(repo).await?;
         if let Ok(mut l) = self.last_renew.lock() {
             *l = Instant::now();
@@ -548,7 +552,7 @@ impl Run<'_> {
             w.abort().await?;
             return Ok(None);
         }
-        match self.sync_into(&mut w).await {
+        match self.sync_into(&mut w, sigstore, extension).await {
             Ok(()) => {
                 if let Err(e) = self.poll().await {
                     w.abort().await?;
@@ -569,17 +573,13 @@ impl Run<'_> {
         }
     }
 
-    async fn sync_into(&self, w: &mut VersionWriter) -> Result<()> {
+    async fn sync_into(&self, w: &mut VersionWriter, sigstore: Option<String>, extension: bool) -> Result<()> {
         let remote = self.remote.clone();
         let filter = TagFilter::new(
             remote.includes.as_deref().unwrap_or_default(),
             remote.excludes.as_deref().unwrap_or_default(),
         )
         .map_err(|e| failed(format!("remote {}'s include/exclude tags", remote.name), e))?;
-
-        // signature source: the lookaside, else the extension API when the upstream has it
-        let sigstore = remote.sigstore.clone().filter(|s| !s.trim().is_empty());
-        let extension = sigstore.is_none() && self.up.supports_signatures().await.unwrap_or(false);
 
         // 1. references
         let (refs, listed): (Vec<Ref>, Option<Vec<String>>) = match filter.literal_includes() {
@@ -820,6 +820,7 @@ impl Run<'_> {
         }
         let mut missing: Vec<(Digest, u64)> = Vec::new();
         for d in &download {
+            self.housekeeping(w).await?;
             if let Some(size) = self.svc.blobs.stat(d).await? {
                 if self.store().blob(d).await?.is_none() {
                     self.record_blob(d, size).await?;
@@ -843,6 +844,7 @@ impl Run<'_> {
         self.complete(ARTIFACTS);
         if !immediate {
             for (d, size) in &blobs_wanted {
+                self.housekeeping(w).await?;
                 if download.contains(d) {
                     continue;
                 }
@@ -875,6 +877,7 @@ impl Run<'_> {
         desired.extend(blobs_wanted.keys().cloned().map(ContentKey::Blob));
         for sigs in signatures.values() {
             for s in sigs {
+                self.housekeeping(w).await?;
                 self.store().put_signature(s).await?;
                 desired.insert(ContentKey::Signature(s.digest.clone()));
             }
