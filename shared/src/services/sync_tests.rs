@@ -31,6 +31,8 @@ struct State {
     referrers: Option<HashMap<Digest, Vec<Digest>>>,
     /// On the first blob GET, set this task to `canceling`.
     cancel_on_blob: Option<(Store, Uuid)>,
+    /// How long each blob GET takes.
+    blob_delay: Duration,
 }
 
 #[derive(Clone, Default)]
@@ -175,6 +177,8 @@ impl Upstream for Fake {
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<UpstreamBlob, UpstreamError> {
+        let delay = self.with(|s| s.blob_delay);
+        tokio::time::sleep(delay).await;
         let cancel = self.with(|s| s.cancel_on_blob.take());
         if let Some((store, task)) = cancel {
             store
@@ -891,4 +895,38 @@ async fn pulls_of_lazy_blobs_fetch_verify_and_store_them() {
         assert!(chunks.last().unwrap().is_err(), "{policy:?}");
         assert!(h.blobs.stat(&bad).await.unwrap().is_none());
     }
+}
+
+#[tokio::test]
+async fn a_long_sync_keeps_renewing_its_lease() {
+    let mut h = H::new().await;
+    h.svc = Arc::new(
+        SyncService::new(h.store.clone(), h.blobs.clone(), Arc::new(Factory(h.fake.clone()))).with_settings(
+            SyncSettings {
+                lease_ttl: Duration::from_millis(300),
+                renew_every: Duration::from_millis(50),
+                poll: Duration::from_millis(10),
+                ..Default::default()
+            },
+        ),
+    );
+    h.fake.tagged_image("a", &[b"slow"]);
+    h.fake.with(|s| s.blob_delay = Duration::from_millis(1200));
+    let job = h.job(false, false).await;
+    let svc = h.svc.clone();
+    let j = job.clone();
+    let running = tokio::spawn(async move { svc.run(&j).await });
+    // well past the lease's lifetime, the sync still holds the repository
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let other = h
+        .store
+        .begin_write(h.repo.id, "other", Duration::from_secs(1), Duration::ZERO)
+        .await;
+    assert!(matches!(other, Err(WriteError::Busy)), "the lease was renewed");
+    running.await.unwrap().unwrap();
+    assert_eq!(
+        h.store.task(job.task).await.unwrap().unwrap().state,
+        TaskState::Completed
+    );
+    assert_eq!(h.latest().await, 1);
 }
