@@ -4,7 +4,7 @@
 # end-to-end tests with real clients (skopeo, podman, docker) against the built binary.
 #
 #   ./test.sh            everything
-#   ./test.sh --quick    Rust tests only
+#   ./test.sh --quick    Rust tests only (they still need docker-registry, installed if missing)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,19 +16,20 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-if [ "$quick" = 0 ]; then
-  need=()
-  for p in skopeo podman buildah umoci docker-registry dockerd:docker.io runc curl gcc jq; do
-    bin=${p%%:*}; pkg=${p#*:}
-    command -v "$bin" >/dev/null || need+=("$pkg")
-  done
-  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip)
-  if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing ${need[*]}"
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
-  fi
+# the Rust tests sync from a real docker-registry; the end-to-end tests need real clients
+tools=(docker-registry)
+[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc curl gcc jq)
+need=()
+for p in "${tools[@]}"; do
+  bin=${p%%:*}; pkg=${p#*:}
+  command -v "$bin" >/dev/null || need+=("$pkg")
+done
+[ "$quick" = 0 ] && { python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip); }
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 
 echo "== cargo test"

@@ -10,8 +10,10 @@ use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
 use crate::http;
 use crate::http::auth::RegistryAuth;
 use crate::jobs::LocalJobQueue;
-use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table};
-use crate::services::{AccessRules, AuthMode, Manage, Registry, RegistryConfig, Users, Worker};
+use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
+use crate::services::{
+    AccessRules, AuthMode, Manage, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
+};
 use crate::store::Store;
 
 /// Settings every runtime shares.
@@ -32,26 +34,59 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub manage: Arc<Manage>,
     pub users: Arc<Users>,
+    /// Clients for upstream registries (syncs, on-demand pulls); `None` in a build without
+    /// the `upstream` feature.
+    pub upstreams: Option<Arc<dyn UpstreamFactory>>,
     pub settings: Settings,
+}
+
+/// The upstream client this build has: reqwest with the `upstream` feature.
+pub fn default_upstreams() -> Option<Arc<dyn UpstreamFactory>> {
+    #[cfg(feature = "upstream")]
+    {
+        Some(Arc::new(crate::adapters::upstream_http::HttpUpstreamFactory::new()))
+    }
+    #[cfg(not(feature = "upstream"))]
+    {
+        None
+    }
 }
 
 impl App {
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, jobs: Arc<dyn JobQueue>, settings: Settings) -> Self {
+        Self::with_upstreams(table, blobs, jobs, settings, default_upstreams())
+    }
+
+    /// An instance with the given upstream clients (tests pass fakes).
+    pub fn with_upstreams(
+        table: Arc<dyn Table>,
+        blobs: Arc<dyn BlobStore>,
+        jobs: Arc<dyn JobQueue>,
+        settings: Settings,
+        upstreams: Option<Arc<dyn UpstreamFactory>>,
+    ) -> Self {
         let store = Store::new(table);
-        let registry = Arc::new(Registry::new(store.clone(), blobs.clone(), settings.registry.clone()));
+        let registry = Arc::new(
+            Registry::new(store.clone(), blobs.clone(), settings.registry.clone()).with_upstreams(upstreams.clone()),
+        );
         App {
             manage: Arc::new(Manage::new(store.clone(), jobs)),
             users: Arc::new(Users::new(store.clone())),
             store,
             blobs,
             registry,
+            upstreams,
             settings,
         }
     }
 
-    /// The job handler for this instance's jobs.
+    /// The job handler for this instance's jobs: syncs run when an upstream client exists.
     pub fn worker(&self) -> Arc<dyn JobHandler> {
-        Arc::new(Worker::new(self.store.clone(), None))
+        let sync = self
+            .upstreams
+            .clone()
+            .map(|u| Arc::new(SyncService::new(self.store.clone(), self.blobs.clone(), u)) as Arc<dyn SyncRunner>);
+        Arc::new(Worker::new(self.store.clone(), sync))
     }
 
     /// Every router this instance serves.

@@ -9,14 +9,16 @@
 //!
 //! - [`domain`]: pure types (digests, names, references, media types, manifests, content keys,
 //!   content summaries). No I/O.
-//! - [`ports`]: the small storage traits adapters implement (blob store, table, job queue) and
-//!   their one error type.
+//! - [`ports`]: the small traits adapters implement (blob store, table, job queue, upstream
+//!   registry) and their error types.
 //! - [`store`]: Berth's data model (content, repositories, versions, membership,
 //!   distributions, uploads) written once over the table port, with the version-commit
 //!   protocol of invariants 1 and 2.
-//! - [`services`]: the rules: the registry (push, pull, uploads, versions on push).
+//! - [`services`]: the rules: the registry (push, pull, uploads, versions on push), the
+//!   management service, and sync (upstream → new repository version).
 //! - [`http`]: the wire formats: the OCI `/v2` router and its error table.
-//! - [`adapters`]: port implementations: in-memory, and embedded (files + redb).
+//! - [`adapters`]: port implementations: in-memory, embedded (files + redb), and the HTTP
+//!   upstream client (reqwest).
 //! - [`jobs`]: the in-process job runner over the table port.
 //! - [`app`]: wiring adapters into services and routers.
 

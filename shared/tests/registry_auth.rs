@@ -173,6 +173,17 @@ async fn the_challenge_names_realm_service_and_scope() {
     assert!(r.challenge().ends_with("scope=\"repository:new/repo:pull,push\""));
     let r = t.send(Method::GET, "/v2/_catalog", None, vec![]).await;
     assert!(r.challenge().ends_with("scope=\"registry:catalog:*\""));
+    // the signature extension is guarded like a pull
+    let sigs = format!("/extensions/v2/priv/app/signatures/{}", Digest::sha256_of(b"m"));
+    let r = t.send(Method::GET, &sigs, None, vec![]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.challenge().ends_with("scope=\"repository:priv/app:pull\""));
+    let (tok, _) = t
+        .token(Some(("reader", "reader-pw")), &["repository:priv/app:pull"])
+        .await;
+    let r = t.send(Method::GET, &sigs, Some(&bearer(&tok)), vec![]).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"), "past auth: no such manifest");
+    assert_eq!(r.headers["x-registry-supports-signatures"], "1");
 }
 
 #[tokio::test]

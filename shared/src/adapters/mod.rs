@@ -4,6 +4,7 @@
 //!   port: the same suites run on the embedded adapters).
 //! - [`fs`]: content-addressed files under a data directory (embedded blob store).
 //! - [`redb_table`]: the table port on redb (embedded metadata).
+//! - [`upstream_http`]: the upstream port on reqwest (syncs and on-demand pulls).
 //!
 //! Layering: adapters implement `ports` and know nothing of services or HTTP.
 
@@ -12,6 +13,8 @@ pub mod fs;
 pub mod memory;
 #[cfg(feature = "local")]
 pub mod redb_table;
+#[cfg(feature = "upstream")]
+pub mod upstream_http;
 
 use futures::StreamExt;
 

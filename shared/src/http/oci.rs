@@ -27,6 +27,7 @@ pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-d
 pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+pub const SUPPORTS_SIGNATURES: HeaderName = HeaderName::from_static("x-registry-supports-signatures");
 
 #[derive(Clone)]
 struct OciState {
@@ -34,15 +35,19 @@ struct OciState {
     auth: Arc<RegistryAuth>,
 }
 
-/// The `/v2` router. Every response carries `Docker-Distribution-Api-Version: registry/2.0`.
+/// The `/v2` router. Every response carries `Docker-Distribution-Api-Version: registry/2.0`
+/// and `X-Registry-Supports-Signatures: 1` (clients and mirrors look for it on the ping,
+/// whatever its status).
 pub fn router(registry: Arc<Registry>, auth: Arc<RegistryAuth>) -> Router {
     Router::new()
         .route("/v2", any(v2))
         .route("/v2/", any(v2))
         .route("/v2/{*rest}", any(v2))
+        .route("/extensions/v2/{*rest}", any(extensions))
         .layer(axum::middleware::map_response(|mut r: Response| async move {
-            r.headers_mut()
-                .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            let h = r.headers_mut();
+            h.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+            h.insert(SUPPORTS_SIGNATURES, HeaderValue::from_static("1"));
             r
         }))
         .with_state(OciState { registry, auth })
@@ -55,6 +60,34 @@ async fn v2(State(s): State<OciState>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
+}
+
+/// The signature extension: `GET /extensions/v2/<name>/signatures/<digest>` lists the
+/// atomic signatures of a manifest in the served version.
+async fn extensions(State(s): State<OciState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let answer = async {
+        let path = parts.uri.path();
+        let rest = path.strip_prefix("/extensions/v2/").unwrap_or("");
+        let no_route = || OciError::new(StatusCode::NOT_FOUND, OciCode::Unsupported, "no such endpoint");
+        let (name, digest) = rest.rsplit_once("/signatures/").ok_or_else(no_route)?;
+        let name = RepoName::parse(name).map_err(|e| RegistryError::NameInvalid(e.to_string()))?;
+        let digest = Digest::parse(digest).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Err(unsupported(&parts.method));
+        }
+        s.auth
+            .check(&parts.headers, &Need::Repo(name.to_string(), "pull"))
+            .await?;
+        let sigs = s.registry.signatures(&name, &digest).await?;
+        let list: Vec<serde_json::Value> = sigs
+            .iter()
+            .map(|s| json!({"schemaVersion": 2, "type": "atomic", "name": s.name, "content": s.data}))
+            .collect();
+        Ok::<_, OciError>(json_response(json!({ "signatures": list }), "application/json"))
+    }
+    .await;
+    answer.unwrap_or_else(|e| e.into_response())
 }
 
 fn hv(s: &str) -> HeaderValue {

@@ -8,13 +8,19 @@
 //!   one conditional write per call (redb, memory, DynamoDB). Berth's data model is written
 //!   once over it (see `store`).
 //! - [`JobQueue`]: where background jobs are sent (in-process runner, SQS).
+//! - [`Upstream`]: an upstream registry repository a remote names (reqwest; fakes in tests).
 
 mod blob;
 mod error;
 mod jobs;
 mod table;
+mod upstream;
 
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
 pub use jobs::{Job, JobError, JobHandler, JobQueue};
 pub use table::{query_matches, Cond, Query, Row, Table};
+pub use upstream::{
+    AtomicSignature, ManifestHead, TagPage, Upstream, UpstreamBlob, UpstreamConfig, UpstreamError, UpstreamFactory,
+    UpstreamManifest, MANIFEST_ACCEPT,
+};

@@ -3,14 +3,17 @@
 //! Layering: services know `domain`, `ports` and `store`; never axum, redb, SDKs or reqwest.
 
 mod access;
+mod content;
 mod manage;
 mod registry;
+mod sync;
 pub mod tokens;
 mod users;
 mod worker;
 
 pub use access::{AccessRules, AuthMode, Identity};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
+pub use sync::{SyncService, SyncSettings};
 pub use users::{generate_password, hash_password, Users};
 pub use worker::{SyncRunner, Worker};
 

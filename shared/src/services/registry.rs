@@ -12,13 +12,14 @@ use bytes::Bytes;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::content::save_manifest;
 use crate::domain::{
     media::Accept, parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind, Reference, RepoName, Tag,
 };
-use crate::ports::{BlobReader, BlobStore, ByteRange, ByteStream, StoreError};
+use crate::ports::{BlobReader, BlobStore, ByteRange, ByteStream, StoreError, UpstreamError, UpstreamFactory};
 use crate::store::{
-    BlobRecord, Distribution, ManifestRecord, Repository, RepositoryKind, Store, UploadSession, WriteError,
-    INLINE_MANIFEST_MAX,
+    BlobRecord, Distribution, LazyBlob, Policy, Repository, RepositoryKind, SignatureRecord, Store, UploadSession,
+    WriteError,
 };
 
 /// Errors with a meaning for clients; `http` maps each to its OCI code and status.
@@ -155,11 +156,24 @@ pub struct Registry {
     store: Store,
     blobs: Arc<dyn BlobStore>,
     cfg: RegistryConfig,
+    /// Fetches blobs that on-demand and streamed syncs left upstream.
+    upstreams: Option<Arc<dyn UpstreamFactory>>,
 }
 
 impl Registry {
     pub fn new(store: Store, blobs: Arc<dyn BlobStore>, cfg: RegistryConfig) -> Self {
-        Registry { store, blobs, cfg }
+        Registry {
+            store,
+            blobs,
+            cfg,
+            upstreams: None,
+        }
+    }
+
+    /// Lets pulls fetch blobs that syncs left upstream (policies `on_demand`, `streamed`).
+    pub fn with_upstreams(mut self, upstreams: Option<Arc<dyn UpstreamFactory>>) -> Self {
+        self.upstreams = upstreams;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -239,27 +253,53 @@ impl Registry {
             && self.store.is_pending_blob(t.repo.id, digest).await?)
     }
 
+    /// Where a blob of the served version that the blob store lacks is fetched from, when
+    /// this registry can fetch from upstreams.
+    async fn lazy(&self, t: &Target, digest: &Digest) -> Result<Option<LazyBlob>> {
+        if self.upstreams.is_none() {
+            return Ok(None);
+        }
+        Ok(self.store.lazy_blob(t.repo.id, digest).await?)
+    }
+
     /// The blob's size (for HEAD).
     pub async fn blob_size(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
         let t = self.target(name).await?;
         if !self.blob_visible(&t, digest).await? {
             return Err(RegistryError::BlobUnknown(digest.clone()));
         }
-        self.blobs
-            .stat(digest)
-            .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        if let Some(size) = self.blobs.stat(digest).await? {
+            return Ok(size);
+        }
+        match self.lazy(&t, digest).await? {
+            Some(l) => Ok(l.size),
+            None => Err(RegistryError::BlobUnknown(digest.clone())),
+        }
     }
 
     /// The blob's bytes, or the range `range(size)` picks. `range` gets the blob's size and
     /// answers the inclusive range to serve (`None` for all) or `RangeNotSatisfiable`.
+    /// A blob a sync left upstream is fetched from there (whole, whatever the range) and,
+    /// for `on_demand` remotes, stored on the way.
     pub async fn blob(
         &self,
         name: &RepoName,
         digest: &Digest,
         range: impl FnOnce(u64) -> Result<Option<ByteRange>>,
     ) -> Result<BlobBody> {
-        let size = self.blob_size(name, digest).await?;
+        let t = self.target(name).await?;
+        if !self.blob_visible(&t, digest).await? {
+            return Err(RegistryError::BlobUnknown(digest.clone()));
+        }
+        let size = match self.blobs.stat(digest).await? {
+            Some(size) => size,
+            None => {
+                return match self.lazy(&t, digest).await? {
+                    Some(l) => self.fetch_lazy(digest, l).await,
+                    None => Err(RegistryError::BlobUnknown(digest.clone())),
+                }
+            }
+        };
         if let Some(url) = self.blobs.redirect_url(digest, self.cfg.redirect_ttl).await? {
             return Ok(BlobBody::Redirect(url));
         }
@@ -348,6 +388,65 @@ impl Registry {
                     artifact_type: r.artifact_type,
                     annotations: r.annotations,
                 });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams a blob from the upstream a sync left it at, verifying its digest on the way:
+    /// the last chunk reaches the client only after the bytes verified (and, for
+    /// `on_demand`, were stored), so a bad or broken transfer never looks complete.
+    async fn fetch_lazy(&self, digest: &Digest, lazy: LazyBlob) -> Result<BlobBody> {
+        let unknown = || RegistryError::BlobUnknown(digest.clone());
+        let Some(factory) = &self.upstreams else {
+            return Err(unknown());
+        };
+        let Some(remote) = self.store.remote(lazy.remote).await? else {
+            tracing::warn!(%digest, remote = %lazy.remote, "the remote of an on-demand blob is gone");
+            return Err(unknown());
+        };
+        let up = factory
+            .client(&remote.upstream_config())
+            .map_err(|e| RegistryError::Internal(Box::new(e)))?;
+        let blob = match up.get_blob(digest).await {
+            Ok(b) => b,
+            Err(UpstreamError::NotFound { .. }) => return Err(unknown()),
+            Err(e) => {
+                tracing::warn!(%digest, remote = %remote.name, error = %e, "fetching an on-demand blob failed");
+                return Err(RegistryError::Internal(Box::new(e)));
+            }
+        };
+        let keep = remote.policy != Policy::Streamed;
+        let body = tee_verified(
+            digest.clone(),
+            blob.body,
+            keep.then(|| (self.store.clone(), self.blobs.clone())),
+        );
+        Ok(BlobBody::Stream(BlobReader {
+            size: lazy.size,
+            range: None,
+            body,
+        }))
+    }
+
+    /// The atomic signatures of a manifest in the served version.
+    pub async fn signatures(&self, name: &RepoName, digest: &Digest) -> Result<Vec<SignatureRecord>> {
+        let t = self.target(name).await?;
+        if !self
+            .store
+            .contains(t.repo.id, t.version, &ContentKey::Manifest(digest.clone()))
+            .await?
+        {
+            return Err(RegistryError::ManifestUnknown(format!("manifest {digest} not found")));
+        }
+        let mut out = Vec::new();
+        for s in self.store.signatures_of(digest).await? {
+            if self
+                .store
+                .contains(t.repo.id, t.version, &ContentKey::Signature(s.digest.clone()))
+                .await?
+            {
+                out.push(s);
             }
         }
         Ok(out)
@@ -594,30 +693,9 @@ impl Registry {
             }
         }
         // bytes first, verified; then the record; then membership
-        let size = self
-            .blobs
-            .put(
-                &digest,
-                Box::pin(futures::stream::once({
-                    let b = bytes.clone();
-                    async move { Ok(b) }
-                })),
-            )
-            .await?;
-        let inline = (bytes.len() <= INLINE_MANIFEST_MAX)
-            .then(|| String::from_utf8(bytes.to_vec()).ok())
-            .flatten();
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
         let blob_digests: Vec<Digest> = parsed.blob_digests().cloned().collect();
-        self.store
-            .put_manifest(&ManifestRecord {
-                digest: digest.clone(),
-                size,
-                parsed,
-                inline,
-                created: Utc::now(),
-            })
-            .await?;
+        save_manifest(&self.store, &self.blobs, &digest, &bytes, parsed).await?;
         w.add(ContentKey::Manifest(digest.clone())).await?;
         for d in &blob_digests {
             w.add(ContentKey::Blob(d.clone())).await?;
@@ -739,4 +817,111 @@ impl Registry {
     pub async fn manifest_kind(&self, digest: &Digest) -> Result<Option<ManifestKind>> {
         Ok(self.store.manifest(digest).await?.map(|m| m.parsed.kind))
     }
+}
+
+/// Passes `body` on, hashing it; holds back the last chunk until the digest verified (and,
+/// with `keep`, the blob store accepted the same bytes), else ends with an error. The
+/// transfer runs to its end even when the client goes away, so a kept blob is stored.
+fn tee_verified(digest: Digest, mut body: ByteStream, keep: Option<(Store, Arc<dyn BlobStore>)>) -> ByteStream {
+    use futures::StreamExt;
+    type Chunk = std::result::Result<Bytes, std::io::Error>;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(8);
+    let (store_tx, stored) = match keep {
+        Some((store, blobs)) => {
+            let (stx, srx) = tokio::sync::mpsc::channel::<Chunk>(8);
+            let d = digest.clone();
+            let handle = tokio::spawn(async move {
+                let stream: ByteStream = Box::pin(futures::stream::unfold(srx, |mut rx| async move {
+                    rx.recv().await.map(|c| (c, rx))
+                }));
+                let size = blobs.put(&d, stream).await?;
+                store
+                    .put_blob(&BlobRecord {
+                        digest: d,
+                        size,
+                        created: Utc::now(),
+                    })
+                    .await?;
+                Ok::<u64, StoreError>(size)
+            });
+            (Some(stx), Some(handle))
+        }
+        None => (None, None),
+    };
+    tokio::spawn(async move {
+        let mut hasher = crate::domain::Hasher::new(digest.algorithm());
+        let mut held: Option<Bytes> = None;
+        let mut client = true;
+        let mut store_tx = store_tx;
+        let bad = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(b) => {
+                    hasher.update(&b);
+                    if let Some(s) = &store_tx {
+                        if s.send(Ok(b.clone())).await.is_err() {
+                            store_tx = None;
+                        }
+                    }
+                    if let Some(prev) = held.replace(b) {
+                        if client && tx.send(Ok(prev)).await.is_err() {
+                            client = false;
+                            if store_tx.is_none() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("fetching {digest} from upstream failed: {e}");
+                    if let Some(s) = &store_tx {
+                        let _ = s.send(Err(bad(msg.clone()))).await;
+                    }
+                    let _ = tx.send(Err(bad(msg))).await;
+                    return;
+                }
+            }
+        }
+        drop(store_tx);
+        let actual = hasher.finish();
+        let mut verdict = if actual == digest {
+            Ok(())
+        } else {
+            Err(format!("upstream sent bytes hashing to {actual}, not {digest}"))
+        };
+        if let Some(h) = stored {
+            match h.await {
+                Ok(Ok(_)) => tracing::info!(%digest, "stored an on-demand blob"),
+                Ok(Err(e)) => {
+                    tracing::warn!(%digest, error = %e, "storing an on-demand blob failed");
+                    if verdict.is_ok() {
+                        verdict = Err(format!("storing {digest} failed"));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "storing an on-demand blob failed");
+                    if verdict.is_ok() {
+                        verdict = Err(format!("storing {digest} failed"));
+                    }
+                }
+            }
+        }
+        if !client {
+            return;
+        }
+        match verdict {
+            Ok(()) => {
+                if let Some(last) = held {
+                    let _ = tx.send(Ok(last)).await;
+                }
+            }
+            Err(msg) => {
+                tracing::warn!(%digest, "{msg}");
+                let _ = tx.send(Err(bad(msg))).await;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|c| (c, rx))
+    }))
 }

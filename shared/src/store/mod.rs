@@ -19,6 +19,8 @@
 //! | `dist-names` | `<name>` | base path (unique names) |
 //! | `upload#<id>` | `_` | [`UploadSession`] |
 //!
+//! Signatures and on-demand blob pointers: see `synced.rs`.
+//!
 //! Numbers in sort keys are zero-padded to 10 digits so they sort numerically.
 //!
 //! ## Versions (DESIGN invariants 1 and 2)
@@ -32,6 +34,7 @@
 
 mod manage;
 mod model;
+mod synced;
 mod versions;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{ContentSummary, Digest, ParsedManifest, RepoName};
+use crate::ports::UpstreamConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
@@ -248,6 +249,83 @@ pub struct Remote {
 
 fn yes() -> bool {
     true
+}
+
+fn seconds(s: Option<f64>) -> Option<std::time::Duration> {
+    s.filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64)
+}
+
+impl Remote {
+    /// The connection settings an upstream client needs.
+    pub fn upstream_config(&self) -> UpstreamConfig {
+        // Pulp's `headers` is a list of one-entry objects; a plain object is accepted too
+        let mut headers = Vec::new();
+        let mut take = |o: &serde_json::Map<String, serde_json::Value>| {
+            for (k, v) in o {
+                if let Some(v) = v.as_str() {
+                    headers.push((k.clone(), v.to_owned()));
+                }
+            }
+        };
+        match &self.headers {
+            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|i| i.as_object()).for_each(&mut take),
+            Some(serde_json::Value::Object(o)) => take(o),
+            _ => {}
+        }
+        UpstreamConfig {
+            key: format!("{}@{}", self.id, self.updated.timestamp_micros()),
+            url: self.url.clone(),
+            upstream_name: self.upstream_name.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls_validation: self.tls_validation,
+            download_concurrency: self.download_concurrency,
+            rate_limit: self.rate_limit,
+            max_retries: self.max_retries,
+            total_timeout: seconds(self.total_timeout),
+            connect_timeout: seconds(self.connect_timeout.or(self.sock_connect_timeout)),
+            read_timeout: seconds(self.sock_read_timeout),
+            headers,
+        }
+    }
+}
+
+/// How a signature was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureType {
+    /// Simple signing ("atomic"): an OpenPGP signed message over a JSON payload.
+    Atomic,
+    /// A cosign signature payload.
+    Cosign,
+}
+
+/// A signature of a manifest, stored as content `ContentKey::Signature(digest)`, where the
+/// digest is the sha256 of the signature bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    pub digest: Digest,
+    /// The manifest it signs.
+    pub signed: Digest,
+    #[serde(rename = "type")]
+    pub kind: SignatureType,
+    /// `<manifest digest>@<32 hex>`, or the upstream's name for it.
+    pub name: String,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// The signature bytes, base64.
+    pub data: String,
+    pub created: DateTime<Utc>,
+}
+
+/// A blob a repository's versions hold but the blob store does not (on-demand and streamed
+/// syncs): where to fetch it on first pull.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LazyBlob {
+    pub remote: Uuid,
+    /// The size the manifest states.
+    pub size: u64,
 }
 
 /// A resource a task touched, independent of how the API spells it.
