@@ -18,7 +18,7 @@ fi
 
 # the Rust tests sync from a real docker-registry; the end-to-end tests need real clients
 tools=(docker-registry)
-[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc curl gcc jq)
+[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc curl gcc jq gpg:gnupg htpasswd:apache2-utils)
 need=()
 for p in "${tools[@]}"; do
   bin=${p%%:*}; pkg=${p#*:}
@@ -38,15 +38,18 @@ cargo test --workspace --locked
 if [ "$quick" = 0 ]; then
   echo "== end-to-end with real clients"
   cargo build --release --locked -p berth
-  # the unmodified pulp CLI, from PyPI, in a virtual environment of the tests' own
+  # the unmodified pulp CLI (and `cryptography`, for cosign-format signatures), from PyPI, in a
+  # virtual environment of the tests' own
   venv=target/e2e-venv
-  if [ ! -x "$venv/bin/pulp" ]; then
-    echo "== installing pulp-cli into $venv"
+  if [ ! -x "$venv/bin/pulp" ] || ! "$venv/bin/python" -c 'import cryptography' 2>/dev/null; then
+    echo "== installing pulp-cli and cryptography into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'pulp-cli==0.41.1'
+    "$venv/bin/pip" install -q 'pulp-cli==0.41.1' cryptography
   fi
   failed=0
-  BERTH_BIN="$PWD/target/release/berth" bash tests/e2e/clients.sh || failed=1
-  BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/$venv/bin/pulp" bash tests/e2e/pulp_cli.sh || failed=1
+  export BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/$venv/bin/pulp" FIXTURE_PY="$PWD/$venv/bin/python"
+  bash tests/e2e/clients.sh || failed=1
+  bash tests/e2e/pulp_cli.sh || failed=1
+  bash tests/e2e/sync.sh || failed=1
   exit $failed
 fi

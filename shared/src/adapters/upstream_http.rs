@@ -251,14 +251,19 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 }
 
 /// Redacts the query of a URL (presigned URLs carry credentials there).
+/// A URL fit for messages: no credentials, and the query (which may hold a presigned
+/// signature or a token) replaced by `?…`.
 fn shown(url: &Url) -> String {
     let mut u = url.clone();
-    if u.query().is_some() {
-        u.set_query(Some("…"));
-    }
+    let had_query = u.query().is_some();
+    u.set_query(None);
     let _ = u.set_password(None);
     let _ = u.set_username("");
-    u.to_string()
+    if had_query {
+        format!("{u}?…")
+    } else {
+        u.to_string()
+    }
 }
 
 fn transport(url: &Url, e: &reqwest::Error) -> UpstreamError {
@@ -933,6 +938,14 @@ impl Upstream for HttpUpstream {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn urls_in_messages_hide_credentials_and_queries() {
+        let u = Url::parse("http://user:secret@127.0.0.1:5000/token?scope=x&X-Amz-Signature=abc").unwrap();
+        assert_eq!(shown(&u), "http://127.0.0.1:5000/token?…");
+        let u = Url::parse("http://127.0.0.1:5000/v2/a/tags/list").unwrap();
+        assert_eq!(shown(&u), "http://127.0.0.1:5000/v2/a/tags/list");
+    }
 
     #[test]
     fn parses_bearer_and_basic_challenges() {
