@@ -51,5 +51,6 @@ if [ "$quick" = 0 ]; then
   bash tests/e2e/clients.sh || failed=1
   bash tests/e2e/pulp_cli.sh || failed=1
   bash tests/e2e/sync.sh || failed=1
+  bash tests/e2e/crash.sh || failed=1
   exit $failed
 fi
