@@ -89,21 +89,33 @@ impl App {
         Arc::new(Worker::new(self.store.clone(), sync))
     }
 
-    /// Every router this instance serves.
-    pub fn router(&self) -> Router {
-        let auth = Arc::new(RegistryAuth {
+    fn registry_auth(&self) -> Arc<RegistryAuth> {
+        Arc::new(RegistryAuth {
             mode: self.settings.auth.clone(),
             rules: AccessRules::new(self.store.clone()),
             users: self.users.clone(),
             public_url: self.settings.public_url.clone(),
-        });
-        http::oci_router(self.registry.clone(), auth.clone())
-            .merge(http::auth::token_router(auth))
-            .merge(http::pulp::router(http::pulp::PulpState {
-                manage: self.manage.clone(),
-                users: self.users.clone(),
-                public_url: self.settings.public_url.clone(),
-            }))
+        })
+    }
+
+    /// The registry: `/v2`, `/extensions/v2` and `/token`.
+    pub fn registry_router(&self) -> Router {
+        let auth = self.registry_auth();
+        http::oci_router(self.registry.clone(), auth.clone()).merge(http::auth::token_router(auth))
+    }
+
+    /// The management API under `/pulp/api/v3/`.
+    pub fn api_router(&self) -> Router {
+        http::pulp::router(http::pulp::PulpState {
+            manage: self.manage.clone(),
+            users: self.users.clone(),
+            public_url: self.settings.public_url.clone(),
+        })
+    }
+
+    /// Every router this instance serves.
+    pub fn router(&self) -> Router {
+        self.registry_router().merge(self.api_router())
     }
 }
 

@@ -77,6 +77,11 @@ impl TokenKey {
         }
     }
 
+    /// The key with this secret scalar, or `None` when the bytes are not a valid scalar.
+    pub fn from_scalar_bytes(bytes: &[u8; 32]) -> Option<Self> {
+        SigningKey::from_bytes(bytes.into()).ok().map(Self::from_signing)
+    }
+
     /// Reads a PKCS#8 PEM private key.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         SigningKey::from_pkcs8_pem(pem)
