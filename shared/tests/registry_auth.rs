@@ -182,7 +182,11 @@ async fn the_challenge_names_realm_service_and_scope() {
         .token(Some(("reader", "reader-pw")), &["repository:priv/app:pull"])
         .await;
     let r = t.send(Method::GET, &sigs, Some(&bearer(&tok)), vec![]).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"), "past auth: no such manifest");
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        "past auth: no such manifest"
+    );
     assert_eq!(r.headers["x-registry-supports-signatures"], "1");
 }
 
