@@ -117,8 +117,16 @@ mod tests {
 
     #[test]
     fn errors_map_by_code_and_status() {
+        // as the SDK deserializes it: the typed error with its code in the metadata
+        let failed = ConditionalCheckFailedException::builder()
+            .meta(
+                aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                    .code("ConditionalCheckFailedException")
+                    .build(),
+            )
+            .build();
         let e = SdkError::service_error(
-            PutItemError::ConditionalCheckFailedException(ConditionalCheckFailedException::builder().build()),
+            PutItemError::ConditionalCheckFailedException(failed),
             HttpResponse::new(400.try_into().unwrap(), SdkBody::empty()),
         );
         assert!(matches!(store_error(e), StoreError::Conflict(_)));
