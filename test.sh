@@ -24,7 +24,7 @@ for p in "${tools[@]}"; do
   bin=${p%%:*}; pkg=${p#*:}
   command -v "$bin" >/dev/null || need+=("$pkg")
 done
-[ "$quick" = 0 ] && { python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip); }
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -32,8 +32,35 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 
+# the AWS adapters (S3, DynamoDB, SQS) run the same port suites against moto on a free loopback port
+mkdir -p target
+moto_venv=target/moto-venv
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "== installing moto into $moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q 'moto[server]==5.2.5'
+fi
+moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+python3 - "$moto_port" <<'PY'
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=1)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit("moto_server did not start; see target/moto.log")
+PY
+export BERTH_TEST_MOTO="http://127.0.0.1:$moto_port"
+
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --features berth-shared/moto
+kill "$moto_pid" 2>/dev/null || true
+wait "$moto_pid" 2>/dev/null || true
+trap - EXIT
 
 if [ "$quick" = 0 ]; then
   echo "== end-to-end with real clients"

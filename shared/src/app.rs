@@ -152,3 +152,78 @@ impl LocalApp {
         Ok(Self::with(Arc::new(table), Arc::new(blobs), settings))
     }
 }
+
+/// Where the AWS backend keeps its data.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    pub bucket: String,
+    pub table: String,
+    pub queue: AwsQueue,
+    /// Address the bucket in the URL path (emulators) instead of in the host name.
+    pub s3_path_style: bool,
+    /// Create the bucket, the table and the queues when they are missing.
+    pub init: bool,
+}
+
+/// The job queue, by URL or by name.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone)]
+pub enum AwsQueue {
+    Url(String),
+    Name(String),
+}
+
+/// An instance on S3, DynamoDB and SQS, with a poller that runs the queue's jobs in process.
+#[cfg(feature = "aws")]
+pub struct AwsApp {
+    pub app: App,
+    pub poller: crate::adapters::sqs_queue::SqsPoller,
+    pub queue_url: String,
+}
+
+#[cfg(feature = "aws")]
+impl AwsApp {
+    /// Connects to the bucket, table and queue of `aws` (creating them first when `aws.init`).
+    pub async fn connect(
+        sdk: &aws_config::SdkConfig,
+        aws: &AwsSettings,
+        settings: Settings,
+    ) -> Result<Self, StoreError> {
+        use crate::adapters::dynamo_table::DynamoTable;
+        use crate::adapters::s3_blobs::S3BlobStore;
+        use crate::adapters::sqs_queue::{create_queues_if_missing, queue_url, QueueSpec, SqsJobQueue, SqsPoller};
+
+        let table = DynamoTable::new(sdk, &aws.table);
+        let blobs = S3BlobStore::new(sdk, &aws.bucket, aws.s3_path_style);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        if aws.init {
+            table.create_if_missing().await?;
+            blobs.create_bucket_if_missing().await?;
+        }
+        let url = match &aws.queue {
+            AwsQueue::Url(url) => {
+                if aws.init {
+                    let name = url.rsplit('/').next().unwrap_or(url);
+                    create_queues_if_missing(&sqs, &QueueSpec::new(name)).await?;
+                }
+                url.clone()
+            }
+            AwsQueue::Name(name) if aws.init => create_queues_if_missing(&sqs, &QueueSpec::new(name)).await?.url,
+            AwsQueue::Name(name) => match queue_url(&sqs, name).await {
+                Err(StoreError::NotFound) => {
+                    return Err(StoreError::other_msg(format!(
+                        "the SQS queue {name} does not exist (BERTH_AWS_INIT=1 creates it)"
+                    )))
+                }
+                r => r?,
+            },
+        };
+        let jobs = SqsJobQueue::from_client(sqs.clone(), &url);
+        Ok(AwsApp {
+            app: App::new(Arc::new(table), Arc::new(blobs), Arc::new(jobs), settings),
+            poller: SqsPoller::new(sqs, &url),
+            queue_url: url,
+        })
+    }
+}

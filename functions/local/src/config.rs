@@ -36,6 +36,38 @@ pub struct Config {
     #[arg(long, env = "BERTH_READONLY_USERS", hide_env_values = true)]
     pub readonly_users: Option<String>,
 
+    /// Where data lives: `embedded` (files and redb under the data directory) or `aws` (S3,
+    /// DynamoDB and SQS, honouring AWS_ENDPOINT_URL and the other AWS_* settings).
+    #[arg(long, env = "BERTH_BACKEND", default_value = "embedded", value_parser = ["embedded", "aws"])]
+    pub backend: String,
+
+    /// The S3 bucket for blobs (backend `aws`).
+    #[arg(long, env = "BERTH_BUCKET")]
+    pub bucket: Option<String>,
+
+    /// The DynamoDB table for metadata (backend `aws`).
+    #[arg(long, env = "BERTH_TABLE")]
+    pub table: Option<String>,
+
+    /// The SQS queue for jobs, by URL (backend `aws`; or give BERTH_QUEUE_NAME).
+    #[arg(long, env = "BERTH_QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// The SQS queue for jobs, by name (backend `aws`; or give BERTH_QUEUE_URL).
+    #[arg(long, env = "BERTH_QUEUE_NAME")]
+    pub queue_name: Option<String>,
+
+    /// Address the S3 bucket in the URL path (emulators) rather than the host name
+    /// [default: `on` when AWS_ENDPOINT_URL is set, else `off`].
+    #[arg(long, env = "BERTH_S3_PATH_STYLE", value_parser = ["on", "off"])]
+    pub s3_path_style: Option<String>,
+
+    /// Create the bucket, the table and the queues (with a dead-letter queue) when missing
+    /// (backend `aws`).
+    #[arg(long, env = "BERTH_AWS_INIT", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub aws_init: bool,
+
     /// Log filter, e.g. `info` or `berth=debug`.
     #[arg(long, env = "BERTH_LOG", default_value = "info")]
     pub log: String,
@@ -53,5 +85,85 @@ impl Config {
             Some(h) => PathBuf::from(h).join(".local/share/berth"),
             None => PathBuf::from("berth-data"),
         }
+    }
+
+    /// The AWS backend's settings, or an error naming every missing or conflicting value.
+    #[cfg(feature = "aws")]
+    pub fn aws(&self) -> Result<berth::app::AwsSettings, String> {
+        let mut problems = Vec::new();
+        if self.bucket.is_none() {
+            problems.push("BERTH_BUCKET (--bucket) is missing");
+        }
+        if self.table.is_none() {
+            problems.push("BERTH_TABLE (--table) is missing");
+        }
+        let queue = match (&self.queue_url, &self.queue_name) {
+            (Some(url), None) => Some(berth::app::AwsQueue::Url(url.clone())),
+            (None, Some(name)) => Some(berth::app::AwsQueue::Name(name.clone())),
+            (None, None) => {
+                problems.push("BERTH_QUEUE_URL (--queue-url) or BERTH_QUEUE_NAME (--queue-name) is missing");
+                None
+            }
+            (Some(_), Some(_)) => {
+                problems.push("give BERTH_QUEUE_URL (--queue-url) or BERTH_QUEUE_NAME (--queue-name), not both");
+                None
+            }
+        };
+        match (&self.bucket, &self.table, queue) {
+            (Some(bucket), Some(table), Some(queue)) if problems.is_empty() => Ok(berth::app::AwsSettings {
+                bucket: bucket.clone(),
+                table: table.clone(),
+                queue,
+                s3_path_style: match self.s3_path_style.as_deref() {
+                    Some(v) => v == "on",
+                    None => std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty()),
+                },
+                init: self.aws_init,
+            }),
+            _ => Err(format!("BERTH_BACKEND=aws: {}", problems.join("; "))),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_aws_backend_names_every_missing_value() {
+        let cfg = Config::parse_from(["berth", "--backend", "aws", "--bucket", "b"]);
+        let err = cfg.aws().unwrap_err();
+        assert!(err.contains("BERTH_TABLE"), "{err}");
+        assert!(err.contains("BERTH_QUEUE_URL"), "{err}");
+        assert!(!err.contains("BERTH_BUCKET"), "{err}");
+        let cfg = Config::parse_from([
+            "berth",
+            "--backend",
+            "aws",
+            "--bucket",
+            "b",
+            "--table",
+            "t",
+            "--queue-name",
+            "q",
+            "--s3-path-style",
+            "on",
+            "--aws-init",
+        ]);
+        let aws = cfg.aws().unwrap();
+        assert!(aws.s3_path_style && aws.init);
+        assert!(matches!(aws.queue, berth::app::AwsQueue::Name(ref n) if n == "q"));
+        let cfg = Config::parse_from([
+            "berth",
+            "--table",
+            "t",
+            "--bucket",
+            "b",
+            "--queue-url",
+            "u",
+            "--queue-name",
+            "q",
+        ]);
+        assert!(cfg.aws().unwrap_err().contains("not both"));
     }
 }

@@ -1,5 +1,6 @@
 //! Berth on one machine: the registry and the management API on the embedded store (files +
-//! redb), with jobs run in-process.
+//! redb), with jobs run in-process; or, with `BERTH_BACKEND=aws`, on S3, DynamoDB and SQS,
+//! with an in-process poller running the queue's jobs.
 //!
 //! Configuration → adapters → router → serve.
 
@@ -65,7 +66,51 @@ fn token_key(data_dir: &Path) -> Result<TokenKey, String> {
     }
 }
 
+/// What runs the jobs: the in-process runner over the embedded table, or an SQS poller.
+enum Runner {
+    Local(berth::jobs::LocalJobQueue),
+    #[cfg(feature = "aws")]
+    Sqs(berth::adapters::sqs_queue::SqsPoller),
+}
+
+#[cfg(feature = "aws")]
+type AwsSettings = berth::app::AwsSettings;
+/// A build without AWS support has no settings for it.
+#[cfg(not(feature = "aws"))]
+enum AwsSettings {}
+
+#[cfg(feature = "aws")]
+fn aws_settings(cfg: &config::Config) -> Result<AwsSettings, String> {
+    cfg.aws()
+}
+
+#[cfg(not(feature = "aws"))]
+fn aws_settings(_: &config::Config) -> Result<AwsSettings, String> {
+    Err("BERTH_BACKEND=aws: this build has no AWS support (build it with `--features aws`)".into())
+}
+
+/// The app on S3, DynamoDB and SQS (creating them first with BERTH_AWS_INIT).
+#[cfg(feature = "aws")]
+async fn aws_backend(aws: AwsSettings, settings: berth::app::Settings) -> Result<(berth::app::App, Runner), String> {
+    let sdk = berth::adapters::aws::sdk_config().await;
+    let connected = berth::app::AwsApp::connect(&sdk, &aws, settings)
+        .await
+        .map_err(|e| format!("cannot reach the AWS backend: {e:?}"))?;
+    tracing::info!(bucket = %aws.bucket, table = %aws.table, queue = %connected.queue_url, "on the AWS backend");
+    Ok((connected.app, Runner::Sqs(connected.poller)))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_backend(aws: AwsSettings, _: berth::app::Settings) -> Result<(berth::app::App, Runner), String> {
+    match aws {}
+}
+
 async fn run(cfg: config::Config) -> Result<(), String> {
+    // settings are checked before anything is written
+    let aws = match cfg.backend.as_str() {
+        "aws" => Some(aws_settings(&cfg)?),
+        _ => None,
+    };
     let data_dir = cfg.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let auth = if cfg.token_auth == "on" {
@@ -79,10 +124,15 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         auth,
         ..Default::default()
     };
-    let local = berth::app::LocalApp::embedded(&data_dir, settings)
-        .await
-        .map_err(|e| format!("cannot open the data directory {}: {e:?}", data_dir.display()))?;
-    let app = local.app.clone();
+    let (app, runner) = match aws {
+        Some(aws) => aws_backend(aws, settings).await?,
+        None => {
+            let local = berth::app::LocalApp::embedded(&data_dir, settings)
+                .await
+                .map_err(|e| format!("cannot open the data directory {}: {e:?}", data_dir.display()))?;
+            (local.app.clone(), Runner::Local(local.jobs))
+        }
+    };
 
     // the admin account: from BERTH_ADMIN_PASSWORD, or generated once and kept in the data dir
     let generated = app
@@ -117,17 +167,20 @@ async fn run(cfg: config::Config) -> Result<(), String> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = local
-        .jobs
-        .start(app.worker(), 2, stop_rx)
-        .await
-        .map_err(|e| format!("cannot start the job runner: {e:?}"))?;
+    let workers = match runner {
+        Runner::Local(jobs) => jobs
+            .start(app.worker(), 2, stop_rx)
+            .await
+            .map_err(|e| format!("cannot start the job runner: {e:?}"))?,
+        #[cfg(feature = "aws")]
+        Runner::Sqs(poller) => poller.start(app.worker(), 2, stop_rx),
+    };
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), "berth is serving");
+    tracing::info!(%addr, data_dir = %data_dir.display(), backend = %cfg.backend, "berth is serving");
     serve::serve(listener, app.router(), serve::shutdown_signal()).await;
     let _ = stop_tx.send(true);
     for w in workers {

@@ -1,0 +1,384 @@
+//! The table port on one DynamoDB table.
+//!
+//! Items: key `pk` (S, hash) and `sk` (S, range); `rev` (N) counts the item's writes and `v`
+//! (B) holds the value. Every write is one `UpdateItem` or `DeleteItem` whose condition
+//! expression carries the port's [`Cond`], so DynamoDB makes each conditional write atomic;
+//! reads are strongly consistent, which gives the port's read-after-write. A `ttl` attribute is
+//! enabled on tables this module creates, for items that should expire by themselves.
+//!
+//! Layering: implements `ports::Table`; knows nothing of the data model written over it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::aws::{is_not_found, store_error};
+use crate::ports::{query_matches, Cond, Query, Row, StoreError, Table};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The largest page DynamoDB is asked for (it also stops a page at 1 MB).
+const MAX_PAGE: usize = 1000;
+
+/// The highest character, for the upper bound of a prefix range.
+const TOP: char = '\u{10FFFF}';
+
+/// The table port on DynamoDB.
+#[derive(Clone)]
+pub struct DynamoTable {
+    client: Client,
+    table: String,
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::other_msg(format!("corrupt DynamoDB item: {what}"))
+}
+
+fn rev_of(item: &Item) -> Result<u64, StoreError> {
+    match item.get("rev") {
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| corrupt("rev is not a whole number")),
+        _ => Err(corrupt("no rev")),
+    }
+}
+
+fn row_of(mut item: Item) -> Result<Row, StoreError> {
+    let rev = rev_of(&item)?;
+    let sk = match item.remove("sk") {
+        Some(AttributeValue::S(s)) => s,
+        _ => return Err(corrupt("no sk")),
+    };
+    let value = match item.remove("v") {
+        Some(AttributeValue::B(b)) => b.into_inner(),
+        _ => return Err(corrupt("no value")),
+    };
+    Ok(Row { sk, rev, value })
+}
+
+/// The condition expression (and its values) for a write under `cond`.
+fn condition(cond: Cond) -> Option<(&'static str, Option<(&'static str, AttributeValue)>)> {
+    match cond {
+        Cond::Any => None,
+        Cond::Absent => Some(("attribute_not_exists(pk)", None)),
+        Cond::Rev(n) => Some((
+            "#rev = :expected",
+            Some((":expected", AttributeValue::N(n.to_string()))),
+        )),
+    }
+}
+
+/// The inclusive sort-key bounds a query reads (`None` for an open end), or `None` when the
+/// range is empty. `after` itself falls inside and is dropped from the results.
+fn bounds(q: &Query) -> Option<(Option<String>, Option<String>)> {
+    let prefix = (!q.prefix.is_empty()).then(|| q.prefix.clone());
+    let upper = prefix.as_ref().map(|p| format!("{p}{TOP}"));
+    let (lo, hi) = match (&q.after, q.reverse) {
+        (None, _) => (prefix, upper),
+        (Some(a), false) => (Some(prefix.map_or(a.clone(), |p| p.max(a.clone()))), upper),
+        (Some(a), true) => (prefix, Some(upper.map_or(a.clone(), |u| u.min(a.clone())))),
+    };
+    match (&lo, &hi) {
+        (Some(l), Some(h)) if l > h => None,
+        _ => Some((lo, hi)),
+    }
+}
+
+impl DynamoTable {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
+        Self::from_client(Client::new(config), table)
+    }
+
+    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
+        DynamoTable {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table when it does not exist (on-demand billing), waits until it is active,
+    /// then turns on point-in-time recovery and the `ttl` attribute (best effort: a failure is
+    /// logged, as emulators lack some of it). Returns whether it created the table.
+    pub async fn create_if_missing(&self) -> Result<bool, StoreError> {
+        match self.client.describe_table().table_name(&self.table).send().await {
+            Ok(_) => return Ok(false),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(StoreError::other)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(StoreError::other)
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            // created meanwhile by someone else
+            Err(e) if super::aws::code(&e) == Some("ResourceInUseException") => {}
+            Err(e) => return Err(store_error(e)),
+        }
+        self.wait_active().await?;
+        tracing::info!(table = %self.table, "created the DynamoDB table");
+
+        let pitr = PointInTimeRecoverySpecification::builder()
+            .point_in_time_recovery_enabled(true)
+            .build()
+            .map_err(StoreError::other)?;
+        if let Err(e) = self
+            .client
+            .update_continuous_backups()
+            .table_name(&self.table)
+            .point_in_time_recovery_specification(pitr)
+            .send()
+            .await
+        {
+            tracing::warn!(table = %self.table, error = ?e, "could not turn on point-in-time recovery");
+        }
+        let ttl = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name("ttl")
+            .build()
+            .map_err(StoreError::other)?;
+        if let Err(e) = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
+            tracing::warn!(table = %self.table, error = ?e, "could not turn on the ttl attribute");
+        }
+        Ok(true)
+    }
+
+    async fn wait_active(&self) -> Result<(), StoreError> {
+        for _ in 0..120 {
+            let d = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(store_error)?;
+            if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(StoreError::other_msg(format!(
+            "table {} did not become active in 60 s",
+            self.table
+        )))
+    }
+
+    /// Deletes the table (tests clean up with it).
+    pub async fn delete_table(&self) -> Result<(), StoreError> {
+        self.client
+            .delete_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Table for DynamoTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        out.item.map(row_of).transpose()
+    }
+
+    async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one")
+            .expression_attribute_names("#v", "v")
+            .expression_attribute_names("#rev", "rev")
+            .expression_attribute_values(":v", AttributeValue::B(Blob::new(value)))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew);
+        if let Some((expr, value)) = condition(cond) {
+            req = req.condition_expression(expr);
+            if let Some((name, v)) = value {
+                req = req.expression_attribute_values(name, v);
+            }
+        }
+        let out = req.send().await.map_err(store_error)?;
+        rev_of(out.attributes().unwrap_or(&HashMap::new()))
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        if cond == Cond::Absent {
+            // a delete of an item that must not exist deletes nothing: only check
+            return match self.get(pk, sk).await? {
+                Some(_) => Err(StoreError::Conflict("item exists".into())),
+                None => Ok(()),
+            };
+        }
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)));
+        if let Some((expr, value)) = condition(cond) {
+            req = req.condition_expression(expr).expression_attribute_names("#rev", "rev");
+            if let Some((name, v)) = value {
+                req = req.expression_attribute_values(name, v);
+            }
+        }
+        req.send().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let Some((lo, hi)) = bounds(&q) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cond = "pk = :pk".to_owned();
+        let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(pk.to_owned()))]);
+        match (&q.after, lo, hi) {
+            (None, Some(prefix), _) => {
+                cond.push_str(" AND begins_with(sk, :p)");
+                values.insert(":p".into(), AttributeValue::S(prefix));
+            }
+            (_, None, None) => {}
+            (_, Some(lo), None) => {
+                cond.push_str(" AND sk >= :lo");
+                values.insert(":lo".into(), AttributeValue::S(lo));
+            }
+            (_, None, Some(hi)) => {
+                cond.push_str(" AND sk <= :hi");
+                values.insert(":hi".into(), AttributeValue::S(hi));
+            }
+            (_, Some(lo), Some(hi)) => {
+                cond.push_str(" AND sk BETWEEN :lo AND :hi");
+                values.insert(":lo".into(), AttributeValue::S(lo));
+                values.insert(":hi".into(), AttributeValue::S(hi));
+            }
+        }
+        let mut rows = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            // one more than wanted: `after` itself may come back and is dropped
+            let page = limit.saturating_sub(rows.len()).saturating_add(1).min(MAX_PAGE);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(&cond)
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(!q.reverse)
+                .consistent_read(true)
+                .limit(page as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in out.items.unwrap_or_default() {
+                let row = row_of(item)?;
+                if query_matches(&q, &row.sk) {
+                    rows.push(row);
+                    if rows.len() >= limit {
+                        return Ok(rows);
+                    }
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(rows),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(prefix: &str, after: Option<&str>, reverse: bool) -> Query {
+        Query {
+            prefix: prefix.into(),
+            after: after.map(Into::into),
+            limit: None,
+            reverse,
+        }
+    }
+
+    #[test]
+    fn query_bounds() {
+        let top = |p: &str| Some(format!("{p}{TOP}"));
+        assert_eq!(bounds(&q("t#", None, false)), Some((Some("t#".into()), top("t#"))));
+        assert_eq!(bounds(&q("", None, true)), Some((None, None)));
+        assert_eq!(
+            bounds(&q("t#", Some("t#b"), false)),
+            Some((Some("t#b".into()), top("t#")))
+        );
+        assert_eq!(
+            bounds(&q("t#", Some("t#b"), true)),
+            Some((Some("t#".into()), Some("t#b".into())))
+        );
+        // `after` outside the prefix range
+        assert_eq!(bounds(&q("t#", Some("a"), false)), Some((Some("t#".into()), top("t#"))));
+        assert_eq!(bounds(&q("t#", Some("u"), false)), None);
+        assert_eq!(bounds(&q("t#", Some("a"), true)), None);
+        assert_eq!(bounds(&q("t#", Some("u"), true)), Some((Some("t#".into()), top("t#"))));
+        // no prefix: one open end
+        assert_eq!(bounds(&q("", Some("m"), false)), Some((Some("m".into()), None)));
+        assert_eq!(bounds(&q("", Some("m"), true)), Some((None, Some("m".into()))));
+    }
+}
