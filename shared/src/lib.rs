@@ -21,12 +21,15 @@
 //!   upstream client (reqwest).
 //! - [`jobs`]: the in-process job runner over the table port.
 //! - [`app`]: wiring adapters into services and routers.
+//! - `lambda` (feature `lambda`): the AWS functions' configuration, secrets and SQS handler.
 
 pub mod adapters;
 pub mod app;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod ports;
 pub mod services;
 pub mod store;

@@ -1,0 +1,16 @@
+//! Berth's OCI registry (`/v2`, `/token`, `/extensions`) on AWS Lambda behind API Gateway.
+//! Blob GETs answer 307 to presigned S3 URLs, so no blob bytes pass through the function.
+//!
+//! Configuration → clients built once at cold start → router → `lambda_http::run`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    berth::lambda::init_tracing();
+    let cfg = berth::lambda::LambdaConfig::from_env()?;
+    let app = berth::lambda::build(&cfg).await?;
+    let router = app
+        .app
+        .registry_router()
+        .layer(axum::middleware::from_fn(berth::lambda::body_limit));
+    lambda_http::run(router).await
+}

@@ -1,0 +1,19 @@
+//! Berth's sync worker on AWS Lambda: SQS batches of jobs, with partial batch failures.
+//!
+//! Configuration → clients built once at cold start → handler → `lambda_runtime::run`.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    berth::lambda::init_tracing();
+    let cfg = berth::lambda::LambdaConfig::from_env()?;
+    let app = berth::lambda::build(&cfg).await?;
+    let worker = app.app.worker();
+    let worker = &worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(berth::lambda::handle_sqs(worker.as_ref(), event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,308 @@
+//! The AWS runtime's glue: one typed configuration read from the environment, the instance
+//! built once per cold start (SDK clients, secrets, the admin account), and the SQS batch
+//! handler of the sync worker. The three functions' `main.rs` files only call these.
+//!
+//! Layering: like `app`, this wires adapters into services; nothing here holds a rule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use sha2::Digest as _;
+
+use crate::app::{AwsApp, AwsQueue, AwsSettings, Settings};
+use crate::ports::{Job, JobError};
+use crate::services::tokens::{TokenKey, Tokens};
+use crate::services::AuthMode;
+
+/// Everything the functions read from their environment (template.yaml sets it).
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub bucket: String,
+    pub table: String,
+    pub queue_url: String,
+    /// The secret holding `admin_password` (Secrets Manager), or …
+    pub secret_arn: Option<String>,
+    /// … the password itself (emulators and tests).
+    pub admin_password: Option<String>,
+    /// The secret holding `token_key_seed`, or …
+    pub token_key_secret_arn: Option<String>,
+    /// … the seed itself.
+    pub token_key_seed: Option<String>,
+    pub token_auth: bool,
+    pub token_lifetime: Duration,
+    pub redirect_ttl: Duration,
+    pub public_url: Option<String>,
+    pub s3_path_style: bool,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl LambdaConfig {
+    /// Reads the configuration; the error names every missing or bad variable.
+    pub fn from_env() -> Result<Self, String> {
+        let mut errors = Vec::new();
+        let mut required = |name: &str| {
+            var(name).unwrap_or_else(|| {
+                errors.push(format!("{name} is not set"));
+                String::new()
+            })
+        };
+        let bucket = required("BERTH_BUCKET");
+        let table = required("BERTH_TABLE");
+        let queue_url = required("BERTH_QUEUE_URL");
+        let mut seconds = |name: &str, default: u64, min: u64, max: u64| match var(name) {
+            None => Duration::from_secs(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Duration::from_secs(n),
+                _ => {
+                    errors.push(format!(
+                        "{name} must be a number of seconds from {min} to {max}, not {v:?}"
+                    ));
+                    Duration::from_secs(default)
+                }
+            },
+        };
+        let token_lifetime = seconds("BERTH_TOKEN_LIFETIME", 300, 30, 86_400);
+        let redirect_ttl = seconds("BERTH_REDIRECT_TTL", 600, 60, 43_200);
+        let token_auth = match var("BERTH_TOKEN_AUTH").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                errors.push(format!("BERTH_TOKEN_AUTH must be on or off, not {v:?}"));
+                true
+            }
+        };
+        let cfg = LambdaConfig {
+            bucket,
+            table,
+            queue_url,
+            secret_arn: var("BERTH_SECRET_ARN"),
+            admin_password: var("BERTH_ADMIN_PASSWORD"),
+            token_key_secret_arn: var("BERTH_TOKEN_KEY_SECRET_ARN"),
+            token_key_seed: var("BERTH_TOKEN_KEY_SEED"),
+            token_auth,
+            token_lifetime,
+            redirect_ttl,
+            public_url: var("BERTH_PUBLIC_URL"),
+            s3_path_style: var("BERTH_S3_PATH_STYLE")
+                .map(|v| v == "on" || v == "1" || v == "true")
+                .unwrap_or_else(|| var("AWS_ENDPOINT_URL").is_some()),
+        };
+        if cfg.secret_arn.is_none() && cfg.admin_password.is_none() {
+            errors.push("BERTH_SECRET_ARN (or BERTH_ADMIN_PASSWORD) is not set".into());
+        }
+        if cfg.token_auth && cfg.token_key_secret_arn.is_none() && cfg.token_key_seed.is_none() {
+            errors.push("BERTH_TOKEN_KEY_SECRET_ARN (or BERTH_TOKEN_KEY_SEED) is not set".into());
+        }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+/// The ES256 signing key derived from a secret seed, the same in every function instance.
+pub fn token_key_from_seed(seed: &str) -> TokenKey {
+    let mut counter = 0u32;
+    loop {
+        let mut h = sha2::Sha256::new();
+        h.update(b"berth token key\0");
+        h.update(seed.as_bytes());
+        h.update(counter.to_be_bytes());
+        if let Some(k) = TokenKey::from_scalar_bytes(&h.finalize().into()) {
+            return k;
+        }
+        counter += 1;
+    }
+}
+
+async fn secret_field(sdk: &aws_config::SdkConfig, arn: &str, field: &str) -> Result<String, String> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| {
+        format!(
+            "cannot read the secret {arn}: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+        )
+    })?;
+    let text = out
+        .secret_string()
+        .ok_or_else(|| format!("the secret {arn} holds no string"))?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| format!("the secret {arn} is not JSON"))?;
+    v[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("the secret {arn} has no field {field}"))
+}
+
+/// Builds the instance: SDK clients once per cold start, the admin account, the token key.
+pub async fn build(cfg: &LambdaConfig) -> Result<AwsApp, String> {
+    let sdk = crate::adapters::aws::sdk_config().await;
+    let auth = if cfg.token_auth {
+        let seed = match (&cfg.token_key_seed, &cfg.token_key_secret_arn) {
+            (Some(s), _) => s.clone(),
+            (None, Some(arn)) => secret_field(&sdk, arn, "token_key_seed").await?,
+            (None, None) => return Err("no token key seed".into()),
+        };
+        AuthMode::Token(Arc::new(Tokens::new(token_key_from_seed(&seed), cfg.token_lifetime)))
+    } else {
+        AuthMode::Basic
+    };
+    let mut settings = Settings {
+        public_url: cfg.public_url.clone(),
+        auth,
+        ..Default::default()
+    };
+    settings.registry.redirect_ttl = cfg.redirect_ttl;
+    let aws = AwsSettings {
+        bucket: cfg.bucket.clone(),
+        table: cfg.table.clone(),
+        queue: AwsQueue::Url(cfg.queue_url.clone()),
+        s3_path_style: cfg.s3_path_style,
+        init: false,
+    };
+    let app = AwsApp::connect(&sdk, &aws, settings)
+        .await
+        .map_err(|e| format!("cannot connect to the bucket, table or queue: {e:?}"))?;
+    let password = match (&cfg.admin_password, &cfg.secret_arn) {
+        (Some(p), _) => p.clone(),
+        (None, Some(arn)) => secret_field(&sdk, arn, "admin_password").await?,
+        (None, None) => return Err("no admin password".into()),
+    };
+    app.app
+        .users
+        .ensure_admin(Some(&password))
+        .await
+        .map_err(|e| format!("cannot set up the admin account: {e:?}"))?;
+    Ok(app)
+}
+
+/// Runs an SQS batch: each record is a job; records whose job asks to be retried are reported
+/// as batch item failures (SQS redelivers them, and its redrive policy takes poison messages
+/// to the dead-letter queue). Permanent failures were recorded on their task and are dropped.
+pub async fn handle_sqs(handler: &dyn crate::ports::JobHandler, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let job: Job = match record.body.as_deref().map(serde_json::from_str::<Job>) {
+            Some(Ok(mut job)) => {
+                let receives: u32 = record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                job.attempts = receives.saturating_sub(1);
+                job
+            }
+            _ => {
+                tracing::error!(message = %id, "dropping an SQS message that is not a job");
+                continue;
+            }
+        };
+        match handler.handle(&job).await {
+            Ok(()) => {}
+            Err(JobError::Permanent(e)) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job failed for good")
+            }
+            Err(JobError::Retry(e)) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job will be retried");
+                response.add_failure(id);
+            }
+        }
+    }
+    response
+}
+
+/// Answers requests whose body cannot pass API Gateway and Lambda (about 6 MB, less after
+/// base64) with a clear error instead of letting the platform fail them obscurely.
+pub const MAX_LAMBDA_BODY: u64 = 6 * 1024 * 1024 - 64 * 1024;
+
+pub async fn body_limit(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let too_big = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_LAMBDA_BODY);
+    if too_big {
+        let e = crate::http::errors::OciError::new(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            crate::http::errors::OciCode::SizeInvalid,
+            "request bodies over about 6 MB cannot pass API Gateway and Lambda; push large layers in chunks \
+             (PATCH) of at most 5 MB, or sync them from an upstream registry",
+        );
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+/// Structured JSON logs, filtered by `BERTH_LOG` (default `info`), as CloudWatch wants them.
+pub fn init_tracing() {
+    let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_key_depends_only_on_the_seed() {
+        assert_eq!(token_key_from_seed("abc").kid(), token_key_from_seed("abc").kid());
+        assert_ne!(token_key_from_seed("abc").kid(), token_key_from_seed("abd").kid());
+    }
+
+    fn sqs_event(bodies: &[&str]) -> SqsEvent {
+        let records: Vec<serde_json::Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                serde_json::json!({
+                    "messageId": format!("m{i}"), "receiptHandle": "r", "body": b,
+                    "attributes": {"ApproximateReceiveCount": "3", "SentTimestamp": "1", "SenderId": "x",
+                                   "ApproximateFirstReceiveTimestamp": "1"},
+                    "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobs", "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    struct Script;
+    #[async_trait::async_trait]
+    impl crate::ports::JobHandler for Script {
+        async fn handle(&self, job: &Job) -> Result<(), JobError> {
+            assert_eq!(job.attempts, 2, "ApproximateReceiveCount 3 = two earlier deliveries");
+            match job.kind.as_str() {
+                "ok" => Ok(()),
+                "retry" => Err(JobError::Retry("later".into())),
+                _ => Err(JobError::Permanent("never".into())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_reports_only_the_jobs_to_retry() {
+        let job = |kind: &str| serde_json::json!({"id": kind, "kind": kind, "payload": {}}).to_string();
+        let (ok, retry, bad) = (job("ok"), job("retry"), job("bad"));
+        let event = sqs_event(&[&ok, &retry, &bad, "not json"]);
+        let resp = handle_sqs(&Script, event).await;
+        let failed: Vec<_> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m1"]);
+        let wire = serde_json::to_value(&resp).unwrap();
+        assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "m1");
+    }
+}
