@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""The three Lambda function binaries under a Lambda Runtime API emulator (runtime_api.py),
+on S3, DynamoDB and SQS of a moto server: API Gateway HTTP API (2.0) events to `berth-registry`
+and `berth-api`, an SQS batch to `berth-sync-worker`. Reports each binary's size and its
+start-up time to the first handled request.
+
+    BERTH_TEST_MOTO=http://127.0.0.1:PORT python3 tests/lambda/functions.py [TARGET_DIR]
+
+TARGET_DIR holds the release binaries berth, berth-api, berth-registry, berth-sync-worker
+(default target/release). Ends with `N passed, N failed`.
+"""
+import base64
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "target", "release"))
+MOTO = os.environ.get("BERTH_TEST_MOTO")
+PASS = FAIL = 0
+W = tempfile.mkdtemp(prefix="berth-lambda-")
+PROCS = []
+
+
+def ok(name, detail=""):
+    global PASS
+    PASS += 1
+    print(f"OK   {name}{(' — ' + detail) if detail else ''}")
+
+
+def bad(name, detail=""):
+    global FAIL
+    FAIL += 1
+    print(f"FAIL {name}{(': ' + detail) if detail else ''}")
+
+
+def check(name, cond, detail=""):
+    (ok if cond else bad)(name, detail)
+    return cond
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+SUFFIX = hashlib.sha256(str(time.time()).encode()).hexdigest()[:8]
+AWS_ENV = {
+    "AWS_ENDPOINT_URL": MOTO or "",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "BERTH_BUCKET": f"berth-fn-{SUFFIX}",
+    "BERTH_TABLE": f"berth-fn-{SUFFIX}",
+    "BERTH_LOG": "warn",
+}
+PW = "fn-admin-" + SUFFIX
+HOST = "reg.example.com"
+
+
+def create_resources():
+    """The local binary with BERTH_AWS_INIT=1 makes the bucket, table and queues."""
+    port = free_port()
+    env = dict(os.environ, **AWS_ENV, BERTH_BACKEND="aws", BERTH_AWS_INIT="1", BERTH_QUEUE_NAME=f"berth-fn-{SUFFIX}",
+               BERTH_ADMIN_PASSWORD=PW)
+    p = subprocess.Popen([os.path.join(BIN, "berth"), "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(W, "local")],
+                         env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(W, "local.log"), "w"))
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        # moto's queue URLs: <endpoint>/<default account>/<name>
+        return f"{MOTO.rstrip('/')}/123456789012/berth-fn-{SUFFIX}"
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def invoke(binary, events):
+    """Runs BINARY under the runtime emulator for EVENTS; returns the emulator's record."""
+    port = free_port()
+    evf, outf = os.path.join(W, "events.json"), os.path.join(W, "out.json")
+    json.dump(events, open(evf, "w"))
+    api = subprocess.Popen([sys.executable, os.path.join(HERE, "runtime_api.py"), str(port), evf, outf])
+    PROCS.append(api)
+    time.sleep(0.3)
+    env = dict(os.environ, **AWS_ENV, BERTH_QUEUE_URL=QUEUE_URL, BERTH_ADMIN_PASSWORD=PW,
+               BERTH_TOKEN_KEY_SEED="seed-" + SUFFIX, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
+               AWS_LAMBDA_FUNCTION_NAME=binary, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+               AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="s", AWS_LAMBDA_LOG_GROUP_NAME="g")
+    t0 = time.monotonic()
+    started = time.time()
+    fn = subprocess.Popen([os.path.join(BIN, binary)], env=env, stdout=open(os.path.join(W, binary + ".log"), "a"),
+                          stderr=subprocess.STDOUT)
+    PROCS.append(fn)
+    api.wait(150)
+    fn.terminate()
+    fn.wait(10)
+    out = json.load(open(outf))
+    out["wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    # start-up: process start → first request for work; first handled: → first response
+    out["init_ms"] = round((out["first_next_epoch"] - started) * 1000, 1) if out.get("first_next_epoch") else None
+    out["first_ms"] = round((out["results"][0]["epoch"] - started) * 1000, 1) if out["results"] and "epoch" in out["results"][0] else None
+    return out
+
+
+def http_event(method, path, query="", headers=None, body=None):
+    h = {"host": HOST}
+    h.update(headers or {})
+    return {
+        "version": "2.0", "routeKey": f"ANY {path}", "rawPath": path, "rawQueryString": query, "headers": h,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "api", "domainName": HOST, "domainPrefix": "reg",
+            "requestId": "r", "routeKey": f"ANY {path}", "stage": "$default", "time": "27/Nov/2026:16:00:00 +0000",
+            "timeEpoch": 1795000000000,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "t"},
+        },
+        "body": base64.b64encode(body).decode() if body is not None else None,
+        "isBase64Encoded": body is not None,
+    }
+
+
+def resp(out, i):
+    r = out["results"][i]
+    if r["status"] != "response":
+        return None
+    return r["body"]
+
+
+def header(r, name):
+    for k, v in (r.get("headers") or {}).items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def basic(u, p):
+    return "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode()
+
+
+if not MOTO:
+    print("FAIL BERTH_TEST_MOTO is not set: start `moto_server -H 127.0.0.1 -p PORT` and set it to http://127.0.0.1:PORT")
+    print("0 passed, 1 failed")
+    sys.exit(1)
+try:
+    QUEUE_URL = create_resources()
+    ok("bucket, table and queue created on moto", QUEUE_URL)
+
+    # --- registry: challenge, token, push, 307 to a presigned S3 URL --------------------------------
+    blob = os.urandom(4096)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    scope = urllib.parse.quote("repository:fn/app:pull,push")
+    out = invoke("berth-registry", [
+        http_event("GET", "/v2/"),
+        http_event("GET", "/token", f"service={HOST}&scope={scope}", {"authorization": basic("admin", PW)}),
+    ])
+    r0, r1 = resp(out, 0), resp(out, 1)
+    check("registry: the ping gets the token challenge", r0 and r0["statusCode"] == 401 and
+          (header(r0, "www-authenticate") or "").startswith(f'Bearer realm="http://{HOST}/token"'), json.dumps(r0)[:300])
+    token = json.loads(r1["body"])["token"] if r1 and r1["statusCode"] == 200 else None
+    check("registry: /token issues a token to the admin", bool(token), json.dumps(r1)[:300])
+    reg_init, reg_first = out["init_ms"], out["first_ms"]
+    out = invoke("berth-registry", [
+        http_event("POST", "/v2/fn/app/blobs/uploads/", f"digest={digest}", {"authorization": f"Bearer {token}"}, blob),
+        http_event("GET", f"/v2/fn/app/blobs/{digest}", "", {"authorization": f"Bearer {token}"}),
+    ])
+    r0, r1 = resp(out, 0), resp(out, 1)
+    check("registry: a pushed blob lands in S3 (201)", r0 and r0["statusCode"] == 201, json.dumps(r0)[:300])
+    loc = header(r1, "location") if r1 else None
+    check("registry: a blob GET answers 307 to a presigned URL (no bytes through Lambda)",
+          r1 and r1["statusCode"] == 307 and loc and "X-Amz-Signature" in loc and not r1.get("body"), json.dumps(r1)[:300])
+    if loc:
+        got = urllib.request.urlopen(loc, timeout=10).read()
+        check("the presigned URL serves the blob's bytes", hashlib.sha256(got).hexdigest() == digest.split(":")[1])
+
+    # --- management API -------------------------------------------------------------------------
+    out = invoke("berth-api", [
+        http_event("GET", "/pulp/api/v3/status/"),
+        http_event("POST", "/pulp/api/v3/repositories/container/container/", "",
+                   {"authorization": basic("admin", PW), "content-type": "application/json"}, b'{"name": "fn"}'),
+        http_event("GET", "/pulp/api/v3/repositories/container/container/", "name=fn",
+                   {"authorization": basic("admin", PW)}),
+        http_event("GET", "/pulp/api/v3/repositories/container/container/", "", {"authorization": basic("admin", "wrong")}),
+    ])
+    rs = [resp(out, i) for i in range(4)]
+    check("api: status is public", rs[0] and rs[0]["statusCode"] == 200, json.dumps(rs[0])[:200])
+    check("api: repository create answers 201", rs[1] and rs[1]["statusCode"] == 201, json.dumps(rs[1])[:300])
+    check("api: the repository is listed (DynamoDB)", rs[2] and json.loads(rs[2]["body"]).get("count") == 1, json.dumps(rs[2])[:300])
+    check("api: a wrong password gets 401", rs[3] and rs[3]["statusCode"] == 401, json.dumps(rs[3])[:200])
+    api_init, api_first = out["init_ms"], out["first_ms"]
+
+    # --- sync worker: an SQS batch with partial failures ----------------------------------------------
+    def record(i, body):
+        return {"messageId": f"m{i}", "receiptHandle": "h", "body": body, "md5OfBody": "",
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s",
+                               "ApproximateFirstReceiveTimestamp": "1"},
+                "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:berth"}
+    unknown = json.dumps({"id": "j1", "kind": "no-such-kind", "payload": {}})
+    out = invoke("berth-sync-worker", [{"Records": [record(0, unknown), record(1, "not a job")]}])
+    r0 = resp(out, 0)
+    check("sync-worker: a batch is answered with its batch item failures (none to retry here)",
+          r0 is not None and r0.get("batchItemFailures") == [], json.dumps(out)[:300])
+    sw_init, sw_first = out["init_ms"], out["first_ms"]
+
+    print()
+    print("| function | release binary | start-up (process start → asks for work) | process start → first request answered |")
+    print("|---|---:|---:|---:|")
+    for name, init, first in [("berth-api", api_init, api_first), ("berth-registry", reg_init, reg_first),
+                              ("berth-sync-worker", sw_init, sw_first)]:
+        size = os.path.getsize(os.path.join(BIN, name)) / 1024 / 1024
+        print(f"| {name} | {size:.1f} MiB | {init} ms | {first} ms |")
+finally:
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+    subprocess.run(["rm", "-rf", W])
+print(f"{PASS} passed, {FAIL} failed")
+sys.exit(1 if FAIL else 0)
