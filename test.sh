@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Berth's whole test suite: installs what the tests need (Debian packages) when it is missing,
-# then runs the Rust tests (domain, services, port suites, routers, the binary) and the
-# end-to-end tests with real clients (skopeo, podman, docker) against the built binary.
+# Berth's whole test suite. It installs what the tests need when it is missing (Debian packages;
+# Python packages into virtual environments under target/), then runs:
+#   - the Rust tests: domain, services, the port suites on every adapter (memory, embedded, and
+#     S3/DynamoDB/SQS on a moto server it starts on a loopback port), routers, the binaries;
+#   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
+#     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
+#     a crash in the middle of a sync;
+#   - the Lambda function binaries under a Lambda Runtime API emulator, and the SAM template's
+#     linters (cfn-lint, sam validate --lint).
 #
 #   ./test.sh            everything
-#   ./test.sh --quick    Rust tests only (they still need docker-registry, installed if missing)
+#   ./test.sh --quick    the Rust tests only
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,8 +23,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 # the Rust tests sync from a real docker-registry; the end-to-end tests need real clients
-tools=(docker-registry)
-[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc curl gcc jq gpg:gnupg htpasswd:apache2-utils)
+tools=(docker-registry curl)
+[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc gcc jq gpg:gnupg htpasswd:apache2-utils)
 need=()
 for p in "${tools[@]}"; do
   bin=${p%%:*}; pkg=${p#*:}
@@ -32,18 +38,24 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 
-# the AWS adapters (S3, DynamoDB, SQS) run the same port suites against moto on a free loopback port
+# venv DIR PACKAGES…: a virtual environment under target/ with these packages
+venv() {
+  local dir=$1; shift
+  if [ ! -e "$dir/.ready" ]; then
+    echo "== installing $* into $dir"
+    rm -rf "$dir"; python3 -m venv "$dir"
+    "$dir/bin/pip" install -q "$@"
+    touch "$dir/.ready"
+  fi
+}
 mkdir -p target
-moto_venv=target/moto-venv
-if [ ! -x "$moto_venv/bin/moto_server" ]; then
-  echo "== installing moto into $moto_venv"
-  python3 -m venv "$moto_venv"
-  "$moto_venv/bin/pip" install -q 'moto[server]==5.2.5'
-fi
+
+# moto (S3, DynamoDB, SQS) on a free loopback port, for the whole run
+venv target/moto-venv 'moto[server]==5.2.5'
 moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
+target/moto-venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
 moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true' EXIT
+trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
 python3 - "$moto_port" <<'PY'
 import sys, time, urllib.request
 for _ in range(300):
@@ -58,26 +70,27 @@ export BERTH_TEST_MOTO="http://127.0.0.1:$moto_port"
 
 echo "== cargo test"
 cargo test --workspace --locked --features berth-shared/moto
-kill "$moto_pid" 2>/dev/null || true
-wait "$moto_pid" 2>/dev/null || true
-trap - EXIT
 
-if [ "$quick" = 0 ]; then
-  echo "== end-to-end with real clients"
-  cargo build --release --locked -p berth
-  # the unmodified pulp CLI (and `cryptography`, for cosign-format signatures), from PyPI, in a
-  # virtual environment of the tests' own
-  venv=target/e2e-venv
-  if [ ! -x "$venv/bin/pulp" ] || ! "$venv/bin/python" -c 'import cryptography' 2>/dev/null; then
-    echo "== installing pulp-cli and cryptography into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'pulp-cli==0.41.1' cryptography
-  fi
-  failed=0
-  export BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/$venv/bin/pulp" FIXTURE_PY="$PWD/$venv/bin/python"
-  bash tests/e2e/clients.sh || failed=1
-  bash tests/e2e/pulp_cli.sh || failed=1
-  bash tests/e2e/sync.sh || failed=1
-  bash tests/e2e/crash.sh || failed=1
-  exit $failed
-fi
+[ "$quick" = 1 ] && exit 0
+
+echo "== end-to-end"
+cargo build --release --locked -p berth -p berth-api -p berth-registry -p berth-sync-worker
+# the unmodified pulp CLI and `cryptography` (cosign-format signatures), from PyPI
+venv target/e2e-venv 'pulp-cli==0.41.1' cryptography
+export BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/target/e2e-venv/bin/pulp" FIXTURE_PY="$PWD/target/e2e-venv/bin/python"
+failed=0
+run() { echo "== $1"; shift; "$@" || failed=1; }
+run "real clients, embedded store" bash tests/e2e/clients.sh
+run "real clients, AWS adapters on moto" env AWS_ENDPOINT_URL="$BERTH_TEST_MOTO" AWS_REGION=us-east-1 \
+  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing BERTH_BACKEND=aws BERTH_AWS_INIT=1 \
+  BERTH_BUCKET="e2e-$moto_port" BERTH_TABLE="e2e-$moto_port" BERTH_QUEUE_NAME="e2e-$moto_port" bash tests/e2e/clients.sh
+run "the pulp CLI" bash tests/e2e/pulp_cli.sh
+run "sync from real upstreams" bash tests/e2e/sync.sh
+run "a crash in the middle of a sync" bash tests/e2e/crash.sh
+run "the Lambda functions under a Runtime API emulator" python3 tests/lambda/functions.py target/release
+# the SAM template: cfn-lint and sam validate --lint, offline
+venv target/infra-venv cfn-lint aws-sam-cli
+run "cfn-lint template.yaml" target/infra-venv/bin/cfn-lint template.yaml
+run "sam validate --lint" env AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  SAM_CLI_TELEMETRY=0 target/infra-venv/bin/sam validate --lint --template template.yaml
+exit $failed
