@@ -171,6 +171,14 @@ impl Ctx<'_> {
         self.query.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str())
     }
 
+    /// The values of `key` and `key__in` together (`None` when neither was sent).
+    fn q_any(&self, key: &str) -> Option<Vec<String>> {
+        match (self.q(key), self.q_list(&format!("{key}__in"))) {
+            (None, None) => None,
+            (a, b) => Some(a.map(str::to_owned).into_iter().chain(b.unwrap_or_default()).collect()),
+        }
+    }
+
     /// All values of a list parameter: repeated, or comma-separated.
     fn q_list(&self, k: &str) -> Option<Vec<String>> {
         let vals: Vec<String> = self
@@ -1210,14 +1218,8 @@ async fn update_distribution(c: &Ctx<'_>, partial: bool) -> Answer {
 // ---- tasks ---------------------------------------------------------------------------------
 
 fn resource_matches(c: &Ctx<'_>, list: &[ResourceRef], key: &str) -> bool {
-    let wanted: Vec<String> = match (c.q(key), c.q_list(&format!("{key}__in"))) {
-        (None, None) => return true,
-        (a, b) => a
-            .map(|x| vec![x.to_owned()])
-            .unwrap_or_default()
-            .into_iter()
-            .chain(b.unwrap_or_default())
-            .collect(),
+    let Some(wanted) = c.q_any(key) else {
+        return true;
     };
     let hrefs: Vec<String> = list.iter().map(render::resource_href).collect();
     wanted.iter().filter(|w| !w.is_empty()).any(|w| {
@@ -1228,16 +1230,7 @@ fn resource_matches(c: &Ctx<'_>, list: &[ResourceRef], key: &str) -> bool {
 }
 
 async fn list_tasks(c: &Ctx<'_>) -> Answer {
-    let states: Option<Vec<String>> = match (c.q("state"), c.q_list("state__in")) {
-        (None, None) => None,
-        (a, b) => Some(
-            a.map(|x| vec![x.to_owned()])
-                .unwrap_or_default()
-                .into_iter()
-                .chain(b.unwrap_or_default())
-                .collect(),
-        ),
-    };
+    let states: Option<Vec<String>> = c.q_any("state");
     let mut items = Vec::new();
     for t in c.manage().store().tasks().await? {
         if states
@@ -1353,26 +1346,8 @@ async fn list_content(c: &Ctx<'_>, ty: ContentType) -> Answer {
         Some(k) => k,
         None => store.all_content(ty).await?,
     };
-    let digests: Option<Vec<String>> = match (c.q("digest"), c.q_list("digest__in")) {
-        (None, None) => None,
-        (a, b) => Some(
-            a.map(|x| vec![x.to_owned()])
-                .unwrap_or_default()
-                .into_iter()
-                .chain(b.unwrap_or_default())
-                .collect(),
-        ),
-    };
-    let names: Option<Vec<String>> = match (c.q("name"), c.q_list("name__in")) {
-        (None, None) => None,
-        (a, b) => Some(
-            a.map(|x| vec![x.to_owned()])
-                .unwrap_or_default()
-                .into_iter()
-                .chain(b.unwrap_or_default())
-                .collect(),
-        ),
-    };
+    let digests: Option<Vec<String>> = c.q_any("digest");
+    let names: Option<Vec<String>> = c.q_any("name");
     let media: Option<Vec<String>> = c.q_list("media_type");
     let hrefs = c.q_list("pulp_href__in");
     let mut items = Vec::new();
