@@ -173,6 +173,19 @@ async fn the_challenge_names_realm_service_and_scope() {
     assert!(r.challenge().ends_with("scope=\"repository:new/repo:pull,push\""));
     let r = t.send(Method::GET, "/v2/_catalog", None, vec![]).await;
     assert!(r.challenge().ends_with("scope=\"registry:catalog:*\""));
+    // behind API Gateway or a TLS proxy the realm is https
+    let req = Request::builder()
+        .uri("/v2/")
+        .header("host", HOST)
+        .header("x-forwarded-proto", "https")
+        .body(Body::empty())
+        .unwrap();
+    let resp = t.router.clone().oneshot(req).await.unwrap();
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.starts_with(&format!("Bearer realm=\"https://{HOST}/token\"")),
+        "{challenge}"
+    );
     // the signature extension is guarded like a pull
     let sigs = format!("/extensions/v2/priv/app/signatures/{}", Digest::sha256_of(b"m"));
     let r = t.send(Method::GET, &sigs, None, vec![]).await;

@@ -100,7 +100,7 @@ impl RegistryAuth {
     fn realm(&self, headers: &HeaderMap) -> String {
         match &self.public_url {
             Some(u) => format!("{}/token", u.trim_end_matches('/')),
-            None => format!("http://{}/token", self.service(headers)),
+            None => format!("{}://{}/token", super::scheme(headers), self.service(headers)),
         }
     }
 

@@ -15,3 +15,12 @@ pub mod pulp;
 pub mod range;
 
 pub use oci::router as oci_router;
+
+/// The scheme clients used: `X-Forwarded-Proto` from a proxy or API Gateway (which terminate
+/// TLS in front of Berth), else `http`.
+pub fn scheme(headers: &http::HeaderMap) -> &'static str {
+    match headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) {
+        Some(p) if p.trim().eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    }
+}

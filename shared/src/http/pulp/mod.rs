@@ -380,7 +380,7 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
     let host = host_of(&parts.headers);
     let base_url = match &s.public_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
-        None => format!("http://{host}"),
+        None => format!("{}://{host}", crate::http::scheme(&parts.headers)),
     };
     let host = match &s.public_url {
         Some(u) => u.split("://").nth(1).unwrap_or(u).trim_end_matches('/').to_owned(),
