@@ -934,3 +934,83 @@ async fn concurrent_pushes_to_one_repository_all_land() {
     assert_eq!(r.json()["tags"].as_array().unwrap().len(), 8);
     assert_eq!(t.latest_version("busy").await.number, 8);
 }
+
+/// A table that counts the calls made through it (each is one DynamoDB request on AWS).
+struct Counting {
+    inner: berth::adapters::memory::MemoryTable,
+    reads: std::sync::atomic::AtomicUsize,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl berth::ports::Table for Counting {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<berth::ports::Row>, berth::ports::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(pk, sk).await
+    }
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: Vec<u8>,
+        cond: berth::ports::Cond,
+    ) -> Result<u64, berth::ports::StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.put(pk, sk, value, cond).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: berth::ports::Cond) -> Result<(), berth::ports::StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        q: berth::ports::Query,
+    ) -> Result<Vec<berth::ports::Row>, berth::ports::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.query(pk, q).await
+    }
+}
+
+/// Serving a manifest by tag costs a fixed, small number of metadata reads (DynamoDB requests
+/// on AWS), however many tags and versions the repository has: the distribution, the
+/// repository, the tag's membership rows, the manifest record.
+#[tokio::test]
+async fn a_manifest_by_tag_costs_four_metadata_reads() {
+    let table = Arc::new(Counting {
+        inner: berth::adapters::memory::MemoryTable::new(),
+        reads: Default::default(),
+        writes: Default::default(),
+    });
+    let jobs = Arc::new(berth::jobs::LocalJobQueue::new(table.clone()));
+    let app = App::new(
+        table.clone(),
+        Arc::new(berth::adapters::memory::MemoryBlobStore::new()),
+        jobs,
+        Default::default(),
+    );
+    let t = T {
+        router: app.router(),
+        app,
+        _dir: None,
+    };
+    for i in 0..20 {
+        t.image("count/me", &format!("t{i}"), &[format!("layer {i}").as_bytes()])
+            .await;
+    }
+    t.image("count/me", "t5", &[b"moved"]).await; // a tag with history
+    for reference in ["t5", "t19"] {
+        let before = table.reads.load(std::sync::atomic::Ordering::SeqCst);
+        let r = t
+            .send(
+                Method::GET,
+                &format!("/v2/count/me/manifests/{reference}"),
+                &[("accept", media::OCI_MANIFEST)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let reads = table.reads.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(reads, 4, "{reference}: reads per manifest GET by tag");
+    }
+}
