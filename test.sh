@@ -93,4 +93,6 @@ venv target/infra-venv cfn-lint aws-sam-cli
 run "cfn-lint template.yaml" target/infra-venv/bin/cfn-lint template.yaml
 run "sam validate --lint" env AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   SAM_CLI_TELEMETRY=0 target/infra-venv/bin/sam validate --lint --template template.yaml
+run "template.yaml and BERTH_AWS_INIT agree" env INFRA_PY="$PWD/target/infra-venv/bin/python" \
+  MOTO_PY="$PWD/target/moto-venv/bin/python" bash tests/infra/template_vs_init.sh
 exit $failed
