@@ -138,10 +138,23 @@ async fn secret_field(sdk: &aws_config::SdkConfig, arn: &str, field: &str) -> Re
         .ok_or_else(|| format!("the secret {arn} has no field {field}"))
 }
 
-/// Builds the instance: SDK clients once per cold start, the admin account, the token key.
-pub async fn build(cfg: &LambdaConfig) -> Result<AwsApp, String> {
+/// Which function is starting: each reads only the secrets it needs (and its IAM policy in
+/// template.yaml allows only those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The management API: the admin password (Basic auth).
+    Api,
+    /// The registry: the admin password (`/token` logins) and the token key.
+    Registry,
+    /// The sync worker: no secrets.
+    Worker,
+}
+
+/// Builds the instance: SDK clients once per cold start, and for the API and the registry the
+/// admin account and (registry) the token key.
+pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
     let sdk = crate::adapters::aws::sdk_config().await;
-    let auth = if cfg.token_auth {
+    let auth = if role == Role::Registry && cfg.token_auth {
         let seed = match (&cfg.token_key_seed, &cfg.token_key_secret_arn) {
             (Some(s), _) => s.clone(),
             (None, Some(arn)) => secret_field(&sdk, arn, "token_key_seed").await?,
@@ -167,6 +180,9 @@ pub async fn build(cfg: &LambdaConfig) -> Result<AwsApp, String> {
     let app = AwsApp::connect(&sdk, &aws, settings)
         .await
         .map_err(|e| format!("cannot connect to the bucket, table or queue: {e:?}"))?;
+    if role == Role::Worker {
+        return Ok(app);
+    }
     let password = match (&cfg.admin_password, &cfg.secret_arn) {
         (Some(p), _) => p.clone(),
         (None, Some(arn)) => secret_field(&sdk, arn, "admin_password").await?,

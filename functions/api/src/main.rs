@@ -6,6 +6,6 @@
 async fn main() -> Result<(), lambda_http::Error> {
     berth::lambda::init_tracing();
     let cfg = berth::lambda::LambdaConfig::from_env()?;
-    let app = berth::lambda::build(&cfg).await?;
+    let app = berth::lambda::build(&cfg, berth::lambda::Role::Api).await?;
     lambda_http::run(app.app.api_router()).await
 }

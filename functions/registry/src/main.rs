@@ -7,7 +7,7 @@
 async fn main() -> Result<(), lambda_http::Error> {
     berth::lambda::init_tracing();
     let cfg = berth::lambda::LambdaConfig::from_env()?;
-    let app = berth::lambda::build(&cfg).await?;
+    let app = berth::lambda::build(&cfg, berth::lambda::Role::Registry).await?;
     let router = app
         .app
         .registry_router()

@@ -9,7 +9,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 async fn main() -> Result<(), lambda_runtime::Error> {
     berth::lambda::init_tracing();
     let cfg = berth::lambda::LambdaConfig::from_env()?;
-    let app = berth::lambda::build(&cfg).await?;
+    let app = berth::lambda::build(&cfg, berth::lambda::Role::Worker).await?;
     let worker = app.app.worker();
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
