@@ -180,6 +180,8 @@ pub struct AwsApp {
     pub app: App,
     pub poller: crate::adapters::sqs_queue::SqsPoller,
     pub queue_url: String,
+    /// The job queue (for follow-ups of jobs that reach a run's deadline).
+    pub queue: Arc<dyn JobQueue>,
 }
 
 #[cfg(feature = "aws")]
@@ -219,10 +221,11 @@ impl AwsApp {
                 r => r?,
             },
         };
-        let jobs = SqsJobQueue::from_client(sqs.clone(), &url);
+        let jobs: Arc<dyn JobQueue> = Arc::new(SqsJobQueue::from_client(sqs.clone(), &url));
         Ok(AwsApp {
-            app: App::new(Arc::new(table), Arc::new(blobs), Arc::new(jobs), settings),
+            app: App::new(Arc::new(table), Arc::new(blobs), jobs.clone(), settings),
             poller: SqsPoller::new(sqs, &url),
+            queue: jobs,
             queue_url: url,
         })
     }

@@ -150,6 +150,14 @@ impl LocalJobQueue {
                     tracing::warn!(job = %item.job.id, kind = %item.job.kind, error = %msg, "job failed");
                     self.table.delete(PK, &sk, Cond::Rev(rev)).await?
                 }
+                Err(JobError::Continue) => {
+                    // due again at once, as the same attempt
+                    item.running = false;
+                    item.not_before_ms = Utc::now().timestamp_millis();
+                    self.table
+                        .put(PK, &sk, serde_json::to_vec(&item)?, Cond::Rev(rev))
+                        .await?;
+                }
                 Err(JobError::Retry(msg)) => {
                     item.running = false;
                     item.job.attempts += 1;

@@ -196,10 +196,21 @@ pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
     Ok(app)
 }
 
+/// How long before the invocation's deadline a job stops to continue in a follow-up message.
+pub const DEADLINE_MARGIN_MS: i64 = 60_000;
+
 /// Runs an SQS batch: each record is a job; records whose job asks to be retried are reported
 /// as batch item failures (SQS redelivers them, and its redrive policy takes poison messages
 /// to the dead-letter queue). Permanent failures were recorded on their task and are dropped.
-pub async fn handle_sqs(handler: &dyn crate::ports::JobHandler, event: SqsEvent) -> SqsBatchResponse {
+/// Jobs get the invocation's deadline (`deadline_ms`, less a margin); one that reaches it having
+/// committed nothing is sent again as a follow-up message, which continues the work (what was
+/// stored is not fetched again).
+pub async fn handle_sqs(
+    handler: &dyn crate::ports::JobHandler,
+    follow_up: &dyn crate::ports::JobQueue,
+    event: SqsEvent,
+    deadline_ms: Option<i64>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
@@ -211,6 +222,7 @@ pub async fn handle_sqs(handler: &dyn crate::ports::JobHandler, event: SqsEvent)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1);
                 job.attempts = receives.saturating_sub(1);
+                job.deadline_ms = deadline_ms.map(|d| d - DEADLINE_MARGIN_MS);
                 job
             }
             _ => {
@@ -220,6 +232,16 @@ pub async fn handle_sqs(handler: &dyn crate::ports::JobHandler, event: SqsEvent)
         };
         match handler.handle(&job).await {
             Ok(()) => {}
+            Err(JobError::Continue) => {
+                let mut next = job.clone();
+                next.deadline_ms = None;
+                if let Err(e) = follow_up.enqueue(next).await {
+                    tracing::warn!(job = %job.id, error = %e, "could not send the follow-up; the message will be redelivered");
+                    response.add_failure(id);
+                } else {
+                    tracing::info!(job = %job.id, "job continues in a follow-up message");
+                }
+            }
             Err(JobError::Permanent(e)) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job failed for good")
             }
@@ -298,26 +320,45 @@ mod tests {
     impl crate::ports::JobHandler for Script {
         async fn handle(&self, job: &Job) -> Result<(), JobError> {
             assert_eq!(job.attempts, 2, "ApproximateReceiveCount 3 = two earlier deliveries");
+            assert_eq!(job.deadline_ms, Some(1_000_000 - DEADLINE_MARGIN_MS));
             match job.kind.as_str() {
                 "ok" => Ok(()),
                 "retry" => Err(JobError::Retry("later".into())),
+                "long" => Err(JobError::Continue),
                 _ => Err(JobError::Permanent("never".into())),
             }
+        }
+    }
+
+    #[derive(Default)]
+    struct Sent(std::sync::Mutex<Vec<Job>>);
+    #[async_trait::async_trait]
+    impl crate::ports::JobQueue for Sent {
+        async fn enqueue(&self, job: Job) -> Result<(), crate::ports::StoreError> {
+            self.0.lock().unwrap().push(job);
+            Ok(())
         }
     }
 
     #[tokio::test]
     async fn a_batch_reports_only_the_jobs_to_retry() {
         let job = |kind: &str| serde_json::json!({"id": kind, "kind": kind, "payload": {}}).to_string();
-        let (ok, retry, bad) = (job("ok"), job("retry"), job("bad"));
-        let event = sqs_event(&[&ok, &retry, &bad, "not json"]);
-        let resp = handle_sqs(&Script, event).await;
+        let (ok, retry, bad, long) = (job("ok"), job("retry"), job("bad"), job("long"));
+        let event = sqs_event(&[&ok, &retry, &bad, "not json", &long]);
+        let sent = Sent::default();
+        let resp = handle_sqs(&Script, &sent, event, Some(1_000_000)).await;
         let failed: Vec<_> = resp
             .batch_item_failures
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, ["m1"]);
+        // the job that reached its deadline went out again as a follow-up, without the deadline
+        {
+            let sent = sent.0.lock().unwrap();
+            assert_eq!(sent.len(), 1);
+            assert_eq!((sent[0].id.as_str(), sent[0].deadline_ms), ("long", None));
+        }
         let wire = serde_json::to_value(&resp).unwrap();
         assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "m1");
     }

@@ -523,6 +523,7 @@ pub async fn job_suite(t: Arc<dyn Table>, reopen: impl Fn() -> Arc<dyn Table>) {
         kind: "test".into(),
         payload: serde_json::json!({ "blob": n }),
         attempts: 0,
+        deadline_ms: None,
     };
     // dedupe: the same id twice while pending is one job
     q.enqueue(job("j1", 1)).await.unwrap();
@@ -861,6 +862,7 @@ pub(crate) mod moto {
             kind: "test".into(),
             payload: serde_json::json!({ "blob": n }),
             attempts: 0,
+            deadline_ms: None,
         }
     }
 

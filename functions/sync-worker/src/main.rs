@@ -11,9 +11,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cfg = berth::lambda::LambdaConfig::from_env()?;
     let app = berth::lambda::build(&cfg, berth::lambda::Role::Worker).await?;
     let worker = app.app.worker();
-    let worker = &worker;
+    let (worker, queue) = (&worker, &app.queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(berth::lambda::handle_sqs(worker.as_ref(), event.payload).await)
+        let deadline = i64::try_from(event.context.deadline).ok();
+        Ok::<_, lambda_runtime::Error>(
+            berth::lambda::handle_sqs(worker.as_ref(), queue.as_ref(), event.payload, deadline).await,
+        )
     }))
     .await
 }

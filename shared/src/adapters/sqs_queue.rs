@@ -333,6 +333,11 @@ impl SqsPoller {
             Err(JobError::Permanent(msg)) => {
                 tracing::warn!(job = job_id, error = %msg, "job failed");
             }
+            Err(JobError::Continue) => {
+                // visible again at once: the next receive continues the job
+                self.set_visibility(&receipt, Duration::ZERO).await?;
+                return Ok(Outcome::Retried);
+            }
             Err(JobError::Retry(msg)) => {
                 let delay = self.delay(receives);
                 tracing::info!(job = job_id, receives, error = %msg, retry_in = ?delay, "job will be retried");

@@ -15,6 +15,10 @@ pub struct Job {
     /// How many times it was delivered before (0 on the first delivery).
     #[serde(default)]
     pub attempts: u32,
+    /// When the runtime stops this run (Lambda's 15 minutes), in milliseconds since the epoch;
+    /// a long job stops before it and continues in a follow-up (`JobError::Continue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
 }
 
 /// Why a job did not finish.
@@ -26,6 +30,10 @@ pub enum JobError {
     /// Never retry; the handler has recorded the failure (e.g. on the task).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The run reached its deadline having committed nothing; deliver the job again at once
+    /// (work already stored, such as downloaded blobs, is not done again).
+    #[error("continues in a follow-up run")]
+    Continue,
 }
 
 /// Where jobs are sent. Consumers are runtime-specific (the in-process runner, an SQS

@@ -89,6 +89,9 @@ pub struct SyncJob {
     pub remote: Uuid,
     pub mirror: bool,
     pub signed_only: bool,
+    /// Set by the worker from the job's run deadline (not part of the queued payload).
+    #[serde(default, skip)]
+    pub deadline_ms: Option<i64>,
 }
 
 pub const SYNC_TASK_NAME: &str = "pulp_container.app.tasks.synchronize.synchronize";
@@ -447,6 +450,7 @@ impl Manage {
             remote,
             mirror,
             signed_only,
+            deadline_ms: None,
         };
         let payload = serde_json::to_value(&job).map_err(|e| ManageError::Internal(Box::new(e)))?;
         self.jobs
@@ -455,6 +459,7 @@ impl Manage {
                 kind: "sync".into(),
                 payload,
                 attempts: 0,
+                deadline_ms: None,
             })
             .await?;
         Ok(t)

@@ -103,6 +103,8 @@ impl SyncService {
 #[derive(Debug)]
 enum SyncError {
     Canceled,
+    /// The run's deadline came before the end; nothing was committed.
+    Deadline,
     /// A failure with its message for the task.
     Failed(String),
     Store(StoreError),
@@ -295,6 +297,12 @@ impl SyncRunner for SyncService {
                 self.finish_with(job, TaskState::Canceled, None, None, reports).await;
                 Ok(())
             }
+            Err(SyncError::Deadline) => {
+                // the task stays running; the follow-up run reuses every blob and manifest
+                // this one stored
+                tracing::info!(task = %job.task, repository = %repo.name, "sync reached its run deadline; continuing in a follow-up");
+                Err(JobError::Continue)
+            }
             Err(e) => {
                 let msg = match e {
                     SyncError::Failed(m) => m,
@@ -304,6 +312,7 @@ impl SyncRunner for SyncService {
                     }
                     SyncError::Write(e) => format!("writing the repository version failed: {e}"),
                     SyncError::Canceled => "canceled".into(),
+                    SyncError::Deadline => "the run's deadline passed".into(),
                 };
                 let msg = format!("Sync from {} failed: {msg}", run.up.location());
                 tracing::warn!(task = %job.task, repository = %repo.name, error = %msg, "sync failed");
@@ -428,6 +437,9 @@ impl Run<'_> {
     async fn housekeeping(&self, w: &mut VersionWriter) -> Result<()> {
         if self.canceled.load(Ordering::Relaxed) {
             return Err(SyncError::Canceled);
+        }
+        if self.job.deadline_ms.is_some_and(|d| Utc::now().timestamp_millis() >= d) {
+            return Err(SyncError::Deadline);
         }
         let due = self
             .last_poll

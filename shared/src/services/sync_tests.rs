@@ -347,6 +347,7 @@ impl H {
             remote: self.remote.id,
             mirror,
             signed_only,
+            deadline_ms: None,
         }
     }
 
@@ -929,4 +930,32 @@ async fn a_long_sync_keeps_renewing_its_lease() {
         TaskState::Completed
     );
     assert_eq!(h.latest().await, 1);
+}
+
+#[tokio::test]
+async fn a_run_that_reaches_its_deadline_continues_in_a_follow_up_without_refetching() {
+    let h = H::new().await;
+    for i in 0..6u8 {
+        h.fake
+            .tagged_image(&format!("t{i}"), &[&[i; 3000][..], &[i + 100; 2000][..]]);
+    }
+    let mut job = h.job(false, false).await;
+    // a deadline that has passed: the run stops at its first check, commits nothing, and asks
+    // to continue; the task stays running
+    job.deadline_ms = Some(Utc::now().timestamp_millis() - 1);
+    let r = h.svc.run(&job).await;
+    assert!(matches!(r, Err(JobError::Continue)), "{r:?}");
+    let t = h.store.task(job.task).await.unwrap().unwrap();
+    assert_eq!(t.state, TaskState::Running);
+    assert_eq!(h.latest().await, 0, "nothing committed");
+    // the follow-up run finishes the work: one version, no blob fetched twice
+    job.deadline_ms = None;
+    assert_eq!(h.run(&job).await.state, TaskState::Completed);
+    assert_eq!(h.latest().await, 1);
+    let calls = h.fake.calls();
+    let mut blobs: Vec<&String> = calls.iter().filter(|c| c.starts_with("blob ")).collect();
+    let n = blobs.len();
+    blobs.sort();
+    blobs.dedup();
+    assert_eq!(blobs.len(), n, "no blob was downloaded twice");
 }

@@ -31,8 +31,9 @@ impl JobHandler for Worker {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
         match job.kind.as_str() {
             "sync" => {
-                let s: SyncJob = serde_json::from_value(job.payload.clone())
+                let mut s: SyncJob = serde_json::from_value(job.payload.clone())
                     .map_err(|e| JobError::Permanent(format!("bad sync job: {e}")))?;
+                s.deadline_ms = job.deadline_ms;
                 match &self.sync {
                     Some(runner) => runner.run(&s).await,
                     None => {
