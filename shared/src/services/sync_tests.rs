@@ -268,36 +268,12 @@ struct H {
 
 fn remote(includes: &[&str], excludes: &[&str]) -> Remote {
     let v = |xs: &[&str]| (!xs.is_empty()).then(|| xs.iter().map(|s| s.to_string()).collect());
-    Remote {
-        id: Uuid::new_v4(),
-        name: "r".into(),
-        url: "http://fake".into(),
-        upstream_name: "repo".into(),
-        includes: v(includes),
-        excludes: v(excludes),
-        policy: Policy::Immediate,
-        sigstore: None,
-        username: None,
-        password: None,
-        tls_validation: true,
-        download_concurrency: Some(3),
-        rate_limit: None,
-        max_retries: Some(1),
-        total_timeout: None,
-        connect_timeout: None,
-        sock_connect_timeout: None,
-        sock_read_timeout: None,
-        headers: None,
-        ca_cert: None,
-        client_cert: None,
-        client_key: None,
-        proxy_url: None,
-        proxy_username: None,
-        proxy_password: None,
-        pulp_labels: Default::default(),
-        created: Utc::now(),
-        updated: Utc::now(),
-    }
+    let mut r = Remote::new("r", "http://fake", "repo");
+    r.includes = v(includes);
+    r.excludes = v(excludes);
+    r.download_concurrency = Some(3);
+    r.max_retries = Some(1);
+    r
 }
 
 impl H {

@@ -257,6 +257,41 @@ fn seconds(s: Option<f64>) -> Option<std::time::Duration> {
 }
 
 impl Remote {
+    /// A remote with Pulp's defaults (immediate policy, TLS validation on, no filters).
+    pub fn new(name: &str, url: &str, upstream_name: &str) -> Self {
+        let now = Utc::now();
+        Remote {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            url: url.to_owned(),
+            upstream_name: upstream_name.to_owned(),
+            includes: None,
+            excludes: None,
+            policy: Policy::Immediate,
+            sigstore: None,
+            username: None,
+            password: None,
+            tls_validation: true,
+            download_concurrency: None,
+            rate_limit: None,
+            max_retries: None,
+            total_timeout: None,
+            connect_timeout: None,
+            sock_connect_timeout: None,
+            sock_read_timeout: None,
+            headers: None,
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
+            proxy_url: None,
+            proxy_username: None,
+            proxy_password: None,
+            pulp_labels: BTreeMap::new(),
+            created: now,
+            updated: now,
+        }
+    }
+
     /// The connection settings an upstream client needs.
     pub fn upstream_config(&self) -> UpstreamConfig {
         // Pulp's `headers` is a list of one-entry objects; a plain object is accepted too

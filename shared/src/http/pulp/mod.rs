@@ -986,37 +986,7 @@ async fn list_remotes(c: &Ctx<'_>) -> Answer {
 }
 
 async fn create_remote(c: &Ctx<'_>) -> Answer {
-    let now = Utc::now();
-    let mut r = Remote {
-        id: Uuid::new_v4(),
-        name: String::new(),
-        url: String::new(),
-        upstream_name: String::new(),
-        includes: None,
-        excludes: None,
-        policy: Policy::Immediate,
-        sigstore: None,
-        username: None,
-        password: None,
-        tls_validation: true,
-        download_concurrency: None,
-        rate_limit: None,
-        max_retries: None,
-        total_timeout: None,
-        connect_timeout: None,
-        sock_connect_timeout: None,
-        sock_read_timeout: None,
-        headers: None,
-        ca_cert: None,
-        client_cert: None,
-        client_key: None,
-        proxy_url: None,
-        proxy_username: None,
-        proxy_password: None,
-        pulp_labels: BTreeMap::new(),
-        created: now,
-        updated: now,
-    };
+    let mut r = Remote::new("", "", "");
     apply_remote(c, &mut r, false)?;
     let r = c.manage().create_remote(r).await?;
     Ok(json_response(StatusCode::CREATED, &render::remote(&r)))
