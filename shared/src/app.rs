@@ -14,7 +14,7 @@ use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamF
 use crate::services::{
     AccessRules, AuthMode, Manage, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
 };
-use crate::store::Store;
+use crate::store::{Retention, Store};
 
 /// Settings every runtime shares.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// How the registry authenticates (`Open` unless the runtime says otherwise).
     pub auth: AuthMode,
+    /// How long upload sessions and finished tasks are kept.
+    pub retention: Retention,
 }
 
 /// The services of one Berth instance.
@@ -65,7 +67,7 @@ impl App {
         settings: Settings,
         upstreams: Option<Arc<dyn UpstreamFactory>>,
     ) -> Self {
-        let store = Store::new(table);
+        let store = Store::with_retention(table, settings.retention);
         let registry = Arc::new(
             Registry::new(store.clone(), blobs.clone(), settings.registry.clone()).with_upstreams(upstreams.clone()),
         );
@@ -123,6 +125,11 @@ impl App {
 pub struct LocalApp {
     pub app: App,
     pub jobs: LocalJobQueue,
+    #[cfg(feature = "local")]
+    embedded: Option<(
+        crate::adapters::redb_table::RedbTable,
+        Arc<crate::adapters::fs::FsBlobStore>,
+    )>,
 }
 
 impl LocalApp {
@@ -131,7 +138,40 @@ impl LocalApp {
         LocalApp {
             app: App::new(table, blobs, Arc::new(jobs.clone()), settings),
             jobs,
+            #[cfg(feature = "local")]
+            embedded: None,
         }
+    }
+
+    /// Removes, now and then every `every`, what has expired from the embedded store:
+    /// upload sessions and finished tasks past their retention, and the staged bytes of
+    /// uploads idle for longer than an upload session lives. Stops when `stop` turns true.
+    #[cfg(feature = "local")]
+    pub fn start_housekeeping(
+        &self,
+        every: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let (table, blobs) = self.embedded.clone()?;
+        let idle = self.app.settings.retention.upload;
+        Some(tokio::spawn(async move {
+            loop {
+                match table.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(items = n, "removed expired items"),
+                    Err(e) => tracing::warn!(error = ?e, "sweeping expired items failed"),
+                }
+                match blobs.sweep_uploads(idle).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(uploads = n, "removed abandoned uploads"),
+                    Err(e) => tracing::warn!(error = ?e, "sweeping abandoned uploads failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }))
     }
 
     /// Everything in memory (tests).
@@ -148,8 +188,10 @@ impl LocalApp {
     pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::other)?;
         let table = crate::adapters::redb_table::RedbTable::open(&data_dir.join("berth.redb"))?;
-        let blobs = crate::adapters::fs::FsBlobStore::open(data_dir).await?;
-        Ok(Self::with(Arc::new(table), Arc::new(blobs), settings))
+        let blobs = Arc::new(crate::adapters::fs::FsBlobStore::open(data_dir).await?);
+        let mut local = Self::with(Arc::new(table.clone()), blobs.clone(), settings);
+        local.embedded = Some((table, blobs));
+        Ok(local)
     }
 }
 

@@ -32,6 +32,8 @@ pub struct LambdaConfig {
     pub token_auth: bool,
     pub token_lifetime: Duration,
     pub redirect_ttl: Duration,
+    /// How long a finished task is kept (`None`: until deleted).
+    pub task_retention: Option<Duration>,
     pub public_url: Option<String>,
     pub s3_path_style: bool,
 }
@@ -67,6 +69,15 @@ impl LambdaConfig {
         };
         let token_lifetime = seconds("BERTH_TOKEN_LIFETIME", 300, 30, 86_400);
         let redirect_ttl = seconds("BERTH_REDIRECT_TTL", 600, 60, 43_200);
+        let task_retention = match var("BERTH_TASK_RETENTION_DAYS").map(|v| v.parse::<u64>()) {
+            None => Some(Duration::from_secs(30 * 86_400)),
+            Some(Ok(0)) => None,
+            Some(Ok(days)) if days <= 36_500 => Some(Duration::from_secs(days * 86_400)),
+            Some(_) => {
+                errors.push("BERTH_TASK_RETENTION_DAYS must be a number of days from 0 to 36500".into());
+                None
+            }
+        };
         let token_auth = match var("BERTH_TOKEN_AUTH").as_deref() {
             None | Some("on") => true,
             Some("off") => false,
@@ -86,6 +97,7 @@ impl LambdaConfig {
             token_auth,
             token_lifetime,
             redirect_ttl,
+            task_retention,
             public_url: var("BERTH_PUBLIC_URL"),
             s3_path_style: var("BERTH_S3_PATH_STYLE")
                 .map(|v| v == "on" || v == "1" || v == "true")
@@ -170,6 +182,7 @@ pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
         ..Default::default()
     };
     settings.registry.redirect_ttl = cfg.redirect_ttl;
+    settings.retention.tasks = cfg.task_retention;
     let aws = AwsSettings {
         bucket: cfg.bucket.clone(),
         table: cfg.table.clone(),

@@ -5,6 +5,7 @@
 //! - blob store: verified-before-visible (invariant 3), ranges, uploads, interrupted writes;
 //! - store over each table: atomic version commit (invariant 1), serialized writers
 //!   (invariant 2), unique names;
+//! - store retention over each table: upload sessions and finished tasks expire;
 //! - job queue: at-least-once delivery across a restart, dedupe, retries, and idempotent
 //!   version-making jobs (invariant 4).
 
@@ -21,7 +22,7 @@ use crate::jobs::LocalJobQueue;
 use crate::ports::{
     BlobStore, ByteRange, ByteStream, Cond, Job, JobError, JobHandler, JobQueue, Query, StoreError, Table,
 };
-use crate::store::{Repository, RepositoryKind, Store, WriteError};
+use crate::store::{Repository, RepositoryKind, Retention, Store, Task, TaskState, UploadSession, WriteError};
 
 pub fn stream(b: &[u8]) -> ByteStream {
     let chunks: Vec<Result<Bytes, io::Error>> = b.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
@@ -108,6 +109,57 @@ pub async fn table_suite(t: Arc<dyn Table>) {
         ["t#c"]
     );
     assert!(t.query("none", Query::prefix("")).await.unwrap().is_empty());
+
+    // expiry: an expired item reads as absent everywhere, before any sweep removes it
+    let now = crate::ports::unix_now();
+    let rev = t
+        .put_expiring("e", "old", b"x".to_vec(), Cond::Absent, Some(now - 5))
+        .await
+        .unwrap();
+    t.put_expiring("e", "new", b"y".to_vec(), Cond::Absent, Some(now + 3600))
+        .await
+        .unwrap();
+    t.put("e", "keep", b"z".to_vec(), Cond::Any).await.unwrap();
+    assert_eq!(t.get("e", "old").await.unwrap(), None);
+    assert_eq!(sks(t.query("e", Query::prefix("")).await.unwrap()), ["keep", "new"]);
+    assert_eq!(sks(t.query("e", Query::prefix("").limit(1)).await.unwrap()), ["keep"]);
+    assert_eq!(
+        sks(t.query("e", Query::prefix("").reverse()).await.unwrap()),
+        ["new", "keep"]
+    );
+    assert_eq!(t.get("e", "new").await.unwrap().unwrap().value, b"y");
+    assert!(matches!(
+        t.put("e", "old", b"x".to_vec(), Cond::Rev(rev)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        t.delete("e", "old", Cond::Rev(rev)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    t.delete("e", "old", Cond::Absent).await.unwrap();
+    assert!(matches!(
+        t.put("e", "new", b"y2".to_vec(), Cond::Absent).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // written again, only-if-absent: a new item, with a later revision and no expiry
+    let again = t.put("e", "old", b"back".to_vec(), Cond::Absent).await.unwrap();
+    assert!(again > 0);
+    assert_eq!(t.get("e", "old").await.unwrap().unwrap().value, b"back");
+    // a later expiring write, and a plain write that clears the expiry again
+    let r = t
+        .put_expiring("e", "old", b"gone".to_vec(), Cond::Rev(again), Some(now - 1))
+        .await
+        .unwrap();
+    assert!(r > again);
+    assert_eq!(t.get("e", "old").await.unwrap(), None);
+    t.put("e", "old", b"kept".to_vec(), Cond::Any).await.unwrap();
+    assert_eq!(t.get("e", "old").await.unwrap().unwrap().value, b"kept");
+    // the live one's expiry can be moved by a conditional write
+    let row = t.get("e", "new").await.unwrap().unwrap();
+    t.put_expiring("e", "new", b"y3".to_vec(), Cond::Rev(row.rev), Some(now - 1))
+        .await
+        .unwrap();
+    assert_eq!(sks(t.query("e", Query::prefix("")).await.unwrap()), ["keep", "old"]);
 
     // concurrency: N tasks increment one counter with compare-and-set; no update is lost
     t.put("c", "n", b"0".to_vec(), Cond::Any).await.unwrap();
@@ -255,6 +307,92 @@ pub async fn blob_suite(s: Arc<dyn BlobStore>) {
         Err(StoreError::NotFound)
     ));
     assert!(s.upload_commit(&id, &d).await.is_err());
+}
+
+// ---- store: retention ------------------------------------------------------------------------
+
+/// Upload sessions expire after their start, finished tasks after they finish, and nothing
+/// else does: first with the default retention (all kept), then with none at all. Sync
+/// checkpoints (expiring, in parts) round-trip.
+pub async fn retention_suite(t: Arc<dyn Table>) {
+    let upload = |repository| UploadSession {
+        id: uuid::Uuid::new_v4(),
+        repository,
+        created: chrono::Utc::now(),
+    };
+    let finish = |store: Store, id| async move {
+        store
+            .update_task::<StoreError>(id, |t| {
+                t.state = TaskState::Completed;
+                Ok(())
+            })
+            .await
+            .unwrap()
+    };
+    let keep = Store::new(t.clone());
+    let u = upload(uuid::Uuid::new_v4());
+    keep.create_upload(&u).await.unwrap();
+    assert_eq!(keep.upload(u.id).await.unwrap().map(|x| x.id), Some(u.id));
+    let task = Task::new("berth.sync");
+    keep.create_task(&task).await.unwrap();
+    finish(keep.clone(), task.id).await;
+    assert_eq!(keep.task(task.id).await.unwrap().unwrap().state, TaskState::Completed);
+
+    let forget = Store::with_retention(
+        t.clone(),
+        Retention {
+            upload: Duration::ZERO,
+            tasks: Some(Duration::ZERO),
+        },
+    );
+    let u = upload(uuid::Uuid::new_v4());
+    forget.create_upload(&u).await.unwrap();
+    assert!(
+        forget.upload(u.id).await.unwrap().is_none(),
+        "an upload past its retention is gone"
+    );
+    let running = Task::new("berth.sync");
+    forget.create_task(&running).await.unwrap();
+    forget
+        .update_task::<StoreError>(running.id, |t| {
+            t.state = TaskState::Running;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(forget.task(running.id).await.unwrap().is_some(), "a running task stays");
+    finish(forget.clone(), running.id).await;
+    assert!(
+        forget.task(running.id).await.unwrap().is_none(),
+        "a finished task past its retention is gone"
+    );
+    let listed: Vec<_> = forget.tasks().await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(listed, [task.id], "the list skips it too");
+
+    // tasks kept forever
+    let forever = Store::with_retention(
+        t,
+        Retention {
+            upload: Duration::ZERO,
+            tasks: None,
+        },
+    );
+    let kept = Task::new("berth.sync");
+    forever.create_task(&kept).await.unwrap();
+    finish(forever.clone(), kept.id).await;
+    assert!(forever.task(kept.id).await.unwrap().is_some());
+
+    // sync checkpoints: in parts, replaced whole, removed
+    let task = uuid::Uuid::new_v4();
+    assert_eq!(forever.checkpoint(task).await.unwrap(), None);
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    forever.put_checkpoint(task, &big).await.unwrap();
+    assert_eq!(forever.checkpoint(task).await.unwrap().as_deref(), Some(&big[..]));
+    forever.put_checkpoint(task, b"small").await.unwrap();
+    assert_eq!(forever.checkpoint(task).await.unwrap().as_deref(), Some(&b"small"[..]));
+    forever.delete_checkpoint(task).await.unwrap();
+    assert_eq!(forever.checkpoint(task).await.unwrap(), None);
+    forever.delete_checkpoint(task).await.unwrap();
 }
 
 // ---- store: versions -------------------------------------------------------------------------
@@ -630,6 +768,10 @@ mod memory {
         store_suite(Arc::new(MemoryTable::new())).await;
     }
     #[tokio::test]
+    async fn retention() {
+        retention_suite(Arc::new(MemoryTable::new())).await;
+    }
+    #[tokio::test]
     async fn jobs() {
         let t: Arc<dyn Table> = Arc::new(MemoryTable::new());
         let same = t.clone();
@@ -661,6 +803,56 @@ mod embedded {
     async fn store() {
         let dir = tempfile::tempdir().unwrap();
         store_suite(table(&dir)).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention() {
+        let dir = tempfile::tempdir().unwrap();
+        retention_suite(table(&dir)).await;
+    }
+
+    /// The sweep removes expired items (and only those), and what it removed stays gone
+    /// after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweep_removes_expired_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let now = crate::ports::unix_now();
+        {
+            let t = RedbTable::open(&path).unwrap();
+            t.put_expiring("p", "gone", b"1".to_vec(), Cond::Any, Some(now - 1))
+                .await
+                .unwrap();
+            t.put_expiring("p", "later", b"2".to_vec(), Cond::Any, Some(now + 3600))
+                .await
+                .unwrap();
+            t.put("p", "kept", b"3".to_vec(), Cond::Any).await.unwrap();
+            // expired, then written again without an expiry: no longer due
+            t.put_expiring("p", "back", b"4".to_vec(), Cond::Any, Some(now - 1))
+                .await
+                .unwrap();
+            t.put("p", "back", b"5".to_vec(), Cond::Absent).await.unwrap();
+            assert_eq!(t.sweep_expired().await.unwrap(), 1);
+            assert_eq!(t.sweep_expired().await.unwrap(), 0);
+        }
+        let t = RedbTable::open(&path).unwrap();
+        let rows = t.query("p", Query::prefix("")).await.unwrap();
+        let sks: Vec<_> = rows.iter().map(|r| r.sk.as_str()).collect();
+        assert_eq!(sks, ["back", "kept", "later"]);
+        // written again after the sweep: a fresh item
+        assert_eq!(t.put("p", "gone", b"6".to_vec(), Cond::Absent).await.unwrap(), 1);
+    }
+
+    /// Staged bytes of uploads idle for longer than the limit are removed; others stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweep_removes_idle_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsBlobStore::open(dir.path()).await.unwrap();
+        s.upload_create("u-1").await.unwrap();
+        s.upload_append("u-1", 0, stream(b"half")).await.unwrap();
+        assert_eq!(s.sweep_uploads(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(s.upload_size("u-1").await.unwrap(), 4);
+        assert_eq!(s.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
+        assert!(matches!(s.upload_size("u-1").await, Err(StoreError::NotFound)));
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs() {
@@ -776,6 +968,52 @@ pub(crate) mod moto {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn store() {
         store_suite_slowed(Arc::new(table().await), 20).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention() {
+        retention_suite(Arc::new(table().await)).await;
+    }
+
+    /// Expiring items carry their expiry in the table's TTL attribute, so DynamoDB removes
+    /// them; a plain write clears it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expiry_is_the_ttl_attribute() {
+        let t = table().await;
+        let client = aws_sdk_dynamodb::Client::new(&config().await);
+        let ttl = |pk: &'static str| {
+            let (client, name) = (client.clone(), t.table_name().to_owned());
+            async move {
+                let out = client
+                    .get_item()
+                    .table_name(name)
+                    .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+                    .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("_".into()))
+                    .send()
+                    .await
+                    .unwrap();
+                out.item
+                    .unwrap()
+                    .get("ttl")
+                    .map(|v| v.as_n().unwrap().parse::<u64>().unwrap())
+            }
+        };
+        let at = crate::ports::unix_now() + 3600;
+        t.put_expiring("a", "_", b"x".to_vec(), Cond::Absent, Some(at))
+            .await
+            .unwrap();
+        assert_eq!(ttl("a").await, Some(at));
+        t.put("a", "_", b"y".to_vec(), Cond::Any).await.unwrap();
+        assert_eq!(ttl("a").await, None);
+        let d = client
+            .describe_time_to_live()
+            .table_name(t.table_name())
+            .send()
+            .await
+            .unwrap();
+        let spec = d.time_to_live_description().unwrap();
+        assert_eq!(spec.attribute_name(), Some("ttl"));
+        t.delete_table().await.unwrap();
     }
 
     /// Bodies over one part go through a multipart upload of the final key, completed only

@@ -948,15 +948,16 @@ impl berth::ports::Table for Counting {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.get(pk, sk).await
     }
-    async fn put(
+    async fn put_expiring(
         &self,
         pk: &str,
         sk: &str,
         value: Vec<u8>,
         cond: berth::ports::Cond,
+        expires_at: Option<u64>,
     ) -> Result<u64, berth::ports::StoreError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.put(pk, sk, value, cond).await
+        self.inner.put_expiring(pk, sk, value, cond, expires_at).await
     }
     async fn delete(&self, pk: &str, sk: &str, cond: berth::ports::Cond) -> Result<(), berth::ports::StoreError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -1013,4 +1014,55 @@ async fn a_manifest_by_tag_costs_four_metadata_reads() {
         let reads = table.reads.load(std::sync::atomic::Ordering::SeqCst) - before;
         assert_eq!(reads, 4, "{reference}: reads per manifest GET by tag");
     }
+}
+
+/// An upload session lives for the upload retention from its start; after that every use of
+/// it is `BLOB_UPLOAD_UNKNOWN`, and the embedded store's housekeeping removes its staged bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_sessions_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = berth::app::Settings {
+        retention: berth::store::Retention {
+            upload: std::time::Duration::from_secs(2),
+            tasks: None,
+        },
+        ..Default::default()
+    };
+    let local = LocalApp::embedded(dir.path(), settings).await.unwrap();
+    let t = T {
+        router: local.app.router(),
+        app: local.app.clone(),
+        _dir: None,
+    };
+    let r = t.send(Method::POST, "/v2/x/blobs/uploads/", &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let loc = r.header("location");
+    let r = t.send(Method::PATCH, loc, &[], b"half a layer".to_vec()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(std::fs::read_dir(dir.path().join("uploads")).unwrap().count(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let d = Digest::sha256_of(b"half a layer");
+    for (m, body) in [(Method::GET, ""), (Method::PATCH, "more"), (Method::PUT, "")] {
+        let uri = format!("{loc}{}digest={d}", if loc.contains('?') { "&" } else { "?" });
+        let r = t.send(m.clone(), &uri, &[], body.as_bytes().to_vec()).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            "{m}"
+        );
+    }
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let sweeper = local
+        .start_housekeeping(std::time::Duration::from_secs(3600), rx)
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(dir.path().join("uploads")).unwrap().count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep did not remove the staged upload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    sweeper.await.unwrap();
 }

@@ -32,6 +32,10 @@ pub struct Config {
     #[arg(long, env = "BERTH_TOKEN_LIFETIME", default_value_t = 300, value_parser = clap::value_parser!(u64).range(30..=86400))]
     pub token_lifetime: u64,
 
+    /// Days a finished task is kept before it is removed (0 keeps tasks until deleted).
+    #[arg(long, env = "BERTH_TASK_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=36500))]
+    pub task_retention_days: u64,
+
     /// Read-only users, as `name:password[,name:password…]` (they may pull private content).
     #[arg(long, env = "BERTH_READONLY_USERS", hide_env_values = true)]
     pub readonly_users: Option<String>,

@@ -66,9 +66,12 @@ fn token_key(data_dir: &Path) -> Result<TokenKey, String> {
     }
 }
 
+/// How often the embedded store removes expired items and abandoned uploads.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+
 /// What runs the jobs: the in-process runner over the embedded table, or an SQS poller.
 enum Runner {
-    Local(berth::jobs::LocalJobQueue),
+    Local(Box<berth::app::LocalApp>),
     #[cfg(feature = "aws")]
     Sqs(berth::adapters::sqs_queue::SqsPoller),
 }
@@ -122,6 +125,10 @@ async fn run(cfg: config::Config) -> Result<(), String> {
     let settings = berth::app::Settings {
         public_url: cfg.public_url.clone(),
         auth,
+        retention: berth::store::Retention {
+            tasks: (cfg.task_retention_days > 0).then(|| Duration::from_secs(cfg.task_retention_days * 86_400)),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let (app, runner) = match aws {
@@ -130,7 +137,7 @@ async fn run(cfg: config::Config) -> Result<(), String> {
             let local = berth::app::LocalApp::embedded(&data_dir, settings)
                 .await
                 .map_err(|e| format!("cannot open the data directory {}: {e:?}", data_dir.display()))?;
-            (local.app.clone(), Runner::Local(local.jobs))
+            (local.app.clone(), Runner::Local(Box::new(local)))
         }
     };
 
@@ -168,10 +175,15 @@ async fn run(cfg: config::Config) -> Result<(), String> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = match runner {
-        Runner::Local(jobs) => jobs
-            .start(app.worker(), 2, stop_rx)
-            .await
-            .map_err(|e| format!("cannot start the job runner: {e:?}"))?,
+        Runner::Local(local) => {
+            let mut workers = local
+                .jobs
+                .start(app.worker(), 2, stop_rx.clone())
+                .await
+                .map_err(|e| format!("cannot start the job runner: {e:?}"))?;
+            workers.extend(local.start_housekeeping(HOUSEKEEPING_EVERY, stop_rx));
+            workers
+        }
         #[cfg(feature = "aws")]
         Runner::Sqs(poller) => poller.start(app.worker(), 2, stop_rx),
     };

@@ -3,8 +3,10 @@
 //! Items: key `pk` (S, hash) and `sk` (S, range); `rev` (N) counts the item's writes and `v`
 //! (B) holds the value. Every write is one `UpdateItem` or `DeleteItem` whose condition
 //! expression carries the port's [`Cond`], so DynamoDB makes each conditional write atomic;
-//! reads are strongly consistent, which gives the port's read-after-write. A `ttl` attribute is
-//! enabled on tables this module creates, for items that should expire by themselves.
+//! reads are strongly consistent, which gives the port's read-after-write. An expiring item
+//! carries its expiry in `ttl` (N, Unix seconds), the table's TTL attribute: DynamoDB deletes
+//! such items by itself, up to days late, so reads skip them and conditions treat them as
+//! absent until then.
 //!
 //! Layering: implements `ports::Table`; knows nothing of the data model written over it.
 
@@ -21,7 +23,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{is_not_found, store_error};
-use crate::ports::{query_matches, Cond, Query, Row, StoreError, Table};
+use crate::ports::{expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -56,7 +58,19 @@ fn rev_of(item: &Item) -> Result<u64, StoreError> {
     }
 }
 
-fn row_of(mut item: Item) -> Result<Row, StoreError> {
+fn expiry_of(item: &Item) -> Result<Option<u64>, StoreError> {
+    match item.get("ttl") {
+        None => Ok(None),
+        Some(AttributeValue::N(n)) => n.parse().map(Some).map_err(|_| corrupt("ttl is not a whole number")),
+        Some(_) => Err(corrupt("ttl is not a number")),
+    }
+}
+
+/// The item as a row, or `None` when it has expired at `now`.
+fn row_of(mut item: Item, now: u64) -> Result<Option<Row>, StoreError> {
+    if expired(expiry_of(&item)?, now) {
+        return Ok(None);
+    }
     let rev = rev_of(&item)?;
     let sk = match item.remove("sk") {
         Some(AttributeValue::S(s)) => s,
@@ -66,18 +80,31 @@ fn row_of(mut item: Item) -> Result<Row, StoreError> {
         Some(AttributeValue::B(b)) => b.into_inner(),
         _ => return Err(corrupt("no value")),
     };
-    Ok(Row { sk, rev, value })
+    Ok(Some(Row { sk, rev, value }))
 }
 
-/// The condition expression (and its values) for a write under `cond`.
-fn condition(cond: Cond) -> Option<(&'static str, Option<(&'static str, AttributeValue)>)> {
+/// A condition expression with the attribute names and values it uses.
+struct Condition {
+    expr: &'static str,
+    names: Vec<(&'static str, &'static str)>,
+    values: Vec<(&'static str, AttributeValue)>,
+}
+
+/// The condition of a write under `cond` at `now`. An expired item counts as absent.
+fn condition(cond: Cond, now: u64) -> Option<Condition> {
+    let now = (":now", AttributeValue::N(now.to_string()));
     match cond {
         Cond::Any => None,
-        Cond::Absent => Some(("attribute_not_exists(pk)", None)),
-        Cond::Rev(n) => Some((
-            "#rev = :expected",
-            Some((":expected", AttributeValue::N(n.to_string()))),
-        )),
+        Cond::Absent => Some(Condition {
+            expr: "attribute_not_exists(pk) OR #ttl <= :now",
+            names: vec![("#ttl", "ttl")],
+            values: vec![now],
+        }),
+        Cond::Rev(n) => Some(Condition {
+            expr: "#rev = :expected AND (attribute_not_exists(#ttl) OR #ttl > :now)",
+            names: vec![("#rev", "rev"), ("#ttl", "ttl")],
+            values: vec![(":expected", AttributeValue::N(n.to_string())), now],
+        }),
     }
 }
 
@@ -232,26 +259,47 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(store_error)?;
-        out.item.map(row_of).transpose()
+        match out.item {
+            Some(item) => row_of(item, unix_now()),
+            None => Ok(None),
+        }
     }
 
-    async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError> {
+    async fn put_expiring(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: Vec<u8>,
+        cond: Cond,
+        expires_at: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let update = match expires_at {
+            Some(_) => "SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one, #ttl = :ttl",
+            None => "SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one REMOVE #ttl",
+        };
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)))
-            .update_expression("SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one")
+            .update_expression(update)
             .expression_attribute_names("#v", "v")
             .expression_attribute_names("#rev", "rev")
+            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":v", AttributeValue::B(Blob::new(value)))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_values(ReturnValue::UpdatedNew);
-        if let Some((expr, value)) = condition(cond) {
-            req = req.condition_expression(expr);
-            if let Some((name, v)) = value {
-                req = req.expression_attribute_values(name, v);
+        if let Some(at) = expires_at {
+            req = req.expression_attribute_values(":ttl", AttributeValue::N(at.to_string()));
+        }
+        if let Some(c) = condition(cond, unix_now()) {
+            req = req.condition_expression(c.expr);
+            for (n, a) in c.names {
+                req = req.expression_attribute_names(n, a);
+            }
+            for (n, v) in c.values {
+                req = req.expression_attribute_values(n, v);
             }
         }
         let out = req.send().await.map_err(store_error)?;
@@ -271,10 +319,13 @@ impl Table for DynamoTable {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(pk, sk)));
-        if let Some((expr, value)) = condition(cond) {
-            req = req.condition_expression(expr).expression_attribute_names("#rev", "rev");
-            if let Some((name, v)) = value {
-                req = req.expression_attribute_values(name, v);
+        if let Some(c) = condition(cond, unix_now()) {
+            req = req.condition_expression(c.expr);
+            for (n, a) in c.names {
+                req = req.expression_attribute_names(n, a);
+            }
+            for (n, v) in c.values {
+                req = req.expression_attribute_values(n, v);
             }
         }
         req.send().await.map_err(store_error)?;
@@ -313,6 +364,7 @@ impl Table for DynamoTable {
         }
         let mut rows = Vec::new();
         let mut start: Option<Item> = None;
+        let now = unix_now();
         loop {
             // one more than wanted: `after` itself may come back and is dropped
             let page = limit.saturating_sub(rows.len()).saturating_add(1).min(MAX_PAGE);
@@ -330,7 +382,7 @@ impl Table for DynamoTable {
                 .await
                 .map_err(store_error)?;
             for item in out.items.unwrap_or_default() {
-                let row = row_of(item)?;
+                let Some(row) = row_of(item, now)? else { continue };
                 if query_matches(&q, &row.sk) {
                     rows.push(row);
                     if rows.len() >= limit {

@@ -68,6 +68,26 @@ impl FsBlobStore {
         })
     }
 
+    /// Removes the staged bytes of uploads untouched for `idle` (their sessions have expired
+    /// by then); returns how many.
+    pub async fn sweep_uploads(&self, idle: Duration) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut entries = fs::read_dir(self.root.join("uploads")).await.map_err(io)?;
+        while let Some(e) = entries.next_entry().await.map_err(io)? {
+            let stale = match e.metadata().await.and_then(|m| m.modified()) {
+                Ok(at) => at.elapsed().is_ok_and(|age| age >= idle),
+                Err(_) => false,
+            };
+            if stale && fs::remove_file(e.path()).await.is_ok() {
+                if let Some(id) = e.file_name().to_str() {
+                    self.forget(id);
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn blob_path(&self, d: &Digest) -> PathBuf {
         let hex = d.hex();
         self.root

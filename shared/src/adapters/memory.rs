@@ -9,16 +9,20 @@ use bytes::Bytes;
 
 use super::collect;
 use crate::domain::Digest;
-use crate::ports::{query_matches, BlobReader, BlobStore, ByteRange, ByteStream, Cond, Query, Row, StoreError, Table};
+use crate::ports::{
+    check_cond, expired, query_matches, unix_now, BlobReader, BlobStore, ByteRange, ByteStream, Cond, Query, Row,
+    StoreError, Table,
+};
 
 fn poisoned() -> StoreError {
     StoreError::other_msg("memory adapter lock poisoned")
 }
 
-/// `(pk, sk)` → `(revision, value)`.
-type Items = BTreeMap<(String, String), (u64, Vec<u8>)>;
+/// `(pk, sk)` → `(revision, value, expiry)`.
+type Items = BTreeMap<(String, String), (u64, Vec<u8>, Option<u64>)>;
 
-/// The table port in memory.
+/// The table port in memory. Expired items stay in the map (with their revision) until they
+/// are written again; reads skip them.
 #[derive(Default)]
 pub struct MemoryTable {
     items: Mutex<Items>,
@@ -30,15 +34,12 @@ impl MemoryTable {
     }
 }
 
-fn check(cond: Cond, current: Option<u64>) -> Result<(), StoreError> {
-    match (cond, current) {
-        (Cond::Any, _) => Ok(()),
-        (Cond::Absent, None) => Ok(()),
-        (Cond::Absent, Some(_)) => Err(StoreError::Conflict("item exists".into())),
-        (Cond::Rev(want), Some(have)) if want == have => Ok(()),
-        (Cond::Rev(want), have) => Err(StoreError::Conflict(format!(
-            "expected revision {want}, found {have:?}"
-        ))),
+/// The item's revision, and whether it is live at `now`.
+fn current(items: &Items, key: &(String, String), now: u64) -> (Option<u64>, Option<u64>) {
+    match items.get(key) {
+        None => (None, None),
+        Some((rev, _, exp)) if expired(*exp, now) => (Some(*rev), None),
+        Some((rev, _, _)) => (Some(*rev), Some(*rev)),
     }
 }
 
@@ -46,43 +47,54 @@ fn check(cond: Cond, current: Option<u64>) -> Result<(), StoreError> {
 impl Table for MemoryTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
         let items = self.items.lock().map_err(|_| poisoned())?;
-        Ok(items.get(&(pk.to_owned(), sk.to_owned())).map(|(rev, v)| Row {
-            sk: sk.to_owned(),
-            rev: *rev,
-            value: v.clone(),
-        }))
+        let now = unix_now();
+        Ok(items
+            .get(&(pk.to_owned(), sk.to_owned()))
+            .filter(|(_, _, exp)| !expired(*exp, now))
+            .map(|(rev, v, _)| Row {
+                sk: sk.to_owned(),
+                rev: *rev,
+                value: v.clone(),
+            }))
     }
 
-    async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError> {
+    async fn put_expiring(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: Vec<u8>,
+        cond: Cond,
+        expires_at: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let mut items = self.items.lock().map_err(|_| poisoned())?;
         let key = (pk.to_owned(), sk.to_owned());
-        let current = items.get(&key).map(|(r, _)| *r);
-        check(cond, current)?;
-        let rev = current.unwrap_or(0) + 1;
-        items.insert(key, (rev, value));
+        let (stored, live) = current(&items, &key, unix_now());
+        check_cond(cond, live)?;
+        let rev = stored.unwrap_or(0) + 1;
+        items.insert(key, (rev, value, expires_at));
         Ok(rev)
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
         let mut items = self.items.lock().map_err(|_| poisoned())?;
         let key = (pk.to_owned(), sk.to_owned());
-        let current = items.get(&key).map(|(r, _)| *r);
-        if cond == Cond::Absent {
-            return check(cond, current);
+        let (_, live) = current(&items, &key, unix_now());
+        check_cond(cond, live)?;
+        if cond != Cond::Absent {
+            items.remove(&key);
         }
-        check(cond, current)?;
-        items.remove(&key);
         Ok(())
     }
 
     async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
         let items = self.items.lock().map_err(|_| poisoned())?;
+        let now = unix_now();
         let start = (pk.to_owned(), q.prefix.clone());
         let mut rows: Vec<Row> = items
             .range(start..)
             .take_while(|((p, sk), _)| p == pk && sk.starts_with(&q.prefix))
-            .filter(|((_, sk), _)| query_matches(&q, sk))
-            .map(|((_, sk), (rev, v))| Row {
+            .filter(|((_, sk), (_, _, exp))| query_matches(&q, sk) && !expired(*exp, now))
+            .map(|((_, sk), (rev, v, _))| Row {
                 sk: sk.clone(),
                 rev: *rev,
                 value: v.clone(),

@@ -19,7 +19,7 @@ mod upstream;
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
 pub use jobs::{Job, JobError, JobHandler, JobQueue};
-pub use table::{query_matches, Cond, Query, Row, Table};
+pub use table::{check_cond, expired, query_matches, unix_now, Cond, Query, Row, Table};
 pub use upstream::{
     AtomicSignature, ManifestHead, TagPage, Upstream, UpstreamBlob, UpstreamConfig, UpstreamError, UpstreamFactory,
     UpstreamManifest, MANIFEST_ACCEPT,

@@ -2,6 +2,19 @@ use async_trait::async_trait;
 
 use super::StoreError;
 
+/// The current time in Unix seconds, the clock item expiry is measured against.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Whether an item written with `expires_at` has expired at `now` (Unix seconds).
+pub fn expired(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_some_and(|at| at <= now)
+}
+
 /// One item: its sort key, revision and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
@@ -62,17 +75,48 @@ impl Query {
 ///   concurrency control: a failed condition is `StoreError::Conflict` and changes nothing.
 /// - A successful write is visible to every later read (read-after-write).
 /// - Queries touch one partition and return items in sort-key byte order.
+/// - An item written with an expiry is gone once that second has passed: reads skip it,
+///   `Cond::Absent` holds and `Cond::Rev` fails, whether or not the adapter has removed it
+///   yet (DynamoDB's TTL removes items up to days late; the embedded table sweeps).
+///   Revisions keep growing across an expired item that is written again.
 #[async_trait]
 pub trait Table: Send + Sync + 'static {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError>;
 
-    /// Writes the item if `cond` holds; returns its new revision.
-    async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError>;
+    /// Writes the item if `cond` holds; returns its new revision. The item does not expire
+    /// (an expiry an earlier write set is cleared).
+    async fn put(&self, pk: &str, sk: &str, value: Vec<u8>, cond: Cond) -> Result<u64, StoreError> {
+        self.put_expiring(pk, sk, value, cond, None).await
+    }
+
+    /// Writes the item if `cond` holds, to expire at `expires_at` (Unix seconds) when set;
+    /// returns its new revision.
+    async fn put_expiring(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: Vec<u8>,
+        cond: Cond,
+        expires_at: Option<u64>,
+    ) -> Result<u64, StoreError>;
 
     /// Deletes the item if `cond` holds. Deleting a missing item under `Cond::Any` is fine.
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError>;
 
     async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError>;
+}
+
+/// Checks `cond` against the revision of the live item (`None` when there is none or it has
+/// expired): `Conflict` when it does not hold. Adapters that check conditions themselves share it.
+pub fn check_cond(cond: Cond, current: Option<u64>) -> Result<(), StoreError> {
+    match (cond, current) {
+        (Cond::Any, _) | (Cond::Absent, None) => Ok(()),
+        (Cond::Absent, Some(_)) => Err(StoreError::Conflict("item exists".into())),
+        (Cond::Rev(want), Some(have)) if want == have => Ok(()),
+        (Cond::Rev(want), have) => Err(StoreError::Conflict(format!(
+            "expected revision {want}, found {have:?}"
+        ))),
+    }
 }
 
 /// Whether `sk` falls inside the query's range, ignoring the limit. Adapters share it.

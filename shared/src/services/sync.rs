@@ -46,6 +46,8 @@ use crate::domain::filter::TagFilter;
 use crate::domain::media::{essence, is_schema1};
 use crate::domain::{parse_manifest, ContentKey, ContentType, Digest, DomainError, ParsedManifest, Tag};
 use crate::ports::{BlobStore, ByteStream, JobError, StoreError, Upstream, UpstreamError, UpstreamFactory};
+use serde::{Deserialize, Serialize};
+
 use crate::store::{
     BlobRecord, LazyBlob, Policy, ProgressReport, Remote, Repository, ResourceRef, SignatureRecord, SignatureType,
     Store, TaskState, VersionWriter, WriteError,
@@ -137,7 +139,7 @@ const ASSOCIATING: (&str, &str) = ("Associating Content", "associating.content")
 const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
 
 /// What a reference is synced for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Role {
     /// Selected by the filters.
     Selected,
@@ -163,12 +165,23 @@ impl Ref {
 }
 
 /// A synced reference: its tag (if any), its top manifest and every manifest it brings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Image {
     tag: Option<Tag>,
     top: Digest,
     manifests: Vec<Digest>,
     role: Role,
+}
+
+/// What a sync brings, once the references are resolved (every manifest in it is stored):
+/// the rest of the run downloads blobs and writes the version. A run that reaches its
+/// deadline after planning keeps its plan as the task's checkpoint, and the follow-up starts
+/// from it instead of listing tags and checking manifests again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Plan {
+    images: Vec<Image>,
+    signatures: Vec<(Digest, Vec<SignatureRecord>)>,
+    reports: Vec<ProgressReport>,
 }
 
 enum Outcome {
@@ -207,6 +220,8 @@ struct Run<'a> {
     last_renew: Mutex<Instant>,
     /// Manifests seen in this run.
     manifests: Mutex<HashMap<Digest, ParsedManifest>>,
+    /// The plan this run resumes from (a checkpoint), then the plan it made or resumed.
+    plan: Mutex<Option<Plan>>,
 }
 
 #[async_trait]
@@ -254,12 +269,26 @@ impl SyncRunner for SyncService {
                 return Err(JobError::Permanent(msg));
             }
         };
+        let resumed: Option<Plan> = match store.checkpoint(job.task).await {
+            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(plan) => Some(plan),
+                Err(e) => {
+                    tracing::warn!(task = %job.task, error = %e, "ignoring an unreadable sync checkpoint");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => return Err(retry(e)),
+        };
+        let resumed_reports = resumed.as_ref().map(|p| p.reports.clone());
         store
             .update_task::<StoreError>(job.task, |t| {
                 if !t.state.is_final() && t.state != TaskState::Canceling {
                     t.state = TaskState::Running;
-                    t.started = Some(Utc::now());
-                    t.progress_reports.clear();
+                    if resumed_reports.is_none() || t.started.is_none() {
+                        t.started = Some(Utc::now());
+                    }
+                    t.progress_reports = resumed_reports.clone().unwrap_or_default();
                     t.error = None;
                 }
                 Ok(())
@@ -274,14 +303,31 @@ impl SyncRunner for SyncService {
             remote,
             up,
             canceled: Arc::new(AtomicBool::new(false)),
-            reports: Mutex::new(Vec::new()),
+            reports: Mutex::new(resumed_reports.unwrap_or_default()),
             dirty: AtomicBool::new(false),
             last_poll: Mutex::new(Instant::now()),
             last_renew: Mutex::new(Instant::now()),
             manifests: Mutex::new(HashMap::new()),
+            plan: Mutex::new(resumed),
         };
         let outcome = run.execute(&repo, &op).await;
         let reports = run.reports();
+        if let Err(SyncError::Deadline) = &outcome {
+            let plan = run.plan.lock().ok().and_then(|mut p| p.take());
+            if let Some(mut plan) = plan {
+                plan.reports = reports.clone().unwrap_or_default();
+                let saved = match serde_json::to_vec(&plan) {
+                    Ok(bytes) => store.put_checkpoint(job.task, &bytes).await,
+                    Err(e) => Err(StoreError::other(e)),
+                };
+                if let Err(e) = saved {
+                    // the follow-up plans again; nothing is lost but time
+                    tracing::warn!(task = %job.task, error = %e, "saving the sync checkpoint failed");
+                }
+            }
+        } else if let Err(e) = store.delete_checkpoint(job.task).await {
+            tracing::warn!(task = %job.task, error = %e, "removing the sync checkpoint failed");
+        }
         match outcome {
             Ok(version) => {
                 let created = version.map(|number| ResourceRef::RepositoryVersion {
@@ -298,8 +344,8 @@ impl SyncRunner for SyncService {
                 Ok(())
             }
             Err(SyncError::Deadline) => {
-                // the task stays running; the follow-up run reuses every blob and manifest
-                // this one stored
+                // the task stays running; the follow-up run starts from the checkpoint (when
+                // planning was done) and reuses every blob and manifest this one stored
                 tracing::info!(task = %job.task, repository = %repo.name, "sync reached its run deadline; continuing in a follow-up");
                 Err(JobError::Continue)
             }
@@ -438,9 +484,7 @@ impl Run<'_> {
         if self.canceled.load(Ordering::Relaxed) {
             return Err(SyncError::Canceled);
         }
-        if self.job.deadline_ms.is_some_and(|d| Utc::now().timestamp_millis() >= d) {
-            return Err(SyncError::Deadline);
-        }
+        self.check_deadline()?;
         let due = self
             .last_poll
             .lock()
@@ -450,6 +494,14 @@ impl Run<'_> {
             self.poll().await?;
         }
         self.renew(w).await
+    }
+
+    /// `Deadline` once the run's deadline has passed.
+    fn check_deadline(&self) -> Result<()> {
+        match self.job.deadline_ms {
+            Some(d) if Utc::now().timestamp_millis() >= d => Err(SyncError::Deadline),
+            _ => Ok(()),
+        }
     }
 
     /// Renews the lease when it is due.
@@ -523,6 +575,8 @@ impl Run<'_> {
                     if self.canceled.load(Ordering::Relaxed) {
                         return Err(SyncError::Canceled);
                     }
+                    // what is in flight is dropped; what finished is stored and reused
+                    self.check_deadline()?;
                     self.poll().await?;
                     self.renew(w).await?;
                 }
@@ -586,6 +640,22 @@ impl Run<'_> {
     }
 
     async fn sync_into(&self, w: &mut VersionWriter, sigstore: Option<String>, extension: bool) -> Result<()> {
+        let resumed = self.plan.lock().ok().and_then(|mut p| p.take());
+        let plan = match resumed {
+            Some(plan) => {
+                tracing::info!(task = %self.job.task, images = plan.images.len(), "sync resumes from its checkpoint");
+                plan
+            }
+            None => self.make_plan(w, sigstore, extension).await?,
+        };
+        if let Ok(mut p) = self.plan.lock() {
+            *p = Some(plan.clone());
+        }
+        self.apply(w, plan).await
+    }
+
+    /// Steps 1 to 5: what to sync.
+    async fn make_plan(&self, w: &mut VersionWriter, sigstore: Option<String>, extension: bool) -> Result<Plan> {
         let remote = self.remote.clone();
         let filter = TagFilter::new(
             remote.includes.as_deref().unwrap_or_default(),
@@ -799,19 +869,30 @@ impl Run<'_> {
             signatures.retain(|d, _| kept_hex.contains(d.hex()));
         }
         self.complete(MANIFESTS);
+        Ok(Plan {
+            images,
+            signatures: signatures.into_iter().collect(),
+            reports: Vec::new(),
+        })
+    }
 
-        // 6. blobs
+    /// Steps 6 and 7: the blobs, then the version.
+    async fn apply(&self, w: &mut VersionWriter, plan: Plan) -> Result<()> {
+        let remote = &self.remote;
+        let Plan { images, signatures, .. } = plan;
         let all_manifests: BTreeSet<Digest> = images.iter().flat_map(|i| i.manifests.iter().cloned()).collect();
-        let parsed: Vec<(Digest, ParsedManifest)> = {
-            let seen = self
-                .manifests
-                .lock()
-                .map_err(|_| SyncError::Failed("internal: manifest cache poisoned".into()))?;
-            all_manifests
-                .iter()
-                .filter_map(|d| seen.get(d).map(|p| (d.clone(), p.clone())))
-                .collect()
-        };
+        let mut parsed: Vec<(Digest, ParsedManifest)> = Vec::with_capacity(all_manifests.len());
+        for d in &all_manifests {
+            // seen in this run, or stored by the run that made a resumed plan
+            match self.known_manifest(d).await? {
+                Some(p) => parsed.push((d.clone(), p)),
+                None => {
+                    return Err(SyncError::Failed(format!(
+                        "manifest {d} of the sync's plan is not stored"
+                    )))
+                }
+            }
+        }
         let immediate = remote.policy == Policy::Immediate;
         let mut blobs_wanted: BTreeMap<Digest, u64> = BTreeMap::new();
         let mut download: BTreeSet<Digest> = BTreeSet::new();
@@ -887,7 +968,7 @@ impl Run<'_> {
         }
         desired.extend(all_manifests.iter().cloned().map(ContentKey::Manifest));
         desired.extend(blobs_wanted.keys().cloned().map(ContentKey::Blob));
-        for sigs in signatures.values() {
+        for (_, sigs) in &signatures {
             for s in sigs {
                 self.housekeeping(w).await?;
                 self.store().put_signature(s).await?;

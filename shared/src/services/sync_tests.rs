@@ -935,3 +935,60 @@ async fn a_run_that_reaches_its_deadline_continues_in_a_follow_up_without_refetc
     blobs.dedup();
     assert_eq!(blobs.len(), n, "no blob was downloaded twice");
 }
+
+/// A run whose deadline comes while blobs download keeps its plan as a checkpoint; the
+/// follow-up starts from it: no tag list, no manifest request, no stored blob fetched again.
+#[tokio::test]
+async fn a_follow_up_resumes_from_the_checkpoint_of_a_run_stopped_mid_download() {
+    let h = H::new().await;
+    for i in 0..6u8 {
+        h.fake
+            .tagged_image(&format!("t{i}"), &[&[i; 3000][..], &[i + 100; 2000][..]]);
+    }
+    h.fake.with(|s| s.blob_delay = Duration::from_millis(150));
+    let mut job = h.job(false, false).await;
+    job.deadline_ms = Some(Utc::now().timestamp_millis() + 400);
+    let r = h.svc.run(&job).await;
+    assert!(matches!(r, Err(JobError::Continue)), "{r:?}");
+    assert_eq!(h.latest().await, 0, "nothing committed");
+    let first = h.fake.calls();
+    let fetched: Vec<String> = first.iter().filter(|c| c.starts_with("blob ")).cloned().collect();
+    assert!(
+        !fetched.is_empty(),
+        "some blobs were downloaded before the deadline: {first:?}"
+    );
+    assert!(fetched.len() < 18, "the deadline stopped the downloads: {first:?}");
+    assert!(h.store.checkpoint(job.task).await.unwrap().is_some());
+    let t = h.store.task(job.task).await.unwrap().unwrap();
+    assert_eq!(t.state, TaskState::Running);
+    assert!(t
+        .progress_reports
+        .iter()
+        .any(|r| r.code == MANIFESTS.1 && r.state == "completed"));
+
+    job.deadline_ms = None;
+    h.fake.with(|s| s.blob_delay = Duration::ZERO);
+    let t = h.run(&job).await;
+    assert_eq!(t.state, TaskState::Completed, "{:?}", t.error);
+    let second: Vec<String> = h.fake.calls()[first.len()..].to_vec();
+    assert!(
+        second.iter().all(|c| c.starts_with("blob ")),
+        "the follow-up only downloads blobs: {second:?}"
+    );
+    for c in &fetched {
+        assert!(!second.contains(c), "{c} was downloaded again");
+    }
+    assert_eq!(fetched.len() + second.len(), 18, "every blob, once");
+    assert_eq!(h.latest().await, 1);
+    let tags = h.tags().await;
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    assert!(
+        h.store.checkpoint(job.task).await.unwrap().is_none(),
+        "the checkpoint is gone"
+    );
+    // the task's report covers both runs
+    let listed = t.progress_reports.iter().find(|r| r.code == TAG_LIST.1).unwrap();
+    assert_eq!(listed.state, "completed");
+    let artifacts = t.progress_reports.iter().find(|r| r.code == ARTIFACTS.1).unwrap();
+    assert_eq!(artifacts.state, "completed");
+}

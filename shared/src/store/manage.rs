@@ -44,13 +44,29 @@ impl Store {
         &self,
         pk: &str,
         sk: &str,
+        f: impl FnMut(&mut T) -> Result<(), E>,
+    ) -> Result<T, E> {
+        self.modify_expiring(pk, sk, f, |_| None).await
+    }
+
+    /// [`Self::modify`], writing the item to expire when `expiry` of its new value says.
+    async fn modify_expiring<T: DeserializeOwned + serde::Serialize, E: From<StoreError>>(
+        &self,
+        pk: &str,
+        sk: &str,
         mut f: impl FnMut(&mut T) -> Result<(), E>,
+        expiry: impl Fn(&T) -> Option<u64>,
     ) -> Result<T, E> {
         loop {
             let row = self.t.get(pk, sk).await?.ok_or(StoreError::NotFound)?;
             let mut v: T = decode(&row)?;
             f(&mut v)?;
-            match self.t.put(pk, sk, encode(&v)?, Cond::Rev(row.rev)).await {
+            let expires = expiry(&v);
+            match self
+                .t
+                .put_expiring(pk, sk, encode(&v)?, Cond::Rev(row.rev), expires)
+                .await
+            {
                 Ok(_) => return Ok(v),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -301,24 +317,40 @@ impl Store {
         })
     }
 
-    /// Updates a task under its revision (retrying on concurrent writes).
+    /// Updates a task under its revision (retrying on concurrent writes). A task that ends
+    /// up finished expires after the tasks' retention, its id pointer with it.
     pub async fn update_task<E: From<StoreError>>(
         &self,
         id: Uuid,
         mut f: impl FnMut(&mut Task) -> Result<(), E>,
     ) -> Result<Task, E> {
-        let row = self
-            .t
-            .get(&format!("task#{id}"), "_")
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let pointer = format!("task#{id}");
+        let row = self.t.get(&pointer, "_").await?.ok_or(StoreError::NotFound)?;
         let sk: String = decode(&row)?;
-        self.modify::<Task, E>("tasks", &sk, |t| {
-            f(t)?;
-            t.updated = chrono::Utc::now();
-            Ok(())
-        })
-        .await
+        let retention = self.retention().tasks;
+        let expiry = |t: &Task| match retention {
+            Some(keep) if t.state.is_final() => Some(super::expiry_in(keep)),
+            _ => None,
+        };
+        let task = self
+            .modify_expiring::<Task, E>(
+                "tasks",
+                &sk,
+                |t| {
+                    f(t)?;
+                    t.updated = chrono::Utc::now();
+                    Ok(())
+                },
+                expiry,
+            )
+            .await?;
+        if let Some(at) = expiry(&task) {
+            // the pointer outlives the task by a little, never the other way round
+            self.t
+                .put_expiring(&pointer, "_", row.value, Cond::Any, Some(at + 60))
+                .await?;
+        }
+        Ok(task)
     }
 
     /// Tasks, newest first.

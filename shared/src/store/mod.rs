@@ -17,7 +17,9 @@
 //! | `pending#<id>` | `<digest>` | a blob uploaded to the repository, not yet in a version |
 //! | `dists` | `<base path>` | [`Distribution`] |
 //! | `dist-names` | `<name>` | base path (unique names) |
-//! | `upload#<id>` | `_` | [`UploadSession`] |
+//! | `upload#<id>` | `_` | [`UploadSession`] (expires [`Retention::upload`] after its start) |
+//!
+//! Finished tasks expire [`Retention::tasks`] after they finish (see `manage.rs`).
 //!
 //! Signatures and on-demand blob pointers: see `synced.rs`.
 //!
@@ -38,6 +40,7 @@ mod synced;
 mod versions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,15 +67,49 @@ fn decode<T: DeserializeOwned>(row: &Row) -> Result<T, StoreError> {
     Ok(serde_json::from_slice(&row.value)?)
 }
 
+/// How long items that clean up after themselves live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// A blob upload session, from its start: an upload not finished by then is gone
+    /// (`BLOB_UPLOAD_UNKNOWN`). Its staged bytes are removed later by the blob store's own
+    /// cleanup (the bucket's lifecycle rules, the embedded store's sweep).
+    pub upload: Duration,
+    /// A finished task, from when it finished; `None` keeps tasks until they are deleted.
+    pub tasks: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            upload: Duration::from_secs(24 * 3600),
+            tasks: Some(Duration::from_secs(30 * 24 * 3600)),
+        }
+    }
+}
+
+/// The Unix second `after` from now.
+fn expiry_in(after: Duration) -> u64 {
+    crate::ports::unix_now().saturating_add(after.as_secs())
+}
+
 /// Berth's metadata, over any table adapter. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     t: Arc<dyn Table>,
+    retention: Retention,
 }
 
 impl Store {
     pub fn new(table: Arc<dyn Table>) -> Self {
-        Store { t: table }
+        Self::with_retention(table, Retention::default())
+    }
+
+    pub fn with_retention(table: Arc<dyn Table>, retention: Retention) -> Self {
+        Store { t: table, retention }
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     pub fn table(&self) -> &Arc<dyn Table> {
@@ -454,8 +491,15 @@ impl Store {
     // ---- uploads ---------------------------------------------------------------------------
 
     pub async fn create_upload(&self, u: &UploadSession) -> Result<(), StoreError> {
+        let expires = expiry_in(self.retention.upload);
         self.t
-            .put(&format!("upload#{}", u.id), "_", encode(u)?, Cond::Absent)
+            .put_expiring(
+                &format!("upload#{}", u.id),
+                "_",
+                encode(u)?,
+                Cond::Absent,
+                Some(expires),
+            )
             .await
             .map(|_| ())
     }

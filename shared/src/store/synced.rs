@@ -6,12 +6,34 @@
 //! | `signature#<digest>` | `_` | [`SignatureRecord`] |
 //! | `signed#<manifest digest>` | `<signature digest>` | `{}` (the signatures of a manifest) |
 //! | `lazy#<repository id>` | `<blob digest>` | [`LazyBlob`] |
+//! | `checkpoint#<task id>` | `_` | the checkpoint's length, part count and digest |
+//! | `checkpoint#<task id>` | `part#<n>` | a part of the checkpoint's bytes |
+//!
+//! A checkpoint is opaque bytes a sync keeps for its follow-up run, in parts small enough
+//! for a DynamoDB item; its parts are written before its head, and the head's digest is
+//! checked on reading. It expires after [`CHECKPOINT_LIFETIME`].
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{decode, encode, LazyBlob, SignatureRecord, Store};
+use super::{decode, encode, expiry_in, LazyBlob, SignatureRecord, Store};
 use crate::domain::Digest;
 use crate::ports::{Cond, Query, StoreError};
+
+/// How long a sync checkpoint is kept for its follow-up.
+pub const CHECKPOINT_LIFETIME: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The largest part of a checkpoint (DynamoDB items are at most 400 KB).
+const CHECKPOINT_PART: usize = 256 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointHead {
+    len: usize,
+    parts: usize,
+    digest: Digest,
+}
 
 impl Store {
     /// Records a signature and indexes it under the manifest it signs. Idempotent.
@@ -69,5 +91,60 @@ impl Store {
             .get_json(&format!("lazy#{repo}"), digest.as_str())
             .await?
             .map(|(_, v)| v))
+    }
+
+    // ---- sync checkpoints ---------------------------------------------------------------------
+
+    /// Keeps `bytes` as the task's checkpoint, replacing any earlier one.
+    pub async fn put_checkpoint(&self, task: Uuid, bytes: &[u8]) -> Result<(), StoreError> {
+        let pk = format!("checkpoint#{task}");
+        let expires = Some(expiry_in(CHECKPOINT_LIFETIME));
+        let chunks: Vec<&[u8]> = bytes.chunks(CHECKPOINT_PART).collect();
+        for (i, part) in chunks.iter().enumerate() {
+            self.t
+                .put_expiring(&pk, &format!("part#{i:06}"), part.to_vec(), Cond::Any, expires)
+                .await?;
+        }
+        let head = CheckpointHead {
+            len: bytes.len(),
+            parts: chunks.len(),
+            digest: Digest::sha256_of(bytes),
+        };
+        self.t
+            .put_expiring(&pk, "_", encode(&head)?, Cond::Any, expires)
+            .await?;
+        Ok(())
+    }
+
+    /// The task's checkpoint, if it has a whole one.
+    pub async fn checkpoint(&self, task: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let pk = format!("checkpoint#{task}");
+        let Some(head) = self.t.get(&pk, "_").await? else {
+            return Ok(None);
+        };
+        let head: CheckpointHead = decode(&head)?;
+        let rows = self.t.query(&pk, Query::prefix("part#").limit(head.parts)).await?;
+        let mut bytes = Vec::with_capacity(head.len);
+        for row in rows {
+            bytes.extend_from_slice(&row.value);
+        }
+        if bytes.len() != head.len || Digest::sha256_of(&bytes) != head.digest {
+            tracing::warn!(%task, "a sync checkpoint is incomplete; ignoring it");
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Removes the task's checkpoint, if any.
+    pub async fn delete_checkpoint(&self, task: Uuid) -> Result<(), StoreError> {
+        let pk = format!("checkpoint#{task}");
+        if self.t.get(&pk, "_").await?.is_none() {
+            return Ok(());
+        }
+        self.t.delete(&pk, "_", Cond::Any).await?;
+        for row in self.t.query(&pk, Query::prefix("part#")).await? {
+            self.t.delete(&pk, &row.sk, Cond::Any).await?;
+        }
+        Ok(())
     }
 }
