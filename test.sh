@@ -6,7 +6,9 @@
 #   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
 #     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
 #     a crash in the middle of a sync;
-#   - the Lambda function binaries under a Lambda Runtime API emulator, and the SAM template's
+#   - the Lambda function binaries under a Lambda Runtime API emulator, the functions under
+#     `cargo lambda watch` (when cargo-lambda is installed; BERTH_CARGO_LAMBDA=1 installs it,
+#     which takes about 15 minutes; BERTH_CARGO_LAMBDA=0 skips it), and the SAM template's
 #     linters (cfn-lint, sam validate --lint).
 #
 #   ./test.sh            everything
@@ -88,6 +90,16 @@ run "the pulp CLI" bash tests/e2e/pulp_cli.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh
 run "the Lambda functions under a Runtime API emulator" python3 tests/lambda/functions.py target/release
+cargo_lambda=${BERTH_CARGO_LAMBDA:-auto}
+if [ "$cargo_lambda" = 1 ] && ! command -v cargo-lambda >/dev/null; then
+  echo "== installing cargo-lambda (about 15 minutes)"
+  cargo install cargo-lambda --locked --version 1.9.2
+fi
+if [ "$cargo_lambda" != 0 ] && command -v cargo-lambda >/dev/null; then
+  run "the functions under cargo lambda watch" target/moto-venv/bin/python tests/lambda/watch.py target/release
+else
+  echo "== the functions under cargo lambda watch: skipped (cargo-lambda is not installed; BERTH_CARGO_LAMBDA=1 installs it)"
+fi
 # the SAM template: cfn-lint and sam validate --lint, offline
 venv target/infra-venv cfn-lint aws-sam-cli
 run "cfn-lint template.yaml" target/infra-venv/bin/cfn-lint template.yaml

@@ -209,8 +209,25 @@ pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
     Ok(app)
 }
 
-/// How long before the invocation's deadline a job stops to continue in a follow-up message.
+/// How long before the invocation's deadline a job stops to continue in a follow-up message
+/// (at most a quarter of the invocation's time).
 pub const DEADLINE_MARGIN_MS: i64 = 60_000;
+
+/// The deadline a job gets from the invocation's (Unix milliseconds) at `now`: a margin
+/// before it. A deadline already past is not a real one (emulators send placeholders, e.g.
+/// `cargo lambda watch` sends 600000): the job then runs without one.
+pub fn job_deadline(invocation_deadline_ms: Option<i64>, now_ms: i64) -> Option<i64> {
+    let deadline = invocation_deadline_ms?;
+    let remaining = deadline - now_ms;
+    if remaining <= 0 {
+        tracing::warn!(
+            deadline,
+            "the invocation's deadline has passed already; running jobs without one"
+        );
+        return None;
+    }
+    Some(deadline - DEADLINE_MARGIN_MS.min(remaining / 4))
+}
 
 /// Runs an SQS batch: each record is a job; records whose job asks to be retried are reported
 /// as batch item failures (SQS redelivers them, and its redrive policy takes poison messages
@@ -225,6 +242,7 @@ pub async fn handle_sqs(
     deadline_ms: Option<i64>,
 ) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
+    let job_deadline = job_deadline(deadline_ms, chrono::Utc::now().timestamp_millis());
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let job: Job = match record.body.as_deref().map(serde_json::from_str::<Job>) {
@@ -235,7 +253,7 @@ pub async fn handle_sqs(
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1);
                 job.attempts = receives.saturating_sub(1);
-                job.deadline_ms = deadline_ms.map(|d| d - DEADLINE_MARGIN_MS);
+                job.deadline_ms = job_deadline;
                 job
             }
             _ => {
@@ -328,12 +346,25 @@ mod tests {
         serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
     }
 
+    #[test]
+    fn jobs_stop_a_margin_before_the_invocation_deadline() {
+        let now = 1_800_000_000_000;
+        assert_eq!(job_deadline(None, now), None);
+        assert_eq!(job_deadline(Some(now + 900_000), now), Some(now + 840_000));
+        // a short invocation keeps three quarters of its time for the job
+        assert_eq!(job_deadline(Some(now + 20_000), now), Some(now + 15_000));
+        // a placeholder deadline in the past is ignored
+        assert_eq!(job_deadline(Some(600_000), now), None);
+    }
+
+    const DEADLINE: i64 = 4_000_000_000_000;
+
     struct Script;
     #[async_trait::async_trait]
     impl crate::ports::JobHandler for Script {
         async fn handle(&self, job: &Job) -> Result<(), JobError> {
             assert_eq!(job.attempts, 2, "ApproximateReceiveCount 3 = two earlier deliveries");
-            assert_eq!(job.deadline_ms, Some(1_000_000 - DEADLINE_MARGIN_MS));
+            assert_eq!(job.deadline_ms, Some(DEADLINE - DEADLINE_MARGIN_MS));
             match job.kind.as_str() {
                 "ok" => Ok(()),
                 "retry" => Err(JobError::Retry("later".into())),
@@ -359,7 +390,7 @@ mod tests {
         let (ok, retry, bad, long) = (job("ok"), job("retry"), job("bad"), job("long"));
         let event = sqs_event(&[&ok, &retry, &bad, "not json", &long]);
         let sent = Sent::default();
-        let resp = handle_sqs(&Script, &sent, event, Some(1_000_000)).await;
+        let resp = handle_sqs(&Script, &sent, event, Some(DEADLINE)).await;
         let failed: Vec<_> = resp
             .batch_item_failures
             .iter()

@@ -13,81 +13,17 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 
+from lambdatest import (AWS_ENV, HOST, MOTO, PROCS, PW, SUFFIX, W, basic, check, create_resources, free_port, ok,
+                        summary)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "target", "release"))
-MOTO = os.environ.get("BERTH_TEST_MOTO")
-PASS = FAIL = 0
-W = tempfile.mkdtemp(prefix="berth-lambda-")
-PROCS = []
-
-
-def ok(name, detail=""):
-    global PASS
-    PASS += 1
-    print(f"OK   {name}{(' — ' + detail) if detail else ''}")
-
-
-def bad(name, detail=""):
-    global FAIL
-    FAIL += 1
-    print(f"FAIL {name}{(': ' + detail) if detail else ''}")
-
-
-def check(name, cond, detail=""):
-    (ok if cond else bad)(name, detail)
-    return cond
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-SUFFIX = hashlib.sha256(str(time.time()).encode()).hexdigest()[:8]
-AWS_ENV = {
-    "AWS_ENDPOINT_URL": MOTO or "",
-    "AWS_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "BERTH_BUCKET": f"berth-fn-{SUFFIX}",
-    "BERTH_TABLE": f"berth-fn-{SUFFIX}",
-    "BERTH_LOG": "warn",
-}
-PW = "fn-admin-" + SUFFIX
-HOST = "reg.example.com"
-
-
-def create_resources():
-    """The local binary with BERTH_AWS_INIT=1 makes the bucket, table and queues."""
-    port = free_port()
-    env = dict(os.environ, **AWS_ENV, BERTH_BACKEND="aws", BERTH_AWS_INIT="1", BERTH_QUEUE_NAME=f"berth-fn-{SUFFIX}",
-               BERTH_ADMIN_PASSWORD=PW)
-    p = subprocess.Popen([os.path.join(BIN, "berth"), "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(W, "local")],
-                         env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(W, "local.log"), "w"))
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.1)
-        # moto's queue URLs: <endpoint>/<default account>/<name>
-        return f"{MOTO.rstrip('/')}/123456789012/berth-fn-{SUFFIX}"
-    finally:
-        p.terminate()
-        p.wait(10)
 
 
 def invoke(binary, events):
@@ -148,16 +84,12 @@ def header(r, name):
     return None
 
 
-def basic(u, p):
-    return "Basic " + base64.b64encode(f"{u}:{p}".encode()).decode()
-
-
 if not MOTO:
     print("FAIL BERTH_TEST_MOTO is not set: start `moto_server -H 127.0.0.1 -p PORT` and set it to http://127.0.0.1:PORT")
     print("0 passed, 1 failed")
     sys.exit(1)
 try:
-    QUEUE_URL = create_resources()
+    QUEUE_URL = create_resources(BIN)
     ok("bucket, table and queue created on moto", QUEUE_URL)
 
     # --- registry: challenge, token, push, 307 to a presigned S3 URL --------------------------------
@@ -229,5 +161,4 @@ finally:
         if p.poll() is None:
             p.kill()
     subprocess.run(["rm", "-rf", W])
-print(f"{PASS} passed, {FAIL} failed")
-sys.exit(1 if FAIL else 0)
+sys.exit(summary())
