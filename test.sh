@@ -8,7 +8,8 @@
 #     a crash in the middle of a sync;
 #   - the Lambda function binaries under a Lambda Runtime API emulator, the functions under
 #     `cargo lambda watch` (when cargo-lambda is installed; BERTH_CARGO_LAMBDA=1 installs it,
-#     which takes about 15 minutes; BERTH_CARGO_LAMBDA=0 skips it), and the SAM template's
+#     which takes about 15 minutes; BERTH_CARGO_LAMBDA=0 skips it), with BERTH_ARM64=1 the
+#     functions built for arm64 by cargo lambda and run under qemu, and the SAM template's
 #     linters (cfn-lint, sam validate --lint).
 #
 #   ./test.sh            everything
@@ -83,11 +84,19 @@ export BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/target/e2e-venv/bin/
 failed=0
 run() { echo "== $1"; shift; "$@" || failed=1; }
 run "real clients, embedded store" bash tests/e2e/clients.sh
-run "real clients, AWS adapters on moto" env AWS_ENDPOINT_URL="$BERTH_TEST_MOTO" AWS_REGION=us-east-1 \
-  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing BERTH_BACKEND=aws BERTH_AWS_INIT=1 \
-  BERTH_BUCKET="e2e-$moto_port" BERTH_TABLE="e2e-$moto_port" BERTH_QUEUE_NAME="e2e-$moto_port" bash tests/e2e/clients.sh
+# on_aws NAME CMD…: CMD with the Berth it starts on the AWS adapters (moto), in a bucket, table
+# and queue of its own
+on_aws() {
+  local name=$1-$moto_port; shift
+  env AWS_ENDPOINT_URL="$BERTH_TEST_MOTO" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing \
+    AWS_SECRET_ACCESS_KEY=testing BERTH_BACKEND=aws BERTH_AWS_INIT=1 \
+    BERTH_BUCKET="$name" BERTH_TABLE="$name" BERTH_QUEUE_NAME="$name" "$@"
+}
+run "real clients, AWS adapters on moto" on_aws e2e bash tests/e2e/clients.sh
 run "the pulp CLI" bash tests/e2e/pulp_cli.sh
+run "the pulp CLI, AWS adapters on moto" on_aws cli bash tests/e2e/pulp_cli.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
+run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh
 run "the Lambda functions under a Runtime API emulator" python3 tests/lambda/functions.py target/release
 cargo_lambda=${BERTH_CARGO_LAMBDA:-auto}
@@ -99,6 +108,25 @@ if [ "$cargo_lambda" != 0 ] && command -v cargo-lambda >/dev/null; then
   run "the functions under cargo lambda watch" target/moto-venv/bin/python tests/lambda/watch.py target/release
 else
   echo "== the functions under cargo lambda watch: skipped (cargo-lambda is not installed; BERTH_CARGO_LAMBDA=1 installs it)"
+fi
+# arm64, as deployed (only with BERTH_ARM64=1: it needs cargo-lambda, the rustup target, zig
+# from PyPI, and qemu-user from Debian, and a cross build of about 6 minutes): cargo lambda
+# builds the functions for arm64 and they run under qemu with the Runtime API emulator
+if [ "${BERTH_ARM64:-0}" = 1 ]; then
+  if ! command -v cargo-lambda >/dev/null; then
+    echo "== installing cargo-lambda (about 15 minutes)"
+    cargo install cargo-lambda --locked --version 1.9.2
+  fi
+  rustup target add aarch64-unknown-linux-gnu
+  venv target/zig-venv ziglang
+  command -v qemu-aarch64 >/dev/null && [ -d /usr/aarch64-linux-gnu ] || {
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q qemu-user libc6-arm64-cross
+  }
+  run "cargo lambda build --arm64" env PATH="$PWD/target/zig-venv/bin:$PATH" CARGO_TARGET_DIR=target/arm64 \
+    cargo lambda build --release --arm64 -p berth-api -p berth-registry -p berth-sync-worker
+  run "the arm64 functions under qemu and a Runtime API emulator" env BERTH_FN_DIR=target/arm64/lambda \
+    BERTH_FN_RUNNER=qemu-aarch64 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu python3 tests/lambda/functions.py target/release
 fi
 # the SAM template: cfn-lint and sam validate --lint, offline
 venv target/infra-venv cfn-lint aws-sam-cli

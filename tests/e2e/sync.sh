@@ -7,7 +7,9 @@
 #
 # Environment: BERTH_BIN (the Berth under test), PULP_BIN (pulp-cli 0.41.1), FIXTURE_PY (a
 # python3 with `cryptography`, for the cosign signatures; default python3), UPSTREAM_BERTH_BIN
-# (the Berth used as the token-auth upstream; default BERTH_BIN).
+# (the Berth used as the token-auth upstream; default BERTH_BIN). The Berth under test takes its
+# backend from the environment (BERTH_BACKEND=aws with its bucket, table and queue runs it on the
+# AWS adapters); the upstream Berth always runs on its own embedded store.
 # Needs: docker-registry, skopeo, podman, gpg, htpasswd (apache2-utils), curl, python3.
 # Loopback only, free ports, everything under one `mktemp -d` folder and removed on exit with
 # every process this script started. Prints `OK   name` / `FAIL name` lines and ends with
@@ -128,11 +130,11 @@ EOF
   printf -v "${name}_PORT" %s "$port"; printf -v "${name}_PID" %s "$pid"
   wait_http "http://127.0.0.1:$port/v2/" "$pid"
 }
-# start_berth NAME BIN PASSWORD: a Berth on a free port; sets ${NAME}_PORT and ${NAME}_PID
+# start_berth NAME BIN PASSWORD [ENV…]: a Berth on a free port; sets ${NAME}_PORT and ${NAME}_PID
 start_berth() {
-  local name=$1 bin=$2 pw=$3 port; port=$(free_port)
+  local name=$1 bin=$2 pw=$3 port; port=$(free_port); shift 3
   mkdir -p "$W/$name"
-  BERTH_ADMIN_PASSWORD=$pw NO_COLOR=1 "$bin" --listen "127.0.0.1:$port" --data-dir "$W/$name/data" >"$W/$name/log" 2>&1 &
+  env "$@" BERTH_ADMIN_PASSWORD=$pw NO_COLOR=1 "$bin" --listen "127.0.0.1:$port" --data-dir "$W/$name/data" >"$W/$name/log" 2>&1 &
   local pid=$!; PIDS+=("$pid")
   printf -v "${name}_PORT" %s "$port"; printf -v "${name}_PID" %s "$pid"
   wait_http "http://127.0.0.1:$port/v2/" "$pid"
@@ -496,7 +498,7 @@ check "6a Basic upstream, wrong password: the task fails with a clear error.desc
 
 UPW2=up2-$RANDOM-$RANDOM
 t_bearer() {
-  start_berth ub "$UPSTREAM_BERTH_BIN" "$UPW2" || { why "upstream Berth did not start: $(tail -3 "$W/ub/log")"; return 1; }
+  start_berth ub "$UPSTREAM_BERTH_BIN" "$UPW2" BERTH_BACKEND=embedded || { why "upstream Berth did not start: $(tail -3 "$W/ub/log")"; return 1; }
   UB=127.0.0.1:$ub_PORT
   fxpush --state "$W/bearer.json" --registry "$UB" --repo team/app \
     --creds "admin:$UPW2" v1.0 docker >/dev/null || why "skopeo push to the upstream Berth failed"

@@ -7,7 +7,10 @@ start-up time to the first handled request.
     BERTH_TEST_MOTO=http://127.0.0.1:PORT python3 tests/lambda/functions.py [TARGET_DIR]
 
 TARGET_DIR holds the release binaries berth, berth-api, berth-registry, berth-sync-worker
-(default target/release). Ends with `N passed, N failed`.
+(default target/release). With BERTH_FN_DIR set, the functions are taken from there in
+cargo-lambda's layout (<function>/bootstrap), run through BERTH_FN_RUNNER when set (e.g.
+`qemu-aarch64` for arm64 builds; `berth` still comes from TARGET_DIR). Ends with
+`N passed, N failed`.
 """
 import base64
 import hashlib
@@ -24,6 +27,12 @@ from lambdatest import (AWS_ENV, HOST, MOTO, PROCS, PW, SUFFIX, W, basic, check,
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "target", "release"))
+FN_DIR = os.environ.get("BERTH_FN_DIR")
+RUNNER = os.environ.get("BERTH_FN_RUNNER", "").split()
+
+
+def function_path(name):
+    return os.path.join(FN_DIR, name, "bootstrap") if FN_DIR else os.path.join(BIN, name)
 
 
 def invoke(binary, events):
@@ -40,7 +49,7 @@ def invoke(binary, events):
                AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="s", AWS_LAMBDA_LOG_GROUP_NAME="g")
     t0 = time.monotonic()
     started = time.time()
-    fn = subprocess.Popen([os.path.join(BIN, binary)], env=env, stdout=open(os.path.join(W, binary + ".log"), "a"),
+    fn = subprocess.Popen(RUNNER + [function_path(binary)], env=env, stdout=open(os.path.join(W, binary + ".log"), "a"),
                           stderr=subprocess.STDOUT)
     PROCS.append(fn)
     api.wait(150)
@@ -154,7 +163,7 @@ try:
     print("|---|---:|---:|---:|")
     for name, init, first in [("berth-api", api_init, api_first), ("berth-registry", reg_init, reg_first),
                               ("berth-sync-worker", sw_init, sw_first)]:
-        size = os.path.getsize(os.path.join(BIN, name)) / 1024 / 1024
+        size = os.path.getsize(function_path(name)) / 1024 / 1024
         print(f"| {name} | {size:.1f} MiB | {init} ms | {first} ms |")
 finally:
     for p in PROCS:

@@ -922,7 +922,12 @@ impl Run<'_> {
                 missing.push((d.clone(), blobs_wanted.get(d).copied().unwrap_or(0)));
             }
         }
-        self.start(ARTIFACTS, Some(missing.len() as u64));
+        // a resumed run counts on from what its earlier run downloaded
+        let remaining = missing.len() as u64;
+        self.report(ARTIFACTS, |r| {
+            r.state = "running".into();
+            r.total = Some(r.done + remaining);
+        });
         {
             let this = self;
             let stream = futures::stream::iter(missing)

@@ -991,4 +991,5 @@ async fn a_follow_up_resumes_from_the_checkpoint_of_a_run_stopped_mid_download()
     assert_eq!(listed.state, "completed");
     let artifacts = t.progress_reports.iter().find(|r| r.code == ARTIFACTS.1).unwrap();
     assert_eq!(artifacts.state, "completed");
+    assert_eq!((artifacts.done, artifacts.total), (18, Some(18)), "{artifacts:?}");
 }
