@@ -12,7 +12,7 @@ use crate::http::auth::RegistryAuth;
 use crate::jobs::LocalJobQueue;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
 use crate::services::{
-    AccessRules, AuthMode, Manage, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
+    AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
 };
 use crate::store::{Retention, Store};
 
@@ -88,7 +88,8 @@ impl App {
             .upstreams
             .clone()
             .map(|u| Arc::new(SyncService::new(self.store.clone(), self.blobs.clone(), u)) as Arc<dyn SyncRunner>);
-        Arc::new(Worker::new(self.store.clone(), sync))
+        let orphans = Arc::new(Orphans::new(self.store.clone(), self.blobs.clone()));
+        Arc::new(Worker::new(self.store.clone(), sync).with_orphans(orphans))
     }
 
     fn registry_auth(&self) -> Arc<RegistryAuth> {

@@ -6,6 +6,7 @@
 //! - store over each table: atomic version commit (invariant 1), serialized writers
 //!   (invariant 2), unique names;
 //! - store retention over each table: upload sessions and finished tasks expire;
+//! - orphans over each table: candidates, references, and units touched meanwhile stay;
 //! - job queue: at-least-once delivery across a restart, dedupe, retries, and idempotent
 //!   version-making jobs (invariant 4).
 
@@ -395,6 +396,85 @@ pub async fn retention_suite(t: Arc<dyn Table>) {
     forever.delete_checkpoint(task).await.unwrap();
 }
 
+// ---- store: orphans --------------------------------------------------------------------------
+
+/// Orphan candidates come from the index partitions; what a live repository's rows name is
+/// referenced (staged rows included); a unit touched after the candidates were read is not
+/// removed.
+pub async fn orphan_suite(t: Arc<dyn Table>) {
+    let store = Store::new(t);
+    let repo = Repository::new("orphans/repo", RepositoryKind::Push);
+    store.create_repository(&repo).await.unwrap();
+    let rec = |i: u32| crate::store::BlobRecord {
+        digest: Digest::sha256_of(&i.to_le_bytes()),
+        size: 4,
+        created: chrono::Utc::now(),
+    };
+    for i in 0..4 {
+        store.put_blob(&rec(i)).await.unwrap();
+    }
+    // blob 0 in a committed version, blob 1 pending, blob 2 staged by a write in progress
+    let mut w = store.begin_write(repo.id, "v1", TTL, Duration::ZERO).await.unwrap();
+    w.add(ContentKey::Blob(rec(0).digest)).await.unwrap();
+    w.commit(None).await.unwrap();
+    store.add_pending_blob(repo.id, &rec(1).digest).await.unwrap();
+    let mut staged = store.begin_write(repo.id, "v2", TTL, Duration::ZERO).await.unwrap();
+    staged.add(ContentKey::Blob(rec(2).digest)).await.unwrap();
+
+    let candidates = store.orphan_candidates().await.unwrap();
+    let keys: Vec<ContentKey> = candidates.iter().map(|c| c.key.clone()).collect();
+    for i in 0..4 {
+        assert!(keys.contains(&ContentKey::Blob(rec(i).digest)), "blob {i} is listed");
+    }
+    assert!(candidates.iter().all(|c| c.touched.is_some()));
+    let referenced = store.referenced_content().await.unwrap();
+    for i in 0..3 {
+        assert!(
+            referenced.contains(&ContentKey::Blob(rec(i).digest)),
+            "blob {i} is referenced"
+        );
+    }
+    assert!(!referenced.contains(&ContentKey::Blob(rec(3).digest)));
+    let orphan = |i: u32| {
+        candidates
+            .iter()
+            .find(|c| c.key == ContentKey::Blob(rec(i).digest))
+            .unwrap()
+            .clone()
+    };
+    // blob 3 is touched (a pending upload, then gone again) after the candidates were read:
+    // it stays; once read again, it can go
+    store.add_pending_blob(repo.id, &rec(3).digest).await.unwrap();
+    store.remove_pending_blob(repo.id, &rec(3).digest).await.unwrap();
+    assert!(!store.forget_candidate(&orphan(3)).await.unwrap());
+    let again = store.orphan_candidates().await.unwrap();
+    let c = again.iter().find(|c| c.key == ContentKey::Blob(rec(3).digest)).unwrap();
+    assert!(store.forget_candidate(c).await.unwrap());
+    assert!(!store
+        .orphan_candidates()
+        .await
+        .unwrap()
+        .iter()
+        .any(|c| c.key == ContentKey::Blob(rec(3).digest)));
+    // a version write that adds a listed unit after the candidates were read also keeps it
+    let listed = store.orphan_candidates().await.unwrap();
+    staged.abort().await.unwrap();
+    let mut w = store.begin_write(repo.id, "v3", TTL, Duration::ZERO).await.unwrap();
+    w.add(ContentKey::Tag {
+        name: Tag::parse("x").unwrap(),
+        manifest: rec(0).digest,
+    })
+    .await
+    .unwrap();
+    w.add(ContentKey::Blob(rec(2).digest)).await.unwrap();
+    w.commit(None).await.unwrap();
+    let c = listed
+        .iter()
+        .find(|c| c.key == ContentKey::Blob(rec(2).digest))
+        .unwrap();
+    assert!(!store.forget_candidate(c).await.unwrap());
+}
+
 // ---- store: versions -------------------------------------------------------------------------
 
 fn blob(i: u32) -> ContentKey {
@@ -772,6 +852,10 @@ mod memory {
         retention_suite(Arc::new(MemoryTable::new())).await;
     }
     #[tokio::test]
+    async fn orphans() {
+        orphan_suite(Arc::new(MemoryTable::new())).await;
+    }
+    #[tokio::test]
     async fn jobs() {
         let t: Arc<dyn Table> = Arc::new(MemoryTable::new());
         let same = t.clone();
@@ -808,6 +892,11 @@ mod embedded {
     async fn retention() {
         let dir = tempfile::tempdir().unwrap();
         retention_suite(table(&dir)).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        orphan_suite(table(&dir)).await;
     }
 
     /// The sweep removes expired items (and only those), and what it removed stays gone
@@ -973,6 +1062,11 @@ pub(crate) mod moto {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retention() {
         retention_suite(Arc::new(table().await)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphans() {
+        orphan_suite(Arc::new(table().await)).await;
     }
 
     /// Expiring items carry their expiry in the table's TTL attribute, so DynamoDB removes

@@ -703,3 +703,209 @@ async fn correlation_id_is_echoed() {
     let resp = t.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["correlation-id"], "abc123");
 }
+
+/// `POST /orphans/cleanup/` removes, as a task, the content no live repository references
+/// (records and bytes), keeps what any version or pending upload of a live repository uses,
+/// and keeps everything newer than the protection time.
+#[tokio::test]
+async fn orphan_cleanup_removes_what_no_repository_references() {
+    let t = T::new().await;
+    let (la, lx, lb) = (b"layer A".to_vec(), b"layer X".to_vec(), b"layer B".to_vec());
+    t.push_image("a", "v1", &la).await;
+    let mx = t.push_image("a", "v2", &lx).await;
+    let mb = t.push_image("b", "v1", &lb).await;
+    let ma = t.push_image("b", "v2", &la).await; // the same image as a:v1
+    let upload = |name: &str, bytes: &'static [u8]| {
+        let d = Digest::sha256_of(bytes);
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v2/{name}/blobs/uploads/?digest={d}"))
+            .body(Body::from(bytes))
+            .unwrap();
+        let router = t.router.clone();
+        async move {
+            assert_eq!(router.oneshot(req).await.unwrap().status(), StatusCode::CREATED);
+            d
+        }
+    };
+    let pending_b = upload("b", b"uploaded to b, in no version yet").await;
+    let pending_a = upload("a", b"uploaded to a, in no version").await;
+    let stat = |d: Digest| {
+        let blobs = t.app.blobs.clone();
+        async move { blobs.stat(&d).await.unwrap().is_some() }
+    };
+    let lx_d = Digest::sha256_of(&lx);
+    let repo_a = t.get(&format!("{PUSH}?name=a")).await.json["results"][0]["pulp_href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _ = t.task(t.delete(&repo_a).await).await;
+
+    let cleanup = |body: Value| async {
+        let r = t.post("/pulp/api/v3/orphans/cleanup/", body).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+        let href = r.json["task"].as_str().unwrap().to_owned();
+        assert_eq!(t.get(&href).await.json["state"], "waiting");
+        let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
+        let task = t.get(&href).await.json;
+        assert_eq!(task["state"], "completed", "{task}");
+        assert_eq!(task["name"], "pulpcore.app.tasks.orphan.orphan_cleanup");
+        task
+    };
+    // within the default protection time (a day) nothing goes
+    let task = cleanup(json!({})).await;
+    assert_eq!(task["progress_reports"][0]["done"], 0, "{task}");
+    assert!(stat(lx_d.clone()).await);
+
+    // bad input, and nothing started
+    let r = t
+        .post("/pulp/api/v3/orphans/cleanup/", json!({"orphan_protection_time": -1}))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json["orphan_protection_time"].is_array(), "{}", r.json);
+    let r = t
+        .post(
+            "/pulp/api/v3/orphans/cleanup/",
+            json!({"content_hrefs": ["/pulp/api/v3/content/container/blobs/00000000-0000-0000-0000-000000000000/"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json["content_hrefs"].is_array(), "{}", r.json);
+
+    // only the listed units
+    let blob_href = t
+        .get(&format!("/pulp/api/v3/content/container/blobs/?digest={lx_d}"))
+        .await
+        .json["results"][0]["pulp_href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = cleanup(json!({"orphan_protection_time": 0, "content_hrefs": [blob_href]})).await;
+    assert_eq!(task["progress_reports"][0]["done"], 1, "{task}");
+    assert!(!stat(lx_d.clone()).await, "the listed orphan is gone");
+    assert!(t.app.store.manifest(&mx).await.unwrap().is_some(), "the rest stays");
+
+    // everything orphaned, protection time 0
+    let task = cleanup(json!({"orphan_protection_time": 0})).await;
+    assert!(task["progress_reports"][0]["done"].as_u64().unwrap() >= 4, "{task}");
+    assert!(t.app.store.manifest(&mx).await.unwrap().is_none(), "a:v2 is gone");
+    assert!(!stat(mx.clone()).await);
+    assert!(
+        !stat(pending_a).await,
+        "a blob uploaded to the deleted repository is gone"
+    );
+    // what b uses stays and is served
+    for d in [
+        Digest::sha256_of(&la),
+        Digest::sha256_of(&lb),
+        pending_b,
+        ma.clone(),
+        mb,
+    ] {
+        assert!(stat(d.clone()).await, "{d} stays");
+    }
+    let r = t
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/v2/b/manifests/v2")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = t
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(format!("/v2/b/blobs/{}", Digest::sha256_of(&la)))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // the content list no longer shows what went
+    let r = t
+        .get(&format!("/pulp/api/v3/content/container/blobs/?digest={lx_d}"))
+        .await;
+    assert_eq!(r.json["count"], 0, "{}", r.json);
+    // a second run finds nothing more
+    let task = cleanup(json!({"orphan_protection_time": 0})).await;
+    assert_eq!(task["progress_reports"][0]["done"], 0, "{task}");
+
+    // deleting b's distribution takes its push repository along (as in Pulp); then all goes
+    let dist = t.get(&format!("{DISTS}?name=b")).await.json["results"][0]["pulp_href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _ = t.task(t.delete(&dist).await).await;
+    assert_eq!(t.get(&format!("{PUSH}?name=b")).await.json["count"], 0);
+    let _ = cleanup(json!({"orphan_protection_time": 0})).await;
+    assert_eq!(t.get("/pulp/api/v3/content/container/blobs/").await.json["count"], 0);
+    for d in [Digest::sha256_of(&la), Digest::sha256_of(&lb), ma] {
+        assert!(!stat(d.clone()).await, "{d} is gone");
+    }
+}
+
+/// Content only deleted versions held is an orphan; content an older, kept version holds is not.
+#[tokio::test]
+async fn orphan_cleanup_frees_what_only_deleted_versions_held() {
+    let t = T::new().await;
+    let lc = b"layer C".to_vec();
+    let mc = t.push_image("c", "v1", &lc).await; // version 1
+    t.push_image("c", "v2", b"layer D").await; // version 2
+    let r = t
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri(format!("/v2/c/manifests/{mc}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED); // version 3, without c:v1
+    let cleanup = || async {
+        let r = t
+            .post("/pulp/api/v3/orphans/cleanup/", json!({"orphan_protection_time": 0}))
+            .await;
+        let href = r.json["task"].as_str().unwrap().to_owned();
+        let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
+        t.get(&href).await.json
+    };
+    let lc_d = Digest::sha256_of(&lc);
+    let _ = cleanup().await;
+    assert!(
+        t.app.blobs.stat(&lc_d).await.unwrap().is_some(),
+        "versions 1 and 2 hold it"
+    );
+    let repo = t.get(&format!("{PUSH}?name=c")).await.json["results"][0]["pulp_href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in [1, 2] {
+        let _ = t.task(t.delete(&format!("{repo}versions/{n}/")).await).await;
+    }
+    let task = cleanup().await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert!(
+        t.app.blobs.stat(&lc_d).await.unwrap().is_none(),
+        "only deleted versions held it"
+    );
+    assert!(t.app.store.manifest(&mc).await.unwrap().is_none());
+    assert!(
+        t.app
+            .blobs
+            .stat(&Digest::sha256_of(b"layer D"))
+            .await
+            .unwrap()
+            .is_some(),
+        "version 3 holds c:v2"
+    );
+}

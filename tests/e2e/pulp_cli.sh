@@ -142,5 +142,25 @@ check "distribution destroy" t_destroy distribution foo
 check "remote destroy" t_destroy remote foo
 check "repository destroy" t_destroy repository foo
 
+# --- orphan cleanup: once no repository holds team/app's content, it goes, bytes included ---------
+blobs() { curl -sf -u "admin:$PW" "$URL/pulp/api/v3/content/container/blobs/?limit=1" | jget /dev/stdin 'd["count"]'; }
+# whether v1's manifest bytes are in the embedded store: 0 yes, 1 no, 2 cannot tell (on S3)
+layer_stored() {
+  [ "${BERTH_BACKEND:-embedded}" = aws ] && return 2
+  find "$W/data/blobs" -type f -name "${D1#sha256:}" | grep -q .
+}
+t_orphans_kept() {
+  json_of orphan cleanup && has '"state": "completed"' && [ "$(blobs)" -gt 0 ] && { layer_stored; [ $? != 1 ]; }
+}
+t_orphans() {
+  local before; before=$(blobs) &&
+    pulp container distribution destroy --name team/app &&
+    ! pulp container repository --type push show --name team/app >/dev/null 2>&1 &&
+    json_of orphan cleanup --protection-time 0 && has '"state": "completed"' &&
+    echo "blobs listed before: $before, after: $(blobs)" && [ "$(blobs)" = 0 ] && { layer_stored; [ $? != 0 ]; }
+}
+check "orphan cleanup keeps content a repository holds (and everything within the protection time)" t_orphans_kept
+check "distribution destroy takes its push repository along; orphan cleanup --protection-time 0 then removes its content and bytes" t_orphans
+
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

@@ -352,9 +352,17 @@ impl Manage {
         }
     }
 
+    /// Deletes a distribution; a push repository it serves goes with it (as in Pulp: push
+    /// repositories live and die with their distribution).
     pub async fn delete_distribution(&self, id: Uuid) -> Result<()> {
         let d = self.distribution(id).await?;
         self.store.delete_distribution(&d).await?;
+        if let Some(repo) = d.repository {
+            match self.store.repository(repo).await? {
+                Some(r) if r.kind == RepositoryKind::Push => self.delete_repository(repo).await?,
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -457,6 +465,29 @@ impl Manage {
             .enqueue(Job {
                 id: t.id.to_string(),
                 kind: "sync".into(),
+                payload,
+                attempts: 0,
+                deadline_ms: None,
+            })
+            .await?;
+        Ok(t)
+    }
+
+    /// Starts an orphan cleanup: a waiting task and a job for the worker.
+    pub async fn orphan_cleanup(&self, protection: std::time::Duration, only: Option<Vec<ContentKey>>) -> Result<Task> {
+        let t = Task::new(super::ORPHAN_CLEANUP_TASK_NAME);
+        self.store.create_task(&t).await?;
+        let job = super::OrphanJob {
+            task: t.id,
+            protection_secs: protection.as_secs(),
+            only: only.map(|keys| keys.iter().map(ContentKey::encode).collect()),
+            deadline_ms: None,
+        };
+        let payload = serde_json::to_value(&job).map_err(|e| ManageError::Internal(Box::new(e)))?;
+        self.jobs
+            .enqueue(Job {
+                id: t.id.to_string(),
+                kind: super::ORPHAN_JOB_KIND.into(),
                 payload,
                 attempts: 0,
                 deadline_ms: None,

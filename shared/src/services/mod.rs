@@ -5,6 +5,7 @@
 mod access;
 mod content;
 mod manage;
+mod orphans;
 mod registry;
 mod sync;
 pub mod tokens;
@@ -13,6 +14,7 @@ mod worker;
 
 pub use access::{AccessRules, AuthMode, Identity};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
+pub use orphans::{OrphanJob, Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME, ORPHAN_JOB_KIND};
 pub use sync::{SyncService, SyncSettings};
 pub use users::{generate_password, hash_password, Users};
 pub use worker::{SyncRunner, Worker};

@@ -917,6 +917,9 @@ impl Run<'_> {
             if let Some(size) = self.svc.blobs.stat(d).await? {
                 if self.store().blob(d).await?.is_none() {
                     self.record_blob(d, size).await?;
+                } else {
+                    // reused: protected from orphan cleanups until the version references it
+                    self.store().touch_stored(&ContentKey::Blob(d.clone())).await?;
                 }
             } else {
                 missing.push((d.clone(), blobs_wanted.get(d).copied().unwrap_or(0)));
@@ -1113,6 +1116,8 @@ impl Run<'_> {
         }
         match self.store().manifest(d).await? {
             Some(rec) => {
+                // reused: protected from orphan cleanups until the version references it
+                self.store().touch_stored(&ContentKey::Manifest(d.clone())).await?;
                 if let Ok(mut m) = self.manifests.lock() {
                     m.insert(d.clone(), rec.parsed.clone());
                 }

@@ -6,12 +6,14 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::manage::SyncJob;
+use super::orphans::{OrphanJob, Orphans, ORPHAN_JOB_KIND};
 use crate::ports::{Job, JobError, JobHandler};
 use crate::store::{Store, TaskState};
 
 pub struct Worker {
     store: Store,
     sync: Option<Arc<dyn SyncRunner>>,
+    orphans: Option<Arc<Orphans>>,
 }
 
 /// Runs one sync job to its end, recording progress and the outcome on the task.
@@ -22,7 +24,17 @@ pub trait SyncRunner: Send + Sync + 'static {
 
 impl Worker {
     pub fn new(store: Store, sync: Option<Arc<dyn SyncRunner>>) -> Self {
-        Worker { store, sync }
+        Worker {
+            store,
+            sync,
+            orphans: None,
+        }
+    }
+
+    /// Runs orphan cleanups too.
+    pub fn with_orphans(mut self, orphans: Arc<Orphans>) -> Self {
+        self.orphans = Some(orphans);
+        self
     }
 }
 
@@ -50,6 +62,17 @@ impl JobHandler for Worker {
                             .await;
                         Err(JobError::Permanent("no sync runner".into()))
                     }
+                }
+            }
+            ORPHAN_JOB_KIND => {
+                let mut o: OrphanJob = serde_json::from_value(job.payload.clone())
+                    .map_err(|e| JobError::Permanent(format!("bad orphan cleanup job: {e}")))?;
+                o.deadline_ms = job.deadline_ms;
+                match &self.orphans {
+                    Some(orphans) => orphans.run(&o).await,
+                    None => Err(JobError::Permanent(
+                        "orphan cleanup is not available in this runtime".into(),
+                    )),
                 }
             }
             other => Err(JobError::Permanent(format!("unknown job kind {other}"))),

@@ -10,7 +10,7 @@
 //! | `task#<id>` | `_` | the task's sort key in `tasks` |
 //! | `users` | `<name>` | [`User`] |
 //! | `cid#<uuid>` | `_` | an encoded content key |
-//! | `content#<type prefix>` | `<content key>` | content uuid (every unit ever added) |
+//! | `content#<type prefix>` | `<content key>` | `{"id": <content uuid>, "at": <Unix seconds>}` (every unit ever added; when it last was) |
 
 use serde::de::DeserializeOwned;
 use sha2::Digest as _;
@@ -392,11 +392,12 @@ impl Store {
         let id = content_id(key);
         let enc = key.encode();
         self.t.put(&format!("cid#{id}"), "_", encode(&enc)?, Cond::Any).await?;
+        let row = serde_json::json!({"id": id, "at": crate::ports::unix_now()});
         self.t
             .put(
                 &format!("content#{}", key.content_type().prefix()),
                 &enc,
-                encode(&id)?,
+                encode(&row)?,
                 Cond::Any,
             )
             .await?;

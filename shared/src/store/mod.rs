@@ -36,6 +36,7 @@
 
 mod manage;
 mod model;
+mod orphans;
 mod synced;
 mod versions;
 
@@ -48,6 +49,7 @@ use uuid::Uuid;
 
 pub use manage::content_id;
 pub use model::*;
+pub use orphans::OrphanCandidate;
 pub use versions::{VersionWriter, WriteError};
 
 use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
@@ -156,8 +158,8 @@ impl Store {
     pub async fn put_blob(&self, rec: &BlobRecord) -> Result<(), StoreError> {
         self.t
             .put(&format!("blob#{}", rec.digest), "_", encode(rec)?, Cond::Any)
-            .await
-            .map(|_| ())
+            .await?;
+        self.touch_stored(&ContentKey::Blob(rec.digest.clone())).await
     }
 
     pub async fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>, StoreError> {
@@ -186,8 +188,8 @@ impl Store {
         }
         self.t
             .put(&format!("manifest#{}", rec.digest), "_", encode(rec)?, Cond::Any)
-            .await
-            .map(|_| ())
+            .await?;
+        self.touch_stored(&ContentKey::Manifest(rec.digest.clone())).await
     }
 
     pub async fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, StoreError> {
@@ -434,12 +436,12 @@ impl Store {
     // ---- pending blobs ----------------------------------------------------------------------
 
     /// Marks a blob as uploaded to (or mounted into) the repository, before any version
-    /// references it.
+    /// references it (then touches it, for a cleanup running meanwhile: see `orphans.rs`).
     pub async fn add_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<(), StoreError> {
         self.t
             .put(&format!("pending#{repo}"), digest.as_str(), b"{}".to_vec(), Cond::Any)
-            .await
-            .map(|_| ())
+            .await?;
+        self.touch_stored(&ContentKey::Blob(digest.clone())).await
     }
 
     pub async fn is_pending_blob(&self, repo: Uuid, digest: &Digest) -> Result<bool, StoreError> {

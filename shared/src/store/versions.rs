@@ -193,7 +193,6 @@ impl VersionWriter {
         if self.store.contains(self.repo.id, self.base(), &key).await? {
             return Ok(false);
         }
-        self.store.record_content(&key).await?;
         // change log first, so a crash leaves a row the next writer can find and undo
         self.store
             .t
@@ -212,6 +211,9 @@ impl VersionWriter {
                 Cond::Any,
             )
             .await?;
+        // the unit's id, and its index row rewritten after the row that references it (an
+        // orphan cleanup running meanwhile relies on this order: see `orphans.rs`)
+        self.store.record_content(&key).await?;
         self.added.insert(key);
         Ok(true)
     }

@@ -478,6 +478,7 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         ManifestRead => read_content(c, ContentType::Manifest).await,
         TagRead => read_content(c, ContentType::Tag).await,
         SignatureRead => read_content(c, ContentType::Signature).await,
+        OrphansCleanup => orphans_cleanup(c).await,
         Status => status(c),
     }
 }
@@ -625,6 +626,42 @@ async fn sync(c: &Ctx<'_>) -> Answer {
         }
     };
     let t = c.manage().sync(&repo, remote, mirror, signed_only).await?;
+    c.task(&t)
+}
+
+/// Starts an orphan cleanup: `orphan_protection_time` in minutes (Pulp's default, a day, when
+/// absent or null), `content_hrefs` to consider only those units.
+async fn orphans_cleanup(c: &Ctx<'_>) -> Answer {
+    let mut i = c.input(false)?;
+    let minutes = i.opt_uint("orphan_protection_time", 0).flatten();
+    let hrefs = i.opt_str_list("content_hrefs").flatten();
+    i.finish()?;
+    let only = match hrefs {
+        None => None,
+        Some(hrefs) => {
+            let mut keys = Vec::new();
+            for h in &hrefs {
+                let key = match content_ref(h) {
+                    Some(id) => c.manage().store().content_by_id(id).await?,
+                    None => None,
+                };
+                match key {
+                    Some(k) => keys.push(k),
+                    None => {
+                        return Err(ApiError::field(
+                            "content_hrefs",
+                            format!("Invalid hyperlink - Object does not exist: {h}"),
+                        ))
+                    }
+                }
+            }
+            Some(keys)
+        }
+    };
+    let protection = minutes.map_or(crate::services::DEFAULT_PROTECTION, |m| {
+        std::time::Duration::from_secs(m.saturating_mul(60))
+    });
+    let t = c.manage().orphan_cleanup(protection, only).await?;
     c.task(&t)
 }
 

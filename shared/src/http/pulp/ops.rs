@@ -57,6 +57,7 @@ pub enum OpId {
     TagRead,
     SignatureList,
     SignatureRead,
+    OrphansCleanup,
     Status,
 }
 
@@ -764,6 +765,17 @@ pub static OPS: &[Op] = &[
         false,
         200,
         "Content: Signatures"
+    ),
+    op!(
+        OrphansCleanup,
+        "orphans_cleanup_cleanup",
+        POST,
+        "/pulp/api/v3/orphans/cleanup/",
+        None,
+        &[],
+        true,
+        202,
+        "Orphans: Cleanup"
     ),
     Op {
         id: OpId::Status,
