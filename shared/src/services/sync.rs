@@ -23,6 +23,11 @@
 //! Cancel (`canceling`) is checked every [`SyncSettings::poll`]; a canceled, failed or lost
 //! sync aborts its version writer, so the latest version stays as it was.
 //!
+//! A run with a deadline (a Lambda invocation's) stops when it passes, commits nothing and asks
+//! for a follow-up run. Steps 2 to 4 make a [`Plan`]; a run that stops after planning keeps it
+//! as the task's checkpoint, and the follow-up goes straight to the blobs, downloading only
+//! those not stored yet.
+//!
 //! Layering: a service; it knows ports and the store, never reqwest.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -36,6 +41,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -46,8 +52,6 @@ use crate::domain::filter::TagFilter;
 use crate::domain::media::{essence, is_schema1};
 use crate::domain::{parse_manifest, ContentKey, ContentType, Digest, DomainError, ParsedManifest, Tag};
 use crate::ports::{BlobStore, ByteStream, JobError, StoreError, Upstream, UpstreamError, UpstreamFactory};
-use serde::{Deserialize, Serialize};
-
 use crate::store::{
     BlobRecord, LazyBlob, Policy, ProgressReport, Remote, Repository, ResourceRef, SignatureRecord, SignatureType,
     Store, TaskState, VersionWriter, WriteError,
@@ -222,6 +226,8 @@ struct Run<'a> {
     manifests: Mutex<HashMap<Digest, ParsedManifest>>,
     /// The plan this run resumes from (a checkpoint), then the plan it made or resumed.
     plan: Mutex<Option<Plan>>,
+    /// The version this run builds on, once it holds the lease.
+    base: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait]
@@ -309,6 +315,7 @@ impl SyncRunner for SyncService {
             last_renew: Mutex::new(Instant::now()),
             manifests: Mutex::new(HashMap::new()),
             plan: Mutex::new(resumed),
+            base: std::sync::atomic::AtomicU64::new(0),
         };
         let outcome = run.execute(&repo, &op).await;
         let reports = run.reports();
@@ -496,6 +503,17 @@ impl Run<'_> {
         self.renew(w).await
     }
 
+    /// A stored blob or manifest this run will reference: unless the version it builds on
+    /// holds it already, it is touched, which protects it from orphan cleanups until the new
+    /// version references it.
+    async fn reused(&self, key: ContentKey) -> Result<()> {
+        let base = self.base.load(Ordering::Relaxed);
+        if !self.store().contains(self.job.repository, base, &key).await? {
+            self.store().touch_stored(&key).await?;
+        }
+        Ok(())
+    }
+
     /// `Deadline` once the run's deadline has passed.
     fn check_deadline(&self) -> Result<()> {
         match self.job.deadline_ms {
@@ -610,6 +628,7 @@ impl Run<'_> {
         let sigstore = self.remote.sigstore.clone().filter(|s| !s.trim().is_empty());
         let extension = sigstore.is_none() && self.up.supports_signatures().await.unwrap_or(false);
         let mut w = self.lease(repo).await?;
+        self.base.store(w.base(), Ordering::Relaxed);
         if let Ok(mut l) = self.last_renew.lock() {
             *l = Instant::now();
         }
@@ -918,8 +937,7 @@ impl Run<'_> {
                 if self.store().blob(d).await?.is_none() {
                     self.record_blob(d, size).await?;
                 } else {
-                    // reused: protected from orphan cleanups until the version references it
-                    self.store().touch_stored(&ContentKey::Blob(d.clone())).await?;
+                    self.reused(ContentKey::Blob(d.clone())).await?;
                 }
             } else {
                 missing.push((d.clone(), blobs_wanted.get(d).copied().unwrap_or(0)));
@@ -1116,8 +1134,7 @@ impl Run<'_> {
         }
         match self.store().manifest(d).await? {
             Some(rec) => {
-                // reused: protected from orphan cleanups until the version references it
-                self.store().touch_stored(&ContentKey::Manifest(d.clone())).await?;
+                self.reused(ContentKey::Manifest(d.clone())).await?;
                 if let Ok(mut m) = self.manifests.lock() {
                     m.insert(d.clone(), rec.parsed.clone());
                 }

@@ -993,3 +993,58 @@ async fn a_follow_up_resumes_from_the_checkpoint_of_a_run_stopped_mid_download()
     assert_eq!(artifacts.state, "completed");
     assert_eq!((artifacts.done, artifacts.total), (18, Some(18)), "{artifacts:?}");
 }
+
+/// A sync that reuses a stored blob no repository holds touches it, which protects it from
+/// an orphan cleanup until the sync's version references it; what the base version already
+/// holds is not touched again.
+#[tokio::test]
+async fn a_sync_touches_the_stored_content_it_reuses() {
+    let h = H::new().await;
+    h.fake.tagged_image("a", &[b"an old orphaned layer"]);
+    let d = Digest::sha256_of(b"an old orphaned layer");
+    let key = ContentKey::Blob(d.clone());
+    h.blobs
+        .put(
+            &d,
+            Box::pin(futures::stream::once(async {
+                Ok(Bytes::from_static(b"an old orphaned layer"))
+            })),
+        )
+        .await
+        .unwrap();
+    h.store
+        .put_blob(&BlobRecord {
+            digest: d.clone(),
+            size: 21,
+            created: Utc::now() - chrono::Duration::days(30),
+        })
+        .await
+        .unwrap();
+    let month_ago = crate::ports::unix_now() - 30 * 86_400;
+    let stored_at = || async {
+        let row = h.store.table().get("stored", &key.encode()).await.unwrap().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&row.value).unwrap()["at"]
+            .as_u64()
+            .unwrap()
+    };
+    let old = serde_json::to_vec(&serde_json::json!({ "at": month_ago })).unwrap();
+    h.store
+        .table()
+        .put("stored", &key.encode(), old.clone(), crate::ports::Cond::Any)
+        .await
+        .unwrap();
+    assert_eq!(h.sync(false).await.state, TaskState::Completed);
+    assert!(stored_at().await > month_ago + 86_400, "the reused blob was touched");
+    assert!(
+        !h.fake.calls().iter().any(|c| c == &format!("blob {d}")),
+        "and not downloaded"
+    );
+    // once version 1 holds it, a re-sync does not touch it again
+    h.store
+        .table()
+        .put("stored", &key.encode(), old, crate::ports::Cond::Any)
+        .await
+        .unwrap();
+    let _ = h.sync(false).await;
+    assert_eq!(stored_at().await, month_ago);
+}
