@@ -14,7 +14,7 @@ use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamF
 use crate::services::{
     AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
 };
-use crate::store::{Retention, Store};
+use crate::store::{FieldKey, Retention, Store};
 
 /// Settings every runtime shares.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +26,8 @@ pub struct Settings {
     pub auth: AuthMode,
     /// How long upload sessions and finished tasks are kept.
     pub retention: Retention,
+    /// The key remote credentials are sealed with at rest (none: stored as given).
+    pub field_key: Option<Arc<FieldKey>>,
 }
 
 /// The services of one Berth instance.
@@ -67,7 +69,7 @@ impl App {
         settings: Settings,
         upstreams: Option<Arc<dyn UpstreamFactory>>,
     ) -> Self {
-        let store = Store::with_retention(table, settings.retention);
+        let store = Store::with_retention(table, settings.retention).with_field_key(settings.field_key.clone());
         let registry = Arc::new(
             Registry::new(store.clone(), blobs.clone(), settings.registry.clone()).with_upstreams(upstreams.clone()),
         );

@@ -29,6 +29,10 @@ pub struct LambdaConfig {
     pub token_key_secret_arn: Option<String>,
     /// … the seed itself.
     pub token_key_seed: Option<String>,
+    /// The secret holding `field_key_seed`, which seals remote credentials at rest.
+    pub field_key_secret_arn: Option<String>,
+    /// The field key seed itself (tests and emulators; takes precedence).
+    pub field_key_seed: Option<String>,
     pub token_auth: bool,
     pub token_lifetime: Duration,
     pub redirect_ttl: Duration,
@@ -94,6 +98,8 @@ impl LambdaConfig {
             admin_password: var("BERTH_ADMIN_PASSWORD"),
             token_key_secret_arn: var("BERTH_TOKEN_KEY_SECRET_ARN"),
             token_key_seed: var("BERTH_TOKEN_KEY_SEED"),
+            field_key_secret_arn: var("BERTH_FIELD_KEY_SECRET_ARN"),
+            field_key_seed: var("BERTH_FIELD_KEY_SEED"),
             token_auth,
             token_lifetime,
             redirect_ttl,
@@ -105,6 +111,9 @@ impl LambdaConfig {
         };
         if cfg.secret_arn.is_none() && cfg.admin_password.is_none() {
             errors.push("BERTH_SECRET_ARN (or BERTH_ADMIN_PASSWORD) is not set".into());
+        }
+        if cfg.field_key_secret_arn.is_none() && cfg.field_key_seed.is_none() {
+            errors.push("BERTH_FIELD_KEY_SECRET_ARN (or BERTH_FIELD_KEY_SEED) is not set".into());
         }
         if cfg.token_auth && cfg.token_key_secret_arn.is_none() && cfg.token_key_seed.is_none() {
             errors.push("BERTH_TOKEN_KEY_SECRET_ARN (or BERTH_TOKEN_KEY_SEED) is not set".into());
@@ -158,12 +167,12 @@ pub enum Role {
     Api,
     /// The registry: the admin password (`/token` logins) and the token key.
     Registry,
-    /// The sync worker: no secrets.
+    /// The sync worker: only the field key (remote credentials).
     Worker,
 }
 
-/// Builds the instance: SDK clients once per cold start, and for the API and the registry the
-/// admin account and (registry) the token key.
+/// Builds the instance: SDK clients once per cold start, the field key, and for the API and
+/// the registry the admin account and (registry) the token key.
 pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
     let sdk = crate::adapters::aws::sdk_config().await;
     let auth = if role == Role::Registry && cfg.token_auth {
@@ -176,9 +185,15 @@ pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
     } else {
         AuthMode::Basic
     };
+    let field_seed = match (&cfg.field_key_seed, &cfg.field_key_secret_arn) {
+        (Some(s), _) => s.clone(),
+        (None, Some(arn)) => secret_field(&sdk, arn, "field_key_seed").await?,
+        (None, None) => return Err("no field key seed".into()),
+    };
     let mut settings = Settings {
         public_url: cfg.public_url.clone(),
         auth,
+        field_key: Some(Arc::new(crate::store::FieldKey::from_seed(&field_seed))),
         ..Default::default()
     };
     settings.registry.redirect_ttl = cfg.redirect_ttl;

@@ -909,3 +909,48 @@ async fn orphan_cleanup_frees_what_only_deleted_versions_held() {
         "version 3 holds c:v2"
     );
 }
+
+/// Remote credentials are sealed at rest: the embedded database file never holds the
+/// password, the API never shows it, and syncs get it back (the store opens it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_credentials_are_sealed_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = berth::app::Settings {
+        field_key: Some(std::sync::Arc::new(berth::store::FieldKey::from_bytes(&[7u8; 32]))),
+        ..Default::default()
+    };
+    let local = LocalApp::embedded(dir.path(), settings).await.unwrap();
+    let app = local.app.clone();
+    app.users.ensure_admin(Some(PW)).await.unwrap();
+    let t = T {
+        router: app.router(),
+        app,
+        local,
+    };
+    let secret = "pa55-in-the-clear-nowhere";
+    let r = t
+        .post(
+            REMOTES,
+            json!({"name": "up", "url": "https://up.example", "upstream_name": "x",
+                   "username": "me", "password": secret, "proxy_password": "proxy-pa55-nowhere"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert!(!r.json.to_string().contains(secret));
+    let href = r.json["pulp_href"].as_str().unwrap().to_owned();
+    let r = t
+        .patch(&href, json!({"description": "x", "url": "https://up2.example"}))
+        .await;
+    assert!(r.status.is_success(), "{}", r.json);
+    let remote = t.app.store.remotes().await.unwrap().remove(0);
+    assert_eq!(remote.password.as_deref(), Some(secret), "the store opens it for syncs");
+    assert_eq!(remote.upstream_config().password.as_deref(), Some(secret));
+    let db = std::fs::read(dir.path().join("berth.redb")).unwrap();
+    let holds = |needle: &str| db.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(holds("https://up2.example"), "the remote is in the file");
+    assert!(
+        !holds(secret) && !holds("proxy-pa55-nowhere"),
+        "its passwords are not, in the clear"
+    );
+    assert!(holds("enc:v1:"));
+}

@@ -44,7 +44,8 @@ def invoke(binary, events):
     PROCS.append(api)
     time.sleep(0.3)
     env = dict(os.environ, **AWS_ENV, BERTH_QUEUE_URL=QUEUE_URL, BERTH_ADMIN_PASSWORD=PW,
-               BERTH_TOKEN_KEY_SEED="seed-" + SUFFIX, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
+               BERTH_TOKEN_KEY_SEED="seed-" + SUFFIX, BERTH_FIELD_KEY_SEED="field-" + SUFFIX,
+               AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
                AWS_LAMBDA_FUNCTION_NAME=binary, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
                AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="s", AWS_LAMBDA_LOG_GROUP_NAME="g")
     t0 = time.monotonic()

@@ -137,7 +137,7 @@ try:
     env_file = os.path.join(W, "lambda.env")
     with open(env_file, "w") as f:
         for k, v in dict(AWS_ENV, BERTH_QUEUE_URL=queue_url, BERTH_ADMIN_PASSWORD=PW,
-                         BERTH_TOKEN_KEY_SEED="seed-" + SUFFIX).items():
+                         BERTH_TOKEN_KEY_SEED="seed-" + SUFFIX, BERTH_FIELD_KEY_SEED="field-" + SUFFIX).items():
             f.write(f"{k}={v}\n")
     watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", str(port),
                               "--env-file", env_file], cwd=ROOT, stdout=open(os.path.join(W, "watch.log"), "w"),

@@ -66,6 +66,26 @@ fn token_key(data_dir: &Path) -> Result<TokenKey, String> {
     }
 }
 
+/// The key remote credentials are sealed with: `<data-dir>/field-key` (32 random bytes, hex),
+/// generated on first start. Losing it loses the remotes' passwords, nothing else.
+fn field_key(data_dir: &Path) -> Result<berth::store::FieldKey, String> {
+    let file = data_dir.join("field-key");
+    let parse = |s: &str| -> Option<[u8; 32]> { hex::decode(s.trim()).ok()?.try_into().ok() };
+    match std::fs::read_to_string(&file) {
+        Ok(s) => parse(&s)
+            .map(|k| berth::store::FieldKey::from_bytes(&k))
+            .ok_or_else(|| format!("{}: not 32 bytes of hex", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            write_private(&file, &format!("{}\n", hex::encode(key)))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            tracing::info!(file = %file.display(), "generated the field key for remote credentials");
+            Ok(berth::store::FieldKey::from_bytes(&key))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
 /// How often the embedded store removes expired items and abandoned uploads.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
@@ -129,6 +149,7 @@ async fn run(cfg: config::Config) -> Result<(), String> {
             tasks: (cfg.task_retention_days > 0).then(|| Duration::from_secs(cfg.task_retention_days * 86_400)),
             ..Default::default()
         },
+        field_key: Some(Arc::new(field_key(&data_dir)?)),
         ..Default::default()
     };
     let (app, runner) = match aws {

@@ -158,7 +158,13 @@ impl Store {
             Ok(self.t.get("remotes", &id.to_string()).await?.is_some())
         })
         .await?;
-        if let Err(e) = self.t.put("remotes", &r.id.to_string(), encode(r)?, Cond::Absent).await {
+        let mut sealed = r.clone();
+        super::secrets::seal_remote(self.field_key.as_deref(), &mut sealed)?;
+        if let Err(e) = self
+            .t
+            .put("remotes", &r.id.to_string(), encode(&sealed)?, Cond::Absent)
+            .await
+        {
             let _ = self.t.delete("remote-names", &r.name, Cond::Any).await;
             return Err(e);
         }
@@ -167,7 +173,11 @@ impl Store {
 
     pub async fn remote(&self, id: Uuid) -> Result<Option<Remote>, StoreError> {
         Ok(match self.t.get("remotes", &id.to_string()).await? {
-            Some(row) => Some(decode(&row)?),
+            Some(row) => {
+                let mut r: Remote = decode(&row)?;
+                super::secrets::open_remote(self.field_key.as_deref(), &mut r);
+                Some(r)
+            }
             None => None,
         })
     }
@@ -175,6 +185,9 @@ impl Store {
     /// Every remote, in name order.
     pub async fn remotes(&self) -> Result<Vec<Remote>, StoreError> {
         let mut all: Vec<Remote> = self.all("remotes").await?;
+        for r in &mut all {
+            super::secrets::open_remote(self.field_key.as_deref(), r);
+        }
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
     }
@@ -190,12 +203,18 @@ impl Store {
             id,
             |r: &Remote| r.name.clone(),
             |r| {
+                super::secrets::open_remote(self.field_key.as_deref(), r);
                 f(r)?;
                 r.updated = chrono::Utc::now();
+                super::secrets::seal_remote(self.field_key.as_deref(), r)?;
                 Ok(())
             },
         )
         .await
+        .map(|mut r| {
+            super::secrets::open_remote(self.field_key.as_deref(), &mut r);
+            r
+        })
     }
 
     pub async fn delete_remote(&self, r: &Remote) -> Result<(), StoreError> {

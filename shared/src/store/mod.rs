@@ -37,6 +37,7 @@
 mod manage;
 mod model;
 mod orphans;
+mod secrets;
 mod synced;
 mod versions;
 
@@ -50,6 +51,7 @@ use uuid::Uuid;
 pub use manage::content_id;
 pub use model::*;
 pub use orphans::OrphanCandidate;
+pub use secrets::FieldKey;
 pub use versions::{VersionWriter, WriteError};
 
 use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
@@ -99,6 +101,8 @@ fn expiry_in(after: Duration) -> u64 {
 pub struct Store {
     t: Arc<dyn Table>,
     retention: Retention,
+    /// Seals remote credentials at rest when set.
+    field_key: Option<Arc<FieldKey>>,
 }
 
 impl Store {
@@ -107,7 +111,17 @@ impl Store {
     }
 
     pub fn with_retention(table: Arc<dyn Table>, retention: Retention) -> Self {
-        Store { t: table, retention }
+        Store {
+            t: table,
+            retention,
+            field_key: None,
+        }
+    }
+
+    /// This store, sealing remote credentials with `key`.
+    pub fn with_field_key(mut self, key: Option<Arc<FieldKey>>) -> Self {
+        self.field_key = key;
+        self
     }
 
     pub fn retention(&self) -> Retention {
