@@ -954,3 +954,97 @@ async fn remote_credentials_are_sealed_at_rest() {
     );
     assert!(holds("enc:v1:"));
 }
+
+/// `copy_tags` and `copy_manifests` promote content from another repository's version into a
+/// mirror repository as one new version, with everything the copied units reference.
+#[tokio::test]
+async fn copy_tags_and_manifests_between_repositories() {
+    let t = T::new().await;
+    let m1 = t.push_image("team/src", "v1", b"layer one").await;
+    let m2 = t.push_image("team/src", "v2", b"layer two").await;
+    let src = t.get(&format!("{PUSH}?name=team/src")).await.json["results"][0].clone();
+    let src_v2 = format!("{}versions/2/", src["pulp_href"].as_str().unwrap());
+    let dst = t.post(REPOS, json!({"name": "promoted"})).await.json;
+    let dst_href = dst["pulp_href"].as_str().unwrap().to_owned();
+    let copy_tags = format!("{dst_href}copy_tags/");
+    let copy_manifests = format!("{dst_href}copy_manifests/");
+
+    // bad input: no source, both sources, a source that does not exist
+    let r = t.post(&copy_tags, json!({"names": ["v1"]})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json["non_field_errors"].is_array(), "{}", r.json);
+    let r = t
+        .post(
+            &copy_tags,
+            json!({"source_repository": dst_href, "source_repository_version": src_v2}),
+        )
+        .await;
+    assert!(r.json["non_field_errors"].is_array(), "{}", r.json);
+    let r = t
+        .post(
+            &copy_tags,
+            json!({"source_repository_version": format!("{}versions/9/", src["pulp_href"].as_str().unwrap())}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.json["source_repository_version"].is_array(), "{}", r.json);
+
+    // the CLI's body: a version href and the names (null for every tag)
+    let task = t
+        .task(
+            t.post(
+                &copy_tags,
+                json!({"source_repository_version": src_v2, "names": ["v1"]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert!(task["created_resources"][0].as_str().unwrap().ends_with("/versions/1/"));
+    let v1 = t.get(&format!("{dst_href}versions/1/")).await.json;
+    let present = &v1["content_summary"]["present"];
+    assert_eq!(present["container.tag"]["count"], 1, "{v1}");
+    assert_eq!(present["container.manifest"]["count"], 1);
+    assert_eq!(
+        present["container.blob"]["count"], 2,
+        "the config and the layer come along"
+    );
+    let promoted = t.app.store.repository_by_name("promoted").await.unwrap().unwrap();
+    assert!(t
+        .app
+        .store
+        .contains(promoted.id, 1, &berth::domain::ContentKey::Manifest(m1.clone()))
+        .await
+        .unwrap());
+    // every OCI manifest of the latest source version, by media type; nothing new is no version
+    let task = t
+        .task(
+            t.post(
+                &copy_manifests,
+                json!({"source_repository_version": src_v2, "digests": null,
+                       "media_types": [media::OCI_MANIFEST]}),
+            )
+            .await,
+        )
+        .await;
+    assert!(
+        task["created_resources"][0].as_str().unwrap().ends_with("/versions/2/"),
+        "{task}"
+    );
+    assert!(t
+        .app
+        .store
+        .contains(promoted.id, 2, &berth::domain::ContentKey::Manifest(m2))
+        .await
+        .unwrap());
+    let task = t
+        .task(
+            t.post(
+                &copy_manifests,
+                json!({"source_repository_version": src_v2, "digests": [m1]}),
+            )
+            .await,
+        )
+        .await;
+    assert_eq!(task["created_resources"], json!([]), "no change, no version");
+}

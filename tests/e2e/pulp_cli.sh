@@ -134,6 +134,30 @@ check "rollback: pin the distribution to version 1" pulp container distribution 
 check "podman pulls version 1 through the pinned distribution" t_podman_pinned
 check "back to the latest version" t_back_to_latest
 
+# --- promotion: copy a tag and a manifest into another repository ---------------------------------
+t_copy_tag() {
+  pulp container repository create --name promoted &&
+    pulp container repository copy-tag --name promoted --source container:push:team/app --tag latest &&
+    t_summary_of promoted 1 'added:blob=2 added:manifest=1 added:tag=1 present:blob=2 present:manifest=1 present:tag=1'
+}
+t_copy_manifest() {
+  pulp container repository copy-manifest --name promoted --source container:push:team/app --version 1 --digest "$D1" &&
+    t_summary_of promoted 2 'added:blob=2 added:manifest=1 present:blob=4 present:manifest=2 present:tag=1' &&
+    pulp container repository destroy --name promoted
+}
+t_summary_of() {
+  local got
+  pulp container repository version show --repository "$1" --version "$2" >"$W/sv.json" &&
+    got=$(python3 - "$W/sv.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["content_summary"]
+print(" ".join(f"{k}:{t.split('.')[1]}={v['count']}" for k in ("added", "removed", "present") for t, v in sorted(s[k].items())))
+PY
+) && echo "got: $got" && [ "$got" = "$3" ]
+}
+check "copy-tag promotes the latest tag into another repository, with its manifest and blobs" t_copy_tag
+check "copy-manifest copies a manifest of an older version by digest" t_copy_manifest
+
 # --- bad credentials and destroy ------------------------------------------------------------------
 t_wrong() { ! "$PULP_BIN" --base-url "$URL" --username admin --password wrong container repository list >"$W/out.json" 2>&1 && cat "$W/out.json" && grep -qi 'authenticat\|401' "$W/out.json"; }
 t_destroy() { pulp container "$1" destroy --name "$2" && ! pulp container "$1" show --name "$2" >/dev/null 2>&1; }

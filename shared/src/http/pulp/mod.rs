@@ -422,6 +422,8 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         RepoDelete => delete_repository(c, RepositoryKind::Mirror).await,
         PushDelete => delete_repository(c, RepositoryKind::Push).await,
         RepoSync => sync(c).await,
+        RepoCopyTags => copy_content(c, true).await,
+        RepoCopyManifests => copy_content(c, false).await,
         RepoRemove => modify_content(c, false).await,
         RepoAdd => modify_content(c, true).await,
         RepoTag | RepoUntag => tag_modify(c, RepositoryKind::Mirror).await,
@@ -663,6 +665,87 @@ async fn orphans_cleanup(c: &Ctx<'_>) -> Answer {
     });
     let t = c.manage().orphan_cleanup(protection, only).await?;
     c.task(&t)
+}
+
+/// `copy_tags` (`names`) and `copy_manifests` (`digests`, `media_types`): adds the selected
+/// tags or manifests of a source version (`source_repository`'s latest, or
+/// `source_repository_version`), with everything they reference, as one new version; a copied
+/// tag replaces the destination's tag of that name.
+async fn copy_content(c: &Ctx<'_>, tags: bool) -> Answer {
+    let repo = c.manage().repository(c.id(), RepositoryKind::Mirror).await?;
+    let mut i = c.input(false)?;
+    let source_repo = i.opt_string("source_repository", true).flatten();
+    let source_version = i.opt_string("source_repository_version", true).flatten();
+    let (names, digests, media_types) = if tags {
+        (i.opt_str_list("names").flatten(), None, None)
+    } else {
+        (
+            None,
+            i.opt_str_list("digests").flatten(),
+            i.opt_str_list("media_types").flatten(),
+        )
+    };
+    match (&source_repo, &source_version) {
+        (None, None) => i.err(
+            "non_field_errors",
+            "Either the 'repository' or 'repository_version' needs to be specified",
+        ),
+        (Some(_), Some(_)) => i.err(
+            "non_field_errors",
+            "Either the 'repository' or 'repository_version' need to be specified but not both.",
+        ),
+        _ => {}
+    }
+    i.finish()?;
+    let (source, number) = match (source_repo, source_version) {
+        (Some(h), None) => {
+            let id = match ops::parse_href("/pulp/api/v3/repositories/container/container/{id}/", &h) {
+                Some((Some(id), _)) => id,
+                _ => {
+                    return Err(ApiError::field(
+                        "source_repository",
+                        "Invalid hyperlink - No URL match.",
+                    ))
+                }
+            };
+            let r = c
+                .manage()
+                .store()
+                .repository(id)
+                .await?
+                .filter(|r| r.kind == RepositoryKind::Mirror)
+                .ok_or_else(|| ApiError::field("source_repository", "Invalid hyperlink - Object does not exist."))?;
+            let n = r.latest_version;
+            (r, n)
+        }
+        (_, Some(h)) => version_by_href(c, "source_repository_version", &h).await?,
+        (None, None) => return Err(ApiError::not_found()),
+    };
+    let store = c.manage().store();
+    let ty = if tags { ContentType::Tag } else { ContentType::Manifest };
+    let mut keys = Vec::new();
+    for k in store.content(source.id, number, ty, None, usize::MAX).await? {
+        let keep = match &k {
+            ContentKey::Tag { name, .. } => names.as_ref().is_none_or(|n| n.iter().any(|x| x == name.as_str())),
+            ContentKey::Manifest(d) => {
+                let by_digest = digests.as_ref().is_none_or(|ds| ds.iter().any(|x| x == d.as_str()));
+                let by_type = match &media_types {
+                    None => true,
+                    Some(types) => match store.manifest(d).await? {
+                        Some(m) => types.contains(&m.parsed.media_type),
+                        None => false,
+                    },
+                };
+                by_digest && by_type
+            }
+            _ => false,
+        };
+        if keep {
+            keys.push(k);
+        }
+    }
+    let v = c.manage().add(&repo, keys).await?;
+    modified(c, "pulp_container.app.tasks.recursive_add_content", &repo, v).await
 }
 
 /// The task answer for a modify operation that made (or did not make) a version.
