@@ -21,98 +21,15 @@ BIG_MIB=256
 HUGE_MIB=1024
 MANIFEST_TYPE=application/vnd.oci.image.manifest.v1+json
 
-T0=$(date +%s)
-log() { printf '[%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
-
-for tool in docker-registry wrk hyperfine curl python3 sha256sum; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-
-# ---------------------------------------------------------------- temp dir, cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
-PIDS=()   # every background process this script starts
-cleanup() {
-    local rc=$?
-    set +e
-    for p in "${PIDS[@]}"; do
-        kill "$p" 2>/dev/null
-    done
-    for p in "${PIDS[@]}"; do
-        wait "$p" 2>/dev/null
-    done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-        log "keeping $WORK (KEEP_TMP=1); the big files are in there"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------- build Berth
-if [[ -n "${BERTH_BIN:-}" ]]; then
-    :
-else
-    BERTH_BIN="$REPO_ROOT/target/release/berth"
-    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-        log "building Berth (cargo build --release -p berth)"
-        (cd "$REPO_ROOT" && cargo build --release -p berth 2>&1 | tail -n 3) >&2 \
-            || die "cargo build failed"
-    fi
-fi
-[[ -x "$BERTH_BIN" ]] || die "no Berth binary at $BERTH_BIN"
-
-# ---------------------------------------------------------------- helpers
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_ready() { # url name pid
-    local i
-    for i in $(seq 1 100); do
-        kill -0 "$3" 2>/dev/null || die "$2 exited during startup (see $WORK/$2.log)"
-        # Berth answers the unauthenticated ping with its token challenge (401)
-        if [[ "$(command curl -s -o /dev/null -w '%{http_code}' "$1/v2/")" =~ ^(200|401)$ ]]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "$2 not ready after 10 s"
-}
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_setup berth-bench docker-registry wrk hyperfine curl python3 sha256sum
 
 # forget_pid PID: drop a reaped PID from the cleanup list (so a recycled PID is never signalled).
 forget_pid() {
     local keep=() p
     for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
     PIDS=("${keep[@]}")
-}
-
-rss_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
-
-# push_blob BASE REPO FILE DIGEST: POST an upload session, then one monolithic PUT ?digest= streaming FILE.
-push_blob() {
-    local base=$1 repo=$2 file=$3 digest=$4 hdrs loc code url
-    hdrs=$(curl -sS -D - -o /dev/null -X POST "$base/v2/$repo/blobs/uploads/")
-    code=$(printf '%s\n' "$hdrs" | awk 'NR==1 {print $2}')
-    [[ "$code" == 202 ]] || die "POST $base/v2/$repo/blobs/uploads/ -> $code"
-    loc=$(printf '%s\n' "$hdrs" | awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
-    [[ -n "$loc" ]] || die "no Location header from POST upload on $base"
-    case $loc in http*) url=$loc ;; *) url=$base$loc ;; esac
-    case $url in *\?*) url="$url&digest=$digest" ;; *) url="$url?digest=$digest" ;; esac
-    # -H 'Expect:' stops curl from waiting for "100 Continue" before streaming a big body.
-    code=$(curl -sS -o "$WORK/put.resp" -w '%{http_code}' -X PUT -H 'Expect:' \
-        -H 'Content-Type: application/octet-stream' -T "$file" "$url")
-    [[ "$code" == 201 ]] || die "PUT blob $digest to $base/$repo -> $code: $(head -c 300 "$WORK/put.resp")"
-}
-
-push_manifest() { # BASE REPO TAG FILE
-    local code
-    code=$(curl -sS -o "$WORK/put.resp" -w '%{http_code}' -X PUT -H "Content-Type: $MANIFEST_TYPE" \
-        --data-binary "@$4" "$1/v2/$2/manifests/$3")
-    [[ "$code" == 201 ]] || die "PUT manifest $2:$3 to $1 -> $code: $(head -c 300 "$WORK/put.resp")"
 }
 
 # ---------------------------------------------------------------- 1. content, generated offline
@@ -229,12 +146,12 @@ for name in berth dr; do
     if [[ $name == berth ]]; then base=$BERTH; else base=$DR; fi
     push_blob "$base" bench/small "$WORK/content/small.layer" "$SMALL_LAYER_DIGEST"
     push_blob "$base" bench/small "$WORK/content/small.config" "$SMALL_CONFIG_DIGEST"
-    push_manifest "$base" bench/small latest "$WORK/content/small.manifest"
+    push_manifest "$base" bench/small latest "$WORK/content/small.manifest" "$MANIFEST_TYPE"
     t=$(date +%s.%N)
     push_blob "$base" bench/big "$BIG" "$BIG_DIGEST"
     PUSH_BIG_S[$name]=$(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$t" "$(date +%s.%N)")
     push_blob "$base" bench/big "$WORK/content/big.config" "$BIG_CONFIG_DIGEST"
-    push_manifest "$base" bench/big latest "$WORK/content/big.manifest"
+    push_manifest "$base" bench/big latest "$WORK/content/big.manifest" "$MANIFEST_TYPE"
     log "pushed to $name (256 MiB layer PUT: ${PUSH_BIG_S[$name]} s)"
 done
 

@@ -33,79 +33,17 @@ HUGE_MIB=${HUGE_MIB:-1024}
 NOOP_RUNS=${NOOP_RUNS:-5}
 NGROUPS=5
 
-T0=$(date +%s)
-log() { printf '[%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_setup berth-sync-bench docker-registry skopeo curl python3 sha256sum head
 
-for tool in docker-registry skopeo curl python3 sha256sum head; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
-
-# ---------------------------------------------------------------- temp dir, cleanup
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-sync-bench.XXXXXX")
-PIDS=()   # every background process this script starts
-cleanup() {
-    local rc=$?
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-        log "keeping $WORK (KEEP_TMP=1)"
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---------------------------------------------------------------- build Berth
-if [[ -z "${BERTH_BIN:-}" ]]; then
-    BERTH_BIN="$REPO_ROOT/target/release/berth"
-    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-        log "building Berth (cargo build --release -p berth)"
-        (cd "$REPO_ROOT" && cargo build --release -p berth 2>&1 | tail -n 3) >&2 || die "cargo build failed"
-    fi
-fi
-[[ -x "$BERTH_BIN" ]] || die "no Berth binary at $BERTH_BIN"
-
-# ---------------------------------------------------------------- helpers
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 now() { date +%s.%N; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2"; }
-rss_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
 mb() { python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f}')" "$1"; }
 jfield() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
-wait_ready() { # url name pid
-    for _ in $(seq 1 100); do
-        kill -0 "$3" 2>/dev/null || die "$2 exited during startup (see $WORK/$2.log)"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$1/v2/")" =~ ^(200|401)$ ]] && return 0
-        sleep 0.1
-    done
-    die "$2 not ready after 10 s"
-}
 
 # gen FILE MIB: random bytes streamed to FILE; prints the sha256 digest
 gen() { echo "sha256:$(head -c "$2M" /dev/urandom | tee "$1" | sha256sum | cut -d' ' -f1)"; }
-
-# push_blob BASE REPO FILE DIGEST: POST an upload session, then one monolithic PUT ?digest= streaming FILE
-push_blob() {
-    local base=$1 repo=$2 file=$3 digest=$4 hdrs loc code url
-    hdrs=$(curl -sS -D - -o /dev/null -X POST "$base/v2/$repo/blobs/uploads/")
-    loc=$(printf '%s\n' "$hdrs" | awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
-    [[ -n "$loc" ]] || die "no Location header from POST upload on $base/$repo"
-    case $loc in http*) url=$loc ;; *) url=$base$loc ;; esac
-    case $url in *\?*) url="$url&digest=$digest" ;; *) url="$url?digest=$digest" ;; esac
-    code=$(curl -sS -o "$WORK/put.resp" -w '%{http_code}' -X PUT -H 'Expect:' \
-        -H 'Content-Type: application/octet-stream' -T "$file" "$url")
-    [[ "$code" == 201 ]] || die "PUT blob $digest to $base/$repo -> $code: $(head -c 300 "$WORK/put.resp")"
-}
-push_manifest() { # BASE REPO REF FILE MEDIATYPE
-    local code
-    code=$(curl -sS -o "$WORK/put.resp" -w '%{http_code}' -X PUT -H "Content-Type: $5" --data-binary "@$4" "$1/v2/$2/manifests/$3")
-    [[ "$code" == 201 ]] || die "PUT manifest $2:$3 to $1 -> $code: $(head -c 300 "$WORK/put.resp")"
-}
 
 # ---------------------------------------------------------------- 1. content, generated offline
 C=$WORK/content

@@ -94,14 +94,20 @@ impl T {
         t.json
     }
 
+    /// A request to the registry (`/v2`), without credentials (the in-memory app is open).
+    async fn registry(&self, m: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> http::Response<Body> {
+        let mut b = Request::builder().method(m).uri(uri);
+        if let Some(ct) = ct {
+            b = b.header("content-type", ct);
+        }
+        self.router
+            .clone()
+            .oneshot(b.body(Body::from(body)).unwrap())
+            .await
+            .unwrap()
+    }
+
     async fn push_image(&self, name: &str, tag: &str, layer: &[u8]) -> Digest {
-        let send = |m: Method, uri: String, ct: Option<&str>, body: Vec<u8>| {
-            let mut b = Request::builder().method(m).uri(uri);
-            if let Some(ct) = ct {
-                b = b.header("content-type", ct);
-            }
-            self.router.clone().oneshot(b.body(Body::from(body)).unwrap())
-        };
         let config = format!(
             r#"{{"architecture":"amd64","os":"linux","layer":"{}"}}"#,
             Digest::sha256_of(layer)
@@ -109,14 +115,14 @@ impl T {
         .into_bytes();
         for b in [&config[..], layer] {
             let d = Digest::sha256_of(b);
-            let r = send(
-                Method::POST,
-                format!("/v2/{name}/blobs/uploads/?digest={d}"),
-                None,
-                b.to_vec(),
-            )
-            .await
-            .unwrap();
+            let r = self
+                .registry(
+                    Method::POST,
+                    &format!("/v2/{name}/blobs/uploads/?digest={d}"),
+                    None,
+                    b.to_vec(),
+                )
+                .await;
             assert_eq!(r.status(), StatusCode::CREATED);
         }
         let m = serde_json::to_vec(&json!({
@@ -125,14 +131,14 @@ impl T {
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Digest::sha256_of(layer), "size": layer.len()}],
         }))
         .unwrap();
-        let r = send(
-            Method::PUT,
-            format!("/v2/{name}/manifests/{tag}"),
-            Some(media::OCI_MANIFEST),
-            m.clone(),
-        )
-        .await
-        .unwrap();
+        let r = self
+            .registry(
+                Method::PUT,
+                &format!("/v2/{name}/manifests/{tag}"),
+                Some(media::OCI_MANIFEST),
+                m.clone(),
+            )
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         Digest::sha256_of(&m)
     }
@@ -462,30 +468,13 @@ async fn distributions_serve_latest_or_pinned_versions() {
         .await;
     assert_eq!(task["state"], "completed");
     let pulled = t
-        .router
-        .clone()
-        .oneshot(
-            Request::builder()
-                .uri("/v2/team/app/manifests/latest")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+        .registry(Method::GET, "/v2/team/app/manifests/latest", None, Vec::new())
+        .await;
     assert_eq!(pulled.headers()["docker-content-digest"], d1.as_str());
     // a pinned distribution refuses pushes
     let r = t
-        .router
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method(Method::POST)
-                .uri("/v2/team/app/blobs/uploads/")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+        .registry(Method::POST, "/v2/team/app/blobs/uploads/", None, Vec::new())
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // a version a distribution serves can't be deleted; nor the latest, nor 0
     assert_eq!(
@@ -507,16 +496,8 @@ async fn distributions_serve_latest_or_pinned_versions() {
     )
     .await;
     let pulled = t
-        .router
-        .clone()
-        .oneshot(
-            Request::builder()
-                .uri("/v2/team/app/manifests/latest")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+        .registry(Method::GET, "/v2/team/app/manifests/latest", None, Vec::new())
+        .await;
     assert_eq!(pulled.headers()["docker-content-digest"], d2.as_str());
     // now version 1 may go; version 2's summary is recomputed against version 0
     t.task(t.delete(&format!("{repo_href}versions/1/")).await).await;
@@ -715,16 +696,13 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
     let mx = t.push_image("a", "v2", &lx).await;
     let mb = t.push_image("b", "v1", &lb).await;
     let ma = t.push_image("b", "v2", &la).await; // the same image as a:v1
-    let upload = |name: &str, bytes: &'static [u8]| {
+    let upload = |name: &'static str, bytes: &'static [u8]| {
         let d = Digest::sha256_of(bytes);
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("/v2/{name}/blobs/uploads/?digest={d}"))
-            .body(Body::from(bytes))
-            .unwrap();
-        let router = t.router.clone();
+        let t = &t;
         async move {
-            assert_eq!(router.oneshot(req).await.unwrap().status(), StatusCode::CREATED);
+            let uri = format!("/v2/{name}/blobs/uploads/?digest={d}");
+            let r = t.registry(Method::POST, &uri, None, bytes.to_vec()).await;
+            assert_eq!(r.status(), StatusCode::CREATED);
             d
         }
     };
@@ -804,29 +782,10 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
     ] {
         assert!(stat(d.clone()).await, "{d} stays");
     }
-    let r = t
-        .router
-        .clone()
-        .oneshot(
-            Request::builder()
-                .uri("/v2/b/manifests/v2")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let r = t.registry(Method::GET, "/v2/b/manifests/v2", None, Vec::new()).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = t
-        .router
-        .clone()
-        .oneshot(
-            Request::builder()
-                .uri(format!("/v2/b/blobs/{}", Digest::sha256_of(&la)))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let uri = format!("/v2/b/blobs/{}", Digest::sha256_of(&la));
+    let r = t.registry(Method::GET, &uri, None, Vec::new()).await;
     assert_eq!(r.status(), StatusCode::OK);
     // the content list no longer shows what went
     let r = t
@@ -859,17 +818,8 @@ async fn orphan_cleanup_frees_what_only_deleted_versions_held() {
     let mc = t.push_image("c", "v1", &lc).await; // version 1
     t.push_image("c", "v2", b"layer D").await; // version 2
     let r = t
-        .router
-        .clone()
-        .oneshot(
-            Request::builder()
-                .method(Method::DELETE)
-                .uri(format!("/v2/c/manifests/{mc}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+        .registry(Method::DELETE, &format!("/v2/c/manifests/{mc}"), None, Vec::new())
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED); // version 3, without c:v1
     let cleanup = || async {
         let r = t

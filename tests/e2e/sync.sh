@@ -469,6 +469,26 @@ failed_with() {
   local p
   for p in "$@"; do grep -qiE -- "$p" <<<"$desc" || why "description lacks /$p/"; done
 }
+# sync_with_credentials NAME HOST REPO USER PASSWORD STATE: a remote with these credentials and a
+# repository, both NAME; the sync must make version 1 with exactly the fixture STATE's content
+sync_with_credentials() {
+  pulp container remote create --name "$1" --url "http://$2" --upstream-name "$3" --policy immediate \
+    --username "$4" --password "$5" >/dev/null || why "remote create"
+  pulp container repository create --name "$1" >/dev/null || why "repository create"
+  run_sync "$1" "$1" || { cat "$W/sync.out"; why "sync from $2 with credentials failed"; }
+  fx expect --state "$6" >"$W/expect-$1.json"
+  summary_is "$1" 1 "$(fx summary --base - --new "$W/expect-$1.json")"
+}
+# wrong_password_fails NAME HOST REPO USER PATTERN: the same with a wrong password fails, with an
+# error.description matching PATTERN, and makes no version
+wrong_password_fails() {
+  pulp container remote create --name "$1" --url "http://$2" --upstream-name "$3" --policy immediate \
+    --username "$4" --password wrong >/dev/null || why "remote create"
+  pulp container repository create --name "$1" >/dev/null || why "repository create"
+  if run_sync "$1" "$1"; then why "the sync with a wrong password succeeded"; fi
+  failed_with "$5"
+  [ "$(latest_number "$1")" = 0 ] || why "a failed sync made a version"
+}
 t_basic() {
   start_registry bup "auth:
   htpasswd:
@@ -478,22 +498,10 @@ t_basic() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$BUP/v2/")" = 401 ] || why "the Basic upstream does not ask for credentials"
   fxpush --state "$W/basic.json" --registry "$BUP" --repo priv/app \
     --creds "puller:$UPW" v1.0 multi >/dev/null || why "push with credentials failed"
-  pulp container remote create --name basic --url "http://$BUP" --upstream-name priv/app --policy immediate \
-    --username puller --password "$UPW" >/dev/null || why "remote create"
-  pulp container repository create --name basic >/dev/null || why "repository create"
-  run_sync basic basic || { cat "$W/sync.out"; why "sync from the Basic auth upstream failed"; }
-  fx expect --state "$W/basic.json" >"$W/eb.json"
-  summary_is basic 1 "$(fx summary --base - --new "$W/eb.json")"
+  sync_with_credentials basic "$BUP" priv/app puller "$UPW" "$W/basic.json"
 }
 check "6 upstream behind Basic auth (htpasswd): remote username/password, sync exact" t_basic
-t_basic_wrong() {
-  pulp container remote create --name basic-bad --url "http://$BUP" --upstream-name priv/app --policy immediate \
-    --username puller --password wrong >/dev/null || why "remote create"
-  pulp container repository create --name basic-bad >/dev/null || why "repository create"
-  if run_sync basic-bad basic-bad; then why "the sync with a wrong password succeeded"; fi
-  failed_with '401|unauthori[sz]ed|credential|denied|authenticat'
-  [ "$(latest_number basic-bad)" = 0 ] || why "a failed sync made a version"
-}
+t_basic_wrong() { wrong_password_fails basic-bad "$BUP" priv/app puller '401|unauthori[sz]ed|credential|denied|authenticat'; }
 check "6a Basic upstream, wrong password: the task fails with a clear error.description" t_basic_wrong
 
 UPW2=up2-$RANDOM-$RANDOM
@@ -509,22 +517,10 @@ t_bearer() {
     why "the upstream Berth answers an anonymous manifest GET with $c and no Bearer challenge (token auth off in $UPSTREAM_BERTH_BIN?)"
   c=$(rget "$UB" /v2/team/app/manifests/v1.0)
   [ "$c" = 401 ] || [ "$c" = 403 ] || [ "$c" = 404 ] || why "an anonymous token reads the private upstream ($c)"
-  pulp container remote create --name bearer --url "http://$UB" --upstream-name team/app --policy immediate \
-    --username admin --password "$UPW2" >/dev/null || why "remote create"
-  pulp container repository create --name bearer >/dev/null || why "repository create"
-  run_sync bearer bearer || { cat "$W/sync.out"; why "sync from the token-auth upstream failed"; }
-  fx expect --state "$W/bearer.json" >"$W/et.json"
-  summary_is bearer 1 "$(fx summary --base - --new "$W/et.json")"
+  sync_with_credentials bearer "$UB" team/app admin "$UPW2" "$W/bearer.json"
 }
 check "6b upstream behind Bearer token auth (a second Berth, private distribution): sync exact" t_bearer
-t_bearer_wrong() {
-  pulp container remote create --name bearer-bad --url "http://$UB" --upstream-name team/app --policy immediate \
-    --username admin --password wrong >/dev/null || why "remote create"
-  pulp container repository create --name bearer-bad >/dev/null || why "repository create"
-  if run_sync bearer-bad bearer-bad; then why "the sync with a wrong password succeeded"; fi
-  failed_with '401|unauthori[sz]ed|credential|denied|authenticat|token'
-  [ "$(latest_number bearer-bad)" = 0 ] || why "a failed sync made a version"
-}
+t_bearer_wrong() { wrong_password_fails bearer-bad "$UB" team/app admin '401|unauthori[sz]ed|credential|denied|authenticat|token'; }
 check "6c token upstream, wrong password: the task fails with a clear error.description" t_bearer_wrong
 
 # ====================================================================================================

@@ -640,25 +640,7 @@ async fn orphans_cleanup(c: &Ctx<'_>) -> Answer {
     i.finish()?;
     let only = match hrefs {
         None => None,
-        Some(hrefs) => {
-            let mut keys = Vec::new();
-            for h in &hrefs {
-                let key = match content_ref(h) {
-                    Some(id) => c.manage().store().content_by_id(id).await?,
-                    None => None,
-                };
-                match key {
-                    Some(k) => keys.push(k),
-                    None => {
-                        return Err(ApiError::field(
-                            "content_hrefs",
-                            format!("Invalid hyperlink - Object does not exist: {h}"),
-                        ))
-                    }
-                }
-            }
-            Some(keys)
-        }
+        Some(hrefs) => Some(content_keys(c, "content_hrefs", &hrefs).await?),
     };
     let protection = minutes.map_or(crate::services::DEFAULT_PROTECTION, |m| {
         std::time::Duration::from_secs(m.saturating_mul(60))
@@ -783,6 +765,27 @@ fn content_ref(href: &str) -> Option<Uuid> {
     None
 }
 
+/// The content units named by `hrefs`; the first unknown one is an error on `field`.
+async fn content_keys(c: &Ctx<'_>, field: &str, hrefs: &[String]) -> Result<Vec<ContentKey>, ApiError> {
+    let mut keys = Vec::with_capacity(hrefs.len());
+    for h in hrefs {
+        let key = match content_ref(h) {
+            Some(id) => c.manage().store().content_by_id(id).await?,
+            None => None,
+        };
+        match key {
+            Some(k) => keys.push(k),
+            None => {
+                return Err(ApiError::field(
+                    field,
+                    format!("Invalid hyperlink - Object does not exist: {h}"),
+                ))
+            }
+        }
+    }
+    Ok(keys)
+}
+
 async fn modify_content(c: &Ctx<'_>, add: bool) -> Answer {
     let repo = c.manage().repository(c.id(), RepositoryKind::Mirror).await?;
     let mut i = c.input(false)?;
@@ -805,23 +808,7 @@ async fn modify_content(c: &Ctx<'_>, add: bool) -> Answer {
     let keys = if !add && units.iter().any(|u| u == "*") {
         None
     } else {
-        let mut keys = Vec::new();
-        for u in &units {
-            let key = match content_ref(u) {
-                Some(id) => c.manage().store().content_by_id(id).await?,
-                None => None,
-            };
-            match key {
-                Some(k) => keys.push(k),
-                None => {
-                    return Err(ApiError::field(
-                        "content_units",
-                        format!("Invalid hyperlink - Object does not exist: {u}"),
-                    ))
-                }
-            }
-        }
-        Some(keys)
+        Some(content_keys(c, "content_units", &units).await?)
     };
     let v = if add {
         c.manage().add(&repo, keys.unwrap_or_default()).await?
