@@ -21,7 +21,7 @@ quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 
 if ! command -v cargo >/dev/null; then
-  echo "test.sh: cargo not found; install a Rust toolchain (https://rustup.rs), 1.85 or newer" >&2
+  echo "test.sh: cargo not found; install a Rust toolchain (https://rustup.rs), 1.89 or newer" >&2
   exit 1
 fi
 
@@ -53,10 +53,11 @@ venv() {
 }
 mkdir -p target
 
-# moto (S3, DynamoDB, SQS) on a free loopback port, for the whole run
+# moto (S3, DynamoDB, SQS) on a free loopback port, for the whole run; tests/moto_server.py is
+# moto_server with DynamoDB's per-item atomicity (moto does not lock around a conditional write)
 venv target/moto-venv 'moto[server]==5.2.5'
 moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/moto-venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
+target/moto-venv/bin/python tests/moto_server.py -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
 python3 - "$moto_port" <<'PY'

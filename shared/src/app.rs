@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
+use crate::domain::UrlPolicy;
 use crate::http;
 use crate::http::auth::RegistryAuth;
 use crate::jobs::LocalJobQueue;
@@ -14,7 +15,7 @@ use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamF
 use crate::services::{
     AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
 };
-use crate::store::{FieldKey, Retention, Store};
+use crate::store::{FieldKey, NodeLife, Retention, Store};
 
 /// Settings every runtime shares.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,13 @@ pub struct Settings {
     pub retention: Retention,
     /// The key remote credentials are sealed with at rest (none: stored as given).
     pub field_key: Option<Arc<FieldKey>>,
+    /// This process as a life of its node, when it is the only process of that node (the
+    /// local binary on its data directory): leases its previous life held are taken over at
+    /// once after a restart instead of waiting for them to expire.
+    pub node: Option<NodeLife>,
+    /// Which addresses remotes may make Berth contact (`BERTH_REMOTE_PRIVATE_NETWORKS`):
+    /// checked when a remote is saved and again whenever the upstream client connects.
+    pub remote_urls: UrlPolicy,
 }
 
 /// The services of one Berth instance.
@@ -46,19 +54,28 @@ pub struct App {
 
 /// The upstream client this build has: reqwest with the `upstream` feature.
 pub fn default_upstreams() -> Option<Arc<dyn UpstreamFactory>> {
+    upstreams_with(UrlPolicy::default())
+}
+
+/// The upstream client this build has, connecting only where `urls` allows.
+pub fn upstreams_with(urls: UrlPolicy) -> Option<Arc<dyn UpstreamFactory>> {
     #[cfg(feature = "upstream")]
     {
-        Some(Arc::new(crate::adapters::upstream_http::HttpUpstreamFactory::new()))
+        Some(Arc::new(
+            crate::adapters::upstream_http::HttpUpstreamFactory::with_policy(urls),
+        ))
     }
     #[cfg(not(feature = "upstream"))]
     {
+        let _ = urls;
         None
     }
 }
 
 impl App {
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, jobs: Arc<dyn JobQueue>, settings: Settings) -> Self {
-        Self::with_upstreams(table, blobs, jobs, settings, default_upstreams())
+        let upstreams = upstreams_with(settings.remote_urls);
+        Self::with_upstreams(table, blobs, jobs, settings, upstreams)
     }
 
     /// An instance with the given upstream clients (tests pass fakes).
@@ -69,12 +86,14 @@ impl App {
         settings: Settings,
         upstreams: Option<Arc<dyn UpstreamFactory>>,
     ) -> Self {
-        let store = Store::with_retention(table, settings.retention).with_field_key(settings.field_key.clone());
+        let store = Store::with_retention(table, settings.retention)
+            .with_field_key(settings.field_key.clone())
+            .with_node(settings.node.clone());
         let registry = Arc::new(
             Registry::new(store.clone(), blobs.clone(), settings.registry.clone()).with_upstreams(upstreams.clone()),
         );
         App {
-            manage: Arc::new(Manage::new(store.clone(), jobs)),
+            manage: Arc::new(Manage::new(store.clone(), jobs).with_url_policy(settings.remote_urls)),
             users: Arc::new(Users::new(store.clone())),
             store,
             blobs,

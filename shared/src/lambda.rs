@@ -11,6 +11,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use sha2::Digest as _;
 
 use crate::app::{AwsApp, AwsQueue, AwsSettings, Settings};
+use crate::domain::{PrivateNetworks, UrlPolicy};
 use crate::ports::{Job, JobError};
 use crate::services::tokens::{TokenKey, Tokens};
 use crate::services::AuthMode;
@@ -40,6 +41,9 @@ pub struct LambdaConfig {
     pub task_retention: Option<Duration>,
     pub public_url: Option<String>,
     pub s3_path_style: bool,
+    /// Whether remotes may reach loopback and private networks
+    /// (`BERTH_REMOTE_PRIVATE_NETWORKS`, `allow` by default).
+    pub remote_private_networks: PrivateNetworks,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -90,6 +94,15 @@ impl LambdaConfig {
                 true
             }
         };
+        let remote_private_networks = match var("BERTH_REMOTE_PRIVATE_NETWORKS") {
+            None => PrivateNetworks::Allow,
+            Some(v) => PrivateNetworks::parse(&v).unwrap_or_else(|| {
+                errors.push(format!(
+                    "BERTH_REMOTE_PRIVATE_NETWORKS must be allow or deny, not {v:?}"
+                ));
+                PrivateNetworks::Allow
+            }),
+        };
         let cfg = LambdaConfig {
             bucket,
             table,
@@ -108,6 +121,7 @@ impl LambdaConfig {
             s3_path_style: var("BERTH_S3_PATH_STYLE")
                 .map(|v| v == "on" || v == "1" || v == "true")
                 .unwrap_or_else(|| var("AWS_ENDPOINT_URL").is_some()),
+            remote_private_networks,
         };
         if cfg.secret_arn.is_none() && cfg.admin_password.is_none() {
             errors.push("BERTH_SECRET_ARN (or BERTH_ADMIN_PASSWORD) is not set".into());
@@ -194,6 +208,7 @@ pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
         public_url: cfg.public_url.clone(),
         auth,
         field_key: Some(Arc::new(crate::store::FieldKey::from_seed(&field_seed))),
+        remote_urls: UrlPolicy::new(cfg.remote_private_networks),
         ..Default::default()
     };
     settings.registry.redirect_ttl = cfg.redirect_ttl;

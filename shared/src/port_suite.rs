@@ -188,6 +188,90 @@ pub async fn table_suite(t: Arc<dyn Table>) {
         task.await.unwrap();
     }
     assert_eq!(t.get("c", "n").await.unwrap().unwrap().value, b"80");
+
+    transact_suite(&t).await;
+}
+
+/// Transactions: all or nothing, conditions on every item, and one winner among racers.
+async fn transact_suite(t: &Arc<dyn Table>) {
+    use crate::ports::Write;
+    // Given one existing item, When a transaction's second condition fails, Then nothing changes
+    t.put("x", "held", b"h".to_vec(), Cond::Any).await.unwrap();
+    let r = t
+        .transact(vec![
+            Write::put("x", "new", b"n".to_vec(), Cond::Absent),
+            Write::put("x", "held", b"h2".to_vec(), Cond::Absent),
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    assert_eq!(t.get("x", "new").await.unwrap(), None);
+    assert_eq!(t.get("x", "held").await.unwrap().unwrap().value, b"h");
+    // When every condition holds, Then every write lands, across partitions
+    let held = t.get("x", "held").await.unwrap().unwrap();
+    t.transact(vec![
+        Write::put("x", "new", b"n".to_vec(), Cond::Absent),
+        Write::put("y", "other", b"o".to_vec(), Cond::Absent),
+        Write::delete("x", "held", Cond::Rev(held.rev)),
+        Write::delete("x", "never", Cond::Absent),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(t.get("x", "new").await.unwrap().unwrap().value, b"n");
+    assert_eq!(t.get("y", "other").await.unwrap().unwrap().rev, 1);
+    assert_eq!(t.get("x", "held").await.unwrap(), None);
+    // a put under the item's revision bumps it; a stale revision fails
+    let row = t.get("x", "new").await.unwrap().unwrap();
+    t.transact(vec![Write::put("x", "new", b"n2".to_vec(), Cond::Rev(row.rev))])
+        .await
+        .unwrap();
+    assert_eq!(t.get("x", "new").await.unwrap().unwrap().rev, row.rev + 1);
+    assert!(matches!(
+        t.transact(vec![Write::put("x", "new", b"n3".to_vec(), Cond::Rev(row.rev))])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // an item twice, or nothing at all, is refused before anything is written
+    assert!(t
+        .transact(vec![
+            Write::put("x", "twice", b"1".to_vec(), Cond::Any),
+            Write::put("x", "twice", b"2".to_vec(), Cond::Any),
+        ])
+        .await
+        .is_err());
+    assert_eq!(t.get("x", "twice").await.unwrap(), None);
+    assert!(t.transact(Vec::new()).await.is_err());
+
+    // Given 16 racers claiming one name with an item each, Then exactly one claim and its
+    // item exist, and no loser's item is left
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            t.transact(vec![
+                Write::put("names", "one", format!("{i}").into_bytes(), Cond::Absent),
+                Write::put("items", format!("{i}"), b"item".to_vec(), Cond::Absent),
+            ])
+            .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let winner = String::from_utf8(t.get("names", "one").await.unwrap().unwrap().value).unwrap();
+    let items: Vec<String> = t
+        .query("items", Query::prefix(""))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.sk)
+        .collect();
+    assert_eq!(items, [winner]);
 }
 
 // ---- blob store ------------------------------------------------------------------------------
@@ -473,6 +557,222 @@ pub async fn orphan_suite(t: Arc<dyn Table>) {
         .find(|c| c.key == ContentKey::Blob(rec(2).digest))
         .unwrap();
     assert!(!store.forget_candidate(c).await.unwrap());
+}
+
+// ---- store: names and leases ------------------------------------------------------------------
+
+fn dist(name: &str, base_path: &str, repository: Option<uuid::Uuid>) -> crate::store::Distribution {
+    crate::store::Distribution {
+        id: uuid::Uuid::new_v4(),
+        name: name.to_owned(),
+        base_path: crate::domain::RepoName::parse(base_path).unwrap(),
+        repository,
+        version: None,
+        private: false,
+        description: None,
+        pulp_labels: Default::default(),
+        created: chrono::Utc::now(),
+        updated: chrono::Utc::now(),
+    }
+}
+
+/// Invariant 6: of racing creates of one name exactly one wins and it is the one listed;
+/// renames and deletes move names and items together; names left by older versions' crashed
+/// creates are taken over or repaired. Invariant 2: a restarted node takes over its earlier
+/// life's leases at once.
+pub async fn names_suite(t: Arc<dyn Table>) {
+    use crate::store::{NodeLife, Remote};
+    let store = Store::new(t.clone());
+    let racers = 16;
+
+    // Given 16 racers, When each creates a repository, a remote and a distribution of one
+    // name, Then exactly one of each wins, and lists hold exactly the winners
+    let mut tasks = Vec::new();
+    for i in 0..racers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let repo = Repository::new("race/repo", RepositoryKind::Mirror);
+            let r = store.create_repository(&repo).await.map(|_| repo.id);
+            let remote = Remote::new("race-remote", "http://127.0.0.1:1", "x");
+            let m = store.create_remote(&remote).await.map(|_| remote.id);
+            let d = dist("race-dist", &format!("race/d{i}"), None);
+            let dd = store.create_distribution(&d).await.map(|_| d.id);
+            let b = dist(&format!("race-base-{i}"), "race/base", None);
+            let bb = store.create_distribution(&b).await.map(|_| b.id);
+            (r, m, dd, bb)
+        }));
+    }
+    let (mut repos, mut remotes, mut dists, mut bases) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for task in tasks {
+        let (r, m, d, b) = task.await.unwrap();
+        for (res, won) in [(r, &mut repos), (m, &mut remotes), (d, &mut dists), (b, &mut bases)] {
+            match res {
+                Ok(id) => won.push(id),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!((repos.len(), remotes.len(), dists.len(), bases.len()), (1, 1, 1, 1));
+    let listed: Vec<_> = store
+        .repositories()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name == "race/repo")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, repos);
+    let listed: Vec<_> = store
+        .remotes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name == "race-remote")
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, remotes);
+    assert_eq!(store.distribution(dists[0]).await.unwrap().unwrap().name, "race-dist");
+    let base = crate::domain::RepoName::parse("race/base").unwrap();
+    assert_eq!(
+        store.distribution_by_base_path(&base).await.unwrap().unwrap().id,
+        bases[0]
+    );
+
+    // renames race creates: whoever wins, the name names exactly one item that carries it
+    let a = Repository::new("rename/a", RepositoryKind::Mirror);
+    store.create_repository(&a).await.unwrap();
+    let (s1, s2) = (store.clone(), store.clone());
+    let rename = tokio::spawn(async move {
+        s1.update_repository::<StoreError>(a.id, |r| {
+            r.name = "rename/b".into();
+            Ok(())
+        })
+        .await
+    });
+    let create = tokio::spawn(async move {
+        s2.create_repository(&Repository::new("rename/b", RepositoryKind::Mirror))
+            .await
+    });
+    let (r1, r2) = (rename.await.unwrap(), create.await.unwrap());
+    assert!(r1.is_ok() != r2.is_ok(), "exactly one takes the name: {r1:?} {r2:?}");
+    let b = store.repository_by_name("rename/b").await.unwrap().unwrap();
+    assert_eq!(b.name, "rename/b");
+    assert_eq!(
+        store.repository_by_name("rename/a").await.unwrap().is_some(),
+        r2.is_ok()
+    );
+    let names: Vec<_> = store
+        .repositories()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("rename/")).count(),
+        if r2.is_ok() { 2 } else { 1 }
+    );
+    // a delete takes the name and the item together; the name is free at once
+    store.delete_repository(&b).await.unwrap();
+    assert!(store.repository(b.id).await.unwrap().is_none());
+    store
+        .create_repository(&Repository::new("rename/b", RepositoryKind::Mirror))
+        .await
+        .unwrap();
+
+    // Given what older versions could leave: a name row naming no item, a served repository
+    // hidden behind an empty one of the same name, a remote sharing its name
+    t.put(
+        "repo-names",
+        "stale",
+        serde_json::to_vec(&uuid::Uuid::new_v4()).unwrap(),
+        Cond::Absent,
+    )
+    .await
+    .unwrap();
+    let empty = Repository::new("split", RepositoryKind::Push);
+    store.create_repository(&empty).await.unwrap();
+    let mut hidden = Repository::new("split", RepositoryKind::Push);
+    hidden.latest_version = 3;
+    t.put(
+        &format!("repo#{}", hidden.id),
+        "_",
+        serde_json::to_vec(&hidden).unwrap(),
+        Cond::Absent,
+    )
+    .await
+    .unwrap();
+    store
+        .create_distribution(&dist("split", "split", Some(hidden.id)))
+        .await
+        .unwrap();
+    let twin = Remote::new("twin", "http://127.0.0.1:1", "x");
+    store.create_remote(&twin).await.unwrap();
+    let other = Remote::new("twin", "http://127.0.0.1:2", "y");
+    t.put(
+        "remotes",
+        &other.id.to_string(),
+        serde_json::to_vec(&other).unwrap(),
+        Cond::Absent,
+    )
+    .await
+    .unwrap();
+    // When the repair runs, Then every item has its own name, the served repository is listed
+    // under its name, and the empty duplicate is gone
+    let done = store.repair_names().await.unwrap();
+    assert_eq!(done.actions.len(), 3, "{done:?}");
+    assert_eq!(store.repository_by_name("split").await.unwrap().unwrap().id, hidden.id);
+    assert!(store.repository(empty.id).await.unwrap().is_none());
+    assert!(t.get("repo-names", "stale").await.unwrap().is_none());
+    let twins: Vec<_> = store
+        .remotes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name.starts_with("twin"))
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(twins.len(), 2);
+    assert_ne!(twins[0], twins[1]);
+    assert!(
+        store.repair_names().await.unwrap().is_empty(),
+        "a second run finds nothing"
+    );
+    // a stale name row left by an older version's crashed create is taken over by a create
+    t.put(
+        "repo-names",
+        "ghost2",
+        serde_json::to_vec(&uuid::Uuid::new_v4()).unwrap(),
+        Cond::Absent,
+    )
+    .await
+    .unwrap();
+    store
+        .create_repository(&Repository::new("ghost2", RepositoryKind::Push))
+        .await
+        .unwrap();
+
+    // Given a lease held by a killed process of this node, When its next life writes, Then it
+    // takes the lease at once; another node's live lease still waits
+    let repo = Repository::new("leased", RepositoryKind::Push);
+    store.create_repository(&repo).await.unwrap();
+    let first = Store::new(t.clone()).with_node(Some(NodeLife::new("node-a")));
+    let w = first.begin_write(repo.id, "killed", TTL, Duration::ZERO).await.unwrap();
+    std::mem::forget(w); // killed: never commits, never releases
+    let other_node = Store::new(t.clone()).with_node(Some(NodeLife::new("node-b")));
+    assert!(matches!(
+        other_node.begin_write(repo.id, "b", TTL, Duration::ZERO).await,
+        Err(WriteError::Busy)
+    ));
+    let second = Store::new(t.clone()).with_node(Some(NodeLife::new("node-a")));
+    let started = std::time::Instant::now();
+    let w = second
+        .begin_write(repo.id, "restarted", TTL, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    w.commit(None).await.unwrap();
 }
 
 // ---- store: versions -------------------------------------------------------------------------
@@ -847,6 +1147,10 @@ mod memory {
     async fn store() {
         store_suite(Arc::new(MemoryTable::new())).await;
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn names() {
+        names_suite(Arc::new(MemoryTable::new())).await;
+    }
     #[tokio::test]
     async fn retention() {
         retention_suite(Arc::new(MemoryTable::new())).await;
@@ -887,6 +1191,11 @@ mod embedded {
     async fn store() {
         let dir = tempfile::tempdir().unwrap();
         store_suite(table(&dir)).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn names() {
+        let dir = tempfile::tempdir().unwrap();
+        names_suite(table(&dir)).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retention() {
@@ -1057,6 +1366,11 @@ pub(crate) mod moto {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn store() {
         store_suite_slowed(Arc::new(table().await), 20).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn names() {
+        names_suite(Arc::new(table().await)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -971,6 +971,10 @@ impl berth::ports::Table for Counting {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.query(pk, q).await
     }
+    async fn transact(&self, writes: Vec<berth::ports::Write>) -> Result<(), berth::ports::StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.transact(writes).await
+    }
 }
 
 /// Serving a manifest by tag costs a fixed, small number of metadata reads (DynamoDB requests

@@ -998,3 +998,119 @@ async fn copy_tags_and_manifests_between_repositories() {
         .await;
     assert_eq!(task["created_resources"], json!([]), "no change, no version");
 }
+
+/// Racing first pushes into one new name make one push repository, the one its distribution
+/// serves; an orphan cleanup with no protection time afterwards keeps every image, and racing
+/// creates of one name through the API give exactly one 201 (DESIGN invariant 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creates_make_one_of_each_and_cleanup_keeps_every_image() {
+    let t = std::sync::Arc::new(T::new().await);
+    let racers = 16;
+    // Given 16 clients, When each pushes an image of its own into one new name at once
+    let mut tasks = Vec::new();
+    for i in 0..racers {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let layer = format!("racing layer {i}").into_bytes();
+            t.push_image("race/new", &format!("t{i}"), &layer).await
+        }));
+    }
+    let mut pushed = Vec::new();
+    for task in tasks {
+        pushed.push(task.await.unwrap());
+    }
+    // Then one repository holds the name, and the distribution serves that one
+    let listed = t.get(&format!("{PUSH}?name=race/new")).await.json;
+    assert_eq!(listed["count"], 1, "{listed}");
+    let dist = t.get(&format!("{DISTS}?base_path=race/new")).await.json;
+    assert_eq!(dist["count"], 1, "{dist}");
+    assert_eq!(dist["results"][0]["repository"], listed["results"][0]["pulp_href"]);
+    let all = t.get(&format!("{PUSH}?limit=1000")).await.json;
+    assert_eq!(all["count"], 1, "{all}");
+    // When orphans are cleaned up with no protection time
+    let r = t
+        .post("/pulp/api/v3/orphans/cleanup/", json!({"orphan_protection_time": 0}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let href = r.json["task"].as_str().unwrap().to_owned();
+    let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
+    assert_eq!(t.get(&href).await.json["state"], "completed");
+    // Then every tag still pulls, with its blobs
+    for (i, digest) in pushed.iter().enumerate() {
+        let r = t
+            .registry(Method::GET, &format!("/v2/race/new/manifests/t{i}"), None, Vec::new())
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "t{i}");
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(&Digest::sha256_of(&bytes), digest);
+        let m: Value = serde_json::from_slice(&bytes).unwrap();
+        for blob in [&m["config"]["digest"], &m["layers"][0]["digest"]] {
+            let uri = format!("/v2/race/new/blobs/{}", blob.as_str().unwrap());
+            let r = t.registry(Method::GET, &uri, None, Vec::new()).await;
+            assert_eq!(r.status(), StatusCode::OK, "{uri}");
+        }
+    }
+
+    // Given 8 clients, When each creates a repository, a remote and a distribution of one
+    // name at once, Then exactly one of each is created and listed
+    for (list, body) in [
+        (REPOS, json!({"name": "x"})),
+        (
+            REMOTES,
+            json!({"name": "x", "url": "http://127.0.0.1:1", "upstream_name": "x"}),
+        ),
+    ] {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (t, body) = (t.clone(), body.clone());
+            tasks.push(tokio::spawn(async move { t.post(list, body).await }));
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            let r = task.await.unwrap();
+            if r.status == StatusCode::BAD_REQUEST {
+                assert_eq!(r.json["name"][0], "This field must be unique.", "{}", r.json);
+            }
+            statuses.push(r.status);
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::CREATED).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert_eq!(statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count(), 7);
+        assert_eq!(t.get(&format!("{list}?name=x")).await.json["count"], 1);
+    }
+    // distributions are created by a task; a name already taken when asked is refused at once
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = t.post(DISTS, json!({"name": "x", "base_path": format!("x{i}")})).await;
+            let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
+            r
+        }));
+    }
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(task.await.unwrap());
+    }
+    while t.local.jobs.run_one(&*t.app.worker()).await.unwrap().is_some() {}
+    let mut completed = 0;
+    for r in responses {
+        match r.status {
+            StatusCode::ACCEPTED => {
+                let task = t.get(r.json["task"].as_str().unwrap()).await.json;
+                match task["state"].as_str().unwrap() {
+                    "completed" => completed += 1,
+                    "failed" => {}
+                    other => panic!("task {other}: {task}"),
+                }
+            }
+            StatusCode::BAD_REQUEST => assert_eq!(r.json["name"][0], "This field must be unique.", "{}", r.json),
+            other => panic!("{other}: {}", r.json),
+        }
+    }
+    assert_eq!(completed, 1);
+    assert_eq!(t.get(&format!("{DISTS}?name=x")).await.json["count"], 1);
+}

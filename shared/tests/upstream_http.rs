@@ -36,6 +36,8 @@ fn cfg(addr: SocketAddr, name: &str) -> UpstreamConfig {
         connect_timeout: Some(Duration::from_secs(2)),
         read_timeout: Some(Duration::from_secs(5)),
         headers: vec![],
+        proxy: None,
+        tls: Default::default(),
     }
 }
 

@@ -25,6 +25,8 @@ fn cfg(base: String, name: &str) -> UpstreamConfig {
         connect_timeout: None,
         read_timeout: None,
         headers: vec![],
+        proxy: None,
+        tls: Default::default(),
     }
 }
 

@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_TASK_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=36500))]
     pub task_retention_days: u64,
 
+    /// Whether remotes may reach loopback and private network addresses (`allow`), or only
+    /// public ones (`deny`). Link-local, cloud metadata, unspecified, multicast and broadcast
+    /// addresses are refused either way.
+    #[arg(long, env = "BERTH_REMOTE_PRIVATE_NETWORKS", default_value = "allow", value_parser = ["allow", "deny"])]
+    pub remote_private_networks: String,
+
     /// Read-only users, as `name:password[,name:password…]` (they may pull private content).
     #[arg(long, env = "BERTH_READONLY_USERS", hide_env_values = true)]
     pub readonly_users: Option<String>,
@@ -75,6 +81,32 @@ pub struct Config {
     /// Log filter, e.g. `info` or `berth=debug`.
     #[arg(long, env = "BERTH_LOG", default_value = "info")]
     pub log: String,
+
+    /// Seconds a client has to send a request's line and headers, counted from the connection's
+    /// start or from the request's first byte.
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Seconds a connection may stay open with no request in flight and no bytes (or with a
+    /// response the client does not read).
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout: u64,
+
+    /// The header and idle timeouts, in seconds, while the server is near its connection cap
+    /// (75 % of it).
+    #[arg(long, env = "BERTH_BUSY_TIMEOUT", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub busy_timeout: u64,
+
+    /// Seconds a request body may send nothing before the request ends with an error.
+    #[arg(long, env = "BERTH_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub body_timeout: u64,
+
+    /// Open connections at most. At the cap a new connection takes the place of the one that
+    /// has waited longest with no request in flight, or is answered `503` with `Retry-After`
+    /// when every one has a request in flight [default: from the open-files limit, raised to
+    /// its maximum at start: (limit − 128) / 2, at most 10000].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
 }
 
 impl Config {
@@ -169,5 +201,17 @@ mod tests {
             "q",
         ]);
         assert!(cfg.aws().unwrap_err().contains("not both"));
+    }
+}
+
+#[cfg(test)]
+mod remote_url_tests {
+    use super::*;
+
+    #[test]
+    fn remote_private_networks_is_allow_or_deny() {
+        let cfg = Config::try_parse_from(["berth", "--remote-private-networks", "deny"]).unwrap();
+        assert_eq!(cfg.remote_private_networks, "deny");
+        assert!(Config::try_parse_from(["berth", "--remote-private-networks", "maybe"]).is_err());
     }
 }

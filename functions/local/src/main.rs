@@ -86,6 +86,43 @@ fn field_key(data_dir: &Path) -> Result<berth::store::FieldKey, String> {
     }
 }
 
+/// This process as a life of the node `<data-dir>/node-id` names (generated on first start),
+/// holding `<data-dir>/node.lock` so that one process at a time runs on a data directory: the
+/// leases a killed earlier life held are then taken over at once after a restart. The lock is
+/// held as long as the returned file is open.
+fn node_life(data_dir: &Path) -> Result<(berth::store::NodeLife, std::fs::File), String> {
+    let lock_file = data_dir.join("node.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_file)
+        .map_err(|e| format!("cannot open {}: {e}", lock_file.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "another berth process is running on the data directory {} (it holds {})",
+                data_dir.display(),
+                lock_file.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", lock_file.display())),
+    }
+    let file = data_dir.join("node-id");
+    let node = match std::fs::read_to_string(&file) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+        Ok(_) => return Err(format!("{} is empty", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = hex::encode(rand::random::<[u8; 16]>());
+            std::fs::write(&file, format!("{id}\n")).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            id
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    Ok((berth::store::NodeLife::new(node), lock))
+}
+
 /// How often the embedded store removes expired items and abandoned uploads.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
@@ -136,6 +173,7 @@ async fn run(cfg: config::Config) -> Result<(), String> {
     };
     let data_dir = cfg.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let (node, _node_lock) = node_life(&data_dir)?;
     let auth = if cfg.token_auth == "on" {
         let tokens = Tokens::new(token_key(&data_dir)?, Duration::from_secs(cfg.token_lifetime));
         AuthMode::Token(Arc::new(tokens))
@@ -150,6 +188,11 @@ async fn run(cfg: config::Config) -> Result<(), String> {
             ..Default::default()
         },
         field_key: Some(Arc::new(field_key(&data_dir)?)),
+        node: Some(node),
+        remote_urls: berth::domain::UrlPolicy::new(
+            berth::domain::PrivateNetworks::parse(&cfg.remote_private_networks)
+                .ok_or("BERTH_REMOTE_PRIVATE_NETWORKS must be allow or deny")?,
+        ),
         ..Default::default()
     };
     let (app, runner) = match aws {
@@ -161,6 +204,16 @@ async fn run(cfg: config::Config) -> Result<(), String> {
             (local.app.clone(), Runner::Local(Box::new(local)))
         }
     };
+
+    // names and items that versions before atomic names could leave disagreeing
+    match app.store.repair_names().await {
+        Ok(done) => {
+            for action in done.actions {
+                tracing::warn!(%action, "repaired the names an earlier version left behind");
+            }
+        }
+        Err(e) => tracing::warn!(error = ?e, "checking names failed; continuing"),
+    }
 
     // the admin account: from BERTH_ADMIN_PASSWORD, or generated once and kept in the data dir
     let generated = app
@@ -214,7 +267,8 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, data_dir = %data_dir.display(), backend = %cfg.backend, "berth is serving");
-    serve::serve(listener, app.router(), serve::shutdown_signal()).await;
+    let limits = serve::Limits::from_config(&cfg);
+    serve::serve(listener, app.router(), limits, serve::shutdown_signal()).await;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

@@ -15,15 +15,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::aws::{is_not_found, store_error};
-use crate::ports::{expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table};
+use crate::ports::{
+    check_transact, expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write, WriteOp,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -106,6 +110,79 @@ fn condition(cond: Cond, now: u64) -> Option<Condition> {
             values: vec![(":expected", AttributeValue::N(n.to_string())), now],
         }),
     }
+}
+
+/// How often a transaction that collided with another one in flight is tried again before
+/// it counts as throttled.
+const TRANSACT_TRIES: u32 = 8;
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::other(e)
+}
+
+/// One write of a transaction as a `TransactWriteItems` entry.
+fn transact_item(table: &str, w: &Write, now: u64) -> Result<TransactWriteItem, StoreError> {
+    let cond = condition(w.cond, now);
+    let names = |mut m: HashMap<String, String>| {
+        for (n, a) in cond.iter().flat_map(|c| c.names.iter()) {
+            m.insert((*n).to_owned(), (*a).to_owned());
+        }
+        (!m.is_empty()).then_some(m)
+    };
+    let values = |mut m: Item| {
+        for (n, v) in cond.iter().flat_map(|c| c.values.iter()) {
+            m.insert((*n).to_owned(), v.clone());
+        }
+        (!m.is_empty()).then_some(m)
+    };
+    let expr = cond.as_ref().map(|c| c.expr.to_owned());
+    Ok(match (&w.op, w.cond) {
+        (WriteOp::Delete, Cond::Absent) => TransactWriteItem::builder()
+            .condition_check(
+                ConditionCheck::builder()
+                    .table_name(table)
+                    .set_key(Some(key(&w.pk, &w.sk)))
+                    .set_condition_expression(expr)
+                    .set_expression_attribute_names(names(HashMap::new()))
+                    .set_expression_attribute_values(values(HashMap::new()))
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .build(),
+        (WriteOp::Delete, _) => TransactWriteItem::builder()
+            .delete(
+                Delete::builder()
+                    .table_name(table)
+                    .set_key(Some(key(&w.pk, &w.sk)))
+                    .set_condition_expression(expr)
+                    .set_expression_attribute_names(names(HashMap::new()))
+                    .set_expression_attribute_values(values(HashMap::new()))
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .build(),
+        (WriteOp::Put(value), _) => TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(table)
+                    .set_key(Some(key(&w.pk, &w.sk)))
+                    .update_expression("SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one REMOVE #ttl")
+                    .set_condition_expression(expr)
+                    .set_expression_attribute_names(names(HashMap::from([
+                        ("#v".to_owned(), "v".to_owned()),
+                        ("#rev".to_owned(), "rev".to_owned()),
+                        ("#ttl".to_owned(), "ttl".to_owned()),
+                    ])))
+                    .set_expression_attribute_values(values(HashMap::from([
+                        (":v".to_owned(), AttributeValue::B(Blob::new(value.clone()))),
+                        (":zero".to_owned(), AttributeValue::N("0".into())),
+                        (":one".to_owned(), AttributeValue::N("1".into())),
+                    ])))
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .build(),
+    })
 }
 
 /// The inclusive sort-key bounds a query reads (`None` for an open end), or `None` when the
@@ -395,6 +472,51 @@ impl Table for DynamoTable {
                 _ => return Ok(rows),
             }
         }
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        check_transact(&writes)?;
+        let mut backoff = Duration::from_millis(10);
+        for attempt in 1..=TRANSACT_TRIES {
+            let now = unix_now();
+            let items = writes
+                .iter()
+                .map(|w| transact_item(&self.table, w, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons: Vec<String> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code().map(str::to_owned))
+                    .collect(),
+                _ => return Err(store_error(err)),
+            };
+            if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
+                return Err(StoreError::Conflict(
+                    "a condition of the transaction did not hold".into(),
+                ));
+            }
+            // another transaction on one of the items was in flight: try again shortly
+            let retryable = reasons
+                .iter()
+                .all(|r| matches!(r.as_str(), "None" | "TransactionConflict" | "ThrottlingError"));
+            if !retryable || attempt == TRANSACT_TRIES {
+                return Err(StoreError::Throttled(Box::new(err)));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(400));
+        }
+        Err(StoreError::other_msg("transaction retries exhausted"))
     }
 }
 

@@ -4,6 +4,11 @@
 //! staging, `tmp/` for writes in progress. A blob is written to `tmp/`, hashed on the way,
 //! flushed to disk, and renamed into place only when its digest matches, so a crash or an
 //! interrupted write never leaves a partial file at a blob's path. `tmp/` is emptied at open.
+//!
+//! When the disk (or the quota) fills up, every write answers [`StoreError::NoSpace`] and leaves
+//! nothing behind, so the space comes back at once: a blob's file in `tmp/` is removed, and so
+//! is an upload's whole staging file in `uploads/` when one of its appends runs out of space.
+//! The session then no longer exists (`NotFound`); the client starts the upload again.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -38,6 +43,8 @@ pub struct FsBlobStore {
 fn io(e: std::io::Error) -> StoreError {
     if e.kind() == std::io::ErrorKind::NotFound {
         StoreError::NotFound
+    } else if StoreError::io_is_out_of_space(&e) {
+        StoreError::NoSpace(Box::new(e))
     } else {
         StoreError::other(e)
     }
@@ -272,6 +279,17 @@ impl BlobStore for FsBlobStore {
                     st.hashed = size + n;
                 }
                 Ok(size + n)
+            }
+            Err(e @ StoreError::NoSpace(_)) => {
+                // The staged bytes go at once, not at the next sweep: the space is needed back.
+                drop(f);
+                let removed = fs::remove_file(&path).await;
+                drop(st);
+                self.forget(id);
+                if let Err(re) = removed {
+                    tracing::warn!(upload = id, error = %re, "removing an upload that ran out of space failed");
+                }
+                Err(e)
             }
             Err(e) => {
                 // Part of the body may have been written; the hash no longer covers the file.

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::collect;
 use crate::domain::Digest;
 use crate::ports::{
-    check_cond, expired, query_matches, unix_now, BlobReader, BlobStore, ByteRange, ByteStream, Cond, Query, Row,
-    StoreError, Table,
+    check_cond, check_transact, expired, query_matches, unix_now, BlobReader, BlobStore, ByteRange, ByteStream, Cond,
+    Query, Row, StoreError, Table, Write, WriteOp,
 };
 
 fn poisoned() -> StoreError {
@@ -107,6 +107,30 @@ impl Table for MemoryTable {
             rows.truncate(n);
         }
         Ok(rows)
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        check_transact(&writes)?;
+        let mut items = self.items.lock().map_err(|_| poisoned())?;
+        let now = unix_now();
+        for w in &writes {
+            let (_, live) = current(&items, &(w.pk.clone(), w.sk.clone()), now);
+            check_cond(w.cond, live)?;
+        }
+        for w in writes {
+            let key = (w.pk, w.sk);
+            match w.op {
+                WriteOp::Put(value) => {
+                    let rev = items.get(&key).map_or(0, |(r, _, _)| *r) + 1;
+                    items.insert(key, (rev, value, None));
+                }
+                WriteOp::Delete if w.cond == Cond::Absent => {}
+                WriteOp::Delete => {
+                    items.remove(&key);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -5,14 +5,23 @@
 //! An expiring item has the top bit of its revision word set and its expiry (8 bytes, Unix
 //! seconds) after it, and an entry in the `expiry` index, which [`RedbTable::sweep_expired`]
 //! walks to remove what has expired. Reads skip expired items before the sweep gets to them.
+//!
+//! After an I/O error (a full disk, say) redb refuses every later transaction with
+//! `PreviousIo` until the file is opened again, which repairs it. So an operation that fails
+//! on I/O closes and reopens the database and runs once more; callers that meet the same
+//! failure wait for that one reopen and then retry theirs. A write transaction that failed was
+//! not committed, and the repair brings back the last committed state. Running out of space is
+//! answered as [`StoreError::NoSpace`], and writes work again once space is freed.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
-use crate::ports::{check_cond, expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table};
+use crate::ports::{
+    check_cond, check_transact, expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write, WriteOp,
+};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 /// `(expires_at, pk, sk)` of every expiring item.
@@ -24,11 +33,95 @@ const EXPIRES: u64 = 1 << 63;
 /// The embedded metadata table.
 #[derive(Clone)]
 pub struct RedbTable {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
 }
 
-fn err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::other(e)
+/// Opens the database file: at start, and again after an I/O error.
+type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
+
+struct Inner {
+    open: Opener,
+    handle: RwLock<Handle>,
+}
+
+/// The open database (`None` while a reopen has failed) and how many times it was reopened.
+/// Operations hold the lock for reading; a reopen holds it for writing, so it starts once the
+/// operations in flight are done, and the old handle is closed before the file is opened again
+/// (redb locks the file).
+struct Handle {
+    db: Option<Database>,
+    generation: u64,
+}
+
+fn err(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) if StoreError::io_is_out_of_space(&io) => StoreError::NoSpace(Box::new(io)),
+        e => StoreError::other(e),
+    }
+}
+
+/// Whether the error came from a failed I/O, after which redb needs the file reopened.
+fn needs_reopen(e: &StoreError) -> bool {
+    match e {
+        StoreError::NoSpace(_) => true,
+        StoreError::Other(source) => matches!(
+            source.downcast_ref::<redb::Error>(),
+            Some(redb::Error::Io(_) | redb::Error::PreviousIo)
+        ),
+        _ => false,
+    }
+}
+
+impl Inner {
+    /// Runs `f` on the database. When it fails on I/O, reopens the database and runs `f` once
+    /// more; when that fails too, reopens again (so the next caller finds a usable handle) and
+    /// returns the error.
+    fn run<T>(&self, f: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let (generation, result) = {
+                let h = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+                (h.generation, h.db.as_ref().map(&f))
+            };
+            let failure = match result {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(e)) if !needs_reopen(&e) => return Err(e),
+                Some(Err(e)) => {
+                    tracing::warn!(error = ?e, "metadata database I/O failed; reopening it");
+                    Some(e)
+                }
+                None => None,
+            };
+            if let Err(e) = self.reopen(generation) {
+                // the operation's own error says more than the reopen's
+                return Err(failure.unwrap_or(e));
+            }
+            last = failure;
+        }
+        Err(last.unwrap_or_else(|| StoreError::other_msg("the metadata database could not be reopened")))
+    }
+
+    /// Closes and reopens the database, unless someone else did since `seen`.
+    fn reopen(&self, seen: u64) -> Result<(), StoreError> {
+        let mut h = self.handle.write().unwrap_or_else(PoisonError::into_inner);
+        if h.generation != seen && h.db.is_some() {
+            return Ok(());
+        }
+        h.db = None;
+        match (self.open)() {
+            Ok(db) => {
+                h.db = Some(db);
+                h.generation += 1;
+                tracing::info!(generation = h.generation, "reopened the metadata database");
+                Ok(())
+            }
+            Err(e) => {
+                let e = err(e);
+                tracing::error!(error = ?e, "reopening the metadata database failed");
+                Err(e)
+            }
+        }
+    }
 }
 
 fn word(raw: &[u8], at: usize) -> Result<u64, StoreError> {
@@ -89,12 +182,25 @@ fn current(t: &Items, pk: &str, sk: &str, now: u64) -> Result<(Stored, Option<u6
 impl RedbTable {
     /// Opens (or creates) the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(err)?;
+        let path = path.to_owned();
+        Self::with_opener(Box::new(move || Database::create(&path)))
+    }
+
+    fn with_opener(open: Opener) -> Result<Self, StoreError> {
+        let db = open().map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(ITEMS).map_err(err)?;
         tx.open_table(EXPIRY).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(RedbTable { db: Arc::new(db) })
+        Ok(RedbTable {
+            inner: Arc::new(Inner {
+                open,
+                handle: RwLock::new(Handle {
+                    db: Some(db),
+                    generation: 0,
+                }),
+            }),
+        })
     }
 
     /// Removes the items that have expired; returns how many.
@@ -132,12 +238,13 @@ impl RedbTable {
         .await
     }
 
+    /// Runs a write transaction on the blocking pool.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.run(f))
             .await
             .map_err(|e| StoreError::other_msg(format!("blocking task failed: {e}")))?
     }
@@ -146,12 +253,14 @@ impl RedbTable {
 #[async_trait]
 impl Table for RedbTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let t = tx.open_table(ITEMS).map_err(err)?;
-        match t.get((pk, sk)).map_err(err)? {
-            None => Ok(None),
-            Some(v) => live_row(sk, v.value(), unix_now()),
-        }
+        self.inner.run(|db| {
+            let tx = db.begin_read().map_err(err)?;
+            let t = tx.open_table(ITEMS).map_err(err)?;
+            match t.get((pk, sk)).map_err(err)? {
+                None => Ok(None),
+                Some(v) => live_row(sk, v.value(), unix_now()),
+            }
+        })
     }
 
     async fn put_expiring(
@@ -211,40 +320,245 @@ impl Table for RedbTable {
     }
 
     async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let t = tx.open_table(ITEMS).map_err(err)?;
-        let upper = format!("{}\u{10FFFF}", q.prefix);
-        let (lo, hi): (&str, &str) = match (&q.after, q.reverse) {
-            (Some(a), false) if a.as_str() > q.prefix.as_str() => (a.as_str(), upper.as_str()),
-            (Some(a), true) if a.as_str() < upper.as_str() => (q.prefix.as_str(), a.as_str()),
-            _ => (q.prefix.as_str(), upper.as_str()),
-        };
-        let range = t.range((pk, lo)..=(pk, hi)).map_err(err)?;
-        let limit = q.limit.unwrap_or(usize::MAX);
-        let now = unix_now();
-        let mut rows = Vec::new();
-        let mut push = |k: redb::AccessGuard<(&str, &str)>, v: redb::AccessGuard<&[u8]>| -> Result<bool, StoreError> {
-            let sk = k.value().1;
-            if query_matches(&q, sk) {
-                rows.extend(live_row(sk, v.value(), now)?);
-            }
-            Ok(rows.len() < limit)
-        };
-        if q.reverse {
-            for item in range.rev() {
-                let (k, v) = item.map_err(err)?;
-                if !push(k, v)? {
-                    break;
+        self.inner.run(|db| {
+            let tx = db.begin_read().map_err(err)?;
+            let t = tx.open_table(ITEMS).map_err(err)?;
+            let upper = format!("{}\u{10FFFF}", q.prefix);
+            let (lo, hi): (&str, &str) = match (&q.after, q.reverse) {
+                (Some(a), false) if a.as_str() > q.prefix.as_str() => (a.as_str(), upper.as_str()),
+                (Some(a), true) if a.as_str() < upper.as_str() => (q.prefix.as_str(), a.as_str()),
+                _ => (q.prefix.as_str(), upper.as_str()),
+            };
+            let range = t.range((pk, lo)..=(pk, hi)).map_err(err)?;
+            let limit = q.limit.unwrap_or(usize::MAX);
+            let now = unix_now();
+            let mut rows = Vec::new();
+            let mut push =
+                |k: redb::AccessGuard<(&str, &str)>, v: redb::AccessGuard<&[u8]>| -> Result<bool, StoreError> {
+                    let sk = k.value().1;
+                    if query_matches(&q, sk) {
+                        rows.extend(live_row(sk, v.value(), now)?);
+                    }
+                    Ok(rows.len() < limit)
+                };
+            if q.reverse {
+                for item in range.rev() {
+                    let (k, v) = item.map_err(err)?;
+                    if !push(k, v)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in range {
+                    let (k, v) = item.map_err(err)?;
+                    if !push(k, v)? {
+                        break;
+                    }
                 }
             }
-        } else {
-            for item in range {
-                let (k, v) = item.map_err(err)?;
-                if !push(k, v)? {
-                    break;
+            Ok(rows)
+        })
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        check_transact(&writes)?;
+        self.write(move |db| {
+            let tx = db.begin_write().map_err(err)?;
+            {
+                let mut t = tx.open_table(ITEMS).map_err(err)?;
+                let mut expiry = tx.open_table(EXPIRY).map_err(err)?;
+                let now = unix_now();
+                let mut stored = Vec::with_capacity(writes.len());
+                for w in &writes {
+                    let (s, live) = current(&t, &w.pk, &w.sk, now)?;
+                    // a failed condition returns before commit: the transaction aborts whole
+                    check_cond(w.cond, live)?;
+                    stored.push(s);
                 }
+                for (w, s) in writes.iter().zip(stored) {
+                    if matches!(w.op, WriteOp::Delete) && w.cond == Cond::Absent {
+                        continue;
+                    }
+                    if let Some((_, Some(old))) = s {
+                        expiry.remove((old, w.pk.as_str(), w.sk.as_str())).map_err(err)?;
+                    }
+                    match &w.op {
+                        WriteOp::Put(value) => {
+                            let rev = s.map_or(0, |(r, _)| r) + 1;
+                            t.insert((w.pk.as_str(), w.sk.as_str()), encode(rev, None, value).as_slice())
+                                .map_err(err)?;
+                        }
+                        WriteOp::Delete => {
+                            t.remove((w.pk.as_str(), w.sk.as_str())).map_err(err)?;
+                        }
+                    }
+                }
+            }
+            tx.commit().map_err(err)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use redb::backends::FileBackend;
+
+    use super::*;
+
+    /// A file whose writes fail with "no space left on device" while `full` is set.
+    #[derive(Debug)]
+    struct Fillable {
+        file: FileBackend,
+        full: Arc<AtomicBool>,
+    }
+
+    impl Fillable {
+        fn check(&self) -> io::Result<()> {
+            if self.full.load(Ordering::SeqCst) {
+                Err(io::Error::from(io::ErrorKind::StorageFull))
+            } else {
+                Ok(())
             }
         }
-        Ok(rows)
+    }
+
+    impl redb::StorageBackend for Fillable {
+        fn len(&self) -> io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            self.file.read(offset, len)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            if len > self.file.len()? {
+                self.check()?;
+            }
+            self.file.set_len(len)
+        }
+        fn sync_data(&self, eventual: bool) -> io::Result<()> {
+            self.file.sync_data(eventual)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.check()?;
+            self.file.write(offset, data)
+        }
+    }
+
+    struct Disk {
+        table: RedbTable,
+        full: Arc<AtomicBool>,
+        opens: Arc<AtomicUsize>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn disk() -> Disk {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let full = Arc::new(AtomicBool::new(false));
+        let opens = Arc::new(AtomicUsize::new(0));
+        let (f, o) = (full.clone(), opens.clone());
+        let table = RedbTable::with_opener(Box::new(move || {
+            o.fetch_add(1, Ordering::SeqCst);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            let file = FileBackend::new(file)?;
+            redb::Builder::new().create_with_backend(Fillable { file, full: f.clone() })
+        }))
+        .unwrap();
+        Disk {
+            table,
+            full,
+            opens,
+            _dir: dir,
+        }
+    }
+
+    async fn value(t: &RedbTable, sk: &str) -> Option<Vec<u8>> {
+        t.get("p", sk).await.unwrap().map(|r| r.value)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_refuses_writes_and_they_work_again_once_space_is_freed() {
+        let d = disk();
+        let t = &d.table;
+        t.put("p", "a", b"one".to_vec(), Cond::Any).await.unwrap();
+
+        // When the disk fills up, a write is refused as NoSpace and nothing of it is committed
+        d.full.store(true, Ordering::SeqCst);
+        let e = t.put("p", "a", b"two".to_vec(), Cond::Any).await.unwrap_err();
+        assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+        let e = t.put("p", "b", b"new".to_vec(), Cond::Absent).await.unwrap_err();
+        assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+        assert!(
+            d.opens.load(Ordering::SeqCst) > 1,
+            "the database was reopened after the I/O error"
+        );
+
+        // Then, once space is freed, the same handle reads and writes again, without a restart
+        d.full.store(false, Ordering::SeqCst);
+        assert_eq!(value(t, "a").await.as_deref(), Some(&b"one"[..]));
+        assert_eq!(value(t, "b").await, None);
+        t.put("p", "b", b"new".to_vec(), Cond::Absent).await.unwrap();
+        t.put("p", "a", b"two".to_vec(), Cond::Rev(1)).await.unwrap();
+        assert_eq!(value(t, "a").await.as_deref(), Some(&b"two"[..]));
+        assert_eq!(value(t, "b").await.as_deref(), Some(&b"new"[..]));
+        let rows = t.query("p", Query::default()).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.sk.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_previous_io_error_is_repaired_by_one_reopen_for_every_caller() {
+        let d = disk();
+        let t = &d.table;
+        t.put("p", "a", b"one".to_vec(), Cond::Any).await.unwrap();
+        let generation = t.inner.handle.read().unwrap().generation;
+
+        // Given a handle redb has marked as failed (an I/O error it has not been reopened after)
+        d.full.store(true, Ordering::SeqCst);
+        {
+            let h = t.inner.handle.read().unwrap();
+            let db = h.db.as_ref().unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(ITEMS)
+                .unwrap()
+                .insert(("p", "x"), encode(1, None, b"x").as_slice())
+                .unwrap();
+            assert!(tx.commit().is_err());
+            let e = db.begin_write().map(|_| ()).unwrap_err();
+            assert!(matches!(redb::Error::from(e), redb::Error::PreviousIo));
+        }
+        d.full.store(false, Ordering::SeqCst);
+        let opens = d.opens.load(Ordering::SeqCst);
+
+        // When several callers meet it at once, the database is reopened once and each
+        // caller's operation runs again and succeeds
+        let calls = (0..8).map(|i| {
+            let t = t.clone();
+            tokio::spawn(async move { t.put("p", &format!("k{i}"), vec![i], Cond::Absent).await })
+        });
+        for c in futures::future::join_all(calls).await {
+            c.unwrap().unwrap();
+        }
+        assert_eq!(d.opens.load(Ordering::SeqCst), opens + 1);
+        assert_eq!(t.inner.handle.read().unwrap().generation, generation + 1);
+        // the failed transaction was not committed; what was committed before it is there
+        assert_eq!(value(t, "x").await, None);
+        assert_eq!(value(t, "a").await.as_deref(), Some(&b"one"[..]));
+        assert_eq!(t.query("p", Query::default()).await.unwrap().len(), 9);
+
+        // A reopen asked for an older generation finds the work done
+        t.inner.reopen(generation).unwrap();
+        assert_eq!(d.opens.load(Ordering::SeqCst), opens + 1);
     }
 }

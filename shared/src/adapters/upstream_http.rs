@@ -14,11 +14,28 @@
 //! - At most `download_concurrency` (default 4) requests at once (a blob download holds its
 //!   slot until its body is read), at most `rate_limit` requests per second.
 //! - Docker Hub: an upstream name without `/` gets `library/` when the URL is Docker Hub's.
+//! - The remote URL policy ([`UrlPolicy`]) holds for every connection: the remote's URL when
+//!   the client is built, every request's IP-literal host (the resolver is not asked about
+//!   those) including each redirect target and the token realm, and every address a name
+//!   resolves to (a resolver that drops refused addresses and fails when none is left). A
+//!   refusal fails the request at once, naming the address and the policy; it is not retried.
+//! - A remote's `proxy_url` carries every request (registry, token realm, sigstore lookaside,
+//!   redirect targets) through that HTTP proxy, with Basic `Proxy-Authorization` from
+//!   `proxy_username` / `proxy_password` or from credentials in the URL; it replaces the
+//!   environment's `HTTP_PROXY` / `HTTPS_PROXY`. The policy holds for the proxy too: its
+//!   IP-literal host when the client is built, its name through the checking resolver. The
+//!   proxy resolves upstream names itself, so with a proxy only upstream IP literals are
+//!   checked (before each request). A `407` fails at once, naming the proxy.
+//! - TLS: `ca_cert` certificates are trusted besides the built-in roots; `client_cert` with
+//!   `client_key` (PKCS#8, RSA or EC, unencrypted PEM) is presented when the upstream asks for
+//!   a client certificate. Settings that do not parse fail the client's creation with the
+//!   field named.
 //!
 //! Layering: an adapter of `ports::Upstream`; it knows nothing of services or the store.
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,10 +50,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::domain::media::essence;
-use crate::domain::Digest;
+use crate::domain::url_policy::Refusal;
+use crate::domain::{Digest, UrlPolicy};
 use crate::ports::{
     AtomicSignature, ByteStream, ManifestHead, TagPage, Upstream, UpstreamBlob, UpstreamConfig, UpstreamError,
-    UpstreamFactory, UpstreamManifest, MANIFEST_ACCEPT,
+    UpstreamFactory, UpstreamManifest, UpstreamProxy, MANIFEST_ACCEPT,
 };
 
 /// Redirects followed per request at most.
@@ -63,11 +81,21 @@ const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-diges
 #[derive(Default)]
 pub struct HttpUpstreamFactory {
     clients: Mutex<HashMap<String, Arc<HttpUpstream>>>,
+    policy: UrlPolicy,
 }
 
 impl HttpUpstreamFactory {
+    /// Clients under the default remote URL policy (loopback and private networks allowed).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Clients that connect only where `policy` allows.
+    pub fn with_policy(policy: UrlPolicy) -> Self {
+        HttpUpstreamFactory {
+            clients: Mutex::default(),
+            policy,
+        }
     }
 }
 
@@ -82,7 +110,7 @@ impl UpstreamFactory for HttpUpstreamFactory {
                 return Ok(c.clone());
             }
         }
-        let c = Arc::new(HttpUpstream::new(config.clone())?);
+        let c = Arc::new(HttpUpstream::with_policy(config.clone(), self.policy)?);
         if clients.len() > 256 {
             clients.clear();
         }
@@ -120,6 +148,9 @@ pub struct HttpUpstream {
     slots: Arc<Semaphore>,
     next_slot: Mutex<Option<Instant>>,
     retries: u64,
+    policy: UrlPolicy,
+    /// The remote's proxy as shown in messages (no credentials).
+    proxy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +297,125 @@ fn shown(url: &Url) -> String {
     }
 }
 
+/// Resolves names with the system resolver and keeps only the addresses the remote URL
+/// policy allows; fails when none is left.
+struct PolicyResolver {
+    policy: UrlPolicy,
+}
+
+/// A name that resolved only to addresses the remote URL policy refuses.
+#[derive(Debug)]
+struct PolicyRefused(String);
+
+impl std::fmt::Display for PolicyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PolicyRefused {}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let kept = allowed_addresses(policy, &host, found)?;
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses of `found` that `policy` allows; an error naming the first refused one when
+/// that leaves none.
+fn allowed_addresses(policy: UrlPolicy, host: &str, found: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, PolicyRefused> {
+    let mut refused: Option<Refusal> = None;
+    let mut kept = Vec::with_capacity(found.len());
+    for a in found {
+        match policy.check_ip(a.ip()) {
+            Ok(()) => kept.push(a),
+            Err(e) => {
+                tracing::debug!(host, address = %a.ip(), "resolved address refused by the remote URL policy");
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    match refused {
+        Some(e) if kept.is_empty() => Err(PolicyRefused(format!("{host} resolves only to refused addresses: {e}"))),
+        _ => Ok(kept),
+    }
+}
+
+/// The remote URL policy's refusal inside a transport error, if that is why it failed.
+fn policy_refusal(e: &reqwest::Error) -> Option<&PolicyRefused> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<PolicyRefused>() {
+            return Some(r);
+        }
+        src = s.source();
+    }
+    None
+}
+
+/// A request the remote URL policy refuses, as the error a sync reports.
+fn refused(url: &Url, message: impl std::fmt::Display) -> UpstreamError {
+    UpstreamError::Transport {
+        url: shown(url),
+        message: message.to_string(),
+    }
+}
+
+/// The remote's proxy as reqwest takes it, and its URL as shown in messages. The URL must be
+/// `http` or `https` with a host the remote URL policy allows (an IP literal is judged here, a
+/// name by the resolver when the proxy is contacted).
+fn proxy_of(p: &UpstreamProxy, policy: UrlPolicy) -> Result<(reqwest::Proxy, String), UpstreamError> {
+    let url = Url::parse(p.url.trim()).map_err(|e| UpstreamError::Config(format!("proxy_url: not a URL: {e}")))?;
+    let at = shown(&url);
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(UpstreamError::Config(format!(
+            "proxy_url {at}: the scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    policy
+        .check_request(&url)
+        .map_err(|e| UpstreamError::Config(format!("proxy_url {at}: {e}")))?;
+    // credentials in the URL are taken by reqwest (percent-decoded); the fields override them
+    let mut proxy =
+        reqwest::Proxy::all(url.as_str()).map_err(|e| UpstreamError::Config(format!("proxy_url {at}: {e}")))?;
+    if let Some(user) = p.username.as_deref().filter(|u| !u.is_empty()) {
+        proxy = proxy.basic_auth(user, p.password.as_deref().unwrap_or(""));
+    }
+    Ok((proxy, at))
+}
+
+/// Whether a transport error is a proxy's `407` to a `CONNECT` (the tunnel's error type is
+/// private to hyper-util, so it is known by its message).
+fn proxy_auth_refused(e: &reqwest::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.to_string().contains("proxy authorization required") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// An error and its causes, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    message
+}
+
 fn transport(url: &Url, e: &reqwest::Error) -> UpstreamError {
     let mut message = if e.is_timeout() {
         "timed out".to_owned()
@@ -298,7 +448,13 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 impl HttpUpstream {
+    /// A client under the default remote URL policy (loopback and private networks allowed).
     pub fn new(cfg: UpstreamConfig) -> Result<Self, UpstreamError> {
+        Self::with_policy(cfg, UrlPolicy::default())
+    }
+
+    /// A client that connects only where `policy` allows.
+    pub fn with_policy(cfg: UpstreamConfig, policy: UrlPolicy) -> Result<Self, UpstreamError> {
         let trimmed = cfg.url.trim_end_matches('/');
         let base =
             Url::parse(&format!("{trimmed}/")).map_err(|e| UpstreamError::Config(format!("url {:?}: {e}", cfg.url)))?;
@@ -310,6 +466,9 @@ impl HttpUpstream {
                 "url must not hold credentials; set username and password instead".into(),
             ));
         }
+        policy
+            .check_request(&base)
+            .map_err(|e| UpstreamError::Config(format!("url {}: {e}", shown(&base))))?;
         let upstream = cfg.upstream_name.trim_matches('/');
         if upstream.is_empty() {
             return Err(UpstreamError::Config("upstream_name is empty".into()));
@@ -319,8 +478,12 @@ impl HttpUpstream {
         } else {
             upstream.to_owned()
         };
+        let tls = cfg.tls.parse().map_err(|e| UpstreamError::Config(e.to_string()))?;
+        let proxy = cfg.proxy.as_ref().map(|p| proxy_of(p, policy)).transpose()?;
+        // redirects are followed by hand, each target checked against the policy (`send`)
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PolicyResolver { policy }))
             .connect_timeout(cfg.connect_timeout.unwrap_or(Duration::from_secs(30)))
             .read_timeout(cfg.read_timeout.unwrap_or(Duration::from_secs(120)))
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
@@ -328,9 +491,28 @@ impl HttpUpstream {
         if let Some(t) = cfg.total_timeout {
             b = b.timeout(t);
         }
-        let http = b
-            .build()
-            .map_err(|e| UpstreamError::Config(format!("cannot build an HTTP client: {e}")))?;
+        for (i, der) in tls.roots.iter().enumerate() {
+            let c = reqwest::Certificate::from_der(der)
+                .map_err(|e| UpstreamError::Config(format!("ca_cert: certificate {}: {}", i + 1, chain(&e))))?;
+            b = b.add_root_certificate(c);
+        }
+        if let Some(pem) = tls.identity_pem() {
+            let id = reqwest::Identity::from_pem(pem.as_bytes())
+                .map_err(|e| UpstreamError::Config(format!("client_cert and client_key: {}", chain(&e))))?;
+            b = b.identity(id);
+        }
+        let proxy_shown = proxy.as_ref().map(|(_, at)| at.clone());
+        if let Some((p, _)) = proxy {
+            b = b.proxy(p);
+        }
+        let http = b.build().map_err(|e| {
+            let what = if tls.roots.is_empty() && tls.identity.is_none() {
+                ""
+            } else {
+                " (check ca_cert, client_cert and client_key)"
+            };
+            UpstreamError::Config(format!("cannot build an HTTP client{what}: {}", chain(&e)))
+        })?;
         let concurrency = cfg.download_concurrency.unwrap_or(DEFAULT_CONCURRENCY).clamp(1, 64) as usize;
         Ok(HttpUpstream {
             http,
@@ -341,7 +523,36 @@ impl HttpUpstream {
             next_slot: Mutex::new(None),
             retries: cfg.max_retries.unwrap_or(DEFAULT_RETRIES).min(20),
             cfg,
+            policy,
+            proxy: proxy_shown,
         })
+    }
+
+    /// A proxy's refusal of the proxy credentials, as the error a sync reports.
+    fn proxy_refused(&self, url: &Url) -> UpstreamError {
+        let proxy = self.proxy.as_deref().unwrap_or("the proxy");
+        let given = self.cfg.proxy.as_ref().is_some_and(|p| p.username.is_some()) || proxy_has_credentials(&self.cfg);
+        let hint = if given {
+            "check proxy_username and proxy_password"
+        } else {
+            "set proxy_username and proxy_password"
+        };
+        UpstreamError::Unauthorized {
+            url: shown(url),
+            code: 407,
+            detail: format!("the proxy {proxy} answered 407 Proxy Authentication Required ({hint})"),
+        }
+    }
+
+    /// A transport error, naming the proxy it went through.
+    fn transport(&self, url: &Url, e: &reqwest::Error) -> UpstreamError {
+        match (transport(url, e), &self.proxy) {
+            (UpstreamError::Transport { url, message }, Some(p)) => UpstreamError::Transport {
+                url,
+                message: format!("{message} (through the proxy {p})"),
+            },
+            (other, _) => other,
+        }
     }
 
     /// The name used in `/v2/<name>/…` paths.
@@ -381,17 +592,31 @@ impl HttpUpstream {
         url: &Url,
         make: &(dyn Fn() -> reqwest::RequestBuilder + Send + Sync),
     ) -> Result<reqwest::Response, UpstreamError> {
+        // an IP-literal host never reaches the resolver: the policy is checked here
+        self.policy.check_request(url).map_err(|e| refused(url, e))?;
         let mut attempt = 0u64;
         loop {
             self.pace().await;
             let result = make().send().await;
             let wait = match result {
                 Err(e) => {
+                    if let Some(r) = policy_refusal(&e) {
+                        return Err(match &self.proxy {
+                            Some(p) => refused(url, format!("the proxy {p}: {r}")),
+                            None => refused(url, r),
+                        });
+                    }
+                    if self.proxy.is_some() && proxy_auth_refused(&e) {
+                        return Err(self.proxy_refused(url));
+                    }
                     if attempt >= self.retries {
-                        return Err(transport(url, &e));
+                        return Err(self.transport(url, &e));
                     }
                     tracing::debug!(url = %shown(url), error = %e, attempt, "upstream request failed; retrying");
                     backoff(attempt)
+                }
+                Ok(r) if r.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED && self.proxy.is_some() => {
+                    return Err(self.proxy_refused(url));
                 }
                 Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
                     if attempt >= self.retries {
@@ -496,6 +721,9 @@ impl HttpUpstream {
             url: shown(&self.base),
             message: format!("the token realm {realm:?} is not a URL: {e}"),
         })?;
+        self.policy
+            .check_request(&url)
+            .map_err(|e| refused(&url, format!("the token realm of {}: {e}", shown(&self.base))))?;
         let ours = format!("repository:{}:pull", self.name);
         let mut all = scopes.clone();
         if !all.contains(&ours) {
@@ -612,10 +840,14 @@ impl HttpUpstream {
                             url: shown(&target),
                             message: format!("{status} without a Location"),
                         })?;
-                    target = target.join(loc).map_err(|e| UpstreamError::Invalid {
+                    let next = target.join(loc).map_err(|e| UpstreamError::Invalid {
                         url: shown(&target),
                         message: format!("bad redirect Location: {e}"),
                     })?;
+                    self.policy
+                        .check_request(&next)
+                        .map_err(|e| refused(&next, format!("redirected there by {}: {e}", shown(&target))))?;
+                    target = next;
                     continue;
                 }
                 if status == StatusCode::UNAUTHORIZED && own {
@@ -660,6 +892,14 @@ impl HttpUpstream {
         let headers = resp.headers().clone();
         Ok((headers, read_small(&at, resp).await?))
     }
+}
+
+/// Whether the remote's proxy URL holds credentials itself.
+fn proxy_has_credentials(cfg: &UpstreamConfig) -> bool {
+    cfg.proxy
+        .as_ref()
+        .and_then(|p| Url::parse(p.url.trim()).ok())
+        .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
 }
 
 fn unauthorized_detail(body: &[u8], has_credentials: bool) -> String {
@@ -995,6 +1235,8 @@ mod tests {
             connect_timeout: None,
             read_timeout: None,
             headers: vec![],
+            proxy: None,
+            tls: Default::default(),
         }
     }
 
@@ -1009,6 +1251,35 @@ mod tests {
         assert_eq!(u.location(), "http://127.0.0.1:5000/v2/alpine");
         assert!(HttpUpstream::new(cfg("ftp://x", "a")).is_err());
         assert!(HttpUpstream::new(cfg("http://u:p@x", "a")).is_err());
+    }
+
+    #[test]
+    fn the_resolver_keeps_only_allowed_addresses() {
+        use crate::domain::PrivateNetworks;
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let deny = UrlPolicy::new(PrivateNetworks::Deny);
+        let found = vec![a("127.0.0.1:0"), a("93.184.215.14:0"), a("[::ffff:169.254.169.254]:0")];
+        assert_eq!(
+            allowed_addresses(UrlPolicy::default(), "h", found.clone()).unwrap(),
+            vec![a("127.0.0.1:0"), a("93.184.215.14:0")]
+        );
+        assert_eq!(allowed_addresses(deny, "h", found).unwrap(), vec![a("93.184.215.14:0")]);
+        let e = allowed_addresses(deny, "h", vec![a("10.0.0.1:0"), a("[fe80::1]:0")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "h resolves only to refused addresses: 10.0.0.1 is a private network address, which the \
+             remote URL policy refuses with BERTH_REMOTE_PRIVATE_NETWORKS=deny"
+        );
+    }
+
+    #[test]
+    fn clients_refuse_refused_literal_urls() {
+        for url in ["http://169.254.169.254", "http://[fd00:ec2::254]:80", "http://0x7f.1"] {
+            let policy = UrlPolicy::new(crate::domain::PrivateNetworks::Deny);
+            let e = HttpUpstream::with_policy(cfg(url, "a"), policy).err().unwrap();
+            assert!(matches!(e, UpstreamError::Config(_)), "{url}: {e:?}");
+        }
+        assert!(HttpUpstream::new(cfg("http://0x7f.1", "a")).is_ok());
     }
 
     #[test]

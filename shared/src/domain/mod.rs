@@ -8,11 +8,13 @@ pub mod filter;
 pub mod manifest;
 pub mod media;
 mod names;
+pub mod url_policy;
 
 pub use content::{ContentKey, ContentSummary, ContentType, ContentTypeCounts};
 pub use digest::{Algorithm, Digest, Hasher};
 pub use manifest::{parse_manifest, DescriptorRef, ManifestKind, ParsedManifest};
 pub use names::{Reference, RepoName, Tag};
+pub use url_policy::{PrivateNetworks, UrlPolicy};
 
 /// A value from a client that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,15 @@
 //! Registry authentication on the wire: the `WWW-Authenticate` challenge, Bearer tokens and
 //! Basic credentials, and the `/token` endpoint.
+//!
+//! Password checks are throttled per user and per client address ([`Users::authenticate`]);
+//! the runtime makes the client's address known by running each request inside
+//! [`with_client_addr`]. A throttled login is answered `429 TOOMANYREQUESTS` with
+//! `Retry-After`.
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +21,40 @@ use serde_json::json;
 
 use super::errors::{OciCode, OciError};
 use crate::services::tokens::{parse_scope, Claims, TokenError};
-use crate::services::{AccessRules, AuthMode, Identity, Users};
+use crate::services::{AccessRules, AuthMode, Identity, Login, Users};
+
+tokio::task_local! {
+    static CLIENT_ADDR: IpAddr;
+}
+
+/// Runs `request`, the handling of one request, with the address of the client that sent it
+/// known to the password checks (which throttle failed logins per client).
+pub async fn with_client_addr<F: Future>(addr: IpAddr, request: F) -> F::Output {
+    CLIENT_ADDR.scope(addr, request).await
+}
+
+/// The address of the client whose request is being handled, when the runtime said it.
+pub fn client_addr() -> Option<IpAddr> {
+    CLIENT_ADDR.try_with(|a| *a).ok()
+}
+
+/// Whole seconds for a `Retry-After` header (at least 1).
+pub fn retry_after_secs(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// `429 TOOMANYREQUESTS` with `Retry-After`, for a throttled login.
+fn throttled(retry_after: Duration) -> OciError {
+    let secs = retry_after_secs(retry_after);
+    let mut e = OciError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        OciCode::TooManyRequests,
+        "too many failed login attempts; try again later",
+    )
+    .detail(json!({ "retry_after": secs }));
+    e.headers.push((header::RETRY_AFTER, HeaderValue::from(secs)));
+    e
+}
 
 /// What a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,12 +218,15 @@ impl RegistryAuth {
                 let identity = match basic(headers) {
                     None => Identity::anonymous(),
                     Some(Err(())) => return Err(self.challenge(headers, need, None, "malformed credentials")),
-                    Some(Ok((u, p))) => match self.users.authenticate(&u, &p).await {
-                        Ok(Some(user)) => Identity {
+                    Some(Ok((u, p))) => match self.users.authenticate(&u, &p, client_addr()).await {
+                        Ok(Login::User(user)) => Identity {
                             user: Some(user.name),
                             admin: user.admin,
                         },
-                        Ok(None) => return Err(self.challenge(headers, need, None, "invalid username or password")),
+                        Ok(Login::Denied) => {
+                            return Err(self.challenge(headers, need, None, "invalid username or password"))
+                        }
+                        Ok(Login::Throttled { retry_after }) => return Err(throttled(retry_after)),
                         Err(e) => {
                             return Err(crate::services::RegistryError::Internal(Box::new(e)).into());
                         }
@@ -255,12 +299,13 @@ async fn token(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response 
             Identity::anonymous()
         }
         Some(Err(())) => return unauthorized("malformed credentials"),
-        Some(Ok((u, p))) => match auth.users.authenticate(&u, &p).await {
-            Ok(Some(user)) => Identity {
+        Some(Ok((u, p))) => match auth.users.authenticate(&u, &p, client_addr()).await {
+            Ok(Login::User(user)) => Identity {
                 user: Some(user.name),
                 admin: user.admin,
             },
-            Ok(None) => return unauthorized("invalid username or password"),
+            Ok(Login::Denied) => return unauthorized("invalid username or password"),
+            Ok(Login::Throttled { retry_after }) => return throttled(retry_after).into_response(),
             Err(e) => return OciError::from(crate::services::RegistryError::Internal(Box::new(e))).into_response(),
         },
     };

@@ -4,7 +4,14 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::ports::StoreError;
 use crate::services::RegistryError;
+
+/// The message of a 507 answer on `/v2` (what `RegistryError::NoSpace` says).
+const NO_SPACE_MESSAGE: &str = "the server is out of storage space";
+
+/// The `detail` of a 507 answer, the same on `/v2` and on the management API.
+pub const NO_SPACE_DETAIL: &str = "the server is out of storage space; nothing was stored. Retry once space is freed";
 
 /// The OCI distribution spec's error codes, serialized as the spec spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +81,7 @@ impl From<RegistryError> for OciError {
         use OciCode as C;
         use RegistryError as E;
         use StatusCode as S;
-        let msg = e.to_string();
+        let mut msg = e.to_string();
         let (status, code, detail) = match &e {
             E::BlobUnknown(d) => (S::NOT_FOUND, C::BlobUnknown, serde_json::json!({ "digest": d })),
             E::BlobUploadInvalid(_) => (S::BAD_REQUEST, C::BlobUploadInvalid, serde_json::Value::Null),
@@ -90,6 +97,22 @@ impl From<RegistryError> for OciError {
             E::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, C::RangeInvalid, serde_json::Value::Null),
             E::UploadOutOfOrder { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, serde_json::Value::Null),
             E::Busy => (S::TOO_MANY_REQUESTS, C::TooManyRequests, serde_json::Value::Null),
+            // A full disk is the server's problem, not the request's: 507 Insufficient Storage.
+            // The spec has no code for it. BLOB_UPLOAD_INVALID is the spec code for "this upload
+            // failed", which is what the client was doing (a manifest is stored as a blob too);
+            // clients that read a 5xx body (crane, for one) print its code and message, and
+            // docker, podman and skopeo print the status line, "507 Insufficient Storage".
+            // MANIFEST_INVALID or DIGEST_INVALID would send the user to fix content that is
+            // fine, and UNKNOWN is no spec code.
+            E::NoSpace(source) => {
+                tracing::warn!(source = ?source, "out of storage space");
+                no_space()
+            }
+            E::Internal(source) if StoreError::is_no_space_in(source.as_ref()) => {
+                tracing::warn!(source = ?source, "out of storage space");
+                msg = NO_SPACE_MESSAGE.to_owned();
+                no_space()
+            }
             E::Internal(source) => {
                 tracing::error!(error = %e, source = ?source, "internal error");
                 (S::INTERNAL_SERVER_ERROR, C::Unknown, serde_json::Value::Null)
@@ -113,6 +136,14 @@ impl From<RegistryError> for OciError {
         }
         err
     }
+}
+
+fn no_space() -> (StatusCode, OciCode, serde_json::Value) {
+    (
+        StatusCode::INSUFFICIENT_STORAGE,
+        OciCode::BlobUploadInvalid,
+        serde_json::Value::from(NO_SPACE_DETAIL),
+    )
 }
 
 impl IntoResponse for OciError {
@@ -167,5 +198,21 @@ mod tests {
         let e: OciError = RegistryError::Internal("disk on fire at /secret/path".into()).into();
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.message.contains("secret"));
+    }
+
+    #[test]
+    fn a_full_disk_is_507_with_a_detail_and_no_internals() {
+        let msg = RegistryError::NoSpace(std::io::Error::from(std::io::ErrorKind::StorageFull).into()).to_string();
+        assert_eq!(msg, NO_SPACE_MESSAGE);
+        let full = || StoreError::NoSpace(Box::new(std::io::Error::from(std::io::ErrorKind::StorageFull)));
+        let wrapped = RegistryError::Internal(Box::new(crate::store::WriteError::Store(full())));
+        for e in [RegistryError::from(full()), wrapped] {
+            let e = OciError::from(e);
+            assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
+            assert_eq!(e.code, OciCode::BlobUploadInvalid);
+            assert_eq!(e.message, NO_SPACE_MESSAGE);
+            assert_eq!(e.detail, NO_SPACE_DETAIL);
+            assert!(!e.message.contains("device"), "{}", e.message);
+        }
     }
 }

@@ -27,6 +27,11 @@ pub enum StoreError {
     /// Reading the client's request body failed (the client went away or sent garbage).
     #[error("request body: {0}")]
     Body(#[source] Source),
+    /// The disk or the quota holding the data is full (`ENOSPC`, `EDQUOT`). Nothing was stored:
+    /// the write that failed left no partial item or file behind, and writes work again as soon
+    /// as space is freed.
+    #[error("out of storage space")]
+    NoSpace(#[source] Source),
     #[error("storage error")]
     Other(#[source] Source),
 }
@@ -42,6 +47,30 @@ impl StoreError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound)
+    }
+
+    /// Whether `e` or an error in its source chain says the storage is full: a
+    /// [`StoreError::NoSpace`], or an I/O error of that kind. Lets the HTTP layers answer 507
+    /// whatever service error wraps it.
+    pub fn is_no_space_in(e: &(dyn StdError + 'static)) -> bool {
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::NoSpace(_)))
+                || e.downcast_ref::<std::io::Error>().is_some_and(Self::io_is_out_of_space)
+            {
+                return true;
+            }
+            next = e.source();
+        }
+        false
+    }
+
+    /// Whether an I/O error says the disk or the quota is full (`ENOSPC`, `EDQUOT`).
+    pub fn io_is_out_of_space(e: &std::io::Error) -> bool {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        )
     }
 }
 

@@ -19,8 +19,10 @@ mod upstream;
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
 pub use jobs::{Job, JobError, JobHandler, JobQueue};
-pub use table::{check_cond, expired, query_matches, unix_now, Cond, Query, Row, Table};
+pub use table::{
+    check_cond, check_transact, expired, query_matches, unix_now, Cond, Query, Row, Table, Write, WriteOp, MAX_TRANSACT,
+};
 pub use upstream::{
-    AtomicSignature, ManifestHead, TagPage, Upstream, UpstreamBlob, UpstreamConfig, UpstreamError, UpstreamFactory,
-    UpstreamManifest, MANIFEST_ACCEPT,
+    pem_blocks, AtomicSignature, ManifestHead, PemBlock, TagPage, TlsMaterial, TlsSettingError, Upstream, UpstreamBlob,
+    UpstreamConfig, UpstreamError, UpstreamFactory, UpstreamManifest, UpstreamProxy, UpstreamTls, MANIFEST_ACCEPT,
 };

@@ -35,6 +35,48 @@ pub enum Cond {
     Rev(u64),
 }
 
+/// What one write of a transaction does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Writes the value (no expiry).
+    Put(Vec<u8>),
+    /// Deletes the item.
+    Delete,
+}
+
+/// One write of a [`Table::transact`] call: `op` on `(pk, sk)` if `cond` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub pk: String,
+    pub sk: String,
+    pub cond: Cond,
+    pub op: WriteOp,
+}
+
+impl Write {
+    pub fn put(pk: impl Into<String>, sk: impl Into<String>, value: Vec<u8>, cond: Cond) -> Self {
+        Write {
+            pk: pk.into(),
+            sk: sk.into(),
+            cond,
+            op: WriteOp::Put(value),
+        }
+    }
+
+    pub fn delete(pk: impl Into<String>, sk: impl Into<String>, cond: Cond) -> Self {
+        Write {
+            pk: pk.into(),
+            sk: sk.into(),
+            cond,
+            op: WriteOp::Delete,
+        }
+    }
+}
+
+/// The most writes one [`Table::transact`] call takes (DynamoDB allows 100; Berth's
+/// transactions are names and their items, a handful at most).
+pub const MAX_TRANSACT: usize = 25;
+
 /// A range of one partition: items whose sort key starts with `prefix` and, when `after` is
 /// set, sorts strictly after it (strictly before it when `reverse`), in sort-key order
 /// (descending when `reverse`), at most `limit`.
@@ -71,8 +113,9 @@ impl Query {
 /// table with a tuple key, or a BTreeMap.
 ///
 /// Contract (checked by the table port suite):
-/// - Each call is atomic on its one item; nothing spans items. Conditional writes are the only
-///   concurrency control: a failed condition is `StoreError::Conflict` and changes nothing.
+/// - Each call is atomic on its one item, except [`Table::transact`], which is atomic on the
+///   few items it names. Conditional writes are the only concurrency control: a failed
+///   condition is `StoreError::Conflict` and changes nothing.
 /// - A successful write is visible to every later read (read-after-write).
 /// - Queries touch one partition and return items in sort-key byte order.
 /// - An item written with an expiry is gone once that second has passed: reads skip it,
@@ -104,6 +147,34 @@ pub trait Table: Send + Sync + 'static {
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError>;
 
     async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError>;
+
+    /// Applies every write or none (at most [`MAX_TRANSACT`], each `(pk, sk)` at most once):
+    /// when any condition fails, `Conflict` and nothing changes. Readers see all of the writes
+    /// or none of them. Puts clear an expiry. `Delete` under `Cond::Absent` only checks that
+    /// the item does not exist. This is how a name and the item it names are made, renamed
+    /// and removed together (DESIGN invariant 6), so no state exists in which one is there
+    /// without the other.
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+}
+
+/// Checks a transaction's shape: not empty, not too long, no item twice.
+pub fn check_transact(writes: &[Write]) -> Result<(), StoreError> {
+    if writes.is_empty() || writes.len() > MAX_TRANSACT {
+        return Err(StoreError::other_msg(format!(
+            "a transaction takes 1 to {MAX_TRANSACT} writes, not {}",
+            writes.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for w in writes {
+        if !seen.insert((w.pk.as_str(), w.sk.as_str())) {
+            return Err(StoreError::other_msg(format!(
+                "a transaction writes ({}, {}) twice",
+                w.pk, w.sk
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `cond` against the revision of the live item (`None` when there is none or it has

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
+use crate::domain::url_policy::Refusal;
+use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag, UrlPolicy};
 use crate::ports::{Job, JobQueue, StoreError};
 use crate::store::{
     Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task, TaskState,
@@ -58,6 +59,31 @@ impl From<WriteError> for ManageError {
 
 type Result<T, E = ManageError> = std::result::Result<T, E>;
 
+/// Checks a remote's TLS settings when they differ from `before` (or on create): `ca_cert`,
+/// `client_cert` and `client_key` must be PEM the upstream client can use, the key in
+/// `client_key` or in `client_cert`, never one without the other.
+fn check_remote_connection(before: Option<&Remote>, r: &Remote) -> Result<()> {
+    let tls = |r: &Remote| crate::ports::UpstreamTls {
+        ca_cert: r.ca_cert.clone(),
+        client_cert: r.client_cert.clone(),
+        client_key: r.client_key.clone(),
+    };
+    let now = tls(r);
+    if before.is_none_or(|b| tls(b) != now) {
+        now.check().map_err(|e| ManageError::field(e.field, e.message))?;
+    }
+    Ok(())
+}
+
+/// A remote URL policy refusal as a field error message.
+fn refusal_message(e: &Refusal) -> String {
+    match e {
+        Refusal::Invalid(_) | Refusal::NoHost => "Enter a valid URL.".into(),
+        Refusal::Scheme(_) => "Enter a valid URL (http or https).".into(),
+        e => format!("{e}."),
+    }
+}
+
 const UNIQUE: &str = "This field must be unique.";
 const LEASE_TTL: Duration = Duration::from_secs(60);
 const LEASE_WAIT: Duration = Duration::from_secs(20);
@@ -99,11 +125,23 @@ pub const SYNC_TASK_NAME: &str = "pulp_container.app.tasks.synchronize.synchroni
 pub struct Manage {
     store: Store,
     jobs: Arc<dyn JobQueue>,
+    urls: UrlPolicy,
 }
 
 impl Manage {
     pub fn new(store: Store, jobs: Arc<dyn JobQueue>) -> Self {
-        Manage { store, jobs }
+        Manage {
+            store,
+            jobs,
+            urls: UrlPolicy::default(),
+        }
+    }
+
+    /// The remote URL policy remotes' `url`, `proxy_url` and `sigstore` are checked against
+    /// (the default allows loopback and private networks).
+    pub fn with_url_policy(mut self, urls: UrlPolicy) -> Self {
+        self.urls = urls;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -204,6 +242,8 @@ impl Manage {
     // ---- remotes ---------------------------------------------------------------------------
 
     pub async fn create_remote(&self, r: Remote) -> Result<Remote> {
+        self.check_remote_urls(None, &r)?;
+        check_remote_connection(None, &r)?;
         match self.store.create_remote(&r).await {
             Ok(()) => Ok(r),
             Err(StoreError::Conflict(_)) => Err(ManageError::field("name", UNIQUE)),
@@ -215,7 +255,16 @@ impl Manage {
         self.store.remote(id).await?.ok_or(ManageError::NotFound)
     }
 
+    /// Updates a remote with `f`; a URL it changes is checked against the remote URL policy
+    /// (one it leaves alone is not, so a remote saved under another policy can still be
+    /// renamed; its syncs are refused when they connect).
     pub async fn update_remote(&self, id: Uuid, f: impl Fn(&mut Remote) -> Result<()>) -> Result<Remote> {
+        let f = |r: &mut Remote| {
+            let before = r.clone();
+            f(r)?;
+            self.check_remote_urls(Some(&before), r)?;
+            check_remote_connection(Some(&before), r)
+        };
         match self.store.update_remote(id, f).await {
             Err(ManageError::Internal(e))
                 if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) =>
@@ -224,6 +273,25 @@ impl Manage {
             }
             other => other,
         }
+    }
+
+    /// Checks the URLs Berth would contact for a remote (`url`, `proxy_url`, `sigstore`)
+    /// against the remote URL policy, those that differ from `before` when given. Names are
+    /// not resolved here (DNS may answer differently at sync time; the upstream client checks
+    /// the addresses then), so only IP literals and names known to be refused are caught.
+    fn check_remote_urls(&self, before: Option<&Remote>, r: &Remote) -> Result<()> {
+        let urls = |r: &Remote| [Some(r.url.clone()), r.proxy_url.clone(), r.sigstore.clone()];
+        let then = before.map(urls);
+        for (i, (field, url)) in ["url", "proxy_url", "sigstore"].into_iter().zip(urls(r)).enumerate() {
+            let Some(url) = url else { continue };
+            if then.as_ref().is_some_and(|t| t[i].as_ref() == Some(&url)) {
+                continue;
+            }
+            if let Err(e) = self.urls.check_url(&url) {
+                return Err(ManageError::field(field, refusal_message(&e)));
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a remote; repositories that used it as their default forget it.

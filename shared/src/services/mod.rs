@@ -16,7 +16,7 @@ pub use access::{AccessRules, AuthMode, Identity};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
 pub use orphans::{OrphanJob, Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME, ORPHAN_JOB_KIND};
 pub use sync::{SyncService, SyncSettings};
-pub use users::{generate_password, hash_password, Users};
+pub use users::{generate_password, hash_password, Login, LoginLimits, Users};
 pub use worker::{SyncRunner, Worker};
 
 pub use registry::{

@@ -53,6 +53,10 @@ pub enum RegistryError {
     UploadOutOfOrder { size: u64, upload: Uuid },
     #[error("repository is busy, try again")]
     Busy,
+    /// The server's storage is full; nothing was stored. Answered 507 (never a bare 500), with
+    /// the source kept for the log.
+    #[error("the server is out of storage space")]
+    NoSpace(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -65,6 +69,7 @@ impl From<StoreError> for RegistryError {
                 RegistryError::DigestInvalid(format!("expected {expected}, content hashes to {actual}"))
             }
             StoreError::Throttled(_) => RegistryError::Busy,
+            e @ StoreError::NoSpace(_) => RegistryError::NoSpace(Box::new(e)),
             other => RegistryError::Internal(Box::new(other)),
         }
     }
@@ -457,7 +462,8 @@ impl Registry {
     /// The push repository behind `name`, created with its distribution when the base path
     /// is new. Mirrors, pinned distributions and distributions without a repository refuse.
     async fn push_target(&self, name: &RepoName) -> Result<Repository> {
-        for _ in 0..3 {
+        // racing first pushes: a loser finds the winner's repository, then its distribution
+        for _ in 0..6 {
             if let Some(dist) = self.store.distribution_by_base_path(name).await? {
                 return self.pushable(&dist).await;
             }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{decode, encode, Distribution, Remote, Repository, Store, Task, User};
 use crate::domain::{ContentKey, ContentType};
-use crate::ports::{Cond, Query, StoreError};
+use crate::ports::{Cond, Query, StoreError, Write};
 
 /// The stable id of a content unit: derived from its key, the same in every installation.
 pub fn content_id(key: &ContentKey) -> Uuid {
@@ -39,17 +39,8 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// Read-modify-write of one item under its revision; retries when someone else wrote.
-    async fn modify<T: DeserializeOwned + serde::Serialize, E: From<StoreError>>(
-        &self,
-        pk: &str,
-        sk: &str,
-        f: impl FnMut(&mut T) -> Result<(), E>,
-    ) -> Result<T, E> {
-        self.modify_expiring(pk, sk, f, |_| None).await
-    }
-
-    /// [`Self::modify`], writing the item to expire when `expiry` of its new value says.
+    /// Read-modify-write of one item under its revision (retried when someone else wrote),
+    /// writing the item to expire when `expiry` of its new value says.
     async fn modify_expiring<T: DeserializeOwned + serde::Serialize, E: From<StoreError>>(
         &self,
         pk: &str,
@@ -74,8 +65,9 @@ impl Store {
         }
     }
 
-    /// Updates a named item under its revision. A rename claims the new name in `names`
-    /// first (`Conflict` when taken) and gives the old one up only after the item changed.
+    /// Updates a named item under its revision. A rename writes the new name row, the item
+    /// and the removal of the old name row in one transaction; `Conflict` when the new name
+    /// is taken.
     async fn update_named<T, E>(
         &self,
         names: &str,
@@ -88,20 +80,52 @@ impl Store {
         T: DeserializeOwned + serde::Serialize + Clone,
         E: From<StoreError>,
     {
-        let row = self.t.get(pk, sk).await?.ok_or(StoreError::NotFound)?;
-        let before: T = decode(&row)?;
-        let mut probe = before.clone();
-        f(&mut probe)?;
-        let (old, new) = (name_of(&before), name_of(&probe));
-        if old != new {
-            self.t.put(names, &new, encode(&id)?, Cond::Absent).await?;
+        loop {
+            let row = self.t.get(pk, sk).await?.ok_or(StoreError::NotFound)?;
+            let before: T = decode(&row)?;
+            let mut after = before.clone();
+            f(&mut after)?;
+            let (old, new) = (name_of(&before), name_of(&after));
+            let mut writes = vec![Write::put(pk, sk, encode(&after)?, Cond::Rev(row.rev))];
+            if old != new {
+                writes.push(Write::put(names, &new, encode(&id)?, Cond::Absent));
+                if let Some(name_row) = self.t.get(names, &old).await? {
+                    if decode::<Uuid>(&name_row)? == id {
+                        writes.push(Write::delete(names, &old, Cond::Rev(name_row.rev)));
+                    }
+                }
+            }
+            match self.t.transact(writes).await {
+                Ok(()) => return Ok(after),
+                Err(StoreError::Conflict(c)) => {
+                    let taken = match self.t.get(names, &new).await? {
+                        Some(r) => decode::<Uuid>(&r)? != id,
+                        None => false,
+                    };
+                    if old != new && taken {
+                        return Err(StoreError::Conflict(c).into());
+                    }
+                    // the item or its old name row changed meanwhile: read again
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        let result = self.modify::<T, E>(pk, sk, f).await;
-        if old != new {
-            let gone = if result.is_ok() { &old } else { &new };
-            let _ = self.t.delete(names, gone, Cond::Any).await;
+    }
+
+    /// Removes a named item and its name row (when the row names it) in one transaction.
+    async fn delete_named(&self, names: &str, name: &str, id: Uuid, (pk, sk): (&str, &str)) -> Result<(), StoreError> {
+        loop {
+            let mut writes = vec![Write::delete(pk, sk, Cond::Any)];
+            if let Some(row) = self.t.get(names, name).await? {
+                if decode::<Uuid>(&row)? == id {
+                    writes.push(Write::delete(names, name, Cond::Rev(row.rev)));
+                }
+            }
+            match self.t.transact(writes).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other,
+            }
         }
-        result
     }
 
     // ---- repositories ----------------------------------------------------------------------
@@ -143,32 +167,29 @@ impl Store {
         .await
     }
 
-    /// Removes a repository: its name first (so it disappears from lists at once), then its
-    /// record. Membership rows stay behind for garbage collection.
+    /// Removes a repository: its name and its record together. Membership rows stay behind
+    /// for garbage collection.
     pub async fn delete_repository(&self, repo: &Repository) -> Result<(), StoreError> {
-        self.t.delete("repo-names", &repo.name, Cond::Any).await?;
-        self.t.delete(&format!("repo#{}", repo.id), "_", Cond::Any).await
+        self.delete_named("repo-names", &repo.name, repo.id, (&format!("repo#{}", repo.id), "_"))
+            .await
     }
 
     // ---- remotes ---------------------------------------------------------------------------
 
+    /// Creates a remote, its name and its item in one transaction. `Conflict` when the name
+    /// is taken.
     pub async fn create_remote(&self, r: &Remote) -> Result<(), StoreError> {
-        self.claim("remote-names", &r.name, &r.id, async |row: &crate::ports::Row| {
-            let id: Uuid = decode(row)?;
-            Ok(self.t.get("remotes", &id.to_string()).await?.is_some())
-        })
-        .await?;
         let mut sealed = r.clone();
         super::secrets::seal_remote(self.field_key.as_deref(), &mut sealed)?;
-        if let Err(e) = self
-            .t
-            .put("remotes", &r.id.to_string(), encode(&sealed)?, Cond::Absent)
-            .await
-        {
-            let _ = self.t.delete("remote-names", &r.name, Cond::Any).await;
-            return Err(e);
-        }
-        Ok(())
+        let items = vec![Write::put("remotes", r.id.to_string(), encode(&sealed)?, Cond::Absent)];
+        self.create_named(
+            ("remote-names", &r.name),
+            &r.id,
+            items,
+            |row| Ok(("remotes".to_owned(), decode::<Uuid>(row)?.to_string())),
+            |_| Ok(true),
+        )
+        .await
     }
 
     pub async fn remote(&self, id: Uuid) -> Result<Option<Remote>, StoreError> {
@@ -218,8 +239,8 @@ impl Store {
     }
 
     pub async fn delete_remote(&self, r: &Remote) -> Result<(), StoreError> {
-        self.t.delete("remote-names", &r.name, Cond::Any).await?;
-        self.t.delete("remotes", &r.id.to_string(), Cond::Any).await
+        self.delete_named("remote-names", &r.name, r.id, ("remotes", &r.id.to_string()))
+            .await
     }
 
     // ---- distributions ---------------------------------------------------------------------
@@ -235,54 +256,41 @@ impl Store {
         })
     }
 
-    /// Records the id → base path index of a distribution (after `create_distribution`).
-    pub async fn index_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
-        self.t
-            .put("dist-ids", &d.id.to_string(), encode(&d.base_path)?, Cond::Any)
-            .await
-            .map(|_| ())
-    }
-
-    /// Replaces a distribution (same id). A new base path or name is claimed first;
-    /// `Conflict` when taken.
+    /// Replaces a distribution (same id): the distribution, its name row and its id index in
+    /// one transaction. A new name or base path must be free; `Conflict` when taken.
     pub async fn replace_distribution(&self, before: &Distribution, after: &Distribution) -> Result<(), StoreError> {
-        if after.name != before.name {
-            self.t
-                .put("dist-names", &after.name, encode(&after.base_path)?, Cond::Absent)
-                .await?;
-        }
+        let path = encode(&after.base_path)?;
+        let mut writes = Vec::new();
         if after.base_path != before.base_path {
-            if let Err(e) = self
-                .t
-                .put("dists", after.base_path.as_str(), encode(after)?, Cond::Absent)
-                .await
-            {
-                if after.name != before.name {
-                    let _ = self.t.delete("dist-names", &after.name, Cond::Any).await;
-                }
-                return Err(e);
-            }
-            self.index_distribution(after).await?;
-            self.t.delete("dists", before.base_path.as_str(), Cond::Any).await?;
+            writes.push(Write::put(
+                "dists",
+                after.base_path.as_str(),
+                encode(after)?,
+                Cond::Absent,
+            ));
+            writes.push(Write::delete("dists", before.base_path.as_str(), Cond::Any));
+            writes.push(Write::put("dist-ids", after.id.to_string(), path.clone(), Cond::Any));
         } else {
-            self.t
-                .put("dists", after.base_path.as_str(), encode(after)?, Cond::Any)
-                .await?;
+            writes.push(Write::put("dists", after.base_path.as_str(), encode(after)?, Cond::Any));
         }
         if after.name != before.name {
-            self.t.delete("dist-names", &before.name, Cond::Any).await?;
-        } else {
-            self.t
-                .put("dist-names", &after.name, encode(&after.base_path)?, Cond::Any)
-                .await?;
+            writes.push(Write::put("dist-names", &after.name, path, Cond::Absent));
+            writes.push(Write::delete("dist-names", &before.name, Cond::Any));
+        } else if after.base_path != before.base_path {
+            writes.push(Write::put("dist-names", &after.name, path, Cond::Any));
         }
-        Ok(())
+        self.t.transact(writes).await
     }
 
+    /// Removes a distribution, its name row and its id index together.
     pub async fn delete_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
-        self.t.delete("dists", d.base_path.as_str(), Cond::Any).await?;
-        self.t.delete("dist-names", &d.name, Cond::Any).await?;
-        self.t.delete("dist-ids", &d.id.to_string(), Cond::Any).await
+        self.t
+            .transact(vec![
+                Write::delete("dists", d.base_path.as_str(), Cond::Any),
+                Write::delete("dist-names", &d.name, Cond::Any),
+                Write::delete("dist-ids", d.id.to_string(), Cond::Any),
+            ])
+            .await
     }
 
     /// Whether any distribution's base path is `path`'s ancestor or descendant (Pulp forbids

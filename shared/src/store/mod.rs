@@ -37,6 +37,7 @@
 mod manage;
 mod model;
 mod orphans;
+mod repair;
 mod secrets;
 mod synced;
 mod versions;
@@ -51,11 +52,12 @@ use uuid::Uuid;
 pub use manage::content_id;
 pub use model::*;
 pub use orphans::OrphanCandidate;
+pub use repair::NameRepairs;
 pub use secrets::FieldKey;
 pub use versions::{VersionWriter, WriteError};
 
 use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
-use crate::ports::{Cond, Query, Row, StoreError, Table};
+use crate::ports::{Cond, Query, Row, StoreError, Table, Write};
 
 const PAGE: usize = 500;
 
@@ -96,6 +98,26 @@ fn expiry_in(after: Duration) -> u64 {
     crate::ports::unix_now().saturating_add(after.as_secs())
 }
 
+/// Which process writes: a node (a stable name for one place Berth runs, of which one process
+/// runs at a time, such as the local binary on its data directory) and the life of its current
+/// process (new at every start). Leases name both, so a restarted process takes over at once
+/// what its previous life held when it was killed (DESIGN invariant 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLife {
+    pub node: String,
+    pub life: String,
+}
+
+impl NodeLife {
+    /// A new life of `node`.
+    pub fn new(node: impl Into<String>) -> Self {
+        NodeLife {
+            node: node.into(),
+            life: Uuid::new_v4().to_string(),
+        }
+    }
+}
+
 /// Berth's metadata, over any table adapter. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -103,6 +125,8 @@ pub struct Store {
     retention: Retention,
     /// Seals remote credentials at rest when set.
     field_key: Option<Arc<FieldKey>>,
+    /// This process, when it is the only one of its node (leases then survive it briefly).
+    node: Option<Arc<NodeLife>>,
 }
 
 impl Store {
@@ -115,7 +139,14 @@ impl Store {
             t: table,
             retention,
             field_key: None,
+            node: None,
         }
+    }
+
+    /// This store, naming `node` in the leases it takes.
+    pub fn with_node(mut self, node: Option<NodeLife>) -> Self {
+        self.node = node.map(Arc::new);
+        self
     }
 
     /// This store, sealing remote credentials with `key`.
@@ -139,31 +170,46 @@ impl Store {
         }
     }
 
-    /// Claims `name` in the `names` partition for `value`. A claim left behind by a create
-    /// that crashed before writing its item (`is_live` says whether the claimed item exists)
-    /// is taken over; a live one is a `Conflict`.
-    pub(crate) async fn claim<V: Serialize>(
+    /// Creates a named item: the name row `names/name → value` and `items` (which create the
+    /// item it names), in one transaction, so of racing creators exactly one wins and no state
+    /// exists with a name and no item or the reverse (DESIGN invariant 6). `Conflict` when the
+    /// name is taken. A name row whose item (`item_of` the name row) is missing, or does not
+    /// carry the name (`names_it` of the item row), was left by a create that crashed in a
+    /// version before names and items were written together, and is replaced.
+    pub(crate) async fn create_named<V: Serialize>(
         &self,
-        names: &str,
-        name: &str,
+        (names, name): (&str, &str),
         value: &V,
-        is_live: impl AsyncFnOnce(&Row) -> Result<bool, StoreError>,
+        items: Vec<Write>,
+        item_of: impl Fn(&Row) -> Result<(String, String), StoreError>,
+        names_it: impl Fn(&Row) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        match self.t.put(names, name, encode(value)?, Cond::Absent).await {
-            Err(StoreError::Conflict(c)) => {
-                let Some(row) = self.t.get(names, name).await? else {
-                    return Err(StoreError::Conflict(c));
-                };
-                if is_live(&row).await? {
-                    return Err(StoreError::Conflict(c));
+        let mut name_cond = Cond::Absent;
+        for _ in 0..3 {
+            let mut writes = vec![Write::put(names, name, encode(value)?, name_cond)];
+            writes.extend(items.iter().cloned());
+            match self.t.transact(writes).await {
+                Err(StoreError::Conflict(c)) => {
+                    let Some(row) = self.t.get(names, name).await? else {
+                        // the name was freed meanwhile, or another of our items is taken
+                        name_cond = Cond::Absent;
+                        continue;
+                    };
+                    let (pk, sk) = item_of(&row)?;
+                    let live = match self.t.get(&pk, &sk).await? {
+                        Some(item) => names_it(&item)?,
+                        None => false,
+                    };
+                    if live {
+                        return Err(StoreError::Conflict(c));
+                    }
+                    tracing::warn!(names, name, "replacing a name row that names no item");
+                    name_cond = Cond::Rev(row.rev);
                 }
-                self.t
-                    .put(names, name, encode(value)?, Cond::Rev(row.rev))
-                    .await
-                    .map(|_| ())
+                other => return other,
             }
-            other => other.map(|_| ()),
         }
+        Err(StoreError::Conflict(format!("{names}/{name} kept changing")))
     }
 
     // ---- content -------------------------------------------------------------------------
@@ -218,13 +264,9 @@ impl Store {
 
     // ---- repositories ----------------------------------------------------------------------
 
-    /// Creates a repository with its empty version 0. `Conflict` when the name is taken.
+    /// Creates a repository with its empty version 0, its name and its item in one
+    /// transaction. `Conflict` when the name is taken.
     pub async fn create_repository(&self, repo: &Repository) -> Result<(), StoreError> {
-        self.claim("repo-names", &repo.name, &repo.id, async |row: &Row| {
-            let id: Uuid = decode(row)?;
-            Ok(self.t.get(&format!("repo#{id}"), "_").await?.is_some())
-        })
-        .await?;
         let v0 = RepositoryVersion {
             repository: repo.id,
             number: 0,
@@ -233,11 +275,18 @@ impl Store {
             created: repo.created,
         };
         let pk = format!("repo#{}", repo.id);
-        self.t
-            .put(&pk, &format!("v#{}", num(0)), encode(&v0)?, Cond::Any)
-            .await?;
-        self.t.put(&pk, "_", encode(repo)?, Cond::Absent).await?;
-        Ok(())
+        let items = vec![
+            Write::put(&pk, "_", encode(repo)?, Cond::Absent),
+            Write::put(&pk, format!("v#{}", num(0)), encode(&v0)?, Cond::Absent),
+        ];
+        self.create_named(
+            ("repo-names", &repo.name),
+            &repo.id,
+            items,
+            |row| Ok((format!("repo#{}", decode::<Uuid>(row)?), "_".to_owned())),
+            |_| Ok(true),
+        )
+        .await
     }
 
     pub async fn repository(&self, id: Uuid) -> Result<Option<Repository>, StoreError> {
@@ -470,25 +519,21 @@ impl Store {
 
     // ---- distributions ----------------------------------------------------------------------
 
-    /// Creates a distribution. `Conflict` when its name or base path is taken.
+    /// Creates a distribution: its name, its base path and its id index in one transaction.
+    /// `Conflict` when its name or base path is taken.
     pub async fn create_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
-        self.claim("dist-names", &d.name, &d.base_path, async |row: &Row| {
-            let path: String = decode(row)?;
-            Ok(match self.t.get("dists", &path).await? {
-                Some(r) => decode::<Distribution>(&r)?.name == d.name,
-                None => false,
-            })
-        })
-        .await?;
-        if let Err(e) = self
-            .t
-            .put("dists", d.base_path.as_str(), encode(d)?, Cond::Absent)
-            .await
-        {
-            let _ = self.t.delete("dist-names", &d.name, Cond::Any).await;
-            return Err(e);
-        }
-        self.index_distribution(d).await
+        let items = vec![
+            Write::put("dists", d.base_path.as_str(), encode(d)?, Cond::Absent),
+            Write::put("dist-ids", d.id.to_string(), encode(&d.base_path)?, Cond::Absent),
+        ];
+        self.create_named(
+            ("dist-names", &d.name),
+            &d.base_path,
+            items,
+            |row| Ok(("dists".to_owned(), decode::<String>(row)?)),
+            |item| Ok(decode::<Distribution>(item)?.name == d.name),
+        )
+        .await
     }
 
     pub async fn distribution_by_base_path(&self, base_path: &RepoName) -> Result<Option<Distribution>, StoreError> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{ContentSummary, Digest, ParsedManifest, RepoName};
-use crate::ports::UpstreamConfig;
+use crate::ports::{UpstreamConfig, UpstreamProxy, UpstreamTls};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
@@ -56,6 +56,12 @@ pub struct Lease {
     pub owner: String,
     /// Milliseconds since the Unix epoch.
     pub until_ms: i64,
+    /// The node and the life of its process that took the lease (see [`super::NodeLife`]),
+    /// when the store knows them: a later life of the same node takes the lease over at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub life: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,8 +314,26 @@ impl Remote {
             Some(serde_json::Value::Object(o)) => take(o),
             _ => {}
         }
+        // the proxy and TLS settings are in the key too, so a client never outlives them
+        let connection = {
+            use sha2::Digest as _;
+            let mut h = sha2::Sha256::new();
+            for v in [
+                &self.proxy_url,
+                &self.proxy_username,
+                &self.proxy_password,
+                &self.ca_cert,
+                &self.client_cert,
+                &self.client_key,
+            ] {
+                h.update(v.as_deref().map_or(0u64, |v| v.len() as u64 + 1).to_be_bytes());
+                h.update(v.as_deref().unwrap_or("").as_bytes());
+            }
+            hex::encode(&h.finalize()[..8])
+        };
+        let proxy = self.proxy_url.clone().filter(|u| !u.trim().is_empty());
         UpstreamConfig {
-            key: format!("{}@{}", self.id, self.updated.timestamp_micros()),
+            key: format!("{}@{}#{connection}", self.id, self.updated.timestamp_micros()),
             url: self.url.clone(),
             upstream_name: self.upstream_name.clone(),
             username: self.username.clone(),
@@ -322,6 +346,16 @@ impl Remote {
             connect_timeout: seconds(self.connect_timeout.or(self.sock_connect_timeout)),
             read_timeout: seconds(self.sock_read_timeout),
             headers,
+            proxy: proxy.map(|url| UpstreamProxy {
+                url,
+                username: self.proxy_username.clone(),
+                password: self.proxy_password.clone(),
+            }),
+            tls: UpstreamTls {
+                ca_cert: self.ca_cert.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+            },
         }
     }
 }

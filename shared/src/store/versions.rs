@@ -62,7 +62,7 @@ impl Store {
             let held = r
                 .lease
                 .as_ref()
-                .is_some_and(|l| l.until_ms > now_ms() && l.owner != owner);
+                .is_some_and(|l| l.until_ms > now_ms() && l.owner != owner && !self.outlived(l));
             if held {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(WriteError::Busy);
@@ -71,10 +71,7 @@ impl Store {
                 backoff = (backoff * 2).min(Duration::from_millis(200));
                 continue;
             }
-            r.lease = Some(super::Lease {
-                owner: owner.to_owned(),
-                until_ms: now_ms() + ttl.as_millis() as i64,
-            });
+            r.lease = Some(self.lease_for(owner, ttl));
             match self
                 .t
                 .put(&format!("repo#{}", r.id), "_", encode(&r)?, Cond::Rev(rev))
@@ -96,6 +93,25 @@ impl Store {
         };
         w.store.clean_uncommitted(&w.repo).await?;
         Ok(w)
+    }
+
+    /// A lease for `owner` until `ttl` from now, naming this process when the store knows it.
+    fn lease_for(&self, owner: &str, ttl: Duration) -> super::Lease {
+        super::Lease {
+            owner: owner.to_owned(),
+            until_ms: now_ms() + ttl.as_millis() as i64,
+            node: self.node.as_ref().map(|n| n.node.clone()),
+            life: self.node.as_ref().map(|n| n.life.clone()),
+        }
+    }
+
+    /// Whether `lease` was taken by an earlier life of this node's process: its holder is
+    /// gone (a node runs one process at a time), so the lease is free whatever its expiry.
+    fn outlived(&self, lease: &super::Lease) -> bool {
+        match (&self.node, &lease.node, &lease.life) {
+            (Some(me), Some(node), Some(life)) => *node == me.node && *life != me.life,
+            _ => false,
+        }
     }
 
     /// Undoes whatever was staged for version `latest + 1` and never committed.
@@ -264,10 +280,7 @@ impl VersionWriter {
     /// Extends the lease (long writes call this well before it expires).
     pub async fn renew(&mut self) -> Result<(), WriteError> {
         let mut r = self.repo.clone();
-        r.lease = Some(super::Lease {
-            owner: self.owner().to_owned(),
-            until_ms: now_ms() + self.ttl.as_millis() as i64,
-        });
+        r.lease = Some(self.store.lease_for(self.owner(), self.ttl));
         match self
             .store
             .t

@@ -28,7 +28,7 @@ use self::input::Input;
 use self::ops::{Matched, OpId, Route};
 use crate::domain::filter::TagFilter;
 use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
-use crate::services::{DistributionSpec, Manage, ManageError, Serves, Users};
+use crate::services::{DistributionSpec, Login, Manage, ManageError, Serves, Users};
 use crate::store::{Policy, Remote, Repository, RepositoryKind, ResourceRef, Task, TaskState, User};
 
 /// The versions the OpenAPI document claims (the CLI checks `core >= 3.49`, `container >= 2.19`).
@@ -52,6 +52,8 @@ pub enum ApiError {
     /// Any status with `{"detail": "…"}`.
     Detail(StatusCode, String),
     Unauthenticated(&'static str),
+    /// 429 with `Retry-After` (seconds) and DRF's throttling `detail`.
+    Throttled(u64),
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -105,6 +107,12 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Fields(m) => json_response(StatusCode::BAD_REQUEST, &json!(m)),
             ApiError::Detail(s, d) => json_response(s, &json!({ "detail": d })),
+            ApiError::Throttled(secs) => {
+                let detail = format!("Request was throttled. Expected available in {secs} seconds.");
+                let mut r = json_response(StatusCode::TOO_MANY_REQUESTS, &json!({ "detail": detail }));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                r
+            }
             ApiError::Unauthenticated(msg) => {
                 let mut r = json_response(StatusCode::UNAUTHORIZED, &json!({ "detail": msg }));
                 r.headers_mut().insert(
@@ -112,6 +120,13 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("Basic realm=\"berth\""),
                 );
                 r
+            }
+            ApiError::Internal(e) if crate::ports::StoreError::is_no_space_in(e.as_ref()) => {
+                tracing::warn!(error = %e, source = ?e.source(), "out of storage space");
+                json_response(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    &json!({ "detail": format!("Insufficient storage: {}.", crate::http::errors::NO_SPACE_DETAIL) }),
+                )
             }
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, source = ?e.source(), "management API internal error");
@@ -337,9 +352,13 @@ async fn authenticate(users: &Users, headers: &HeaderMap) -> Result<User, ApiErr
     let Some((user, password)) = creds.split_once(':') else {
         return Err(bad);
     };
-    match users.authenticate(user, password).await? {
-        Some(u) => Ok(u),
-        None => Err(bad),
+    match users
+        .authenticate(user, password, crate::http::auth::client_addr())
+        .await?
+    {
+        Login::User(u) => Ok(u),
+        Login::Denied => Err(bad),
+        Login::Throttled { retry_after } => Err(ApiError::Throttled(crate::http::auth::retry_after_secs(retry_after))),
     }
 }
 
