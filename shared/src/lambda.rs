@@ -315,6 +315,22 @@ pub async fn handle_sqs(
     response
 }
 
+/// The client's address as API Gateway gives it: the last entry of `X-Forwarded-For`, which
+/// API Gateway appends itself (entries before it are the client's own and can be forged).
+pub fn forwarded_client(headers: &http::HeaderMap) -> Option<std::net::IpAddr> {
+    let value = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    value.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// Runs each request with its client's address known to the password checks, which throttle
+/// failed logins per client address as well as per user.
+pub async fn client_addr(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    match forwarded_client(req.headers()) {
+        Some(addr) => crate::http::auth::with_client_addr(addr, next.run(req)).await,
+        None => next.run(req).await,
+    }
+}
+
 /// Answers requests whose body cannot pass API Gateway and Lambda (about 6 MB, less after
 /// base64) with a clear error instead of letting the platform fail them obscurely.
 pub const MAX_LAMBDA_BODY: u64 = 6 * 1024 * 1024 - 64 * 1024;
@@ -352,6 +368,18 @@ pub fn init_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_address_api_gateway_appended() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(forwarded_client(&h), None);
+        h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some("203.0.113.7".parse().unwrap()));
+        h.insert("x-forwarded-for", "2001:db8::1".parse().unwrap());
+        assert_eq!(forwarded_client(&h), Some("2001:db8::1".parse().unwrap()));
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(forwarded_client(&h), None);
+    }
 
     #[test]
     fn the_token_key_depends_only_on_the_seed() {

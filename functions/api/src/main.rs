@@ -7,5 +7,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     berth::lambda::init_tracing();
     let cfg = berth::lambda::LambdaConfig::from_env()?;
     let app = berth::lambda::build(&cfg, berth::lambda::Role::Api).await?;
-    lambda_http::run(app.app.api_router()).await
+    let router = app
+        .app
+        .api_router()
+        .layer(axum::middleware::from_fn(berth::lambda::client_addr));
+    lambda_http::run(router).await
 }

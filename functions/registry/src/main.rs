@@ -11,6 +11,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let router = app
         .app
         .registry_router()
-        .layer(axum::middleware::from_fn(berth::lambda::body_limit));
+        .layer(axum::middleware::from_fn(berth::lambda::body_limit))
+        .layer(axum::middleware::from_fn(berth::lambda::client_addr));
     lambda_http::run(router).await
 }
