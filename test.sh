@@ -6,6 +6,8 @@
 #   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
 #     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
 #     a crash in the middle of a sync;
+#   - the torture suite (tests/chaos): racing pushes and creates, password and connection floods,
+#     kill -9 in the middle of pushes, SSRF refusals, a full disk; on both stores;
 #   - the Lambda function binaries under a Lambda Runtime API emulator, the functions under
 #     `cargo lambda watch` (when cargo-lambda is installed; BERTH_CARGO_LAMBDA=1 installs it,
 #     which takes about 15 minutes; BERTH_CARGO_LAMBDA=0 skips it), with BERTH_ARM64=1 the
@@ -99,6 +101,8 @@ run "the pulp CLI, AWS adapters on moto" on_aws cli bash tests/e2e/pulp_cli.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
 run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh
+run "torture suite, embedded store" python3 tests/chaos/run.py
+run "torture suite, AWS adapters on moto" on_aws chaos python3 tests/chaos/run.py
 run "the Lambda functions under a Runtime API emulator" python3 tests/lambda/functions.py target/release
 cargo_lambda=${BERTH_CARGO_LAMBDA:-auto}
 if [ "$cargo_lambda" = 1 ] && ! command -v cargo-lambda >/dev/null; then

@@ -11,8 +11,13 @@
 //!   behind the previous one, the spacing doubling from [`LoginLimits::first_step`] up to
 //!   [`LoginLimits::max_step`]. A check waits for its turn (an async sleep: no thread, no hash),
 //!   and one whose turn is more than [`LoginLimits::max_wait`] away is answered
-//!   [`Login::Throttled`] at once. Turns are taken when a check starts, so parallel guesses are
-//!   spaced out like sequential ones. A success resets the user's and the client's schedules.
+//!   [`Login::Throttled`] at once. On a user name, turns are taken when a check starts, so
+//!   parallel guesses at one account are spaced out like sequential ones. On a client address
+//!   only failed checks count until it is past its free failures (many accounts logging in at
+//!   once from one CI host are not held back), and from then on every check counts when it
+//!   starts. A success resets the user's and the client's schedules.
+//! - **Identical checks in flight** (the same name and password, as when many clients of one
+//!   CI job log in at once) share one verification and one turn.
 //! - The schedule table holds at most [`LoginLimits::max_keys`] entries (fixed-size hashed
 //!   keys); beyond it the entries whose turns ended longest ago are dropped, and an entry with
 //!   no attempt for [`LoginLimits::forget_after`] is forgotten.
@@ -28,7 +33,7 @@ use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::Rng;
 use sha2::Digest as _;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::ports::StoreError;
@@ -65,7 +70,7 @@ pub struct LoginLimits {
 /// At most this many hashing threads, whatever the machine.
 pub const MAX_HASH_THREADS: usize = 4;
 /// Checks that may wait for a hashing thread.
-pub const HASH_QUEUE: usize = 16;
+pub const HASH_QUEUE: usize = 64;
 /// Failed attempts before attempts are spaced out.
 pub const FREE_FAILURES: u32 = 3;
 /// The first spacing; it doubles with each further failed attempt.
@@ -116,6 +121,25 @@ pub struct Users {
     cache: Mutex<HashMap<[u8; 32], (User, Instant)>>,
     throttle: Mutex<Throttle>,
     hasher: HashPool,
+    /// sha256(user ‖ 0 ‖ password) of checks in flight → their outcome, once known (`None`
+    /// inside: the check failed with an error, and each waiter checks for itself).
+    inflight: Mutex<HashMap<[u8; 32], watch::Receiver<Option<Option<Login>>>>>,
+}
+
+/// Removes a check's entry from the in-flight table when the check ends, however it ends
+/// (a dropped sender tells its waiters to check for themselves).
+struct Inflight<'a> {
+    users: &'a Users,
+    key: [u8; 32],
+    tx: watch::Sender<Option<Option<Login>>>,
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.users.inflight.lock() {
+            m.remove(&self.key);
+        }
+    }
 }
 
 pub fn hash_password(password: &str) -> Result<String, StoreError> {
@@ -173,6 +197,7 @@ impl Users {
             throttle: Mutex::new(Throttle::default()),
             hasher: HashPool::new(limits.hash_threads, limits.hash_queue),
             limits,
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -242,13 +267,62 @@ impl Users {
                 }
             }
         }
-        let mut keys = vec![user_key(name)];
-        keys.extend(client.map(client_key));
+        loop {
+            // share the outcome of an identical check in flight
+            let (mut rx, guard) = {
+                let Ok(mut m) = self.inflight.lock() else {
+                    return self.check(name, password, client, cache_key).await;
+                };
+                match m.get(&cache_key) {
+                    Some(rx) => (rx.clone(), None),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        m.insert(cache_key, rx.clone());
+                        (
+                            rx,
+                            Some(Inflight {
+                                users: self,
+                                key: cache_key,
+                                tx,
+                            }),
+                        )
+                    }
+                }
+            };
+            if let Some(guard) = guard {
+                let result = self.check(name, password, client, cache_key).await;
+                guard.tx.send_replace(Some(result.as_ref().ok().cloned()));
+                return result;
+            }
+            let shared = match rx.wait_for(Option::is_some).await {
+                Ok(outcome) => outcome.clone(),
+                Err(_) => continue, // that check was dropped (its client went away)
+            };
+            return match shared {
+                Some(Some(login)) => Ok(login),
+                // the shared check failed with an error: check for ourselves
+                _ => self.check(name, password, client, cache_key).await,
+            };
+        }
+    }
+
+    /// One check, on its turn.
+    async fn check(
+        &self,
+        name: &str,
+        password: &str,
+        client: Option<IpAddr>,
+        cache_key: [u8; 32],
+    ) -> Result<Login, StoreError> {
+        let keys = Keys {
+            user: user_key(name),
+            client: client.map(client_key),
+        };
         let turn = match self.throttle.lock() {
             Ok(mut t) => t.reserve(&keys, &self.limits, Instant::now()),
             Err(_) => Err(Duration::from_secs(1)),
         };
-        let turn = match turn {
+        let (turn, client_counted) = match turn {
             Ok(turn) => turn,
             Err(retry_after) => {
                 tracing::warn!(user = %name, client = ?client, "login throttled: too many failed attempts");
@@ -280,6 +354,11 @@ impl Users {
                 Ok(Login::User(u))
             }
             _ => {
+                if !client_counted {
+                    if let (Ok(mut t), Some(k)) = (self.throttle.lock(), keys.client) {
+                        t.fail(k, &self.limits, Instant::now());
+                    }
+                }
                 tracing::warn!(user = %name, client = ?client, "authentication failed");
                 Ok(Login::Denied)
             }
@@ -287,10 +366,18 @@ impl Users {
     }
 }
 
+/// The schedules one check is on: its user name's, and its client's when known.
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    user: Key,
+    client: Option<Key>,
+}
+
 /// One user name's or client's schedule.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Attempts since the last success (each counted as failed until it succeeds).
+    /// Attempts since the last success (each counted as failed until it succeeds; on a client
+    /// below its free failures, only the failed ones).
     attempts: u32,
     /// The turn given to the latest spaced-out attempt.
     next: Instant,
@@ -313,17 +400,19 @@ impl Throttle {
         doubled.min(limits.max_step)
     }
 
-    /// Takes a turn for one attempt on every key: when it may be checked, or how long to wait
-    /// before trying again when that turn is more than `max_wait` away (then nothing is taken).
-    fn reserve(&mut self, keys: &[Key], limits: &LoginLimits, now: Instant) -> Result<Instant, Duration> {
+    /// Takes a turn for one attempt: when it may be checked, or how long to wait before
+    /// trying again when that turn is more than `max_wait` away (then nothing is taken). The
+    /// attempt counts on the user name at once, and on the client when the client is past its
+    /// free failures (the flag returned); otherwise the client counts it only if it fails
+    /// ([`Self::fail`]).
+    fn reserve(&mut self, keys: &Keys, limits: &LoginLimits, now: Instant) -> Result<(Instant, bool), Duration> {
         let live = |e: &Entry| now.saturating_duration_since(e.last) < limits.forget_after;
+        let spaced = |e: &Entry| live(e) && e.attempts >= limits.free_failures;
         let mut turn = now;
-        for k in keys {
-            if let Some(e) = self.entries.get(k).filter(|e| live(e)) {
-                if e.attempts >= limits.free_failures {
-                    let n = e.attempts + 1 - limits.free_failures;
-                    turn = turn.max(e.next.max(now) + Self::step(n, limits));
-                }
+        for k in std::iter::once(&keys.user).chain(keys.client.as_ref()) {
+            if let Some(e) = self.entries.get(k).filter(|e| spaced(e)) {
+                let n = e.attempts + 1 - limits.free_failures;
+                turn = turn.max(e.next.max(now) + Self::step(n, limits));
             }
         }
         let wait = turn.saturating_duration_since(now);
@@ -331,31 +420,46 @@ impl Throttle {
             let retry = (wait - limits.max_wait).as_secs_f64().ceil().max(1.0);
             return Err(Duration::from_secs_f64(retry));
         }
-        if self.entries.len() + keys.len() > limits.max_keys {
-            self.evict(keys.len(), limits, now);
+        let client_counted = keys
+            .client
+            .and_then(|k| self.entries.get(&k))
+            .is_some_and(|e| spaced(e));
+        let counted: Vec<Key> = std::iter::once(keys.user)
+            .chain(keys.client.filter(|_| client_counted))
+            .collect();
+        for k in counted {
+            self.count(k, turn, limits, now);
         }
-        for k in keys {
-            let e = self.entries.entry(*k).or_insert(Entry {
-                attempts: 0,
-                next: now,
-                last: now,
-            });
-            if !live(e) {
-                *e = Entry {
-                    attempts: 0,
-                    next: now,
-                    last: now,
-                };
-            }
-            e.attempts = e.attempts.saturating_add(1);
-            e.last = now;
-            e.next = e.next.max(turn);
-        }
-        Ok(turn)
+        Ok((turn, client_counted))
     }
 
-    fn reset(&mut self, keys: &[Key]) {
-        for k in keys {
+    /// Counts a failed attempt of a client that did not count it when it started.
+    fn fail(&mut self, client: Key, limits: &LoginLimits, now: Instant) {
+        self.count(client, now, limits, now);
+    }
+
+    /// Counts one attempt on `k`, whose turn is `turn`.
+    fn count(&mut self, k: Key, turn: Instant, limits: &LoginLimits, now: Instant) {
+        if !self.entries.contains_key(&k) && self.entries.len() >= limits.max_keys {
+            self.evict(1, limits, now);
+        }
+        let fresh = Entry {
+            attempts: 0,
+            next: now,
+            last: now,
+        };
+        let e = self.entries.entry(k).or_insert(fresh);
+        if now.saturating_duration_since(e.last) >= limits.forget_after {
+            *e = fresh;
+        }
+        e.attempts = e.attempts.saturating_add(1);
+        e.last = now;
+        e.next = e.next.max(turn);
+    }
+
+    fn reset(&mut self, keys: &Keys) {
+        self.entries.remove(&keys.user);
+        if let Some(k) = &keys.client {
             self.entries.remove(k);
         }
     }
@@ -574,12 +678,15 @@ mod tests {
         let limits = quick();
         let mut t = Throttle::default();
         let now = Instant::now();
-        let keys = [user_key("admin"), client_key(IpAddr::V4(Ipv4Addr::LOCALHOST))];
-        // When attempts arrive all at once
+        let keys = Keys {
+            user: user_key("admin"),
+            client: Some(client_key(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+        };
+        // When attempts at one account arrive all at once
         let turns: Vec<_> = (0..8).map(|_| t.reserve(&keys, &limits, now)).collect();
         // Then the free ones go at once, the next ones 100, 200, 400, 400 ms apart, and the
         // ones that would wait over a second are refused with a time to come back
-        let got: Vec<_> = turns.iter().map(|r| r.map(|i| (i - now).as_millis())).collect();
+        let got: Vec<_> = turns.iter().map(|r| r.map(|(i, _)| (i - now).as_millis())).collect();
         let refused = Err(Duration::from_secs(1));
         assert_eq!(
             got,
@@ -587,11 +694,11 @@ mod tests {
         );
         // and a success resets them
         t.reset(&keys);
-        assert_eq!(t.reserve(&keys, &limits, now), Ok(now));
+        assert_eq!(t.reserve(&keys, &limits, now), Ok((now, false)));
     }
 
     #[test]
-    fn a_client_is_throttled_across_user_names_and_the_table_is_bounded() {
+    fn a_client_is_throttled_across_user_names_once_it_failed_and_the_table_is_bounded() {
         let limits = LoginLimits {
             max_keys: 100,
             ..quick()
@@ -599,30 +706,76 @@ mod tests {
         let mut t = Throttle::default();
         let now = Instant::now();
         let client = client_key(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        let keys = |i: usize| Keys {
+            user: user_key(&format!("u{i}")),
+            client: Some(client),
+        };
+        // Given many accounts logging in at once from one client, Then none is held back
+        for i in 0..10 {
+            assert_eq!(t.reserve(&keys(i), &limits, now), Ok((now, false)));
+        }
+        // Given the client's failures, Then its attempts on any account are spaced and refused
+        t.fail(client, &limits, now);
+        t.fail(client, &limits, now);
         let mut refused = 0;
-        for i in 0..1000 {
-            if t.reserve(&[user_key(&format!("u{i}")), client], &limits, now).is_err() {
+        for i in 10..1000 {
+            if t.reserve(&keys(i), &limits, now).is_err() {
                 refused += 1;
             }
         }
         assert!(
-            refused > 990,
+            refused > 980,
             "one client guessing many names is throttled too ({refused})"
         );
-        for i in 0..1000 {
+        for i in 0..1000u32 {
             let other = client_key(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)));
-            let _ = t.reserve(&[user_key(&format!("v{i}")), other], &limits, now);
+            t.fail(other, &limits, now);
             assert!(t.entries.len() <= limits.max_keys);
         }
         // forgotten after a quiet while
         let later = now + limits.forget_after + Duration::from_secs(1);
-        assert_eq!(t.reserve(&[client], &limits, later), Ok(later));
+        let fresh = Keys {
+            user: user_key("someone"),
+            client: Some(client),
+        };
+        assert_eq!(t.reserve(&fresh, &limits, later), Ok((later, false)));
         // IPv6 clients are keyed by their /64
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::ffff:1".parse().unwrap();
         let c: IpAddr = "2001:db8:0:1::1".parse().unwrap();
         assert_eq!(client_key(a), client_key(b));
         assert_ne!(client_key(a), client_key(c));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_logins_with_the_right_password_are_not_throttled() {
+        // Given one hashing thread and the default schedules
+        let store = Store::new(Arc::new(MemoryTable::new()));
+        let limits = LoginLimits {
+            hash_threads: 1,
+            ..LoginLimits::default()
+        };
+        let users = Arc::new(Users::with_limits(store, limits));
+        users.set_user("ci", "right", false).await.unwrap();
+        for n in 0..8 {
+            users.set_user(&format!("robot{n}"), "right", false).await.unwrap();
+        }
+        // When 32 clients of one host log in to one account, and 8 to 8 accounts, at once
+        let mut checks = Vec::new();
+        for i in 0..40 {
+            let users = users.clone();
+            checks.push(tokio::spawn(async move {
+                let name = if i < 32 { "ci".to_owned() } else { format!("robot{}", i - 32) };
+                users
+                    .authenticate(&name, "right", Some(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+                    .await
+                    .unwrap()
+            }));
+        }
+        // Then every one is let in
+        for c in checks {
+            assert!(matches!(c.await.unwrap(), Login::User(_)));
+        }
     }
 
     #[tokio::test]
