@@ -75,14 +75,19 @@ for _ in $(seq 1 1000); do   # up to 20 s: wait for the layer download to begin,
   sleep 0.02
 done
 [ "$killed" = 1 ] && ok "killed the server while the layer was being written ($(du -sm "$W/data/tmp" | cut -f1) MiB in tmp/)" || bad "never saw the download begin"
+left=$(ls -A "$W/data/tmp" 2>/dev/null)   # the killed process's unfinished writes
 hex=${LD#sha256:}
 [ ! -e "$W/data/blobs/sha256/${hex:0:2}/$hex" ] && ok "the half-downloaded layer is not visible as a blob" || bad "a blob file exists for the layer after the kill"
 
 # --- restart: the job runs again and finishes with one version -------------------------------------
 start && ok "berth restarts on the same data dir" || bad "berth restarts"
-[ -z "$(ls -A "$W/data/tmp" 2>/dev/null)" ] && ok "unfinished writes were removed at start" || bad "tmp/ still holds files after the restart"
+# the restarted process resumes the sync at once (it takes over its earlier life's lease), so
+# tmp/ may already hold its new download: what must be gone are the killed process's files
+stale=""
+for f in $left; do [ -e "$W/data/tmp/$f" ] && stale="$stale $f"; done
+[ -n "$left" ] && [ -z "$stale" ] && ok "unfinished writes were removed at start" || bad "tmp/ still holds the killed process's files:$stale"
 state=""
-for _ in $(seq 1 240); do   # the dead process's repository lease expires after 60 s
+for _ in $(seq 1 240); do
   state=$(api "http://$REG$TASK" | jf 'd["state"]')
   case $state in completed|failed|canceled) break ;; esac
   sleep 0.5
