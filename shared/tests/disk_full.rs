@@ -6,6 +6,8 @@
 //! Mounting needs root (or passwordless sudo); without either the test says so and skips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,10 +17,9 @@ use axum::Router;
 use base64::Engine as _;
 use berth::app::LocalApp;
 use berth::domain::{media, Digest};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use tower::ServiceExt;
 
 const MIB: usize = 1024 * 1024;
 const TMPFS_MIB: usize = 16;
@@ -110,17 +111,7 @@ struct T {
 
 impl T {
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let resp = self.router.clone().oneshot(b.body(body.into()).unwrap()).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
+        let (status, headers, body) = common::oneshot(&self.router, method, uri, headers, body.into()).await;
         Resp { status, headers, body }
     }
 

@@ -1,15 +1,16 @@
 //! Router tests for `/v2`, in process (`oneshot`), on the in-memory and embedded adapters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::Router;
 use berth::app::{App, LocalApp};
 use berth::domain::{media, ContentType, Digest};
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct Resp {
     status: StatusCode,
@@ -56,17 +57,7 @@ impl T {
     }
 
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let resp = self.router.clone().oneshot(b.body(body.into()).unwrap()).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
+        let (status, headers, body) = common::oneshot(&self.router, method, uri, headers, body.into()).await;
         assert_eq!(
             headers
                 .get("docker-distribution-api-version")

@@ -327,3 +327,25 @@ pub async fn fill(reg: &DockerRegistry, name: &str) -> Fixture {
         docker_layers: vec![d(&dock)],
     }
 }
+
+/// One request through a router in process (no server): its status, headers and whole body.
+pub async fn oneshot(
+    router: &axum::Router,
+    method: http::Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: axum::body::Body,
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    use tower::ServiceExt as _;
+    let mut b = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = router.clone().oneshot(b.body(body).unwrap()).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
