@@ -100,7 +100,7 @@ fn serves_refuses_tls_and_keeps_data_across_restarts() {
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
     let password = std::fs::read_to_string(dir.path().join("admin-password")).unwrap();
-    let basic = base64_encode(format!("admin:{}", password.trim()).as_bytes());
+    let basic = b64(format!("admin:{}", password.trim()).as_bytes());
     let (status, resp) = s.request_with(
         "GET",
         "/token?service=localhost&scope=repository:keep:pull,push",
@@ -153,19 +153,7 @@ fn serves_refuses_tls_and_keeps_data_across_restarts() {
     assert!(s.stop().success());
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
