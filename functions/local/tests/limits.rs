@@ -225,7 +225,7 @@ fn at_the_cap_a_new_client_takes_the_place_of_a_waiting_connection() {
         "--max-connections",
         "20",
         "--busy-timeout",
-        "2",
+        "3",
         "--header-timeout",
         "60",
     ]);
@@ -239,11 +239,17 @@ fn at_the_cap_a_new_client_takes_the_place_of_a_waiting_connection() {
     let (status, resp) = s.request("GET", "/v2/", "");
     assert!(status.contains("401"), "{resp}");
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
-    // Then one that had waited for its client was closed to make room
-    assert_eq!(closed(&held), 1);
+    // Then one that had waited for its client was closed to make room (its close runs beside
+    // the new client's request, so it may arrive just after that response)
+    let mut n = closed(&held);
+    while n == 0 && t0.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(20));
+        n = closed(&held);
+    }
+    assert_eq!(n, 1);
     // and near the cap (75 % of it) the waiting ones are closed after the short busy timeout,
     // until the server is no longer near it
-    std::thread::sleep(Duration::from_millis(3000));
+    std::thread::sleep(Duration::from_millis(4000));
     let n = closed(&held);
     assert!((5..20).contains(&n), "{n} closed");
 }
