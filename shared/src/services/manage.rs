@@ -1,5 +1,9 @@
-//! The management service: repositories, remotes, distributions, versions, tasks, users.
-//! The Pulp-compatible REST API is one wire format for it.
+//! The management service's write side: repositories, remotes, distributions, versions,
+//! tasks. Reads and lists are in `catalog.rs`, content changes in `modify.rs`, refusals in
+//! `invalid.rs`; the Pulp-compatible REST API is one wire format for all of them.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
+//! part of `services`, over the store and the job queue.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,54 +12,13 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::domain::url_policy::Refusal;
-use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag, UrlPolicy};
+use crate::domain::{ContentKey, RepoName, UrlPolicy};
 use crate::ports::{Job, JobQueue, StoreError};
 use crate::store::{
     Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task, TaskState,
-    WriteError,
 };
 
-/// Why a management operation was refused. Field errors name the API field.
-#[derive(Debug, thiserror::Error)]
-pub enum ManageError {
-    #[error("{field}: {message}")]
-    Field { field: &'static str, message: String },
-    #[error("not found")]
-    NotFound,
-    #[error("busy")]
-    Busy,
-    #[error("internal error")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl ManageError {
-    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
-        ManageError::Field {
-            field,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<StoreError> for ManageError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ManageError::NotFound,
-            e => ManageError::Internal(Box::new(e)),
-        }
-    }
-}
-
-impl From<WriteError> for ManageError {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::NotFound => ManageError::NotFound,
-            WriteError::Busy | WriteError::LeaseLost => ManageError::Busy,
-            WriteError::Store(e) => e.into(),
-        }
-    }
-}
+pub use super::invalid::{Invalid, ManageError};
 
 type Result<T, E = ManageError> = std::result::Result<T, E>;
 
@@ -75,18 +38,8 @@ fn check_remote_connection(before: Option<&Remote>, r: &Remote) -> Result<()> {
     Ok(())
 }
 
-/// A remote URL policy refusal as a field error message.
-fn refusal_message(e: &Refusal) -> String {
-    match e {
-        Refusal::Invalid(_) | Refusal::NoHost => "Enter a valid URL.".into(),
-        Refusal::Scheme(_) => "Enter a valid URL (http or https).".into(),
-        e => format!("{e}."),
-    }
-}
-
-const UNIQUE: &str = "This field must be unique.";
-const LEASE_TTL: Duration = Duration::from_secs(60);
-const LEASE_WAIT: Duration = Duration::from_secs(20);
+pub(super) const LEASE_TTL: Duration = Duration::from_secs(60);
+pub(super) const LEASE_WAIT: Duration = Duration::from_secs(20);
 
 /// What a distribution serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,12 +108,12 @@ impl Manage {
             self.store
                 .remote(remote)
                 .await?
-                .ok_or_else(|| ManageError::field("remote", "Invalid hyperlink - Object does not exist."))?;
+                .ok_or_else(|| ManageError::invalid("remote", Invalid::NoObject))?;
         }
         repo.latest_version = 0;
         match self.store.create_repository(&repo).await {
             Ok(()) => Ok(repo),
-            Err(StoreError::Conflict(_)) => Err(ManageError::field("name", UNIQUE)),
+            Err(StoreError::Conflict(_)) => Err(ManageError::invalid("name", Invalid::Unique)),
             Err(e) => Err(e.into()),
         }
     }
@@ -183,13 +136,13 @@ impl Manage {
             self.store
                 .remote(remote)
                 .await?
-                .ok_or_else(|| ManageError::field("remote", "Invalid hyperlink - Object does not exist."))?;
+                .ok_or_else(|| ManageError::invalid("remote", Invalid::NoObject))?;
         }
         match self.store.update_repository(id, &f).await {
             Err(ManageError::Internal(e))
                 if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) =>
             {
-                Err(ManageError::field("name", UNIQUE))
+                Err(ManageError::invalid("name", Invalid::Unique))
             }
             other => other,
         }
@@ -219,17 +172,11 @@ impl Manage {
     pub async fn delete_version(&self, repo: &Repository, number: u64) -> Result<()> {
         self.version(repo, number).await?;
         if number == 0 || number == repo.latest_version {
-            return Err(ManageError::field(
-                "non_field_errors",
-                "Cannot delete repository version 0 or the latest version.",
-            ));
+            return Err(ManageError::invalid("non_field_errors", Invalid::VersionUndeletable));
         }
         for d in self.store.distributions(None, usize::MAX).await? {
             if d.repository == Some(repo.id) && d.version == Some(number) {
-                return Err(ManageError::field(
-                    "non_field_errors",
-                    format!("The version is served by distribution {}.", d.name),
-                ));
+                return Err(ManageError::invalid("non_field_errors", Invalid::VersionServed(d.name)));
             }
         }
         let owner = Uuid::new_v4().to_string();
@@ -246,7 +193,7 @@ impl Manage {
         check_remote_connection(None, &r)?;
         match self.store.create_remote(&r).await {
             Ok(()) => Ok(r),
-            Err(StoreError::Conflict(_)) => Err(ManageError::field("name", UNIQUE)),
+            Err(StoreError::Conflict(_)) => Err(ManageError::invalid("name", Invalid::Unique)),
             Err(e) => Err(e.into()),
         }
     }
@@ -269,7 +216,7 @@ impl Manage {
             Err(ManageError::Internal(e))
                 if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) =>
             {
-                Err(ManageError::field("name", UNIQUE))
+                Err(ManageError::invalid("name", Invalid::Unique))
             }
             other => other,
         }
@@ -288,7 +235,7 @@ impl Manage {
                 continue;
             }
             if let Err(e) = self.urls.check_url(&url) {
-                return Err(ManageError::field(field, refusal_message(&e)));
+                return Err(ManageError::invalid(field, Invalid::Url(e)));
             }
         }
         Ok(())
@@ -320,11 +267,11 @@ impl Manage {
                 self.store
                     .repository(*id)
                     .await?
-                    .ok_or_else(|| ManageError::field("repository", "Invalid hyperlink - Object does not exist."))?;
+                    .ok_or_else(|| ManageError::invalid("repository", Invalid::NoObject))?;
                 Ok(())
             }
             Serves::Version(id, n) => {
-                let bad = || ManageError::field("repository_version", "Invalid hyperlink - Object does not exist.");
+                let bad = || ManageError::invalid("repository_version", Invalid::NoObject);
                 let repo = self.store.repository(*id).await?.ok_or_else(bad)?;
                 self.store.version(&repo, *n).await?.ok_or_else(bad)?;
                 Ok(())
@@ -334,10 +281,7 @@ impl Manage {
 
     async fn check_base_path(&self, path: &RepoName, except: Option<Uuid>) -> Result<()> {
         if let Some(d) = self.store.overlapping_distribution(path.as_str(), except).await? {
-            return Err(ManageError::field(
-                "base_path",
-                format!("Overlaps with existing distribution '{}'", d.name),
-            ));
+            return Err(ManageError::invalid("base_path", Invalid::BasePathOverlaps(d.name)));
         }
         Ok(())
     }
@@ -359,7 +303,7 @@ impl Manage {
     pub async fn create_distribution(&self, spec: DistributionSpec) -> Result<Distribution> {
         self.check_serves(&spec.serves).await?;
         if self.store.distribution_by_base_path(&spec.base_path).await?.is_some() {
-            return Err(ManageError::field("base_path", UNIQUE));
+            return Err(ManageError::invalid("base_path", Invalid::Unique));
         }
         self.check_base_path(&spec.base_path, None).await?;
         let now = Utc::now();
@@ -380,9 +324,9 @@ impl Manage {
             Ok(()) => Ok(d),
             Err(StoreError::Conflict(_)) => {
                 if self.store.distribution_by_base_path(&d.base_path).await?.is_some() {
-                    Err(ManageError::field("base_path", UNIQUE))
+                    Err(ManageError::invalid("base_path", Invalid::Unique))
                 } else {
-                    Err(ManageError::field("name", UNIQUE))
+                    Err(ManageError::invalid("name", Invalid::Unique))
                 }
             }
             Err(e) => Err(e.into()),
@@ -403,7 +347,7 @@ impl Manage {
         self.check_serves(&spec.serves).await?;
         if spec.base_path != before.base_path {
             if self.store.distribution_by_base_path(&spec.base_path).await?.is_some() {
-                return Err(ManageError::field("base_path", UNIQUE));
+                return Err(ManageError::invalid("base_path", Invalid::Unique));
             }
             self.check_base_path(&spec.base_path, Some(id)).await?;
         }
@@ -412,9 +356,9 @@ impl Manage {
         match self.store.replace_distribution(&before, &after).await {
             Ok(()) => Ok(after),
             Err(StoreError::Conflict(_)) => Err(if after.name != before.name {
-                ManageError::field("name", UNIQUE)
+                ManageError::invalid("name", Invalid::Unique)
             } else {
-                ManageError::field("base_path", UNIQUE)
+                ManageError::invalid("base_path", Invalid::Unique)
             }),
             Err(e) => Err(e.into()),
         }
@@ -510,7 +454,7 @@ impl Manage {
     /// never interleave (the worker holds the repository's lease).
     pub async fn sync(&self, repo: &Repository, remote: Uuid, mirror: bool, signed_only: bool) -> Result<Task> {
         self.remote(remote).await.map_err(|e| match e {
-            ManageError::NotFound => ManageError::field("remote", "Invalid hyperlink - Object does not exist."),
+            ManageError::NotFound => ManageError::invalid("remote", Invalid::NoObject),
             e => e,
         })?;
         let mut t = Task::new(SYNC_TASK_NAME);
@@ -562,143 +506,5 @@ impl Manage {
             })
             .await?;
         Ok(t)
-    }
-
-    // ---- modify ------------------------------------------------------------------------------
-
-    /// Adds and removes content as one new version. Returns it, or `None` when nothing
-    /// changed.
-    pub async fn modify(
-        &self,
-        repo: &Repository,
-        add: Vec<ContentKey>,
-        remove: Vec<ContentKey>,
-    ) -> Result<Option<RepositoryVersion>> {
-        let owner = Uuid::new_v4().to_string();
-        let mut w = self.store.begin_write(repo.id, &owner, LEASE_TTL, LEASE_WAIT).await?;
-        for k in remove {
-            w.remove(k).await?;
-        }
-        for k in add {
-            w.add(k).await?;
-        }
-        Ok(w.commit(None).await?)
-    }
-
-    /// Tags a manifest of the latest version (moving the tag if it exists).
-    pub async fn tag(&self, repo: &Repository, tag: Tag, digest: Digest) -> Result<Option<RepositoryVersion>> {
-        let latest = repo.latest_version;
-        if !self
-            .store
-            .contains(repo.id, latest, &ContentKey::Manifest(digest.clone()))
-            .await?
-        {
-            return Err(ManageError::field(
-                "digest",
-                "A manifest with this digest is not in the repository.",
-            ));
-        }
-        let mut remove = Vec::new();
-        if let Some(old) = self.store.tag(repo.id, latest, &tag).await? {
-            if old == digest {
-                return Ok(None);
-            }
-            remove.push(ContentKey::Tag {
-                name: tag.clone(),
-                manifest: old,
-            });
-        }
-        self.modify(
-            repo,
-            vec![ContentKey::Tag {
-                name: tag,
-                manifest: digest,
-            }],
-            remove,
-        )
-        .await
-    }
-
-    pub async fn untag(&self, repo: &Repository, tag: Tag) -> Result<Option<RepositoryVersion>> {
-        let Some(d) = self.store.tag(repo.id, repo.latest_version, &tag).await? else {
-            return Err(ManageError::field("tag", "This tag is not in the repository."));
-        };
-        self.modify(repo, Vec::new(), vec![ContentKey::Tag { name: tag, manifest: d }])
-            .await
-    }
-
-    /// Adds content units the store knows (a manifest brings its blobs and, for an index, its
-    /// child manifests and their blobs), as one new version.
-    pub async fn add(&self, repo: &Repository, keys: Vec<ContentKey>) -> Result<Option<RepositoryVersion>> {
-        let mut all = Vec::new();
-        let mut stack = keys;
-        while let Some(k) = stack.pop() {
-            if let ContentKey::Manifest(d) = &k {
-                let m = self
-                    .store
-                    .manifest(d)
-                    .await?
-                    .ok_or_else(|| ManageError::field("content_units", format!("Manifest {d} is not stored.")))?;
-                stack.extend(m.parsed.blob_digests().cloned().map(ContentKey::Blob));
-                stack.extend(
-                    m.parsed
-                        .manifests
-                        .iter()
-                        .map(|c| ContentKey::Manifest(c.digest.clone())),
-                );
-            }
-            if let ContentKey::Tag { manifest, .. } = &k {
-                stack.push(ContentKey::Manifest(manifest.clone()));
-            }
-            if !all.contains(&k) {
-                all.push(k);
-            }
-        }
-        // a tag name appears once per version: an added tag replaces the old one of that name
-        let mut remove = Vec::new();
-        for k in &all {
-            if let ContentKey::Tag { name, manifest } = k {
-                if let Some(old) = self.store.tag(repo.id, repo.latest_version, name).await? {
-                    if &old != manifest {
-                        remove.push(ContentKey::Tag {
-                            name: name.clone(),
-                            manifest: old,
-                        });
-                    }
-                }
-            }
-        }
-        self.modify(repo, all, remove).await
-    }
-
-    /// Removes an image: the manifest, its tags, and the blobs only it used.
-    pub async fn remove_image(&self, repo: &Repository, digest: &Digest) -> Result<Option<RepositoryVersion>> {
-        let keys = self.store.image_keys(repo.id, repo.latest_version, digest).await?;
-        if keys.is_empty() {
-            return Err(ManageError::field(
-                "digest",
-                "A manifest with this digest is not in the repository.",
-            ));
-        }
-        self.modify(repo, Vec::new(), keys).await
-    }
-
-    /// Removes content units (`*` removes everything), as one new version.
-    pub async fn remove(&self, repo: &Repository, keys: Option<Vec<ContentKey>>) -> Result<Option<RepositoryVersion>> {
-        let keys = match keys {
-            Some(k) => k,
-            None => {
-                let mut all = Vec::new();
-                for ty in ContentType::ALL {
-                    all.extend(
-                        self.store
-                            .content(repo.id, repo.latest_version, ty, None, usize::MAX)
-                            .await?,
-                    );
-                }
-                all
-            }
-        };
-        self.modify(repo, Vec::new(), keys).await
     }
 }

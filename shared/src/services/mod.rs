@@ -3,8 +3,11 @@
 //! Layering: services know `domain`, `ports` and `store`; never axum, redb, SDKs or reqwest.
 
 mod access;
+mod catalog;
 mod content;
+mod invalid;
 mod manage;
+mod modify;
 mod orphans;
 mod registry;
 mod sync;
@@ -13,7 +16,12 @@ mod users;
 mod worker;
 
 pub use access::{AccessRules, AuthMode, Identity};
+pub use catalog::{
+    Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources, VersionFilter,
+};
+pub use invalid::{check_url_shape, Invalid};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
+pub use modify::{CopySelection, CopySource};
 pub use orphans::{OrphanJob, Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME, ORPHAN_JOB_KIND};
 pub use sync::{SyncService, SyncSettings};
 pub use users::{generate_password, hash_password, Login, LoginLimits, Users};

@@ -34,6 +34,7 @@
 //! in version N iff some membership row of X has `added <= N < removed`. Readers of version N
 //! never see rows staged for N+1, committed or not.
 
+mod lists;
 mod manage;
 mod model;
 mod orphans;
@@ -49,6 +50,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use lists::{ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;
 pub use model::*;
 pub use orphans::OrphanCandidate;

@@ -83,7 +83,7 @@ fn resource_prn(r: &ResourceRef) -> String {
     }
 }
 
-fn repo_prn(id: Uuid, kind: RepositoryKind) -> String {
+pub fn repo_prn(id: Uuid, kind: RepositoryKind) -> String {
     match kind {
         RepositoryKind::Mirror => format!("prn:container.containerrepository:{id}"),
         RepositoryKind::Push => format!("prn:container.containerpushrepository:{id}"),

@@ -1,0 +1,321 @@
+//! The read side of the management API: lists with their filters and one page at a time,
+//! and the lookups a description needs. Which units a content filter selects, which versions
+//! hold a unit, which tasks touch a resource: these rules live here; the store reads the
+//! page, and the HTTP layer parses filters from the query string and renders.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
+//! part of `services`, over the store.
+
+use uuid::Uuid;
+
+use super::invalid::ManageError;
+use super::manage::Manage;
+use crate::domain::{ContentKey, ContentType};
+use crate::store::{
+    content_id, ContentSet, ContentUnit, Distribution, Listing, Page, Remote, Repository, RepositoryKind,
+    RepositoryVersion, ResourceRef, Store, Task, TaskState,
+};
+
+type Result<T, E = ManageError> = std::result::Result<T, E>;
+
+/// The common filters on a named resource (`None` filters nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameFilter {
+    pub name: Option<String>,
+    pub name_in: Option<Vec<String>>,
+    pub name_contains: Option<String>,
+    /// Case-insensitive.
+    pub name_icontains: Option<String>,
+    pub name_startswith: Option<String>,
+    /// The resource's id is one of these (references already resolved to ids).
+    pub ids: Option<Vec<Uuid>>,
+    /// Also one of these (a second list of ids, both must hold).
+    pub also_ids: Option<Vec<Uuid>>,
+}
+
+impl NameFilter {
+    pub fn matches(&self, name: &str, id: Uuid) -> bool {
+        self.name.as_ref().is_none_or(|n| n == name)
+            && self.name_in.as_ref().is_none_or(|ns| ns.iter().any(|x| x == name))
+            && self.name_contains.as_ref().is_none_or(|c| name.contains(c.as_str()))
+            && self
+                .name_icontains
+                .as_ref()
+                .is_none_or(|c| name.to_lowercase().contains(&c.to_lowercase()))
+            && self
+                .name_startswith
+                .as_ref()
+                .is_none_or(|c| name.starts_with(c.as_str()))
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&id))
+            && self.also_ids.as_ref().is_none_or(|ids| ids.contains(&id))
+    }
+}
+
+/// Filters on distributions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DistributionFilter {
+    pub names: NameFilter,
+    pub base_path: Option<String>,
+    pub base_path_in: Option<Vec<String>>,
+    pub base_path_contains: Option<String>,
+    /// Case-insensitive.
+    pub base_path_icontains: Option<String>,
+    /// Serving the latest version of this repository (`Some(None)`: of a repository that
+    /// cannot exist, so nothing matches).
+    pub repository: Option<Option<(Uuid, RepositoryKind)>>,
+}
+
+/// Which resources of a task a resource filter looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskResources {
+    /// Reserved exclusively or shared.
+    Any,
+    Exclusive,
+    Shared,
+    Created,
+}
+
+/// Filters on tasks.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub names: NameFilter,
+    pub states: Option<Vec<TaskState>>,
+    /// Each filter holds when one of its non-empty values names one of the task's resources
+    /// (or when all its values are empty).
+    pub resources: Vec<(TaskResources, Vec<String>)>,
+    pub logging_cid: Option<String>,
+}
+
+/// How a resource is referred to in a task filter's values (its href on the API).
+pub type ResourceName = fn(&ResourceRef) -> String;
+
+impl TaskFilter {
+    fn matches(&self, t: &Task, name_of: ResourceName) -> bool {
+        self.states.as_ref().is_none_or(|s| s.contains(&t.state))
+            && self.names.matches(&t.name, t.id)
+            && self.resources.iter().all(|(which, wanted)| {
+                let list: Vec<&ResourceRef> = match which {
+                    TaskResources::Any => t.reserved_resources.iter().chain(&t.shared_resources).collect(),
+                    TaskResources::Exclusive => t.reserved_resources.iter().collect(),
+                    TaskResources::Shared => t.shared_resources.iter().collect(),
+                    TaskResources::Created => t.created_resources.iter().collect(),
+                };
+                names_one_of(wanted, &list, name_of)
+            })
+            && self.logging_cid.as_ref().is_none_or(|x| *x == t.logging_cid)
+    }
+}
+
+/// Whether a non-empty value of `wanted` names one of `list`: it ends with a resource's name,
+/// or contains the name's last 36 characters before its final one (the id, in an href).
+fn names_one_of(wanted: &[String], list: &[&ResourceRef], name_of: ResourceName) -> bool {
+    let names: Vec<String> = list.iter().map(|r| name_of(r)).collect();
+    wanted.iter().filter(|w| !w.is_empty()).any(|w| {
+        names.iter().any(|h| {
+            let tail = h
+                .get(h.len().saturating_sub(37)..h.len().saturating_sub(1))
+                .unwrap_or("");
+            w.ends_with(h.as_str()) || w.contains(tail)
+        })
+    }) || wanted.iter().all(|w| w.is_empty())
+}
+
+/// Filters on a repository's versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionFilter {
+    pub number: Option<u64>,
+    pub number_gt: Option<u64>,
+    pub number_gte: Option<u64>,
+    pub number_lt: Option<u64>,
+    pub number_lte: Option<u64>,
+    /// Holding the content unit of this id.
+    pub content: Option<Uuid>,
+    pub oldest_first: bool,
+}
+
+/// Filters on content units of one type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentFilter {
+    pub ty: ContentType,
+    /// In this version (repository, number).
+    pub in_version: Option<(Uuid, u64)>,
+    /// Added by this version.
+    pub added_in: Option<(Uuid, u64)>,
+    /// Removed by this version.
+    pub removed_in: Option<(Uuid, u64)>,
+    /// The unit's digest is one of these (tags have none).
+    pub digests: Option<Vec<String>>,
+    /// A tag's name is one of these (other units pass).
+    pub names: Option<Vec<String>>,
+    /// The unit's id is one of these.
+    pub ids: Option<Vec<Uuid>>,
+    /// A stored manifest of one of these media types.
+    pub media_types: Option<Vec<String>>,
+}
+
+impl ContentFilter {
+    pub fn new(ty: ContentType) -> Self {
+        ContentFilter {
+            ty,
+            in_version: None,
+            added_in: None,
+            removed_in: None,
+            digests: None,
+            names: None,
+            ids: None,
+            media_types: None,
+        }
+    }
+
+    fn keeps(&self, k: &ContentKey) -> bool {
+        let digest = match k {
+            ContentKey::Blob(d) | ContentKey::Manifest(d) | ContentKey::Signature(d) => Some(d.as_str()),
+            ContentKey::Tag { .. } => None,
+        };
+        let by_name = match (&self.names, k) {
+            (Some(ns), ContentKey::Tag { name, .. }) => ns.iter().any(|x| x == name.as_str()),
+            _ => true,
+        };
+        self.digests
+            .as_ref()
+            .is_none_or(|ds| digest.is_some_and(|d| ds.iter().any(|x| x == d)))
+            && by_name
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&content_id(k)))
+    }
+}
+
+/// The read side of the management service.
+pub struct Catalog<'a> {
+    manage: &'a Manage,
+}
+
+impl Manage {
+    /// Lists and lookups for the management API.
+    pub fn catalog(&self) -> Catalog<'_> {
+        Catalog { manage: self }
+    }
+}
+
+impl Catalog<'_> {
+    fn store(&self) -> &Store {
+        self.manage.store()
+    }
+
+    pub async fn repositories(&self, kind: RepositoryKind, f: &NameFilter, page: Page) -> Result<Listing<Repository>> {
+        Ok(self
+            .store()
+            .repository_page(kind, |name, id| f.matches(name, id), page)
+            .await?)
+    }
+
+    pub async fn remotes(&self, f: &NameFilter, page: Page) -> Result<Listing<Remote>> {
+        Ok(self.store().remote_page(|r| f.matches(&r.name, r.id), page).await?)
+    }
+
+    /// The kind of the repository a distribution serves, when it exists.
+    async fn served_kind(&self, d: &Distribution) -> Result<Option<RepositoryKind>> {
+        Ok(match d.repository {
+            Some(id) => self.store().repository(id).await?.map(|r| r.kind),
+            None => None,
+        })
+    }
+
+    /// A distribution and the kind of the repository it serves.
+    pub async fn distribution(&self, id: Uuid) -> Result<(Distribution, Option<RepositoryKind>)> {
+        let d = self.manage.distribution(id).await?;
+        let kind = self.served_kind(&d).await?;
+        Ok((d, kind))
+    }
+
+    /// Distributions, each with the kind of the repository it serves.
+    pub async fn distributions(
+        &self,
+        f: &DistributionFilter,
+        page: Page,
+    ) -> Result<Listing<(Distribution, Option<RepositoryKind>)>> {
+        let serving = match f.repository {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some((id, kind))) => {
+                let exists = self.store().repository(id).await?.is_some_and(|r| r.kind == kind);
+                Some(exists.then_some(id))
+            }
+        };
+        let keep = |d: &Distribution| {
+            let bp = d.base_path.as_str();
+            f.names.matches(&d.name, d.id)
+                && f.base_path.as_ref().is_none_or(|x| x == bp)
+                && f.base_path_in.as_ref().is_none_or(|xs| xs.iter().any(|x| x == bp))
+                && f.base_path_contains.as_ref().is_none_or(|x| bp.contains(x.as_str()))
+                && f.base_path_icontains
+                    .as_ref()
+                    .is_none_or(|x| bp.to_lowercase().contains(&x.to_lowercase()))
+                && serving.is_none_or(|s| s.is_some() && d.repository == s && d.version.is_none())
+        };
+        let listing = self.store().distribution_page(keep, page).await?;
+        let mut items = Vec::with_capacity(listing.items.len());
+        for d in listing.items {
+            let kind = self.served_kind(&d).await?;
+            items.push((d, kind));
+        }
+        Ok(Listing {
+            count: listing.count,
+            items,
+        })
+    }
+
+    /// Tasks, newest first; `name_of` names a resource the way the filter's values do.
+    pub async fn tasks(&self, f: &TaskFilter, name_of: ResourceName, page: Page) -> Result<Listing<Task>> {
+        Ok(self.store().task_page(|t| f.matches(t, name_of), page).await?)
+    }
+
+    /// A repository's versions, newest first unless the filter asks otherwise.
+    pub async fn versions(
+        &self,
+        repo: &Repository,
+        f: &VersionFilter,
+        page: Page,
+    ) -> Result<Listing<RepositoryVersion>> {
+        let holding = match f.content {
+            None => None,
+            Some(id) => Some(match self.store().content_by_id(id).await? {
+                Some(k) => self.store().memberships(repo.id, &k).await?,
+                None => Vec::new(),
+            }),
+        };
+        let keep = |v: &RepositoryVersion| {
+            let n = v.number;
+            f.number.is_none_or(|x| n == x)
+                && f.number_gt.is_none_or(|x| n > x)
+                && f.number_gte.is_none_or(|x| n >= x)
+                && f.number_lt.is_none_or(|x| n < x)
+                && f.number_lte.is_none_or(|x| n <= x)
+                && holding.as_ref().is_none_or(|ms| ms.iter().any(|m| m.in_version(n)))
+        };
+        Ok(self.store().version_page(repo, keep, f.oldest_first, page).await?)
+    }
+
+    /// Content units: of a version, or added or removed by one (every unit in all that are
+    /// given), or every unit of the type when none is.
+    pub async fn content(&self, f: &ContentFilter, page: Page) -> Result<Listing<ContentUnit>> {
+        let mut sets = Vec::new();
+        if let Some((repo, n)) = f.in_version {
+            sets.push(ContentSet::InVersion(repo, n));
+        }
+        if let Some((repo, n)) = f.added_in {
+            sets.push(ContentSet::AddedIn(repo, n));
+        }
+        if let Some((repo, n)) = f.removed_in {
+            sets.push(ContentSet::RemovedIn(repo, n));
+        }
+        Ok(self
+            .store()
+            .content_page(f.ty, &sets, |k| f.keeps(k), f.media_types.as_deref(), page)
+            .await?)
+    }
+
+    /// One content unit of type `ty` by id.
+    pub async fn content_unit(&self, id: Uuid, ty: ContentType) -> Result<ContentUnit> {
+        self.store().content_unit(id, ty).await?.ok_or(ManageError::NotFound)
+    }
+}
