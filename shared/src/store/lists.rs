@@ -241,3 +241,173 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::adapters::memory::MemoryTable;
+    use crate::domain::{Digest, RepoName};
+    use crate::ports::{Cond, Row, Table, Write};
+
+    /// A table that counts its reads (each one DynamoDB request on AWS).
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryTable,
+        reads: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Table for Counting {
+        async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(pk, sk).await
+        }
+        async fn put_expiring(
+            &self,
+            pk: &str,
+            sk: &str,
+            value: Vec<u8>,
+            cond: Cond,
+            expires_at: Option<u64>,
+        ) -> Result<u64, StoreError> {
+            self.inner.put_expiring(pk, sk, value, cond, expires_at).await
+        }
+        async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+            self.inner.delete(pk, sk, cond).await
+        }
+        async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.query(pk, q).await
+        }
+        async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+            self.inner.transact(writes).await
+        }
+    }
+
+    fn digest(i: usize) -> Digest {
+        Digest::parse(&format!("sha256:{i:064x}")).unwrap()
+    }
+
+    /// A store holding `n` remotes, tasks, distributions and blobs (in one version).
+    async fn store_with(n: usize) -> (Arc<Counting>, Store, Repository) {
+        let table = Arc::new(Counting::default());
+        let store = Store::new(table.clone());
+        let repo = Repository::new("r", RepositoryKind::Mirror);
+        store.create_repository(&repo).await.unwrap();
+        let mut w = store
+            .begin_write(repo.id, "test", Duration::from_secs(60), Duration::from_secs(1))
+            .await
+            .unwrap();
+        for i in 0..n {
+            store
+                .create_remote(&Remote::new(&format!("rem{i:03}"), "https://h", "x"))
+                .await
+                .unwrap();
+            store.create_task(&Task::new(&format!("task{i}"))).await.unwrap();
+            let now = Utc::now();
+            let d = Distribution {
+                id: Uuid::new_v4(),
+                name: format!("d{i:03}"),
+                base_path: RepoName::parse(&format!("d{i:03}")).unwrap(),
+                repository: Some(repo.id),
+                version: None,
+                private: false,
+                description: None,
+                pulp_labels: Default::default(),
+                created: now,
+                updated: now,
+            };
+            store.create_distribution(&d).await.unwrap();
+            store
+                .put_blob(&BlobRecord {
+                    digest: digest(i),
+                    size: 1,
+                    created: now,
+                })
+                .await
+                .unwrap();
+            w.add(ContentKey::Blob(digest(i))).await.unwrap();
+        }
+        w.commit(None).await.unwrap();
+        let repo = store.repository(repo.id).await.unwrap().unwrap();
+        (table, store, repo)
+    }
+
+    /// The reads each list costs for one page of 5, keyed by list.
+    async fn page_costs(n: usize) -> Vec<(&'static str, usize, usize)> {
+        let (table, store, repo) = store_with(n).await;
+        let page = Page { limit: 5, offset: 2 };
+        let mut out = Vec::new();
+        macro_rules! cost {
+            ($name:literal, $e:expr) => {{
+                let before = table.reads.load(Ordering::SeqCst);
+                let listing = $e.await.unwrap();
+                assert_eq!((listing.count, listing.items.len()), (n, 5), $name);
+                out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+            }};
+        }
+        cost!("remotes", store.remote_page(|_| true, page));
+        cost!("tasks", store.task_page(|_| true, page));
+        cost!("distributions", store.distribution_page(|_| true, page));
+        cost!(
+            "blobs of a version",
+            store.content_page(
+                ContentType::Blob,
+                &[ContentSet::InVersion(repo.id, 1)],
+                |_| true,
+                None,
+                page
+            )
+        );
+        cost!(
+            "every blob",
+            store.content_page(ContentType::Blob, &[], |_| true, None, page)
+        );
+        let before = table.reads.load(Ordering::SeqCst);
+        let versions = store
+            .version_page(&repo, |_| true, true, Page { limit: 1, offset: 1 })
+            .await
+            .unwrap();
+        assert_eq!((versions.count, versions.items[0].number), (2, 1));
+        out.push(("versions", n, table.reads.load(Ordering::SeqCst) - before));
+        out
+    }
+
+    #[tokio::test]
+    async fn a_page_costs_the_same_reads_whatever_the_number_of_items() {
+        // Given lists of 10 and of 60 items, when one page of 5 is read from each,
+        // then each list costs the same reads at both sizes: its scan and the page.
+        let small = page_costs(10).await;
+        let large = page_costs(60).await;
+        let reads: Vec<(&str, usize)> = small.iter().map(|(name, _, r)| (*name, *r)).collect();
+        assert_eq!(
+            reads,
+            vec![
+                ("remotes", 1),
+                ("tasks", 1),
+                ("distributions", 1),
+                ("blobs of a version", 6),
+                ("every blob", 6),
+                ("versions", 1),
+            ]
+        );
+        for ((name, _, a), (_, _, b)) in small.iter().zip(&large) {
+            assert_eq!(a, b, "{name}: reads grow with the number of items");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_holds_the_items_after_the_offset_and_counts_all() {
+        let l = Page { limit: 2, offset: 3 }.cut(0..10);
+        assert_eq!((l.count, l.items), (10, vec![3, 4]));
+        let l = Page { limit: 2, offset: 30 }.cut(0..10);
+        assert_eq!((l.count, l.items), (10, vec![]));
+        assert_eq!(Page::ALL.cut(0..3).items, vec![0, 1, 2]);
+    }
+}

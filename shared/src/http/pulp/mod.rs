@@ -15,6 +15,7 @@ mod content;
 mod distributions;
 mod errors;
 pub mod input;
+pub mod openapi;
 pub mod ops;
 mod remotes;
 pub mod render;
@@ -64,7 +65,7 @@ pub fn router(state: PulpState) -> Router {
 }
 
 async fn doc() -> Response {
-    json_response(StatusCode::OK, &ops::openapi(CORE_VERSION, CONTAINER_VERSION))
+    json_response(StatusCode::OK, &openapi::openapi(CORE_VERSION, CONTAINER_VERSION))
 }
 
 async fn api(State(s): State<PulpState>, req: Request) -> Response {
