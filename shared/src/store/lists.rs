@@ -199,7 +199,7 @@ impl Store {
                 Some(types) => {
                     let ContentKey::Manifest(d) = &key else { continue };
                     let Some(m) = self.manifest(d).await? else { continue };
-                    if types.iter().any(|t| *t == m.parsed.media_type) {
+                    if types.contains(&m.parsed.media_type) {
                         units.push(ContentUnit {
                             key,
                             blob: None,
