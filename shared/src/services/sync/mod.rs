@@ -43,22 +43,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use tokio::time::Instant;
 
-use super::manage::SyncJob;
+use super::tasks::{Outcome, Started, Tasks};
 use super::worker::SyncRunner;
 use crate::domain::{Digest, ParsedManifest};
-use crate::ports::{BlobStore, JobError, StoreError, Upstream, UpstreamFactory};
-use crate::store::{ProgressReport, Remote, Repository, ResourceRef, Store, TaskState, VersionWriter, WriteError};
+use crate::ports::{BlobStore, JobError, LeaseTimings, StoreError, SyncJob, Upstream, UpstreamFactory};
+use crate::store::{ProgressReport, Remote, Repository, ResourceRef, Store, VersionWriter, WriteError};
 
 /// Timing of a sync run.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
-    /// How long the repository lease lasts without renewal.
-    pub lease_ttl: Duration,
-    /// How often the lease is renewed.
-    pub renew_every: Duration,
+    /// The repository lease: its lifetime, renewal and wait ([`LeaseTimings::SYNC`]).
+    pub lease: LeaseTimings,
     /// How often the task is checked for cancellation and progress is written.
     pub poll: Duration,
     /// Signatures fetched per manifest from a lookaside at most.
@@ -68,8 +65,7 @@ pub struct SyncSettings {
 impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
-            lease_ttl: Duration::from_secs(60),
-            renew_every: Duration::from_secs(20),
+            lease: LeaseTimings::SYNC,
             poll: Duration::from_millis(500),
             max_lookaside_signatures: 64,
         }
@@ -140,6 +136,8 @@ use plan::Plan;
 struct Run<'a> {
     svc: &'a SyncService,
     job: &'a SyncJob,
+    /// When this run stops (Unix milliseconds), committing nothing, to continue in a follow-up.
+    deadline_ms: Option<i64>,
     remote: Remote,
     up: Arc<dyn Upstream>,
     concurrency: usize,
@@ -157,80 +155,41 @@ struct Run<'a> {
     base: std::sync::atomic::AtomicU64,
 }
 
+fn retry(e: StoreError) -> JobError {
+    JobError::Retry(format!("reading the sync task failed: {e}"))
+}
+
+/// What a job needs before it can run: its repository, remote and upstream client.
+struct Ready {
+    repo: Repository,
+    remote: Remote,
+    up: Arc<dyn Upstream>,
+}
+
 #[async_trait]
 impl SyncRunner for SyncService {
-    async fn run(&self, job: &SyncJob) -> Result<(), JobError> {
-        let store = &self.store;
-        let retry = |e: StoreError| JobError::Retry(format!("reading the sync task failed: {e}"));
-        let Some(task) = store.task(job.task).await.map_err(retry)? else {
-            return Err(JobError::Permanent(format!("sync task {} does not exist", job.task)));
-        };
-        if task.state.is_final() {
-            return Ok(());
-        }
-        if task.state == TaskState::Canceling {
-            self.finish(job, TaskState::Canceled, None, None).await;
-            return Ok(());
+    async fn run(&self, job: &SyncJob, deadline_ms: Option<i64>) -> Result<(), JobError> {
+        let tasks = Tasks::new(&self.store);
+        let resumed = self.resumed_plan(job).await?;
+        let resumed_reports = resumed.as_ref().map(|p| p.reports.clone());
+        match tasks.start(job.task, resumed_reports.clone()).await.map_err(retry)? {
+            Started::Running(_) => {}
+            Started::Finished | Started::Canceled => return Ok(()),
+            Started::Missing => return Err(JobError::Permanent(format!("sync task {} does not exist", job.task))),
         }
         let op = job.task.to_string();
-        let repo = match store.repository(job.repository).await.map_err(retry)? {
-            Some(r) => r,
-            None => {
-                let msg = "the repository was deleted before the sync ran".to_owned();
-                self.finish(job, TaskState::Failed, None, Some(msg.clone())).await;
-                return Err(JobError::Permanent(msg));
-            }
-        };
-        if repo.recent_ops.contains(&op) {
+        let Ready { repo, remote, up } = match self.ready(job, &op).await? {
+            Some(ready) => ready,
             // a redelivery of a job whose version is committed
-            self.finish(job, TaskState::Completed, None, None).await;
-            return Ok(());
-        }
-        let remote = match store.remote(job.remote).await.map_err(retry)? {
-            Some(r) => r,
             None => {
-                let msg = "the remote was deleted before the sync ran".to_owned();
-                self.finish(job, TaskState::Failed, None, Some(msg.clone())).await;
-                return Err(JobError::Permanent(msg));
+                tasks.finish(job.task, Outcome::completed(None)).await;
+                return Ok(());
             }
         };
-        let up = match self.upstreams.client(&remote.upstream_config()) {
-            Ok(u) => u,
-            Err(e) => {
-                let msg = format!("remote {}: {e}", remote.name);
-                self.finish(job, TaskState::Failed, None, Some(msg.clone())).await;
-                return Err(JobError::Permanent(msg));
-            }
-        };
-        let resumed: Option<Plan> = match store.checkpoint(job.task).await {
-            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
-                Ok(plan) => Some(plan),
-                Err(e) => {
-                    tracing::warn!(task = %job.task, error = %e, "ignoring an unreadable sync checkpoint");
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => return Err(retry(e)),
-        };
-        let resumed_reports = resumed.as_ref().map(|p| p.reports.clone());
-        store
-            .update_task::<StoreError>(job.task, |t| {
-                if !t.state.is_final() && t.state != TaskState::Canceling {
-                    t.state = TaskState::Running;
-                    if resumed_reports.is_none() || t.started.is_none() {
-                        t.started = Some(Utc::now());
-                    }
-                    t.progress_reports = resumed_reports.clone().unwrap_or_default();
-                    t.error = None;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(retry)?;
         let run = Run {
             svc: self,
             job,
+            deadline_ms,
             concurrency: remote.download_concurrency.unwrap_or(4).clamp(1, 64) as usize,
             retries: remote.max_retries.unwrap_or(3).min(20),
             remote,
@@ -245,23 +204,56 @@ impl SyncRunner for SyncService {
             base: std::sync::atomic::AtomicU64::new(0),
         };
         let outcome = run.execute(&repo, &op).await;
-        let reports = run.reports();
-        if let Err(SyncError::Deadline) = &outcome {
-            let plan = run.plan.lock().ok().and_then(|mut p| p.take());
-            if let Some(mut plan) = plan {
-                plan.reports = reports.clone().unwrap_or_default();
-                let saved = match serde_json::to_vec(&plan) {
-                    Ok(bytes) => store.put_checkpoint(job.task, &bytes).await,
-                    Err(e) => Err(StoreError::other(e)),
-                };
-                if let Err(e) = saved {
-                    // the follow-up plans again; nothing is lost but time
-                    tracing::warn!(task = %job.task, error = %e, "saving the sync checkpoint failed");
+        run.keep_checkpoint(outcome.as_ref().err()).await;
+        self.conclude(&run, &repo, outcome).await
+    }
+}
+
+impl SyncService {
+    /// The plan a run that stopped at its deadline left as the task's checkpoint.
+    async fn resumed_plan(&self, job: &SyncJob) -> Result<Option<Plan>, JobError> {
+        Ok(match self.store.checkpoint(job.task).await.map_err(retry)? {
+            Some(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(plan) => Some(plan),
+                Err(e) => {
+                    tracing::warn!(task = %job.task, error = %e, "ignoring an unreadable sync checkpoint");
+                    None
                 }
-            }
-        } else if let Err(e) = store.delete_checkpoint(job.task).await {
-            tracing::warn!(task = %job.task, error = %e, "removing the sync checkpoint failed");
+            },
+            None => None,
+        })
+    }
+
+    /// Looks up what the job names; `None` when its version is committed already. A
+    /// repository or remote deleted meanwhile, or a remote no client can be made for, fails
+    /// the task.
+    async fn ready(&self, job: &SyncJob, op: &str) -> Result<Option<Ready>, JobError> {
+        let fail = |msg: String| async move {
+            Tasks::new(&self.store)
+                .finish(job.task, Outcome::failed(msg.clone()))
+                .await;
+            Err(JobError::Permanent(msg))
+        };
+        let Some(repo) = self.store.repository(job.repository).await.map_err(retry)? else {
+            return fail("the repository was deleted before the sync ran".into()).await;
+        };
+        if repo.recent_ops.iter().any(|o| o == op) {
+            return Ok(None);
         }
+        let Some(remote) = self.store.remote(job.remote).await.map_err(retry)? else {
+            return fail("the remote was deleted before the sync ran".into()).await;
+        };
+        match self.upstreams.client(&remote.upstream_config()) {
+            Ok(up) => Ok(Some(Ready { repo, remote, up })),
+            Err(e) => fail(format!("remote {}: {e}", remote.name)).await,
+        }
+    }
+
+    /// Records the run's outcome on the task and tells the queue what became of the job.
+    async fn conclude(&self, run: &Run<'_>, repo: &Repository, outcome: Result<Option<u64>>) -> Result<(), JobError> {
+        let job = run.job;
+        let tasks = Tasks::new(&self.store);
+        let reports = run.reports();
         match outcome {
             Ok(version) => {
                 let created = version.map(|number| ResourceRef::RepositoryVersion {
@@ -269,12 +261,13 @@ impl SyncRunner for SyncService {
                     kind: repo.kind,
                     number,
                 });
-                self.finish_with(job, TaskState::Completed, created, None, reports)
+                tasks
+                    .finish(job.task, Outcome::completed(created).with_reports(reports))
                     .await;
                 Ok(())
             }
             Err(SyncError::Canceled) => {
-                self.finish_with(job, TaskState::Canceled, None, None, reports).await;
+                tasks.finish(job.task, Outcome::canceled().with_reports(reports)).await;
                 Ok(())
             }
             Err(SyncError::Deadline) => {
@@ -284,19 +277,10 @@ impl SyncRunner for SyncService {
                 Err(JobError::Continue)
             }
             Err(e) => {
-                let msg = match e {
-                    SyncError::Failed(m) => m,
-                    SyncError::Store(e) => format!("storage error: {e}"),
-                    SyncError::Write(WriteError::LeaseLost) => {
-                        "the sync lost the repository's lease (it stalled longer than the lease lasts)".into()
-                    }
-                    SyncError::Write(e) => format!("writing the repository version failed: {e}"),
-                    SyncError::Canceled => "canceled".into(),
-                    SyncError::Deadline => "the run's deadline passed".into(),
-                };
-                let msg = format!("Sync from {} failed: {msg}", run.up.location());
+                let msg = format!("Sync from {} failed: {}", run.up.location(), e.message());
                 tracing::warn!(task = %job.task, repository = %repo.name, error = %msg, "sync failed");
-                self.finish_with(job, TaskState::Failed, None, Some(msg.clone()), reports)
+                tasks
+                    .finish(job.task, Outcome::failed(msg.clone()).with_reports(reports))
                     .await;
                 Err(JobError::Permanent(msg))
             }
@@ -304,46 +288,46 @@ impl SyncRunner for SyncService {
     }
 }
 
-impl SyncService {
-    async fn finish(&self, job: &SyncJob, state: TaskState, created: Option<ResourceRef>, error: Option<String>) {
-        self.finish_with(job, state, created, error, None).await
-    }
-
-    /// Records the outcome on the task (the final state wins over `canceling`).
-    async fn finish_with(
-        &self,
-        job: &SyncJob,
-        state: TaskState,
-        created: Option<ResourceRef>,
-        error: Option<String>,
-        reports: Option<Vec<ProgressReport>>,
-    ) {
-        let result = self
-            .store
-            .update_task::<StoreError>(job.task, |t| {
-                if t.state.is_final() {
-                    return Ok(());
-                }
-                t.state = state;
-                t.finished = Some(Utc::now());
-                if t.started.is_none() {
-                    t.started = t.finished;
-                }
-                t.error = error.clone();
-                t.created_resources = created.iter().cloned().collect();
-                t.result = created.clone();
-                if let Some(r) = &reports {
-                    t.progress_reports = r.clone();
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(task = %job.task, error = %e, "recording the sync outcome failed");
+impl SyncError {
+    /// The failure as the task's error says it.
+    fn message(self) -> String {
+        match self {
+            SyncError::Failed(m) => m,
+            SyncError::Store(e) => format!("storage error: {e}"),
+            SyncError::Write(WriteError::LeaseLost) => {
+                "the sync lost the repository's lease (it stalled longer than the lease lasts)".into()
+            }
+            SyncError::Write(e) => format!("writing the repository version failed: {e}"),
+            SyncError::Canceled => "canceled".into(),
+            SyncError::Deadline => "the run's deadline passed".into(),
         }
     }
 }
+
 impl Run<'_> {
+    /// A run stopped by its deadline keeps its plan as the task's checkpoint; any other end
+    /// removes the checkpoint.
+    async fn keep_checkpoint(&self, error: Option<&SyncError>) {
+        let store = self.store();
+        let task = self.job.task;
+        if let Some(SyncError::Deadline) = error {
+            let plan = self.plan.lock().ok().and_then(|mut p| p.take());
+            if let Some(mut plan) = plan {
+                plan.reports = self.reports().unwrap_or_default();
+                let saved = match serde_json::to_vec(&plan) {
+                    Ok(bytes) => store.put_checkpoint(task, &bytes).await,
+                    Err(e) => Err(StoreError::other(e)),
+                };
+                if let Err(e) = saved {
+                    // the follow-up plans again; nothing is lost but time
+                    tracing::warn!(%task, error = %e, "saving the sync checkpoint failed");
+                }
+            }
+        } else if let Err(e) = store.delete_checkpoint(task).await {
+            tracing::warn!(%task, error = %e, "removing the sync checkpoint failed");
+        }
+    }
+
     async fn execute(&self, repo: &Repository, op: &str) -> Result<Option<u64>> {
         // the signature source: the lookaside, else the extension API when the upstream has
         // it (asked before taking the lease: a slow upstream must not hold the repository)

@@ -5,7 +5,6 @@
 //! the sync service.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use chrono::Utc;
 use futures::{Stream, StreamExt};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Result, Run, SyncError};
 use crate::domain::ContentKey;
-use crate::ports::StoreError;
+use crate::services::tasks::Tasks;
 use crate::store::{ProgressReport, Repository, Store, TaskState, VersionWriter, WriteError};
 
 impl Run<'_> {
@@ -116,7 +115,7 @@ impl Run<'_> {
 
     /// `Deadline` once the run's deadline has passed.
     pub(super) fn check_deadline(&self) -> Result<()> {
-        match self.job.deadline_ms {
+        match self.deadline_ms {
             Some(d) if Utc::now().timestamp_millis() >= d => Err(SyncError::Deadline),
             _ => Ok(()),
         }
@@ -127,7 +126,7 @@ impl Run<'_> {
         let due = self
             .last_renew
             .lock()
-            .map(|l| l.elapsed() >= self.svc.settings.renew_every)
+            .map(|l| l.elapsed() >= self.svc.settings.lease.renew_every)
             .unwrap_or(true);
         if due {
             w.renew().await?;
@@ -149,19 +148,7 @@ impl Run<'_> {
             .then(|| self.reports())
             .flatten();
         // one read when nothing changed, one conditional write when progress did
-        let t = match reports {
-            Some(r) => Some(
-                self.store()
-                    .update_task::<StoreError>(self.job.task, |t| {
-                        if !t.state.is_final() {
-                            t.progress_reports = r.clone();
-                        }
-                        Ok(())
-                    })
-                    .await?,
-            ),
-            None => self.store().task(self.job.task).await?,
-        };
+        let t = Tasks::new(self.store()).progress(self.job.task, reports).await?;
         let Some(t) = t else {
             return Err(SyncError::Failed("the task was deleted during the sync".into()));
         };
@@ -206,12 +193,9 @@ impl Run<'_> {
     /// write holds it.
     pub(super) async fn lease(&self, repo: &Repository) -> Result<VersionWriter> {
         let owner = format!("sync:{}:{}", self.job.task, Uuid::new_v4());
+        let lease = self.svc.settings.lease;
         loop {
-            match self
-                .store()
-                .begin_write(repo.id, &owner, self.svc.settings.lease_ttl, Duration::from_secs(2))
-                .await
-            {
+            match self.store().begin_write(repo.id, &owner, lease.ttl, lease.wait).await {
                 Ok(w) => return Ok(w),
                 Err(WriteError::Busy) => self.poll().await?,
                 Err(WriteError::NotFound) => {

@@ -95,7 +95,7 @@ async fn two_syncs_of_one_repository_never_interleave() {
     let job = h.job(false, false).await;
     let svc = h.svc.clone();
     let j = job.clone();
-    let running = tokio::spawn(async move { svc.run(&j).await });
+    let running = tokio::spawn(async move { svc.run(&j, None).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = h.store.task(job.task).await.unwrap().unwrap();
     assert_eq!(t.state, TaskState::Running, "the sync waits for the lease");
@@ -176,8 +176,11 @@ async fn a_long_sync_keeps_renewing_its_lease() {
     h.svc = Arc::new(
         SyncService::new(h.store.clone(), h.blobs.clone(), Arc::new(Factory(h.fake.clone()))).with_settings(
             SyncSettings {
-                lease_ttl: Duration::from_millis(300),
-                renew_every: Duration::from_millis(50),
+                lease: LeaseTimings {
+                    ttl: Duration::from_millis(300),
+                    renew_every: Duration::from_millis(50),
+                    wait: Duration::from_secs(2),
+                },
                 poll: Duration::from_millis(10),
                 ..Default::default()
             },
@@ -188,7 +191,7 @@ async fn a_long_sync_keeps_renewing_its_lease() {
     let job = h.job(false, false).await;
     let svc = h.svc.clone();
     let j = job.clone();
-    let running = tokio::spawn(async move { svc.run(&j).await });
+    let running = tokio::spawn(async move { svc.run(&j, None).await });
     // well past the lease's lifetime, the sync still holds the repository
     tokio::time::sleep(Duration::from_millis(800)).await;
     let other = h
@@ -211,17 +214,16 @@ async fn a_run_that_reaches_its_deadline_continues_in_a_follow_up_without_refetc
         h.fake
             .tagged_image(&format!("t{i}"), &[&[i; 3000][..], &[i + 100; 2000][..]]);
     }
-    let mut job = h.job(false, false).await;
+    let job = h.job(false, false).await;
     // a deadline that has passed: the run stops at its first check, commits nothing, and asks
     // to continue; the task stays running
-    job.deadline_ms = Some(Utc::now().timestamp_millis() - 1);
-    let r = h.svc.run(&job).await;
+    let r = h.svc.run(&job, Some(Utc::now().timestamp_millis() - 1)).await;
     assert!(matches!(r, Err(JobError::Continue)), "{r:?}");
     let t = h.store.task(job.task).await.unwrap().unwrap();
     assert_eq!(t.state, TaskState::Running);
     assert_eq!(h.latest().await, 0, "nothing committed");
     // the follow-up run finishes the work: one version, no blob fetched twice
-    job.deadline_ms = None;
+    // the follow-up runs without a deadline
     assert_eq!(h.run(&job).await.state, TaskState::Completed);
     assert_eq!(h.latest().await, 1);
     let calls = h.fake.calls();
@@ -242,9 +244,8 @@ async fn a_follow_up_resumes_from_the_checkpoint_of_a_run_stopped_mid_download()
             .tagged_image(&format!("t{i}"), &[&[i; 3000][..], &[i + 100; 2000][..]]);
     }
     h.fake.with(|s| s.blob_delay = Duration::from_millis(150));
-    let mut job = h.job(false, false).await;
-    job.deadline_ms = Some(Utc::now().timestamp_millis() + 400);
-    let r = h.svc.run(&job).await;
+    let job = h.job(false, false).await;
+    let r = h.svc.run(&job, Some(Utc::now().timestamp_millis() + 400)).await;
     assert!(matches!(r, Err(JobError::Continue)), "{r:?}");
     assert_eq!(h.latest().await, 0, "nothing committed");
     let first = h.fake.calls();
@@ -262,7 +263,7 @@ async fn a_follow_up_resumes_from_the_checkpoint_of_a_run_stopped_mid_download()
         .iter()
         .any(|r| r.code == MANIFESTS.1 && r.state == "completed"));
 
-    job.deadline_ms = None;
+    // the follow-up runs without a deadline
     h.fake.with(|s| s.blob_delay = Duration::ZERO);
     let t = h.run(&job).await;
     assert_eq!(t.state, TaskState::Completed, "{:?}", t.error);

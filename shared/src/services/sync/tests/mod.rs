@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
+use chrono::Utc;
 use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
@@ -17,8 +18,8 @@ use super::*;
 use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
 use crate::domain::{media, ContentKey, ContentType, Digest, Tag};
 use crate::ports::{
-    AtomicSignature, ManifestHead, StoreError, TagPage, Upstream, UpstreamBlob, UpstreamConfig, UpstreamError,
-    UpstreamFactory, UpstreamManifest,
+    AtomicSignature, JobError, LeaseTimings, ManifestHead, StoreError, SyncJob, TagPage, Upstream, UpstreamBlob,
+    UpstreamConfig, UpstreamError, UpstreamFactory, UpstreamManifest,
 };
 use crate::services::SYNC_TASK_NAME;
 use crate::store::{
@@ -336,7 +337,6 @@ impl H {
             remote: self.remote.id,
             mirror,
             signed_only,
-            deadline_ms: None,
         }
     }
 
@@ -347,7 +347,7 @@ impl H {
     }
 
     async fn run(&self, job: &SyncJob) -> Task {
-        let _ = self.svc.run(job).await;
+        let _ = self.svc.run(job, None).await;
         self.store.task(job.task).await.unwrap().unwrap()
     }
 
