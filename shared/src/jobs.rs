@@ -229,3 +229,61 @@ impl JobQueue for LocalJobQueue {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::adapters::memory::MemoryTable;
+    use crate::ports::{JobError, JobKind};
+
+    /// Fails permanently on its first run, asks to be retried on the second.
+    #[derive(Default)]
+    struct Script(AtomicU32);
+
+    #[async_trait]
+    impl JobHandler for Script {
+        async fn handle(&self, _: &Job) -> Result<(), JobError> {
+            match self.0.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(JobError::Permanent("never".into())),
+                _ => Err(JobError::Retry("later".into())),
+            }
+        }
+    }
+
+    /// The runner follows the retry policy: poison and permanent failures leave the queue,
+    /// a retry comes back after the policy's backoff.
+    #[tokio::test]
+    async fn the_runner_follows_the_retry_policy() {
+        let table: Arc<dyn Table> = Arc::new(MemoryTable::new());
+        let q = LocalJobQueue::new(table.clone());
+        let h = Script::default();
+        // an item that is not a job (e.g. a kind an older or newer version wrote) is dropped
+        table
+            .put(PK, "junk", b"{\"job\":{}}".to_vec(), Cond::Absent)
+            .await
+            .unwrap();
+        assert_eq!(q.pending().await.unwrap(), 1);
+        assert!(q.run_one(&h).await.unwrap().is_none());
+        assert_eq!(q.pending().await.unwrap(), 0);
+        assert_eq!(h.0.load(Ordering::SeqCst), 0, "poison never reaches the handler");
+
+        q.enqueue(Job::new("p", JobKind::Test { blob: 1 })).await.unwrap();
+        q.run_one(&h).await.unwrap();
+        assert_eq!(q.pending().await.unwrap(), 0, "a permanent failure is not retried");
+
+        q.enqueue(Job::new("r", JobKind::Test { blob: 2 })).await.unwrap();
+        let before = Utc::now().timestamp_millis();
+        q.run_one(&h).await.unwrap();
+        let rows = table.query(PK, Query::prefix("")).await.unwrap();
+        let item: JobItem = serde_json::from_slice(&rows[0].value).unwrap();
+        assert_eq!((item.job.attempts, item.running), (1, false));
+        let backoff = RetryPolicy::LOCAL.backoff(0).as_millis() as i64;
+        assert!(
+            item.not_before_ms >= before + backoff,
+            "retried after the policy's backoff"
+        );
+        assert!(q.dead_jobs().await.unwrap().is_empty());
+    }
+}

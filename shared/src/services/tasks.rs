@@ -38,7 +38,7 @@ pub struct Tasks<'a> {
 #[derive(Debug)]
 pub enum Started {
     /// The task is running now: run its job.
-    Running(Task),
+    Running(Box<Task>),
     /// It had finished already (a redelivered job): nothing to do.
     Finished,
     /// It was asked to cancel before its job ran, and is canceled now.
@@ -144,7 +144,7 @@ impl<'a> Tasks<'a> {
             Err(e) => return Err(e),
             Ok(_) if found.is_final() => Started::Finished,
             Ok(_) if found == TaskState::Canceling => Started::Canceled,
-            Ok(t) => Started::Running(t),
+            Ok(t) => Started::Running(Box::new(t)),
         })
     }
 
