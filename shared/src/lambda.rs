@@ -12,7 +12,7 @@ use sha2::Digest as _;
 
 use crate::app::{AwsApp, AwsQueue, AwsSettings, Settings};
 use crate::domain::{PrivateNetworks, UrlPolicy};
-use crate::ports::{Job, JobError};
+use crate::ports::{attempts_from_receives, Job, RetryPolicy, Verdict};
 use crate::services::tokens::{TokenKey, Tokens};
 use crate::services::AuthMode;
 
@@ -259,12 +259,13 @@ pub fn job_deadline(invocation_deadline_ms: Option<i64>, now_ms: i64) -> Option<
     Some(deadline - DEADLINE_MARGIN_MS.min(remaining / 4))
 }
 
-/// Runs an SQS batch: each record is a job; records whose job asks to be retried are reported
-/// as batch item failures (SQS redelivers them, and its redrive policy takes poison messages
-/// to the dead-letter queue). Permanent failures were recorded on their task and are dropped.
-/// Jobs get the invocation's deadline (`deadline_ms`, less a margin); one that reaches it having
-/// committed nothing is sent again as a follow-up message, which continues the work (what was
-/// stored is not fetched again).
+/// Runs an SQS batch under the queue port's [`RetryPolicy::SQS`], like the SQS poller: records
+/// whose job asks to be retried are reported as batch item failures (SQS redelivers them after
+/// the visibility timeout, and its redrive policy takes jobs that keep failing to the
+/// dead-letter queue). Permanent failures were recorded on their task and are dropped, and so
+/// are records that are not jobs (they can never run). Jobs get the invocation's deadline
+/// (`deadline_ms`, less a margin); one that reaches it having committed nothing is sent again as
+/// a follow-up message, which continues the work (what was stored is not fetched again).
 pub async fn handle_sqs(
     handler: &dyn crate::ports::JobHandler,
     follow_up: &dyn crate::ports::JobQueue,
@@ -275,41 +276,30 @@ pub async fn handle_sqs(
     let job_deadline = job_deadline(deadline_ms, chrono::Utc::now().timestamp_millis());
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
-        let job: Job = match record.body.as_deref().map(serde_json::from_str::<Job>) {
-            Some(Ok(mut job)) => {
-                let receives: u32 = record
-                    .attributes
-                    .get("ApproximateReceiveCount")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
-                job.attempts = receives.saturating_sub(1);
-                job.deadline_ms = job_deadline;
-                job
-            }
-            _ => {
-                tracing::error!(message = %id, "dropping an SQS message that is not a job");
-                continue;
-            }
-        };
-        match handler.handle(&job).await {
-            Ok(()) => {}
-            Err(JobError::Continue) => {
-                let mut next = job.clone();
-                next.deadline_ms = None;
+        let receives: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let body = record.body.as_deref().unwrap_or_default().as_bytes();
+        let (job, verdict) = RetryPolicy::SQS
+            .run(handler, body, attempts_from_receives(receives), job_deadline)
+            .await;
+        let kind = job.as_ref().map(Job::kind_name).unwrap_or_default();
+        verdict.log(job.as_ref().map_or(id.as_str(), |j| j.id.as_str()), &kind);
+        match (verdict, job) {
+            (Verdict::Continue, Some(job)) => {
+                let next = Job {
+                    deadline_ms: None,
+                    ..job
+                };
                 if let Err(e) = follow_up.enqueue(next).await {
-                    tracing::warn!(job = %job.id, error = %e, "could not send the follow-up; the message will be redelivered");
+                    tracing::warn!(job = %id, error = %e, "could not send the follow-up; the message will be redelivered");
                     response.add_failure(id);
-                } else {
-                    tracing::info!(job = %job.id, "job continues in a follow-up message");
                 }
             }
-            Err(JobError::Permanent(e)) => {
-                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job failed for good")
-            }
-            Err(JobError::Retry(e)) => {
-                tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job will be retried");
-                response.add_failure(id);
-            }
+            (Verdict::Retry { .. } | Verdict::GiveUp(_), _) => response.add_failure(id),
+            _ => {}
         }
     }
     response
@@ -368,6 +358,7 @@ pub fn init_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::JobError;
 
     #[test]
     fn the_client_is_the_address_api_gateway_appended() {
@@ -423,7 +414,7 @@ mod tests {
         async fn handle(&self, job: &Job) -> Result<(), JobError> {
             assert_eq!(job.attempts, 2, "ApproximateReceiveCount 3 = two earlier deliveries");
             assert_eq!(job.deadline_ms, Some(DEADLINE - DEADLINE_MARGIN_MS));
-            match job.kind.as_str() {
+            match job.id.as_str() {
                 "ok" => Ok(()),
                 "retry" => Err(JobError::Retry("later".into())),
                 "long" => Err(JobError::Continue),
@@ -444,9 +435,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_reports_only_the_jobs_to_retry() {
-        let job = |kind: &str| serde_json::json!({"id": kind, "kind": kind, "payload": {}}).to_string();
+        let job = |id: &str| {
+            let cleanup = crate::ports::OrphanJob {
+                task: uuid::Uuid::new_v4(),
+                protection_secs: 0,
+                only: None,
+            };
+            serde_json::to_string(&Job::new(id, crate::ports::JobKind::Orphans(cleanup))).unwrap()
+        };
         let (ok, retry, bad, long) = (job("ok"), job("retry"), job("bad"), job("long"));
-        let event = sqs_event(&[&ok, &retry, &bad, "not json", &long]);
+        // records that are not jobs (garbage, a kind this version does not know) are dropped
+        let unknown = r#"{"id": "u", "kind": "no-such-kind", "payload": {}}"#;
+        let event = sqs_event(&[&ok, &retry, &bad, "not json", &long, unknown]);
         let sent = Sent::default();
         let resp = handle_sqs(&Script, &sent, event, Some(DEADLINE)).await;
         let failed: Vec<_> = resp

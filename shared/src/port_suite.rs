@@ -1004,7 +1004,10 @@ impl JobHandler for VersionJob {
             .begin_write(self.repo, &job.id, TTL, Duration::from_secs(5))
             .await
             .map_err(|e| JobError::Retry(e.to_string()))?;
-        let n = job.payload["blob"].as_u64().unwrap_or(0) as u32;
+        let n = match job.kind {
+            crate::ports::JobKind::Test { blob } => blob as u32,
+            _ => 0,
+        };
         w.add(blob(n)).await.map_err(|e| JobError::Retry(e.to_string()))?;
         if run < self.fail_first {
             // fail after staging: nothing may become visible
@@ -1036,13 +1039,7 @@ pub async fn job_suite(t: Arc<dyn Table>, reopen: impl Fn() -> Arc<dyn Table>) {
     let repo = Repository::new("jobs/repo", RepositoryKind::Push);
     store.create_repository(&repo).await.unwrap();
     let q = LocalJobQueue::new(t.clone());
-    let job = |id: &str, n: u64| Job {
-        id: id.into(),
-        kind: "test".into(),
-        payload: serde_json::json!({ "blob": n }),
-        attempts: 0,
-        deadline_ms: None,
-    };
+    let job = |id: &str, n: u64| Job::new(id, crate::ports::JobKind::Test { blob: n });
     // dedupe: the same id twice while pending is one job
     q.enqueue(job("j1", 1)).await.unwrap();
     q.enqueue(job("j1", 1)).await.unwrap();
@@ -1503,13 +1500,7 @@ pub(crate) mod moto {
     }
 
     fn job(id: &str, n: u64) -> Job {
-        Job {
-            id: id.into(),
-            kind: "test".into(),
-            payload: serde_json::json!({ "blob": n }),
-            attempts: 0,
-            deadline_ms: None,
-        }
+        Job::new(id, crate::ports::JobKind::Test { blob: n })
     }
 
     /// Polls until `done` says so, at most `rounds` receives; returns the outcomes seen.

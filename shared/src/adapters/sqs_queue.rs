@@ -7,13 +7,16 @@
 //! again is dropped by SQS; a standard queue may deliver a job twice, which handlers tolerate
 //! (invariant 4).
 //!
-//! Delivery: a job that succeeds, or fails permanently, is deleted. A job that asks to be
-//! retried is hidden for a backoff that doubles with each receive (`ApproximateReceiveCount`),
-//! so the queue's redrive policy (`maxReceiveCount`) moves a job that keeps failing to the
-//! dead-letter queue. While a handler runs, the poller keeps extending the message's
-//! visibility, so a long job is not delivered twice at the same time.
+//! Delivery follows the queue port's [`RetryPolicy`] ([`RetryPolicy::SQS`] by default): a job
+//! that succeeds, fails permanently, or a message that is not a job (poison: it can never
+//! run), is deleted. A job that asks to be retried is hidden for a backoff that doubles with
+//! each receive (`ApproximateReceiveCount`), so the queue's redrive policy (`maxReceiveCount`)
+//! moves a job that keeps failing to the dead-letter queue. While a handler runs, the poller
+//! keeps extending the message's visibility ([`LeaseTimings::JOB_MESSAGE`]), so a long job is
+//! not delivered twice at the same time.
 //!
-//! Layering: implements `ports::JobQueue`; runs any `ports::JobHandler`.
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
+//! implements `ports::JobQueue`; runs any `ports::JobHandler`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::aws::{is_not_found, store_error};
-use crate::ports::{Job, JobError, JobHandler, JobQueue, StoreError};
+use crate::ports::{attempts_from_receives, Job, JobHandler, JobQueue, LeaseTimings, RetryPolicy, StoreError, Verdict};
 
 /// The message attribute holding the job id.
 pub const JOB_ID_ATTRIBUTE: &str = "job-id";
@@ -209,15 +212,14 @@ pub struct SqsPoller {
     url: String,
     wait: Duration,
     batch: i32,
-    backoff: Duration,
-    max_backoff: Duration,
+    policy: RetryPolicy,
     heartbeat: Duration,
 }
 
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Done (or failed for good) and deleted.
+    /// Done, failed for good, or not a job: deleted.
     Deleted,
     /// Hidden for a backoff; delivered again later, or moved to the dead-letter queue.
     Retried,
@@ -230,9 +232,8 @@ impl SqsPoller {
             url: queue_url.into(),
             wait: Duration::from_secs(20),
             batch: 1,
-            backoff: Duration::from_secs(10),
-            max_backoff: Duration::from_secs(15 * 60),
-            heartbeat: Duration::from_secs(60),
+            policy: RetryPolicy::SQS,
+            heartbeat: LeaseTimings::JOB_MESSAGE.ttl,
         }
     }
 
@@ -250,8 +251,8 @@ impl SqsPoller {
 
     /// The delay before the first retry, doubled with each receive up to `max`.
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.backoff = first;
-        self.max_backoff = max.min(MAX_VISIBILITY);
+        self.policy.first_backoff = first;
+        self.policy.max_backoff = max.min(MAX_VISIBILITY);
         self
     }
 
@@ -262,9 +263,9 @@ impl SqsPoller {
     }
 
     /// The retry delay after the `receives`-th delivery.
+    #[cfg(test)]
     fn delay(&self, receives: u32) -> Duration {
-        let factor = 1u32 << receives.saturating_sub(1).min(20);
-        self.backoff.saturating_mul(factor).min(self.max_backoff)
+        self.policy.backoff(attempts_from_receives(receives))
     }
 
     /// Receives one batch (waiting up to the wait time) and runs it; returns what became of
@@ -315,33 +316,32 @@ impl SqsPoller {
             .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        let result = match serde_json::from_str::<Job>(m.body().unwrap_or_default()) {
-            Ok(mut job) => {
-                job.attempts = receives.saturating_sub(1);
-                self.with_heartbeat(&receipt, handler.handle(&job)).await
-            }
-            // it will never parse: leave it to the dead-letter queue, where it can be looked at
-            Err(e) => Err(JobError::Retry(format!("not a job: {e}"))),
-        };
-        let job_id = m
-            .message_attributes()
-            .and_then(|a| a.get(JOB_ID_ATTRIBUTE))
-            .and_then(|v| v.string_value())
-            .unwrap_or("?");
-        match result {
-            Ok(()) => {}
-            Err(JobError::Permanent(msg)) => {
-                tracing::warn!(job = job_id, error = %msg, "job failed");
-            }
-            Err(JobError::Continue) => {
-                // visible again at once: the next receive continues the job
+        let body = m.body().unwrap_or_default().as_bytes();
+        let attempts = attempts_from_receives(receives);
+        let (job, verdict) = self
+            .with_heartbeat(&receipt, self.policy.run(handler, body, attempts, None))
+            .await;
+        let job_id = job.as_ref().map(|j| j.id.as_str()).or_else(|| {
+            m.message_attributes()
+                .and_then(|a| a.get(JOB_ID_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+        });
+        let kind = job.as_ref().map(Job::kind_name).unwrap_or_default();
+        verdict.log(job_id.or(m.message_id()).unwrap_or("?"), &kind);
+        match verdict {
+            Verdict::Done | Verdict::Failed(_) | Verdict::Poison(_) => {}
+            // visible again at once: the next receive continues the job
+            Verdict::Continue => {
                 self.set_visibility(&receipt, Duration::ZERO).await?;
                 return Ok(Outcome::Retried);
             }
-            Err(JobError::Retry(msg)) => {
-                let delay = self.delay(receives);
-                tracing::info!(job = job_id, receives, error = %msg, retry_in = ?delay, "job will be retried");
-                self.set_visibility(&receipt, delay).await?;
+            Verdict::Retry { after, .. } => {
+                self.set_visibility(&receipt, after).await?;
+                return Ok(Outcome::Retried);
+            }
+            // the redrive policy moves it to the dead-letter queue at its next receive
+            Verdict::GiveUp(_) => {
+                self.set_visibility(&receipt, self.policy.max_backoff).await?;
                 return Ok(Outcome::Retried);
             }
         }
@@ -356,11 +356,7 @@ impl SqsPoller {
     }
 
     /// Runs `work`, extending the message's visibility every half heartbeat meanwhile.
-    async fn with_heartbeat(
-        &self,
-        receipt: &str,
-        work: impl std::future::Future<Output = Result<(), JobError>>,
-    ) -> Result<(), JobError> {
+    async fn with_heartbeat<T>(&self, receipt: &str, work: impl std::future::Future<Output = T>) -> T {
         tokio::pin!(work);
         let every = self.heartbeat / 2;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -440,6 +436,45 @@ mod tests {
         assert_eq!(p.delay(4), Duration::from_secs(60));
         assert_eq!(p.delay(1000), Duration::from_secs(60));
         assert_eq!(p.delay(0), Duration::from_secs(10));
+    }
+
+    /// A message that is not a job is deleted at once (it can never run), not retried into
+    /// the dead-letter queue.
+    #[cfg(feature = "moto")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn poison_is_dropped() {
+        use crate::port_suite::moto::{config, unique};
+        struct Unreachable;
+        #[async_trait]
+        impl JobHandler for Unreachable {
+            async fn handle(&self, _: &Job) -> Result<(), crate::ports::JobError> {
+                panic!("poison reached the handler")
+            }
+        }
+        let sqs = Client::new(&config().await);
+        let queues = create_queues_if_missing(&sqs, &QueueSpec::new(unique("poison")))
+            .await
+            .unwrap();
+        for body in ["not a job", r#"{"id": "u", "kind": "no-such-kind", "payload": {}}"#] {
+            sqs.send_message()
+                .queue_url(&queues.url)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+        let poller = SqsPoller::new(sqs, &queues.url)
+            .wait_time(Duration::from_secs(1))
+            .batch(10);
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.extend(poller.poll_once(&Unreachable).await.unwrap());
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(seen, [Outcome::Deleted, Outcome::Deleted]);
+        assert!(poller.poll_once(&Unreachable).await.unwrap().is_empty());
     }
 
     #[test]

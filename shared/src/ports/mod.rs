@@ -7,18 +7,25 @@
 //! - [`Table`]: an ordered key-value table of items addressed by partition and sort key, with
 //!   one conditional write per call (redb, memory, DynamoDB). Berth's data model is written
 //!   once over it (see `store`).
-//! - [`JobQueue`]: where background jobs are sent (in-process runner, SQS).
+//! - [`JobQueue`]: where background jobs are sent (in-process runner, SQS); the job kinds
+//!   and the retry policy every consumer follows.
+//! - [`LeaseTimings`]: how long every lease lasts and how often it is renewed.
 //! - [`Upstream`]: an upstream registry repository a remote names (reqwest; fakes in tests).
 
 mod blob;
 mod error;
 mod jobs;
+mod lease;
 mod table;
 mod upstream;
 
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
-pub use jobs::{Job, JobError, JobHandler, JobQueue};
+pub use jobs::{
+    attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RetryPolicy, SyncJob,
+    Verdict,
+};
+pub use lease::LeaseTimings;
 pub use table::{
     check_cond, check_transact, expired, query_matches, unix_now, Cond, Query, Row, Table, Write, WriteOp, MAX_TRANSACT,
 };

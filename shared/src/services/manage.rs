@@ -12,10 +12,11 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::tasks::{CancelError, Outcome, Tasks};
 use crate::domain::{ContentKey, RepoName, UrlPolicy};
-use crate::ports::{Job, JobQueue, StoreError};
+use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, StoreError, SyncJob};
 use crate::store::{
-    Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task, TaskState,
+    Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task,
 };
 
 pub use super::invalid::{Invalid, ManageError};
@@ -38,8 +39,8 @@ fn check_remote_connection(before: Option<&Remote>, r: &Remote) -> Result<()> {
     Ok(())
 }
 
-pub(super) const LEASE_TTL: Duration = Duration::from_secs(60);
-pub(super) const LEASE_WAIT: Duration = Duration::from_secs(20);
+pub(super) const LEASE_TTL: Duration = LeaseTimings::MANAGE.ttl;
+pub(super) const LEASE_WAIT: Duration = LeaseTimings::MANAGE.wait;
 
 /// What a distribution serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,19 +59,6 @@ pub struct DistributionSpec {
     pub private: bool,
     pub description: Option<String>,
     pub pulp_labels: BTreeMap<String, String>,
-}
-
-/// The sync job's arguments.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SyncJob {
-    pub task: Uuid,
-    pub repository: Uuid,
-    pub remote: Uuid,
-    pub mirror: bool,
-    pub signed_only: bool,
-    /// Set by the worker from the job's run deadline (not part of the queued payload).
-    #[serde(default, skip)]
-    pub deadline_ms: Option<i64>,
 }
 
 pub const SYNC_TASK_NAME: &str = "pulp_container.app.tasks.synchronize.synchronize";
@@ -388,29 +376,19 @@ impl Manage {
         created: Vec<ResourceRef>,
         result: Option<ResourceRef>,
     ) -> Result<Task> {
-        let mut t = Task::new(name);
-        let now = Utc::now();
-        t.state = TaskState::Completed;
-        t.started = Some(now);
-        t.finished = Some(now);
-        t.reserved_resources = reserved;
-        t.created_resources = created;
-        t.result = result;
-        self.store.create_task(&t).await?;
-        Ok(t)
+        let outcome = Outcome {
+            created,
+            result,
+            ..Outcome::completed(None)
+        };
+        Ok(Tasks::new(&self.store).record(name, reserved, outcome).await?)
     }
 
     /// Records a task that failed inside the request.
     pub async fn failed_task(&self, name: &str, reserved: Vec<ResourceRef>, error: String) -> Result<Task> {
-        let mut t = Task::new(name);
-        let now = Utc::now();
-        t.state = TaskState::Failed;
-        t.started = Some(now);
-        t.finished = Some(now);
-        t.reserved_resources = reserved;
-        t.error = Some(error);
-        self.store.create_task(&t).await?;
-        Ok(t)
+        Ok(Tasks::new(&self.store)
+            .record(name, reserved, Outcome::failed(error))
+            .await?)
     }
 
     pub async fn task(&self, id: Uuid) -> Result<Task> {
@@ -420,25 +398,13 @@ impl Manage {
     /// Cancels a task: a waiting task is canceled at once, a running one is asked to stop
     /// (`canceling`); a finished one cannot be canceled.
     pub async fn cancel_task(&self, id: Uuid) -> Result<Task> {
-        self.store
-            .update_task(id, |t| {
-                match t.state {
-                    TaskState::Waiting => {
-                        t.state = TaskState::Canceled;
-                        t.finished = Some(Utc::now());
-                    }
-                    TaskState::Running => t.state = TaskState::Canceling,
-                    TaskState::Canceling => {}
-                    s => {
-                        return Err(ManageError::field(
-                            "state",
-                            format!("Task is already {} and cannot be canceled.", s.as_str()),
-                        ))
-                    }
-                }
-                Ok(())
-            })
-            .await
+        Tasks::new(&self.store).cancel(id).await.map_err(|e| match e {
+            CancelError::Finished(s) => ManageError::field(
+                "state",
+                format!("Task is already {} and cannot be canceled.", s.as_str()),
+            ),
+            CancelError::Store(e) => e.into(),
+        })
     }
 
     pub async fn delete_task(&self, id: Uuid) -> Result<()> {
@@ -470,17 +436,9 @@ impl Manage {
             remote,
             mirror,
             signed_only,
-            deadline_ms: None,
         };
-        let payload = serde_json::to_value(&job).map_err(|e| ManageError::Internal(Box::new(e)))?;
         self.jobs
-            .enqueue(Job {
-                id: t.id.to_string(),
-                kind: "sync".into(),
-                payload,
-                attempts: 0,
-                deadline_ms: None,
-            })
+            .enqueue(Job::new(t.id.to_string(), JobKind::Sync(job)))
             .await?;
         Ok(t)
     }
@@ -489,21 +447,13 @@ impl Manage {
     pub async fn orphan_cleanup(&self, protection: std::time::Duration, only: Option<Vec<ContentKey>>) -> Result<Task> {
         let t = Task::new(super::ORPHAN_CLEANUP_TASK_NAME);
         self.store.create_task(&t).await?;
-        let job = super::OrphanJob {
+        let job = OrphanJob {
             task: t.id,
             protection_secs: protection.as_secs(),
             only: only.map(|keys| keys.iter().map(ContentKey::encode).collect()),
-            deadline_ms: None,
         };
-        let payload = serde_json::to_value(&job).map_err(|e| ManageError::Internal(Box::new(e)))?;
         self.jobs
-            .enqueue(Job {
-                id: t.id.to_string(),
-                kind: super::ORPHAN_JOB_KIND.into(),
-                payload,
-                attempts: 0,
-                deadline_ms: None,
-            })
+            .enqueue(Job::new(t.id.to_string(), JobKind::Orphans(job)))
             .await?;
         Ok(t)
     }

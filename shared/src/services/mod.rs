@@ -11,19 +11,23 @@ mod modify;
 mod orphans;
 mod registry;
 mod sync;
+mod tasks;
 pub mod tokens;
 mod users;
 mod worker;
 
+/// The job types, made here and carried by the queue adapters (defined with the queue port).
+pub use crate::ports::{OrphanJob, SyncJob};
 pub use access::{AccessRules, AuthMode, Identity};
 pub use catalog::{
     Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources, VersionFilter,
 };
 pub use invalid::{check_url_shape, Invalid};
-pub use manage::{DistributionSpec, Manage, ManageError, Serves, SyncJob, SYNC_TASK_NAME};
+pub use manage::{DistributionSpec, Manage, ManageError, Serves, SYNC_TASK_NAME};
 pub use modify::{CopySelection, CopySource};
-pub use orphans::{OrphanJob, Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME, ORPHAN_JOB_KIND};
+pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
 pub use sync::{SyncService, SyncSettings};
+pub use tasks::{CancelError, Outcome, Started, Tasks};
 pub use users::{generate_password, hash_password, Login, LoginLimits, Users};
 pub use worker::{SyncRunner, Worker};
 

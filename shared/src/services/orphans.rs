@@ -5,42 +5,28 @@
 //! What counts as referenced, and why a push or a sync running meanwhile is safe: `store/orphans.rs`.
 //! Content of a deleted repository becomes orphaned; content in any version of a live
 //! repository (not only the latest) stays, as every version can be served again.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; a
+//! service.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
+use super::tasks::{Outcome, Started, Tasks};
 use crate::domain::{ContentKey, Digest};
-use crate::ports::{BlobStore, JobError, StoreError};
-use crate::store::{ProgressReport, Store, TaskState};
+use crate::ports::{BlobStore, JobError, OrphanJob, StoreError};
+use crate::store::{ProgressReport, Store};
 
 pub const ORPHAN_CLEANUP_TASK_NAME: &str = "pulpcore.app.tasks.orphan.orphan_cleanup";
-
-/// The job kind workers know cleanups by.
-pub const ORPHAN_JOB_KIND: &str = "orphans";
 
 /// Pulp's default protection time: a day.
 pub const DEFAULT_PROTECTION: Duration = Duration::from_secs(24 * 3600);
 
 const CONTENT: (&str, &str) = ("Clean up orphan Content", "clean-up.content");
 const ARTIFACTS: (&str, &str) = ("Clean up orphan Artifacts", "clean-up.artifacts");
-
-/// A cleanup job's payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OrphanJob {
-    pub task: Uuid,
-    /// Content stored or reused more recently than this (seconds) stays.
-    pub protection_secs: u64,
-    /// Only these units (encoded content keys) are considered, when set.
-    #[serde(default)]
-    pub only: Option<Vec<String>>,
-    #[serde(default, skip)]
-    pub deadline_ms: Option<i64>,
-}
 
 pub struct Orphans {
     store: Store,
@@ -56,58 +42,29 @@ impl Orphans {
         Orphans { store, blobs }
     }
 
-    /// Runs a cleanup job to its end and records the outcome on its task. Rerunning it is
+    /// Runs a cleanup job to its end (or to `deadline_ms`, Unix milliseconds, after which it
+    /// continues in a follow-up run) and records the outcome on its task. Rerunning it is
     /// harmless (what was removed stays removed).
-    pub async fn run(&self, job: &OrphanJob) -> Result<(), JobError> {
-        let Some(task) = self.store.task(job.task).await.map_err(retry)? else {
-            return Err(JobError::Permanent(format!("task {} does not exist", job.task)));
-        };
-        if task.state.is_final() {
-            return Ok(());
+    pub async fn run(&self, job: &OrphanJob, deadline_ms: Option<i64>) -> Result<(), JobError> {
+        let tasks = Tasks::new(&self.store);
+        match tasks.start(job.task, None).await.map_err(retry)? {
+            Started::Running(_) => {}
+            Started::Finished | Started::Canceled => return Ok(()),
+            Started::Missing => return Err(JobError::Permanent(format!("task {} does not exist", job.task))),
         }
-        self.store
-            .update_task::<StoreError>(job.task, |t| {
-                if !t.state.is_final() {
-                    t.state = TaskState::Running;
-                    t.started.get_or_insert_with(Utc::now);
-                }
-                Ok(())
-            })
-            .await
-            .map_err(retry)?;
-        match self.clean(job).await {
-            Ok((units, objects)) => {
-                let reports = vec![report(CONTENT, units), report(ARTIFACTS, objects)];
-                self.finish(job.task, TaskState::Completed, None, reports).await;
-                tracing::info!(task = %job.task, units, objects, "orphan cleanup finished");
-                Ok(())
-            }
-            // a retry runs it again from the start; a job that runs out of retries leaves the
-            // task running, like any job the queue gives up on
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn finish(&self, task: Uuid, state: TaskState, error: Option<String>, reports: Vec<ProgressReport>) {
-        let r = self
-            .store
-            .update_task::<StoreError>(task, |t| {
-                if !t.state.is_final() {
-                    t.state = state;
-                    t.finished = Some(Utc::now());
-                    t.error = error.clone();
-                    t.progress_reports = reports.clone();
-                }
-                Ok(())
-            })
+        // a retry runs it again from the start; a job that runs out of retries leaves the task
+        // running, like any job the queue gives up on
+        let (units, objects) = self.clean(job, deadline_ms).await?;
+        let reports = vec![report(CONTENT, units), report(ARTIFACTS, objects)];
+        tasks
+            .finish(job.task, Outcome::completed(None).with_reports(Some(reports)))
             .await;
-        if let Err(e) = r {
-            tracing::error!(%task, error = %e, "recording the orphan cleanup's outcome failed");
-        }
+        tracing::info!(task = %job.task, units, objects, "orphan cleanup finished");
+        Ok(())
     }
 
     /// Returns how many units and stored objects (blob-store objects) it removed.
-    async fn clean(&self, job: &OrphanJob) -> Result<(u64, u64), JobError> {
+    async fn clean(&self, job: &OrphanJob, deadline_ms: Option<i64>) -> Result<(u64, u64), JobError> {
         let cutoff = Utc::now() - chrono::Duration::seconds(i64::try_from(job.protection_secs).unwrap_or(i64::MAX / 2));
         let only: Option<HashSet<String>> = job.only.as_ref().map(|v| v.iter().cloned().collect());
         // the index first, then what references it (the order makes concurrent writers safe)
@@ -115,7 +72,7 @@ impl Orphans {
         let referenced = self.store.referenced_content().await.map_err(retry)?;
         let (mut units, mut objects) = (0u64, 0u64);
         for c in candidates {
-            if job.deadline_ms.is_some_and(|d| Utc::now().timestamp_millis() >= d) {
+            if deadline_ms.is_some_and(|d| Utc::now().timestamp_millis() >= d) {
                 return Err(JobError::Continue);
             }
             if referenced.contains(&c.key) || only.as_ref().is_some_and(|o| !o.contains(&c.key.encode())) {

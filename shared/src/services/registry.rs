@@ -100,8 +100,8 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
-            lease_ttl: Duration::from_secs(60),
-            lease_wait: Duration::from_secs(30),
+            lease_ttl: crate::ports::LeaseTimings::PUSH.ttl,
+            lease_wait: crate::ports::LeaseTimings::PUSH.wait,
             redirect_ttl: Duration::from_secs(600),
         }
     }

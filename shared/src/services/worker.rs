@@ -1,14 +1,16 @@
-//! The job handler both runtimes run: it dispatches jobs by kind to the services.
+//! The job handler both runtimes run: it dispatches each kind of job to its service.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; a
+//! service: it knows the job types of the queue port and the services that run them.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
 
-use super::manage::SyncJob;
-use super::orphans::{OrphanJob, Orphans, ORPHAN_JOB_KIND};
-use crate::ports::{Job, JobError, JobHandler};
-use crate::store::{Store, TaskState};
+use super::orphans::Orphans;
+use super::tasks::{Outcome, Tasks};
+use crate::ports::{Job, JobError, JobHandler, JobKind, SyncJob};
+use crate::store::Store;
 
 pub struct Worker {
     store: Store,
@@ -19,7 +21,8 @@ pub struct Worker {
 /// Runs one sync job to its end, recording progress and the outcome on the task.
 #[async_trait]
 pub trait SyncRunner: Send + Sync + 'static {
-    async fn run(&self, job: &SyncJob) -> Result<(), JobError>;
+    /// `deadline_ms`: when this run must stop (the job's deadline, Unix milliseconds).
+    async fn run(&self, job: &SyncJob, deadline_ms: Option<i64>) -> Result<(), JobError>;
 }
 
 impl Worker {
@@ -41,41 +44,23 @@ impl Worker {
 #[async_trait]
 impl JobHandler for Worker {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
-        match job.kind.as_str() {
-            "sync" => {
-                let mut s: SyncJob = serde_json::from_value(job.payload.clone())
-                    .map_err(|e| JobError::Permanent(format!("bad sync job: {e}")))?;
-                s.deadline_ms = job.deadline_ms;
-                match &self.sync {
-                    Some(runner) => runner.run(&s).await,
-                    None => {
-                        let _ = self
-                            .store
-                            .update_task::<crate::ports::StoreError>(s.task, |t| {
-                                if !t.state.is_final() {
-                                    t.state = TaskState::Failed;
-                                    t.error = Some("sync is not available in this runtime".into());
-                                    t.finished = Some(Utc::now());
-                                }
-                                Ok(())
-                            })
-                            .await;
-                        Err(JobError::Permanent("no sync runner".into()))
-                    }
+        match &job.kind {
+            JobKind::Sync(s) => match &self.sync {
+                Some(runner) => runner.run(s, job.deadline_ms).await,
+                None => {
+                    let msg = "sync is not available in this runtime";
+                    Tasks::new(&self.store).finish(s.task, Outcome::failed(msg)).await;
+                    Err(JobError::Permanent(msg.into()))
                 }
-            }
-            ORPHAN_JOB_KIND => {
-                let mut o: OrphanJob = serde_json::from_value(job.payload.clone())
-                    .map_err(|e| JobError::Permanent(format!("bad orphan cleanup job: {e}")))?;
-                o.deadline_ms = job.deadline_ms;
-                match &self.orphans {
-                    Some(orphans) => orphans.run(&o).await,
-                    None => Err(JobError::Permanent(
-                        "orphan cleanup is not available in this runtime".into(),
-                    )),
-                }
-            }
-            other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
+            },
+            JobKind::Orphans(o) => match &self.orphans {
+                Some(orphans) => orphans.run(o, job.deadline_ms).await,
+                None => Err(JobError::Permanent(
+                    "orphan cleanup is not available in this runtime".into(),
+                )),
+            },
+            #[cfg(test)]
+            JobKind::Test { .. } => Err(JobError::Permanent("test jobs have no handler".into())),
         }
     }
 }
