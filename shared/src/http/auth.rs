@@ -19,7 +19,7 @@ use base64::Engine as _;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
-use super::errors::{OciCode, OciError};
+use super::errors::{HttpAnswer, OciCode, OciError};
 use crate::services::tokens::{parse_scope, Claims, TokenError};
 use crate::services::{AccessRules, AuthMode, Identity, Login, Users};
 
@@ -46,14 +46,12 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 /// `429 TOOMANYREQUESTS` with `Retry-After`, for a throttled login.
 fn throttled(retry_after: Duration) -> OciError {
     let secs = retry_after_secs(retry_after);
-    let mut e = OciError::new(
-        StatusCode::TOO_MANY_REQUESTS,
+    OciError::new(
         OciCode::TooManyRequests,
         "too many failed login attempts; try again later",
     )
-    .detail(json!({ "retry_after": secs }));
-    e.headers.push((header::RETRY_AFTER, HeaderValue::from(secs)));
-    e
+    .detail(json!({ "retry_after": secs }))
+    .header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
 /// What a request needs.
@@ -146,7 +144,7 @@ impl RegistryAuth {
     }
 
     fn challenge(&self, headers: &HeaderMap, need: &Need, error: Option<&str>, message: &str) -> OciError {
-        let mut err = OciError::new(StatusCode::UNAUTHORIZED, OciCode::Unauthorized, message);
+        let mut err = OciError::new(OciCode::Unauthorized, message);
         let value = match &self.mode {
             AuthMode::Token(_) => {
                 let mut v = format!(
@@ -250,7 +248,6 @@ impl RegistryAuth {
                     Err(self.challenge(headers, need, None, "authentication required"))
                 } else {
                     Err(OciError::new(
-                        StatusCode::FORBIDDEN,
                         OciCode::Denied,
                         "requested access to the resource is denied",
                     ))
@@ -270,12 +267,7 @@ pub fn token_router(auth: Arc<RegistryAuth>) -> Router {
 
 async fn token(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response {
     let AuthMode::Token(tokens) = &auth.mode else {
-        return OciError::new(
-            StatusCode::NOT_FOUND,
-            OciCode::Unsupported,
-            "token authentication is off",
-        )
-        .into_response();
+        return OciError::http(HttpAnswer::NoSuchEndpoint, "token authentication is off").into_response();
     };
     let headers = req.headers();
     let query: Vec<(String, String)> = req
@@ -284,12 +276,12 @@ async fn token(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response 
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default();
     let unauthorized = |msg: &str| {
-        let mut e = OciError::new(StatusCode::UNAUTHORIZED, OciCode::Unauthorized, msg);
-        e.headers.push((
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"berth\""),
-        ));
-        e.into_response()
+        OciError::new(OciCode::Unauthorized, msg)
+            .header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth\""),
+            )
+            .into_response()
     };
     let identity = match basic(headers) {
         None => {

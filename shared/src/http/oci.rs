@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::json;
 
 use super::auth::{Granted, Need, RegistryAuth};
-use super::errors::{OciCode, OciError};
+use super::errors::{HttpAnswer, OciCode, OciError};
 use super::path::{self, PathError, V2Path};
 use super::range::{parse_content_range, parse_range, RangeAnswer};
 use crate::domain::manifest::MAX_MANIFEST_BYTES;
@@ -69,7 +69,7 @@ async fn extensions(State(s): State<OciState>, req: Request) -> Response {
     let answer = async {
         let path = parts.uri.path();
         let rest = path.strip_prefix("/extensions/v2/").unwrap_or("");
-        let no_route = || OciError::new(StatusCode::NOT_FOUND, OciCode::Unsupported, "no such endpoint");
+        let no_route = || OciError::http(HttpAnswer::NoSuchEndpoint, "no such endpoint");
         let (name, digest) = rest.rsplit_once("/signatures/").ok_or_else(no_route)?;
         let name = RepoName::parse(name).map_err(|e| RegistryError::NameInvalid(e.to_string()))?;
         let digest = Digest::parse(digest).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
@@ -109,13 +109,10 @@ fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 fn pagination(pairs: &[(String, String)]) -> Result<(Option<usize>, Option<String>), OciError> {
     let n = match param(pairs, "n") {
         None | Some("") => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            OciError::new(
-                StatusCode::BAD_REQUEST,
-                OciCode::Unsupported,
-                "n must be a non-negative integer",
-            )
-        })?),
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| OciError::http(HttpAnswer::BadQuery, "n must be a non-negative integer"))?,
+        ),
     };
     Ok((n, param(pairs, "last").map(str::to_owned)))
 }
@@ -137,11 +134,7 @@ fn json_response(value: serde_json::Value, content_type: &'static str) -> Respon
 }
 
 fn unsupported(method: &Method) -> OciError {
-    OciError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        OciCode::Unsupported,
-        format!("method {method} is not supported here"),
-    )
+    OciError::new(OciCode::Unsupported, format!("method {method} is not supported here"))
 }
 
 /// What a route needs of the caller.
@@ -164,13 +157,7 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
     let route = match path::parse(rest) {
         Ok(r) => r,
         Err(PathError::Invalid(e)) => return Err(e.into()),
-        Err(PathError::NoRoute) => {
-            return Err(OciError::new(
-                StatusCode::NOT_FOUND,
-                OciCode::Unsupported,
-                "no such endpoint",
-            ))
-        }
+        Err(PathError::NoRoute) => return Err(OciError::http(HttpAnswer::NoSuchEndpoint, "no such endpoint")),
     };
     let q = query_pairs(parts.uri.query());
     let m = &parts.method;
@@ -214,11 +201,7 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
                 Some(v) => Some(
                     parse_content_range(v)
                         .ok_or_else(|| {
-                            OciError::new(
-                                StatusCode::RANGE_NOT_SATISFIABLE,
-                                OciCode::BlobUploadInvalid,
-                                "Content-Range must be <start>-<end>",
-                            )
+                            OciError::http(HttpAnswer::UploadRangeInvalid, "Content-Range must be <start>-<end>")
                         })?
                         .0,
                 ),
