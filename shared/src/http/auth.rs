@@ -20,6 +20,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use super::errors::{HttpAnswer, OciCode, OciError};
+use crate::domain::RepoName;
 use crate::services::tokens::{parse_scope, Claims, TokenError};
 use crate::services::{AccessRules, AuthMode, Identity, Login, Users};
 
@@ -61,7 +62,7 @@ pub enum Need {
     Session,
     Catalog,
     /// `repository:<name>:<action>`.
-    Repo(String, &'static str),
+    Repo(RepoName, &'static str),
 }
 
 impl Need {
@@ -90,7 +91,7 @@ pub struct Granted {
 
 impl Granted {
     /// Whether a cross-repository mount source may be read.
-    pub async fn may_pull(&self, auth: &RegistryAuth, name: &crate::domain::RepoName) -> bool {
+    pub async fn may_pull(&self, auth: &RegistryAuth, name: &RepoName) -> bool {
         match (&auth.mode, &self.claims) {
             (AuthMode::Open, _) => true,
             (AuthMode::Token(_), Some(c)) => c.allows("repository", name.as_str(), "pull"),
@@ -198,7 +199,7 @@ impl RegistryAuth {
                 let ok = match need {
                     Need::Session => true,
                     Need::Catalog => claims.allows("registry", "catalog", "*"),
-                    Need::Repo(name, action) => claims.allows("repository", name, action),
+                    Need::Repo(name, action) => claims.allows("repository", name.as_str(), action),
                 };
                 if !ok {
                     return Err(self.challenge(headers, need, Some("insufficient_scope"), "insufficient scope"));
@@ -232,14 +233,11 @@ impl RegistryAuth {
                 };
                 let ok = match need {
                     Need::Session | Need::Catalog => true,
-                    Need::Repo(name, "pull") => match crate::domain::RepoName::parse(name) {
-                        Ok(n) => self
-                            .rules
-                            .may_pull(&identity, &n)
-                            .await
-                            .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
-                        Err(_) => false,
-                    },
+                    Need::Repo(name, "pull") => self
+                        .rules
+                        .may_pull(&identity, name)
+                        .await
+                        .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
                     Need::Repo(_, _) => self.rules.may_push(&identity),
                 };
                 if ok {

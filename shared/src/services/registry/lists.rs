@@ -5,15 +5,17 @@
 //! `services`: it knows `domain`, `ports` and `store`, never HTTP.
 
 use super::{CatalogPage, Referrer, Registry, Result, TagsPage};
-use crate::domain::{ContentKey, Digest, RepoName};
+use crate::domain::media::MediaType;
+use crate::domain::{ContentKey, Digest, RepoName, Tag};
 
 impl Registry {
-    pub async fn tags(&self, name: &RepoName, n: Option<usize>, last: Option<&str>) -> Result<TagsPage> {
+    /// The tags of the served version in order after `last`, at most `n`.
+    pub async fn tags(&self, name: &RepoName, n: Option<usize>, last: Option<&Tag>) -> Result<TagsPage> {
         let t = self.target(name).await?;
         let limit = n.unwrap_or(usize::MAX - 1);
         let mut tags = self
             .store
-            .tags(t.repo.id, t.version, last, limit.saturating_add(1))
+            .tags(t.repo.id, t.version, last.map(Tag::as_str), limit.saturating_add(1))
             .await?;
         let more = tags.len() > limit;
         tags.truncate(limit);
@@ -29,12 +31,12 @@ impl Registry {
     pub async fn catalog(
         &self,
         n: Option<usize>,
-        last: Option<&str>,
+        last: Option<&RepoName>,
         visible: impl Fn(bool) -> bool,
     ) -> Result<CatalogPage> {
         let limit = n.unwrap_or(10_000);
         let mut out = Vec::new();
-        let mut cursor = last.map(str::to_owned);
+        let mut cursor = last.map(RepoName::to_string);
         loop {
             let page = self.store.distributions(cursor.as_deref(), 500).await?;
             let full = page.len() == 500;
@@ -65,12 +67,12 @@ impl Registry {
         &self,
         name: &RepoName,
         subject: &Digest,
-        artifact_type: Option<&str>,
+        artifact_type: Option<&MediaType>,
     ) -> Result<Vec<Referrer>> {
         let t = self.target(name).await?;
         let mut out = Vec::new();
         for r in self.store.referrers(subject).await? {
-            if artifact_type.is_some_and(|a| r.artifact_type.as_deref() != Some(a)) {
+            if artifact_type.is_some_and(|a| r.artifact_type.as_deref() != Some(a.as_str())) {
                 continue;
             }
             if self

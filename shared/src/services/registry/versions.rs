@@ -10,6 +10,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{PushedManifest, Registry, RegistryError, Result};
+use crate::domain::media::MediaType;
 use crate::domain::{parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind, Reference, RepoName};
 use crate::services::content::save_manifest;
 
@@ -19,11 +20,11 @@ impl Registry {
         &self,
         name: &RepoName,
         reference: &Reference,
-        content_type: Option<&str>,
+        content_type: Option<&MediaType>,
         bytes: Bytes,
     ) -> Result<PushedManifest> {
         let repo = self.push_target(name).await?;
-        let parsed = parse_manifest(&bytes, content_type).map_err(|e| match e {
+        let parsed = parse_manifest(&bytes, content_type.map(MediaType::as_str)).map_err(|e| match e {
             DomainError::Schema1 => RegistryError::ManifestInvalid(
                 "schema 1 manifests are not supported; push a schema 2 or OCI manifest".into(),
             ),
