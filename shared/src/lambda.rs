@@ -333,9 +333,8 @@ pub async fn body_limit(req: axum::extract::Request, next: axum::middleware::Nex
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n > MAX_LAMBDA_BODY);
     if too_big {
-        let e = crate::http::errors::OciError::new(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            crate::http::errors::OciCode::SizeInvalid,
+        let e = crate::http::errors::OciError::http(
+            crate::http::errors::HttpAnswer::BodyTooLarge,
             "request bodies over about 6 MB cannot pass API Gateway and Lambda; push large layers in chunks \
              (PATCH) of at most 5 MB, or sync them from an upstream registry",
         );

@@ -1,4 +1,7 @@
-//! Manifest media types and `Accept` negotiation.
+//! Manifest media types, the media type a request names, and `Accept` negotiation.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; this is
+//! `domain`: pure, no I/O.
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -26,6 +29,24 @@ pub fn is_schema1(media_type: &str) -> bool {
 /// The media type without parameters, lowercased, trimmed.
 pub fn essence(media_type: &str) -> String {
     media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// A media type a request names (a manifest PUT's `Content-Type`, a referrers filter's
+/// `artifactType`), kept exactly as sent: what a media type may be is decided where it is used
+/// (manifest parsing compares its essence, a filter compares it whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaType(String);
+
+impl MediaType {
+    /// The value of a header or parameter; none when it names no type (empty, or only
+    /// parameters).
+    pub fn from_request(value: &str) -> Option<Self> {
+        (!essence(value).is_empty()).then(|| MediaType(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The media ranges a client accepts, from any number of `Accept` header values, each of
@@ -82,6 +103,14 @@ mod tests {
         for mt in SUPPORTED_MANIFESTS {
             assert!(!a.allows(mt));
         }
+    }
+
+    #[test]
+    fn request_media_types_are_kept_as_sent() {
+        let m = MediaType::from_request("application/vnd.OCI.image.manifest.v1+json; charset=x").unwrap();
+        assert_eq!(m.as_str(), "application/vnd.OCI.image.manifest.v1+json; charset=x");
+        assert_eq!(MediaType::from_request(""), None);
+        assert_eq!(MediaType::from_request(" ; q=1"), None);
     }
 
     #[test]

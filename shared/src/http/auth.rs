@@ -19,7 +19,8 @@ use base64::Engine as _;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
-use super::errors::{OciCode, OciError};
+use super::errors::{HttpAnswer, OciCode, OciError};
+use crate::domain::RepoName;
 use crate::services::tokens::{parse_scope, Claims, TokenError};
 use crate::services::{AccessRules, AuthMode, Identity, Login, Users};
 
@@ -46,14 +47,12 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 /// `429 TOOMANYREQUESTS` with `Retry-After`, for a throttled login.
 fn throttled(retry_after: Duration) -> OciError {
     let secs = retry_after_secs(retry_after);
-    let mut e = OciError::new(
-        StatusCode::TOO_MANY_REQUESTS,
+    OciError::new(
         OciCode::TooManyRequests,
         "too many failed login attempts; try again later",
     )
-    .detail(json!({ "retry_after": secs }));
-    e.headers.push((header::RETRY_AFTER, HeaderValue::from(secs)));
-    e
+    .detail(json!({ "retry_after": secs }))
+    .header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
 /// What a request needs.
@@ -63,7 +62,7 @@ pub enum Need {
     Session,
     Catalog,
     /// `repository:<name>:<action>`.
-    Repo(String, &'static str),
+    Repo(RepoName, &'static str),
 }
 
 impl Need {
@@ -92,7 +91,7 @@ pub struct Granted {
 
 impl Granted {
     /// Whether a cross-repository mount source may be read.
-    pub async fn may_pull(&self, auth: &RegistryAuth, name: &crate::domain::RepoName) -> bool {
+    pub async fn may_pull(&self, auth: &RegistryAuth, name: &RepoName) -> bool {
         match (&auth.mode, &self.claims) {
             (AuthMode::Open, _) => true,
             (AuthMode::Token(_), Some(c)) => c.allows("repository", name.as_str(), "pull"),
@@ -146,7 +145,7 @@ impl RegistryAuth {
     }
 
     fn challenge(&self, headers: &HeaderMap, need: &Need, error: Option<&str>, message: &str) -> OciError {
-        let mut err = OciError::new(StatusCode::UNAUTHORIZED, OciCode::Unauthorized, message);
+        let mut err = OciError::new(OciCode::Unauthorized, message);
         let value = match &self.mode {
             AuthMode::Token(_) => {
                 let mut v = format!(
@@ -200,7 +199,7 @@ impl RegistryAuth {
                 let ok = match need {
                     Need::Session => true,
                     Need::Catalog => claims.allows("registry", "catalog", "*"),
-                    Need::Repo(name, action) => claims.allows("repository", name, action),
+                    Need::Repo(name, action) => claims.allows("repository", name.as_str(), action),
                 };
                 if !ok {
                     return Err(self.challenge(headers, need, Some("insufficient_scope"), "insufficient scope"));
@@ -234,14 +233,11 @@ impl RegistryAuth {
                 };
                 let ok = match need {
                     Need::Session | Need::Catalog => true,
-                    Need::Repo(name, "pull") => match crate::domain::RepoName::parse(name) {
-                        Ok(n) => self
-                            .rules
-                            .may_pull(&identity, &n)
-                            .await
-                            .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
-                        Err(_) => false,
-                    },
+                    Need::Repo(name, "pull") => self
+                        .rules
+                        .may_pull(&identity, name)
+                        .await
+                        .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
                     Need::Repo(_, _) => self.rules.may_push(&identity),
                 };
                 if ok {
@@ -250,7 +246,6 @@ impl RegistryAuth {
                     Err(self.challenge(headers, need, None, "authentication required"))
                 } else {
                     Err(OciError::new(
-                        StatusCode::FORBIDDEN,
                         OciCode::Denied,
                         "requested access to the resource is denied",
                     ))
@@ -270,12 +265,7 @@ pub fn token_router(auth: Arc<RegistryAuth>) -> Router {
 
 async fn token(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response {
     let AuthMode::Token(tokens) = &auth.mode else {
-        return OciError::new(
-            StatusCode::NOT_FOUND,
-            OciCode::Unsupported,
-            "token authentication is off",
-        )
-        .into_response();
+        return OciError::http(HttpAnswer::NoSuchEndpoint, "token authentication is off").into_response();
     };
     let headers = req.headers();
     let query: Vec<(String, String)> = req
@@ -284,12 +274,12 @@ async fn token(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response 
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default();
     let unauthorized = |msg: &str| {
-        let mut e = OciError::new(StatusCode::UNAUTHORIZED, OciCode::Unauthorized, msg);
-        e.headers.push((
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"berth\""),
-        ));
-        e.into_response()
+        OciError::new(OciCode::Unauthorized, msg)
+            .header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth\""),
+            )
+            .into_response()
     };
     let identity = match basic(headers) {
         None => {

@@ -1,4 +1,25 @@
-//! The error table: each service error's OCI code and HTTP status, in one place.
+//! The OCI error table: every error `/v2` and `/token` answer, its HTTP status and the code its
+//! body carries, each written down once.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; this
+//! module is `http`: it turns service errors into wire answers and knows nothing below them.
+//!
+//! Two tables, and only these pick a status:
+//!
+//! - [`OciCode::status`]: the OCI distribution spec's error codes, each with the status the
+//!   spec (and distribution's registry) gives it. Only the spec's codes exist.
+//! - [`HttpAnswer`]: the few answers whose status is HTTP's business rather than the spec's (an
+//!   unknown endpoint, a malformed query parameter, an unsatisfiable range, a body too large for
+//!   the platform, a full disk, an internal error). Each states its status and the code its body
+//!   carries: the nearest spec code where one fits, so that clients that print a body's code
+//!   (crane, for one) say something true, and no code where none fits (a byte range, an internal
+//!   error: the entry then carries only `message` and `detail`). Docker and containerd read the
+//!   status of these answers, never their code, and ignore the body of a 5xx.
+//!
+//! An [`OciError`] is built from one row of either table plus a message (and an optional
+//! detail and headers); never from a free status. Every answer has the spec's body shape,
+//! `{"errors":[{"code","message","detail"}]}`, with `Content-Type: application/json`. A 5xx
+//! carries a fixed message; the real error goes to the log.
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
@@ -12,6 +33,9 @@ const NO_SPACE_MESSAGE: &str = "the server is out of storage space";
 
 /// The `detail` of a 507 answer, the same on `/v2` and on the management API.
 pub const NO_SPACE_DETAIL: &str = "the server is out of storage space; nothing was stored. Retry once space is freed";
+
+/// The message of a 500 answer: nothing of the real error reaches the client.
+const INTERNAL_MESSAGE: &str = "internal error";
 
 /// The OCI distribution spec's error codes, serialized as the spec spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,9 +56,93 @@ pub enum OciCode {
     Unsupported,
     #[serde(rename = "TOOMANYREQUESTS")]
     TooManyRequests,
-    /// Not a spec code: used for 416 answers and for 5xx, which carry no detail.
-    RangeInvalid,
-    Unknown,
+}
+
+impl OciCode {
+    /// Every code, in the spec's order.
+    pub const ALL: [OciCode; 14] = [
+        OciCode::BlobUnknown,
+        OciCode::BlobUploadInvalid,
+        OciCode::BlobUploadUnknown,
+        OciCode::DigestInvalid,
+        OciCode::ManifestBlobUnknown,
+        OciCode::ManifestInvalid,
+        OciCode::ManifestUnknown,
+        OciCode::NameInvalid,
+        OciCode::NameUnknown,
+        OciCode::SizeInvalid,
+        OciCode::Unauthorized,
+        OciCode::Denied,
+        OciCode::Unsupported,
+        OciCode::TooManyRequests,
+    ];
+
+    /// The status a spec error is answered with: the one place that says it.
+    pub const fn status(self) -> StatusCode {
+        use OciCode as C;
+        match self {
+            C::BlobUnknown | C::BlobUploadUnknown | C::ManifestBlobUnknown | C::ManifestUnknown | C::NameUnknown => {
+                StatusCode::NOT_FOUND
+            }
+            C::BlobUploadInvalid | C::DigestInvalid | C::ManifestInvalid | C::NameInvalid | C::SizeInvalid => {
+                StatusCode::BAD_REQUEST
+            }
+            C::Unauthorized => StatusCode::UNAUTHORIZED,
+            C::Denied => StatusCode::FORBIDDEN,
+            C::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            C::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+/// The answers whose status the spec does not fix, each with its status and its body's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAnswer {
+    /// 404: no route has this shape (or the endpoint is switched off). Body: `UNSUPPORTED`,
+    /// "the operation is unsupported"; 404 because the resource, not the method, is missing.
+    NoSuchEndpoint,
+    /// 400: a query parameter the spec gives no code for is malformed (`n` that is no
+    /// number). Body: `UNSUPPORTED`, as distribution answers 400 for its own pagination code.
+    BadQuery,
+    /// 416 on a blob GET: the `Range` header does not fit the blob (answered with
+    /// `Content-Range: bytes */<size>`). No spec code describes a byte range: no code.
+    RangeNotSatisfiable,
+    /// 416 on an upload PATCH: the chunk does not start where the upload ends, or its
+    /// `Content-Range` is malformed; the spec asks for 416 here. Body: `BLOB_UPLOAD_INVALID`.
+    UploadRangeInvalid,
+    /// 413: the body is larger than the platform carries (API Gateway and Lambda). Body:
+    /// `SIZE_INVALID`.
+    BodyTooLarge,
+    /// 507: the server's storage is full; nothing was stored. Body: `BLOB_UPLOAD_INVALID`,
+    /// the spec code for "this upload failed", which is what the client was doing (a manifest
+    /// is stored as a blob too); `MANIFEST_INVALID` or `DIGEST_INVALID` would send the user to
+    /// fix content that is fine.
+    NoSpace,
+    /// 500: anything else that went wrong on the server. No spec code fits: no code.
+    Internal,
+}
+
+impl HttpAnswer {
+    /// The status of the answer and the spec code its body carries, if any.
+    pub const fn row(self) -> (StatusCode, Option<OciCode>) {
+        use HttpAnswer as A;
+        match self {
+            A::NoSuchEndpoint => (StatusCode::NOT_FOUND, Some(OciCode::Unsupported)),
+            A::BadQuery => (StatusCode::BAD_REQUEST, Some(OciCode::Unsupported)),
+            A::RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, None),
+            A::UploadRangeInvalid => (StatusCode::RANGE_NOT_SATISFIABLE, Some(OciCode::BlobUploadInvalid)),
+            A::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Some(OciCode::SizeInvalid)),
+            A::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, Some(OciCode::BlobUploadInvalid)),
+            A::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        }
+    }
+}
+
+/// Which row of which table an error answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Spec(OciCode),
+    Http(HttpAnswer),
 }
 
 #[derive(Serialize)]
@@ -44,26 +152,35 @@ struct ErrorBody<'a> {
 
 #[derive(Serialize)]
 struct ErrorEntry<'a> {
-    code: OciCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<OciCode>,
     message: &'a str,
-    detail: serde_json::Value,
+    detail: &'a serde_json::Value,
 }
 
 /// An OCI error response.
 #[derive(Debug)]
 pub struct OciError {
-    pub status: StatusCode,
-    pub code: OciCode,
+    kind: Kind,
     pub message: String,
     pub detail: serde_json::Value,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl OciError {
-    pub fn new(status: StatusCode, code: OciCode, message: impl Into<String>) -> Self {
+    /// A spec error; its status is the code's.
+    pub fn new(code: OciCode, message: impl Into<String>) -> Self {
+        Self::of(Kind::Spec(code), message)
+    }
+
+    /// One of the answers whose status is HTTP's business.
+    pub fn http(answer: HttpAnswer, message: impl Into<String>) -> Self {
+        Self::of(Kind::Http(answer), message)
+    }
+
+    fn of(kind: Kind, message: impl Into<String>) -> Self {
         OciError {
-            status,
-            code,
+            kind,
             message: message.into(),
             detail: serde_json::Value::Null,
             headers: Vec::new(),
@@ -74,89 +191,95 @@ impl OciError {
         self.detail = detail;
         self
     }
+
+    /// Adds a response header (`WWW-Authenticate`, `Retry-After`, `Range`, …).
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            Kind::Spec(c) => c.status(),
+            Kind::Http(a) => a.row().0,
+        }
+    }
+
+    /// The spec code the body carries, if any.
+    pub fn code(&self) -> Option<OciCode> {
+        match self.kind {
+            Kind::Spec(c) => Some(c),
+            Kind::Http(a) => a.row().1,
+        }
+    }
 }
 
 impl From<RegistryError> for OciError {
     fn from(e: RegistryError) -> Self {
         use OciCode as C;
         use RegistryError as E;
-        use StatusCode as S;
-        let mut msg = e.to_string();
-        let (status, code, detail) = match &e {
-            E::BlobUnknown(d) => (S::NOT_FOUND, C::BlobUnknown, serde_json::json!({ "digest": d })),
-            E::BlobUploadInvalid(_) => (S::BAD_REQUEST, C::BlobUploadInvalid, serde_json::Value::Null),
-            E::BlobUploadUnknown => (S::NOT_FOUND, C::BlobUploadUnknown, serde_json::Value::Null),
-            E::DigestInvalid(_) => (S::BAD_REQUEST, C::DigestInvalid, serde_json::Value::Null),
-            E::ManifestBlobUnknown(d) => (S::NOT_FOUND, C::ManifestBlobUnknown, serde_json::json!({ "digest": d })),
-            E::ManifestInvalid(_) => (S::BAD_REQUEST, C::ManifestInvalid, serde_json::Value::Null),
-            E::ManifestUnknown(_) => (S::NOT_FOUND, C::ManifestUnknown, serde_json::Value::Null),
-            E::NameInvalid(_) => (S::BAD_REQUEST, C::NameInvalid, serde_json::Value::Null),
-            E::NameUnknown(_) => (S::NOT_FOUND, C::NameUnknown, serde_json::Value::Null),
-            E::Denied(_) => (S::FORBIDDEN, C::Denied, serde_json::Value::Null),
-            E::Unsupported(_) => (S::METHOD_NOT_ALLOWED, C::Unsupported, serde_json::Value::Null),
-            E::RangeNotSatisfiable { .. } => (S::RANGE_NOT_SATISFIABLE, C::RangeInvalid, serde_json::Value::Null),
-            E::UploadOutOfOrder { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, serde_json::Value::Null),
-            E::Busy => (S::TOO_MANY_REQUESTS, C::TooManyRequests, serde_json::Value::Null),
-            // A full disk is the server's problem, not the request's: 507 Insufficient Storage.
-            // The spec has no code for it. BLOB_UPLOAD_INVALID is the spec code for "this upload
-            // failed", which is what the client was doing (a manifest is stored as a blob too);
-            // clients that read a 5xx body (crane, for one) print its code and message, and
-            // docker, podman and skopeo print the status line, "507 Insufficient Storage".
-            // MANIFEST_INVALID or DIGEST_INVALID would send the user to fix content that is
-            // fine, and UNKNOWN is no spec code.
+        let digest = |d: &crate::domain::Digest| serde_json::json!({ "digest": d });
+        let spec = |code: C, e: &E| OciError::new(code, e.to_string());
+        match &e {
+            E::BlobUnknown(d) => spec(C::BlobUnknown, &e).detail(digest(d)),
+            E::BlobUploadInvalid(_) => spec(C::BlobUploadInvalid, &e),
+            E::BlobUploadUnknown => spec(C::BlobUploadUnknown, &e),
+            E::DigestInvalid(_) => spec(C::DigestInvalid, &e),
+            E::ManifestBlobUnknown(d) => spec(C::ManifestBlobUnknown, &e).detail(digest(d)),
+            E::ManifestInvalid(_) => spec(C::ManifestInvalid, &e),
+            E::ManifestUnknown(_) => spec(C::ManifestUnknown, &e),
+            E::NameInvalid(_) => spec(C::NameInvalid, &e),
+            E::NameUnknown(_) => spec(C::NameUnknown, &e),
+            E::Denied(_) => spec(C::Denied, &e),
+            E::Unsupported(_) => spec(C::Unsupported, &e),
+            E::Busy => spec(C::TooManyRequests, &e).header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            E::RangeNotSatisfiable { size } => {
+                let err = OciError::http(HttpAnswer::RangeNotSatisfiable, e.to_string());
+                match HeaderValue::from_str(&format!("bytes */{size}")) {
+                    Ok(v) => err.header(header::CONTENT_RANGE, v),
+                    Err(_) => err,
+                }
+            }
+            E::UploadOutOfOrder { size, .. } => {
+                let err = OciError::http(HttpAnswer::UploadRangeInvalid, e.to_string());
+                match HeaderValue::from_str(&format!("0-{}", size.saturating_sub(1))) {
+                    Ok(v) => err.header(header::RANGE, v),
+                    Err(_) => err,
+                }
+            }
             E::NoSpace(source) => {
                 tracing::warn!(source = ?source, "out of storage space");
                 no_space()
             }
             E::Internal(source) if StoreError::is_no_space_in(source.as_ref()) => {
                 tracing::warn!(source = ?source, "out of storage space");
-                msg = NO_SPACE_MESSAGE.to_owned();
                 no_space()
             }
             E::Internal(source) => {
                 tracing::error!(error = %e, source = ?source, "internal error");
-                (S::INTERNAL_SERVER_ERROR, C::Unknown, serde_json::Value::Null)
+                OciError::http(HttpAnswer::Internal, INTERNAL_MESSAGE)
             }
-        };
-        let mut err = OciError::new(status, code, msg).detail(detail);
-        match e {
-            E::RangeNotSatisfiable { size } => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    err.headers.push((header::CONTENT_RANGE, v));
-                }
-            }
-            E::UploadOutOfOrder { size, .. } => {
-                let end = size.saturating_sub(1);
-                if let Ok(v) = HeaderValue::from_str(&format!("0-{end}")) {
-                    err.headers.push((header::RANGE, v));
-                }
-            }
-            E::Busy => err.headers.push((header::RETRY_AFTER, HeaderValue::from_static("1"))),
-            _ => {}
         }
-        err
     }
 }
 
-fn no_space() -> (StatusCode, OciCode, serde_json::Value) {
-    (
-        StatusCode::INSUFFICIENT_STORAGE,
-        OciCode::BlobUploadInvalid,
-        serde_json::Value::from(NO_SPACE_DETAIL),
-    )
+fn no_space() -> OciError {
+    OciError::http(HttpAnswer::NoSpace, NO_SPACE_MESSAGE).detail(serde_json::Value::from(NO_SPACE_DETAIL))
 }
 
 impl IntoResponse for OciError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = ErrorBody {
             errors: [ErrorEntry {
-                code: self.code,
+                code: self.code(),
                 message: &self.message,
-                detail: self.detail,
+                detail: &self.detail,
             }],
         };
         let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"errors\":[]}".to_vec());
-        let mut resp = (self.status, json).into_response();
+        let mut resp = (status, json).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (k, v) in self.headers {
@@ -170,33 +293,98 @@ impl IntoResponse for OciError {
 mod tests {
     use super::*;
 
+    async fn body_of(e: OciError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// The wire: each code's spelling and status, as the spec gives them.
     #[test]
-    fn codes_are_spelled_as_the_spec_spells_them() {
+    fn codes_are_spelled_and_answered_as_the_spec_says() {
         let cases = [
-            (OciCode::BlobUnknown, "BLOB_UNKNOWN"),
-            (OciCode::BlobUploadInvalid, "BLOB_UPLOAD_INVALID"),
-            (OciCode::BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN"),
-            (OciCode::DigestInvalid, "DIGEST_INVALID"),
-            (OciCode::ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN"),
-            (OciCode::ManifestInvalid, "MANIFEST_INVALID"),
-            (OciCode::ManifestUnknown, "MANIFEST_UNKNOWN"),
-            (OciCode::NameInvalid, "NAME_INVALID"),
-            (OciCode::NameUnknown, "NAME_UNKNOWN"),
-            (OciCode::SizeInvalid, "SIZE_INVALID"),
-            (OciCode::Unauthorized, "UNAUTHORIZED"),
-            (OciCode::Denied, "DENIED"),
-            (OciCode::Unsupported, "UNSUPPORTED"),
-            (OciCode::TooManyRequests, "TOOMANYREQUESTS"),
+            (OciCode::BlobUnknown, "BLOB_UNKNOWN", 404),
+            (OciCode::BlobUploadInvalid, "BLOB_UPLOAD_INVALID", 400),
+            (OciCode::BlobUploadUnknown, "BLOB_UPLOAD_UNKNOWN", 404),
+            (OciCode::DigestInvalid, "DIGEST_INVALID", 400),
+            (OciCode::ManifestBlobUnknown, "MANIFEST_BLOB_UNKNOWN", 404),
+            (OciCode::ManifestInvalid, "MANIFEST_INVALID", 400),
+            (OciCode::ManifestUnknown, "MANIFEST_UNKNOWN", 404),
+            (OciCode::NameInvalid, "NAME_INVALID", 400),
+            (OciCode::NameUnknown, "NAME_UNKNOWN", 404),
+            (OciCode::SizeInvalid, "SIZE_INVALID", 400),
+            (OciCode::Unauthorized, "UNAUTHORIZED", 401),
+            (OciCode::Denied, "DENIED", 403),
+            (OciCode::Unsupported, "UNSUPPORTED", 405),
+            (OciCode::TooManyRequests, "TOOMANYREQUESTS", 429),
         ];
-        for (code, wire) in cases {
+        assert_eq!(cases.len(), OciCode::ALL.len());
+        for ((code, wire, status), listed) in cases.into_iter().zip(OciCode::ALL) {
+            assert_eq!(code, listed);
             assert_eq!(serde_json::to_value(code).unwrap(), wire);
+            assert_eq!(code.status().as_u16(), status, "{wire}");
+            assert_eq!(OciError::new(code, "x").status().as_u16(), status, "{wire}");
         }
+    }
+
+    #[test]
+    fn the_answers_outside_the_spec_have_their_status_and_nearest_code() {
+        let cases = [
+            (HttpAnswer::NoSuchEndpoint, 404, Some("UNSUPPORTED")),
+            (HttpAnswer::BadQuery, 400, Some("UNSUPPORTED")),
+            (HttpAnswer::RangeNotSatisfiable, 416, None),
+            (HttpAnswer::UploadRangeInvalid, 416, Some("BLOB_UPLOAD_INVALID")),
+            (HttpAnswer::BodyTooLarge, 413, Some("SIZE_INVALID")),
+            (HttpAnswer::NoSpace, 507, Some("BLOB_UPLOAD_INVALID")),
+            (HttpAnswer::Internal, 500, None),
+        ];
+        for (answer, status, code) in cases {
+            let e = OciError::http(answer, "x");
+            assert_eq!(e.status().as_u16(), status, "{answer:?}");
+            let wire = e.code().map(|c| serde_json::to_value(c).unwrap());
+            assert_eq!(wire.as_ref().and_then(|v| v.as_str()), code, "{answer:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_body_is_the_spec_shape_and_a_missing_code_is_left_out() {
+        let (status, v) = body_of(OciError::new(OciCode::NameUnknown, "no such name")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            v,
+            serde_json::json!({"errors": [{"code": "NAME_UNKNOWN", "message": "no such name", "detail": null}]})
+        );
+        let (status, v) = body_of(RegistryError::RangeNotSatisfiable { size: 3 }.into()).await;
+        assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert!(v["errors"][0].get("code").is_none(), "{v}");
+        assert_eq!(v["errors"][0]["message"], "requested range not satisfiable");
+    }
+
+    #[test]
+    fn range_and_retry_headers_go_with_their_errors() {
+        let e = OciError::from(RegistryError::RangeNotSatisfiable { size: 10 });
+        assert_eq!(
+            e.headers,
+            vec![(header::CONTENT_RANGE, HeaderValue::from_static("bytes */10"))]
+        );
+        let e = OciError::from(RegistryError::UploadOutOfOrder {
+            size: 10,
+            upload: uuid::Uuid::nil(),
+        });
+        assert_eq!(e.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(e.code(), Some(OciCode::BlobUploadInvalid));
+        assert_eq!(e.headers, vec![(header::RANGE, HeaderValue::from_static("0-9"))]);
+        let e = OciError::from(RegistryError::Busy);
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.headers, vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))]);
     }
 
     #[test]
     fn internal_errors_do_not_leak() {
         let e: OciError = RegistryError::Internal("disk on fire at /secret/path".into()).into();
-        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code(), None);
         assert!(!e.message.contains("secret"));
     }
 
@@ -208,8 +396,8 @@ mod tests {
         let wrapped = RegistryError::Internal(Box::new(crate::store::WriteError::Store(full())));
         for e in [RegistryError::from(full()), wrapped] {
             let e = OciError::from(e);
-            assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
-            assert_eq!(e.code, OciCode::BlobUploadInvalid);
+            assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
+            assert_eq!(e.code(), Some(OciCode::BlobUploadInvalid));
             assert_eq!(e.message, NO_SPACE_MESSAGE);
             assert_eq!(e.detail, NO_SPACE_DETAIL);
             assert!(!e.message.contains("device"), "{}", e.message);

@@ -13,12 +13,12 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::json;
 
 use super::auth::{Granted, Need, RegistryAuth};
-use super::errors::{OciCode, OciError};
+use super::errors::{HttpAnswer, OciCode, OciError};
 use super::path::{self, PathError, V2Path};
 use super::range::{parse_content_range, parse_range, RangeAnswer};
 use crate::domain::manifest::MAX_MANIFEST_BYTES;
-use crate::domain::media::{Accept, OCI_INDEX};
-use crate::domain::{Digest, Reference, RepoName};
+use crate::domain::media::{Accept, MediaType, OCI_INDEX};
+use crate::domain::{Digest, Reference, RepoName, Tag};
 use crate::ports::ByteStream;
 use crate::services::{AuthMode, BlobBody, Registry, RegistryError, UploadStart};
 
@@ -69,16 +69,14 @@ async fn extensions(State(s): State<OciState>, req: Request) -> Response {
     let answer = async {
         let path = parts.uri.path();
         let rest = path.strip_prefix("/extensions/v2/").unwrap_or("");
-        let no_route = || OciError::new(StatusCode::NOT_FOUND, OciCode::Unsupported, "no such endpoint");
+        let no_route = || OciError::http(HttpAnswer::NoSuchEndpoint, "no such endpoint");
         let (name, digest) = rest.rsplit_once("/signatures/").ok_or_else(no_route)?;
         let name = RepoName::parse(name).map_err(|e| RegistryError::NameInvalid(e.to_string()))?;
         let digest = Digest::parse(digest).map_err(|e| RegistryError::DigestInvalid(e.to_string()))?;
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(unsupported(&parts.method));
         }
-        s.auth
-            .check(&parts.headers, &Need::Repo(name.to_string(), "pull"))
-            .await?;
+        s.auth.check(&parts.headers, &Need::Repo(name.clone(), "pull")).await?;
         let sigs = s.registry.signatures(&name, &digest).await?;
         let list: Vec<serde_json::Value> = sigs
             .iter()
@@ -106,18 +104,28 @@ fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-fn pagination(pairs: &[(String, String)]) -> Result<(Option<usize>, Option<String>), OciError> {
-    let n = match param(pairs, "n") {
-        None | Some("") => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            OciError::new(
-                StatusCode::BAD_REQUEST,
-                OciCode::Unsupported,
-                "n must be a non-negative integer",
-            )
-        })?),
-    };
-    Ok((n, param(pairs, "last").map(str::to_owned)))
+/// The `n` of a paged list.
+fn page_size(pairs: &[(String, String)]) -> Result<Option<usize>, OciError> {
+    match param(pairs, "n") {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| OciError::http(HttpAnswer::BadQuery, "n must be a non-negative integer")),
+    }
+}
+
+/// The `last` of a paged list, parsed as what the list holds (an empty one is none).
+fn page_after<T>(
+    pairs: &[(String, String)],
+    parse: impl FnOnce(&str) -> Result<T, crate::domain::DomainError>,
+) -> Result<Option<T>, OciError> {
+    match param(pairs, "last") {
+        None | Some("") => Ok(None),
+        Some(v) => parse(v)
+            .map(Some)
+            .map_err(|e| OciError::http(HttpAnswer::BadQuery, format!("last: {e}"))),
+    }
 }
 
 fn empty(status: StatusCode) -> Response {
@@ -137,23 +145,23 @@ fn json_response(value: serde_json::Value, content_type: &'static str) -> Respon
 }
 
 fn unsupported(method: &Method) -> OciError {
-    OciError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        OciCode::Unsupported,
-        format!("method {method} is not supported here"),
-    )
+    OciError::new(OciCode::Unsupported, format!("method {method} is not supported here"))
 }
 
 /// What a route needs of the caller.
 fn need(route: &V2Path, method: &Method) -> Need {
-    let read = matches!(*method, Method::GET | Method::HEAD);
-    let repo = |n: &RepoName| Need::Repo(n.to_string(), if read { "pull" } else { "push" });
     match route {
         V2Path::Base => Need::Session,
         V2Path::Catalog => Need::Catalog,
-        V2Path::Tags(n) | V2Path::Manifest(n, _) | V2Path::Blob(n, _) | V2Path::Referrers(n, _) => repo(n),
-        V2Path::Uploads(n) | V2Path::Upload(n, _) => Need::Repo(n.to_string(), "push"),
+        V2Path::Tags(n) | V2Path::Manifest(n, _) | V2Path::Blob(n, _) | V2Path::Referrers(n, _) => repo_need(n, method),
+        V2Path::Uploads(n) | V2Path::Upload(n, _) => Need::Repo(n.clone(), "push"),
     }
+}
+
+/// Pull for reads, push for writes.
+fn repo_need(name: &RepoName, method: &Method) -> Need {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    Need::Repo(name.clone(), if read { "pull" } else { "push" })
 }
 
 async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
@@ -164,12 +172,15 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
     let route = match path::parse(rest) {
         Ok(r) => r,
         Err(PathError::Invalid(e)) => return Err(e.into()),
-        Err(PathError::NoRoute) => {
-            return Err(OciError::new(
-                StatusCode::NOT_FOUND,
-                OciCode::Unsupported,
-                "no such endpoint",
-            ))
+        Err(PathError::NoRoute) => return Err(OciError::http(HttpAnswer::NoSuchEndpoint, "no such endpoint")),
+        Err(PathError::BadReference(bad)) => {
+            // what a bad reference means is told only to who may use the repository
+            auth.check(&parts.headers, &repo_need(&bad.name, &parts.method)).await?;
+            return Err(match parts.method {
+                Method::GET | Method::HEAD | Method::DELETE => bad.error(false).into(),
+                Method::PUT => bad.error(true).into(),
+                ref m => unsupported(m),
+            });
         }
     };
     let q = query_pairs(parts.uri.query());
@@ -181,21 +192,11 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
         (V2Path::Catalog, Method::GET) => catalog(reg, auth, &granted, &q).await,
         (V2Path::Tags(name), Method::GET) => tags(reg, &name, &q).await,
         (V2Path::Manifest(name, r), Method::GET | Method::HEAD) => {
-            let reference = Reference::parse(&r)
-                .map_err(|_| OciError::from(RegistryError::ManifestUnknown(format!("invalid reference {r:?}"))))?;
-            get_manifest(reg, &name, &reference, h, m == Method::HEAD).await
+            get_manifest(reg, &name, &r, h, m == Method::HEAD).await
         }
-        (V2Path::Manifest(name, r), Method::PUT) => {
-            let reference = Reference::parse(&r).map_err(|e| match e {
-                crate::domain::DomainError::InvalidDigest(d) => RegistryError::DigestInvalid(d),
-                other => RegistryError::ManifestInvalid(other.to_string()),
-            })?;
-            put_manifest(reg, &name, &reference, h, body).await
-        }
+        (V2Path::Manifest(name, r), Method::PUT) => put_manifest(reg, &name, &r, h, body).await,
         (V2Path::Manifest(name, r), Method::DELETE) => {
-            let reference =
-                Reference::parse(&r).map_err(|_| RegistryError::ManifestUnknown(format!("invalid reference {r:?}")))?;
-            reg.delete_manifest(&name, &reference).await?;
+            reg.delete_manifest(&name, &r).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         (V2Path::Blob(name, d), Method::GET | Method::HEAD) => get_blob(reg, &name, &d, h, m == Method::HEAD).await,
@@ -214,11 +215,7 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
                 Some(v) => Some(
                     parse_content_range(v)
                         .ok_or_else(|| {
-                            OciError::new(
-                                StatusCode::RANGE_NOT_SATISFIABLE,
-                                OciCode::BlobUploadInvalid,
-                                "Content-Range must be <start>-<end>",
-                            )
+                            OciError::http(HttpAnswer::UploadRangeInvalid, "Content-Range must be <start>-<end>")
                         })?
                         .0,
                 ),
@@ -252,9 +249,10 @@ fn link(path: &str, n: usize, last: &str) -> HeaderValue {
 }
 
 async fn catalog(reg: &Registry, auth: &RegistryAuth, who: &Granted, q: &[(String, String)]) -> Answer {
-    let (n, last) = pagination(q)?;
+    let n = page_size(q)?;
+    let last = page_after(q, RepoName::parse)?;
     let page = reg
-        .catalog(n, last.as_deref(), |private| {
+        .catalog(n, last.as_ref(), |private| {
             auth.rules.may_list(&who.identity, private) || matches!(auth.mode, AuthMode::Open)
         })
         .await?;
@@ -267,8 +265,9 @@ async fn catalog(reg: &Registry, auth: &RegistryAuth, who: &Granted, q: &[(Strin
 }
 
 async fn tags(reg: &Registry, name: &RepoName, q: &[(String, String)]) -> Answer {
-    let (n, last) = pagination(q)?;
-    let page = reg.tags(name, n, last.as_deref()).await?;
+    let n = page_size(q)?;
+    let last = page_after(q, Tag::parse)?;
+    let page = reg.tags(name, n, last.as_ref()).await?;
     let tags: Vec<&str> = page.tags.iter().map(|t| t.as_str()).collect();
     let mut r = json_response(json!({ "name": name.as_str(), "tags": tags }), "application/json");
     if let (true, Some(n), Some(l)) = (page.more, n, tags.last()) {
@@ -307,8 +306,11 @@ async fn put_manifest(reg: &Registry, name: &RepoName, reference: &Reference, h:
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
         .await
         .map_err(|_| too_big())?;
-    let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let pushed = reg.put_manifest(name, reference, ct, bytes).await?;
+    let ct = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(MediaType::from_request);
+    let pushed = reg.put_manifest(name, reference, ct.as_ref(), bytes).await?;
     let mut r = empty(StatusCode::CREATED);
     let hs = r.headers_mut();
     hs.insert(header::LOCATION, hv(&format!("/v2/{name}/manifests/{}", pushed.digest)));
@@ -427,8 +429,8 @@ async fn start_upload(
 }
 
 async fn referrers(reg: &Registry, name: &RepoName, d: &Digest, q: &[(String, String)]) -> Answer {
-    let filter = param(q, "artifactType").filter(|s| !s.is_empty());
-    let list = reg.referrers(name, d, filter).await?;
+    let filter = param(q, "artifactType").and_then(MediaType::from_request);
+    let list = reg.referrers(name, d, filter.as_ref()).await?;
     let manifests: Vec<serde_json::Value> = list
         .into_iter()
         .map(|r| {

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::{Digest, RepoName};
+use crate::domain::{Digest, DomainError, Reference, RepoName};
 use crate::services::RegistryError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,9 +14,8 @@ pub enum V2Path {
     Catalog,
     /// `/v2/<name>/tags/list`
     Tags(RepoName),
-    /// `/v2/<name>/manifests/<reference>` (the reference is parsed by the handler, which
-    /// knows whether a bad one is a missing manifest or an invalid push)
-    Manifest(RepoName, String),
+    /// `/v2/<name>/manifests/<reference>`
+    Manifest(RepoName, Reference),
     /// `/v2/<name>/blobs/<digest>`
     Blob(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -34,6 +33,30 @@ pub enum PathError {
     NoRoute,
     /// The shape matched but a part is invalid.
     Invalid(RegistryError),
+    /// A manifest route whose reference is neither a tag nor a digest. What that means
+    /// depends on the method ([`BadReference::error`]), and the caller may not learn it before
+    /// the repository's access check, so the name comes along.
+    BadReference(BadReference),
+}
+
+/// A manifest route with a reference that does not parse.
+#[derive(Debug)]
+pub struct BadReference {
+    pub name: RepoName,
+    pub raw: String,
+    pub error: DomainError,
+}
+
+impl BadReference {
+    /// The error for a pull or delete (a manifest that cannot exist: `MANIFEST_UNKNOWN`) or
+    /// for a push (`DIGEST_INVALID` for a malformed digest, else `MANIFEST_INVALID`).
+    pub fn error(self, push: bool) -> RegistryError {
+        match self.error {
+            DomainError::InvalidDigest(d) if push => RegistryError::DigestInvalid(d),
+            other if push => RegistryError::ManifestInvalid(other.to_string()),
+            _ => RegistryError::ManifestUnknown(format!("invalid reference {:?}", self.raw)),
+        }
+    }
 }
 
 fn name(parts: &[&str]) -> Result<RepoName, PathError> {
@@ -60,7 +83,16 @@ pub fn parse(rest: &str) -> Result<V2Path, PathError> {
         return Ok(V2Path::Tags(name(&parts[..n - 2])?));
     }
     if n >= 3 && parts[n - 2] == "manifests" {
-        return Ok(V2Path::Manifest(name(&parts[..n - 2])?, parts[n - 1].to_owned()));
+        let name = name(&parts[..n - 2])?;
+        let raw = parts[n - 1];
+        return match Reference::parse(raw) {
+            Ok(r) => Ok(V2Path::Manifest(name, r)),
+            Err(error) => Err(PathError::BadReference(BadReference {
+                name,
+                raw: raw.to_owned(),
+                error,
+            })),
+        };
     }
     if n >= 4 && parts[n - 3] == "blobs" && parts[n - 2] == "uploads" {
         let nm = name(&parts[..n - 3])?;
@@ -91,6 +123,10 @@ mod tests {
         RepoName::parse(s).unwrap()
     }
 
+    fn r(s: &str) -> Reference {
+        Reference::parse(s).unwrap()
+    }
+
     #[test]
     fn parses_every_route() {
         let d = Digest::sha256_of(b"x");
@@ -100,7 +136,7 @@ mod tests {
         assert_eq!(parse("a/b/tags/list").unwrap(), V2Path::Tags(n("a/b")));
         assert_eq!(
             parse("library/alpine/manifests/3.19").unwrap(),
-            V2Path::Manifest(n("library/alpine"), "3.19".into())
+            V2Path::Manifest(n("library/alpine"), r("3.19"))
         );
         assert_eq!(parse(&format!("x/blobs/{d}")).unwrap(), V2Path::Blob(n("x"), d.clone()));
         assert_eq!(parse("x/blobs/uploads/").unwrap(), V2Path::Uploads(n("x")));
@@ -116,7 +152,7 @@ mod tests {
         // names may contain route words
         assert_eq!(
             parse("blobs/manifests/manifests/latest").unwrap(),
-            V2Path::Manifest(n("blobs/manifests"), "latest".into())
+            V2Path::Manifest(n("blobs/manifests"), r("latest"))
         );
         assert_eq!(parse("tags/tags/list").unwrap(), V2Path::Tags(n("tags")));
     }
@@ -146,6 +182,19 @@ mod tests {
             Err(PathError::Invalid(RegistryError::BlobUploadUnknown))
         ));
         assert!(matches!(parse("x"), Err(PathError::NoRoute)));
+        // a bad reference: unknown to a pull, invalid to a push
+        for (raw, push_error) in [("sha256:1234", "DigestInvalid"), ("-bad", "ManifestInvalid")] {
+            let bad = |push| match parse(&format!("x/manifests/{raw}")) {
+                Err(PathError::BadReference(b)) => {
+                    assert_eq!(b.name, n("x"));
+                    b.error(push)
+                }
+                other => panic!("{raw}: {other:?}"),
+            };
+            assert!(matches!(bad(false), RegistryError::ManifestUnknown(_)), "{raw}");
+            let e = bad(true);
+            assert!(format!("{e:?}").starts_with(push_error), "{raw}: {e:?}");
+        }
         assert!(matches!(parse("x/whatever"), Err(PathError::NoRoute)));
     }
 
@@ -159,7 +208,7 @@ mod tests {
         fn round_trips_valid_names(parts in proptest::collection::vec("[a-z0-9]{1,8}", 1..5), tag in "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,20}") {
             let nm = parts.join("/");
             let p = parse(&format!("{nm}/manifests/{tag}")).unwrap();
-            prop_assert_eq!(p, V2Path::Manifest(n(&nm), tag));
+            prop_assert_eq!(p, V2Path::Manifest(n(&nm), r(&tag)));
         }
     }
 }

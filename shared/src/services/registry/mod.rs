@@ -1,0 +1,207 @@
+//! The registry service: what `/v2` does, independent of HTTP.
+//!
+//! Names are distribution base paths. Pulls resolve base path → distribution → repository →
+//! served version (latest or pinned). Pushes go to push repositories: pushing to a base path
+//! with no distribution creates the repository and its distribution; every manifest PUT, tag
+//! move or delete that changes something commits a new repository version.
+//!
+//! - [`pull`]: manifests, blobs (streamed, ranged or redirected) and atomic signatures of the
+//!   served version.
+//! - [`on_demand`]: blobs a sync left upstream, fetched and verified on the way to the client.
+//! - [`lists`]: tag lists, the catalog and referrers.
+//! - [`uploads`]: push targets (a push repository and its distribution made on first push),
+//!   monolithic, chunked and mounted blob uploads.
+//! - [`versions`]: the pushes that commit a repository version: manifest PUT (and its tag),
+//!   tag and manifest DELETE, blob DELETE.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; this is
+//! `services`: it knows `domain`, `ports` and `store`, never HTTP.
+
+mod lists;
+mod on_demand;
+mod pull;
+mod uploads;
+mod versions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::domain::{Digest, RepoName, Tag};
+use crate::ports::{BlobReader, BlobStore, StoreError, UpstreamFactory};
+use crate::store::{Repository, Store, WriteError};
+
+/// Errors with a meaning for clients; `http` maps each to its OCI code and status.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("blob unknown to registry")]
+    BlobUnknown(Digest),
+    #[error("blob upload invalid: {0}")]
+    BlobUploadInvalid(String),
+    #[error("blob upload unknown to registry")]
+    BlobUploadUnknown,
+    #[error("provided digest did not match uploaded content: {0}")]
+    DigestInvalid(String),
+    #[error("manifest references a manifest or blob unknown to the repository: {0}")]
+    ManifestBlobUnknown(Digest),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("invalid repository name: {0}")]
+    NameInvalid(String),
+    #[error("repository name not known to registry: {0}")]
+    NameUnknown(String),
+    #[error("requested access to the resource is denied: {0}")]
+    Denied(String),
+    #[error("the operation is unsupported: {0}")]
+    Unsupported(String),
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("upload chunk out of order: the upload holds {size} bytes")]
+    UploadOutOfOrder { size: u64, upload: Uuid },
+    #[error("repository is busy, try again")]
+    Busy,
+    /// The server's storage is full; nothing was stored. Answered 507 (never a bare 500), with
+    /// the source kept for the log.
+    #[error("the server is out of storage space")]
+    NoSpace(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Body(e) => RegistryError::BlobUploadInvalid(format!("reading the request body failed: {e}")),
+            StoreError::DigestMismatch { expected, actual } => {
+                RegistryError::DigestInvalid(format!("expected {expected}, content hashes to {actual}"))
+            }
+            StoreError::Throttled(_) => RegistryError::Busy,
+            e @ StoreError::NoSpace(_) => RegistryError::NoSpace(Box::new(e)),
+            other => RegistryError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<WriteError> for RegistryError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Busy | WriteError::LeaseLost => RegistryError::Busy,
+            WriteError::NotFound => RegistryError::NameUnknown("repository vanished".into()),
+            WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How long a push holds a repository's lease at most.
+    pub lease_ttl: Duration,
+    /// How long a push waits for another write of the same repository.
+    pub lease_wait: Duration,
+    /// Lifetime of redirect (presigned) blob URLs.
+    pub redirect_ttl: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            lease_ttl: crate::ports::LeaseTimings::PUSH.ttl,
+            lease_wait: crate::ports::LeaseTimings::PUSH.wait,
+            redirect_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A repository as a pull sees it.
+struct Target {
+    repo: Repository,
+    version: u64,
+}
+
+pub struct ManifestBody {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub bytes: Bytes,
+}
+
+pub enum BlobBody {
+    /// Fetch it from there (S3 presigned URL).
+    Redirect(String),
+    Stream(BlobReader),
+}
+
+pub enum UploadStart {
+    /// The blob is in the repository now (monolithic upload or mount).
+    Created(Digest),
+    /// An upload session to PATCH/PUT.
+    Session(Uuid),
+}
+
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+pub struct TagsPage {
+    pub name: RepoName,
+    pub tags: Vec<Tag>,
+    pub more: bool,
+}
+
+pub struct CatalogPage {
+    pub repositories: Vec<RepoName>,
+    pub more: bool,
+}
+
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+pub struct Registry {
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+    cfg: RegistryConfig,
+    /// Fetches blobs that on-demand and streamed syncs left upstream.
+    upstreams: Option<Arc<dyn UpstreamFactory>>,
+}
+
+impl Registry {
+    pub fn new(store: Store, blobs: Arc<dyn BlobStore>, cfg: RegistryConfig) -> Self {
+        Registry {
+            store,
+            blobs,
+            cfg,
+            upstreams: None,
+        }
+    }
+
+    /// Lets pulls fetch blobs that syncs left upstream (policies `on_demand`, `streamed`).
+    pub fn with_upstreams(mut self, upstreams: Option<Arc<dyn UpstreamFactory>>) -> Self {
+        self.upstreams = upstreams;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn target(&self, name: &RepoName) -> Result<Target> {
+        let unknown = || RegistryError::NameUnknown(name.to_string());
+        let dist = self.store.distribution_by_base_path(name).await?.ok_or_else(unknown)?;
+        let repo_id = dist.repository.ok_or_else(unknown)?;
+        let repo = self.store.repository(repo_id).await?.ok_or_else(unknown)?;
+        let version = dist.version.unwrap_or(repo.latest_version);
+        Ok(Target { repo, version })
+    }
+}

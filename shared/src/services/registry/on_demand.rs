@@ -1,0 +1,160 @@
+//! Blobs that `on_demand` and `streamed` syncs left upstream: fetched when pulled, their digest
+//! verified before the last byte reaches the client, and (for `on_demand`) stored on the way.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; this is
+//! `services`: it knows `domain`, `ports` and `store`, never HTTP.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+
+use super::{BlobBody, Registry, RegistryError, Result};
+use crate::domain::Digest;
+use crate::ports::{BlobReader, BlobStore, ByteStream, StoreError, UpstreamError};
+use crate::store::{BlobRecord, LazyBlob, Policy, Store};
+
+impl Registry {
+    /// Streams a blob from the upstream a sync left it at, verifying its digest on the way:
+    /// the last chunk reaches the client only after the bytes verified (and, for
+    /// `on_demand`, were stored), so a bad or broken transfer never looks complete.
+    pub(super) async fn fetch_lazy(&self, digest: &Digest, lazy: LazyBlob) -> Result<BlobBody> {
+        let unknown = || RegistryError::BlobUnknown(digest.clone());
+        let Some(factory) = &self.upstreams else {
+            return Err(unknown());
+        };
+        let Some(remote) = self.store.remote(lazy.remote).await? else {
+            tracing::warn!(%digest, remote = %lazy.remote, "the remote of an on-demand blob is gone");
+            return Err(unknown());
+        };
+        let up = factory
+            .client(&remote.upstream_config())
+            .map_err(|e| RegistryError::Internal(Box::new(e)))?;
+        let blob = match up.get_blob(digest).await {
+            Ok(b) => b,
+            Err(UpstreamError::NotFound { .. }) => return Err(unknown()),
+            Err(e) => {
+                tracing::warn!(%digest, remote = %remote.name, error = %e, "fetching an on-demand blob failed");
+                return Err(RegistryError::Internal(Box::new(e)));
+            }
+        };
+        let keep = remote.policy != Policy::Streamed;
+        let body = tee_verified(
+            digest.clone(),
+            blob.body,
+            keep.then(|| (self.store.clone(), self.blobs.clone())),
+        );
+        Ok(BlobBody::Stream(BlobReader {
+            size: lazy.size,
+            range: None,
+            body,
+        }))
+    }
+}
+
+/// Passes `body` on, hashing it; holds back the last chunk until the digest verified (and,
+/// with `keep`, the blob store accepted the same bytes), else ends with an error. The
+/// transfer runs to its end even when the client goes away, so a kept blob is stored.
+fn tee_verified(digest: Digest, mut body: ByteStream, keep: Option<(Store, Arc<dyn BlobStore>)>) -> ByteStream {
+    use futures::StreamExt;
+    type Chunk = std::result::Result<Bytes, std::io::Error>;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(8);
+    let (store_tx, stored) = match keep {
+        Some((store, blobs)) => {
+            let (stx, srx) = tokio::sync::mpsc::channel::<Chunk>(8);
+            let d = digest.clone();
+            let handle = tokio::spawn(async move {
+                let stream: ByteStream = Box::pin(futures::stream::unfold(srx, |mut rx| async move {
+                    rx.recv().await.map(|c| (c, rx))
+                }));
+                let size = blobs.put(&d, stream).await?;
+                store
+                    .put_blob(&BlobRecord {
+                        digest: d,
+                        size,
+                        created: Utc::now(),
+                    })
+                    .await?;
+                Ok::<u64, StoreError>(size)
+            });
+            (Some(stx), Some(handle))
+        }
+        None => (None, None),
+    };
+    tokio::spawn(async move {
+        let mut hasher = crate::domain::Hasher::new(digest.algorithm());
+        let mut held: Option<Bytes> = None;
+        let mut client = true;
+        let mut store_tx = store_tx;
+        let bad = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(b) => {
+                    hasher.update(&b);
+                    if let Some(s) = &store_tx {
+                        if s.send(Ok(b.clone())).await.is_err() {
+                            store_tx = None;
+                        }
+                    }
+                    if let Some(prev) = held.replace(b) {
+                        if client && tx.send(Ok(prev)).await.is_err() {
+                            client = false;
+                            if store_tx.is_none() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("fetching {digest} from upstream failed: {e}");
+                    if let Some(s) = &store_tx {
+                        let _ = s.send(Err(bad(msg.clone()))).await;
+                    }
+                    let _ = tx.send(Err(bad(msg))).await;
+                    return;
+                }
+            }
+        }
+        drop(store_tx);
+        let actual = hasher.finish();
+        let mut verdict = if actual == digest {
+            Ok(())
+        } else {
+            Err(format!("upstream sent bytes hashing to {actual}, not {digest}"))
+        };
+        if let Some(h) = stored {
+            match h.await {
+                Ok(Ok(_)) => tracing::info!(%digest, "stored an on-demand blob"),
+                Ok(Err(e)) => {
+                    tracing::warn!(%digest, error = %e, "storing an on-demand blob failed");
+                    if verdict.is_ok() {
+                        verdict = Err(format!("storing {digest} failed"));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%digest, error = %e, "storing an on-demand blob failed");
+                    if verdict.is_ok() {
+                        verdict = Err(format!("storing {digest} failed"));
+                    }
+                }
+            }
+        }
+        if !client {
+            return;
+        }
+        match verdict {
+            Ok(()) => {
+                if let Some(last) = held {
+                    let _ = tx.send(Ok(last)).await;
+                }
+            }
+            Err(msg) => {
+                tracing::warn!(%digest, "{msg}");
+                let _ = tx.send(Err(bad(msg))).await;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|c| (c, rx))
+    }))
+}
