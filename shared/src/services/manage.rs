@@ -15,9 +15,7 @@ use uuid::Uuid;
 use super::tasks::{CancelError, Outcome, Tasks};
 use crate::domain::{ContentKey, RepoName, UrlPolicy};
 use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, StoreError, SyncJob};
-use crate::store::{
-    Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task,
-};
+use crate::store::{Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task};
 
 pub use super::invalid::{Invalid, ManageError};
 

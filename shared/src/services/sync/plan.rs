@@ -6,7 +6,7 @@
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; part of
 //! the sync service.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
@@ -89,63 +89,82 @@ pub(super) fn cosign_subject(tag: &str) -> Option<(&str, &str)> {
     let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     (ok && (suffix.is_empty() || COSIGN_SUFFIXES.contains(&suffix))).then_some((hex, suffix))
 }
+/// The references a run resolves first: the literal includes, or the listed tags the filter
+/// selects; plus the filter's digests. With the listed tags when the tag list was read.
+type References = (Vec<Ref>, Option<Vec<String>>);
+
 impl Run<'_> {
+    /// Steps 2 to 4 of a sync, in order: references, manifests, companions and referrers,
+    /// atomic signatures, then the `signed_only` selection.
     pub(super) async fn make_plan(
         &self,
         w: &mut VersionWriter,
         sigstore: Option<String>,
         extension: bool,
     ) -> Result<Plan> {
-        let remote = self.remote.clone();
+        let remote = &self.remote;
         let filter = TagFilter::new(
             remote.includes.as_deref().unwrap_or_default(),
             remote.excludes.as_deref().unwrap_or_default(),
         )
         .map_err(|e| failed(format!("remote {}'s include/exclude tags", remote.name), e))?;
-
-        // 1. references
-        let (refs, listed): (Vec<Ref>, Option<Vec<String>>) = match filter.literal_includes() {
-            Some(tags) => {
-                self.report(TAG_LIST, |r| {
-                    r.state = "skipped".into();
-                    r.total = Some(0);
-                });
-                let mut refs = Vec::new();
-                for t in tags {
-                    let tag =
-                        Tag::parse(&t).map_err(|e| failed(format!("remote {}'s include_tags", remote.name), e))?;
-                    refs.push(Ref::Tag(tag));
-                }
-                refs.extend(filter.digests.iter().cloned().map(Ref::Digest));
-                (refs, None)
-            }
-            None => {
-                let tags = self.list_tags(w).await?;
-                let refs = tags
-                    .iter()
-                    .filter(|t| {
-                        if filter.is_empty() {
-                            true
-                        } else {
-                            filter.selects(t) && !t.starts_with("sha256-")
-                        }
-                    })
-                    .filter_map(|t| match Tag::parse(t) {
-                        Ok(tag) => Some(Ref::Tag(tag)),
-                        Err(_) => {
-                            self.warn("sync.skipped.invalid_tag", "Skipped invalid tag names", t);
-                            None
-                        }
-                    })
-                    .chain(filter.digests.iter().cloned().map(Ref::Digest))
-                    .collect();
-                (refs, Some(tags))
-            }
-        };
-
-        // 2. manifests
+        let (refs, listed) = self.references(w, &filter).await?;
         self.start(MANIFESTS, Some(refs.len() as u64));
-        let literal = listed.is_none();
+        let mut images = self.selected(w, refs, listed.is_none()).await?;
+        let companions = self.companions(w, &filter, listed.as_deref(), &images).await?;
+        images.extend(companions);
+        let mut signatures = if sigstore.is_some() || extension {
+            self.atomic_signatures(w, &images, sigstore).await?
+        } else {
+            BTreeMap::new()
+        };
+        if self.job.signed_only {
+            images = self.keep_signed(images, &mut signatures, listed.as_deref());
+        }
+        self.complete(MANIFESTS);
+        Ok(Plan {
+            images,
+            signatures: signatures.into_iter().collect(),
+            reports: Vec::new(),
+        })
+    }
+
+    /// 1. The references to resolve.
+    async fn references(&self, w: &mut VersionWriter, filter: &TagFilter) -> Result<References> {
+        let digests = filter.digests.iter().cloned().map(Ref::Digest);
+        if let Some(tags) = filter.literal_includes() {
+            self.report(TAG_LIST, |r| {
+                r.state = "skipped".into();
+                r.total = Some(0);
+            });
+            let mut refs = Vec::new();
+            for t in tags {
+                let tag =
+                    Tag::parse(&t).map_err(|e| failed(format!("remote {}'s include_tags", self.remote.name), e))?;
+                refs.push(Ref::Tag(tag));
+            }
+            refs.extend(digests);
+            return Ok((refs, None));
+        }
+        let tags = self.list_tags(w).await?;
+        let refs = tags
+            .iter()
+            .filter(|t| filter.is_empty() || (filter.selects(t) && !t.starts_with("sha256-")))
+            .filter_map(|t| match Tag::parse(t) {
+                Ok(tag) => Some(Ref::Tag(tag)),
+                Err(_) => {
+                    self.warn("sync.skipped.invalid_tag", "Skipped invalid tag names", t);
+                    None
+                }
+            })
+            .chain(digests)
+            .collect();
+        Ok((refs, Some(tags)))
+    }
+
+    /// 2. The selected references' images; with `literal` includes, a sync that finds none of
+    /// them fails.
+    async fn selected(&self, w: &mut VersionWriter, refs: Vec<Ref>, literal: bool) -> Result<Vec<Image>> {
         let refs = refs.into_iter().map(|r| (r, Role::Selected)).collect();
         let selected = self.resolve_all(w, refs, true).await?;
         let main_found = selected.iter().any(|o| matches!(o, Outcome::Image(_)));
@@ -155,7 +174,7 @@ impl Run<'_> {
                 self.up.location()
             )));
         }
-        let mut images: Vec<Image> = Vec::new();
+        let mut images = Vec::new();
         for o in selected {
             match o {
                 Outcome::Image(i) => images.push(i),
@@ -165,26 +184,32 @@ impl Run<'_> {
                 Outcome::Missing(r) => self.warn("sync.skipped.missing", "Not found upstream", &r),
             }
         }
+        Ok(images)
+    }
 
-        // 3. cosign companions and referrers of what was synced
+    /// 3. Cosign companions (`sha256-<hex>.sig|.att|.sbom` tags) and referrers of what was
+    /// selected. Companions of companions are not followed; referrers of every selected
+    /// manifest are.
+    async fn companions(
+        &self,
+        w: &mut VersionWriter,
+        filter: &TagFilter,
+        listed: Option<&[String]>,
+        images: &[Image],
+    ) -> Result<Vec<Image>> {
         let synced: BTreeSet<Digest> = images.iter().flat_map(|i| i.manifests.iter().cloned()).collect();
-        let by_hex: HashMap<String, Digest> = synced.iter().map(|d| (d.hex().to_owned(), d.clone())).collect();
         let have_tags: HashSet<String> = images
             .iter()
             .filter_map(|i| i.tag.as_ref().map(|t| t.to_string()))
             .collect();
         let mut companions: Vec<(Ref, String)> = Vec::new();
-        match &listed {
+        match listed {
             Some(tags) if !filter.is_empty() => {
-                for t in tags {
-                    if have_tags.contains(t) {
-                        continue;
-                    }
-                    if let Some((hex, _)) = cosign_subject(t) {
-                        if by_hex.contains_key(hex) {
-                            if let Ok(tag) = Tag::parse(t) {
-                                companions.push((Ref::Tag(tag), hex.to_owned()));
-                            }
+                let hexes: HashSet<&str> = synced.iter().map(Digest::hex).collect();
+                for t in tags.iter().filter(|t| !have_tags.contains(*t)) {
+                    if let Some((hex, _)) = cosign_subject(t).filter(|(hex, _)| hexes.contains(hex)) {
+                        if let Ok(tag) = Tag::parse(t) {
+                            companions.push((Ref::Tag(tag), hex.to_owned()));
                         }
                     }
                 }
@@ -204,6 +229,7 @@ impl Run<'_> {
                 }
             }
         }
+        let mut found = Vec::new();
         if !companions.is_empty() {
             self.report(MANIFESTS, |r| {
                 r.total = Some(r.total.unwrap_or(0) + companions.len() as u64)
@@ -214,106 +240,102 @@ impl Run<'_> {
                 .collect();
             for o in self.resolve_all(w, refs, false).await? {
                 if let Outcome::Image(i) = o {
-                    images.push(i);
+                    found.push(i);
                 }
             }
         }
-        // companions of companions are not followed; referrers of every selected manifest are
-        let subjects: Vec<Digest> = synced.iter().cloned().collect();
-        for i in self.referrers(w, &subjects).await? {
-            images.push(i);
-        }
+        let subjects: Vec<Digest> = synced.into_iter().collect();
+        found.extend(self.referrers(w, &subjects).await?);
+        Ok(found)
+    }
 
-        // 4. atomic signatures
-        let mut signatures: BTreeMap<Digest, Vec<SignatureRecord>> = BTreeMap::new();
-        if sigstore.is_some() || extension {
-            let targets: Vec<Digest> = images
-                .iter()
-                .filter(|i| i.role == Role::Selected)
-                .flat_map(|i| i.manifests.iter().cloned())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let sigstore = sigstore.clone();
-            let this = self;
-            let stream = futures::stream::iter(targets)
-                .map(move |d| {
-                    let sigstore = sigstore.clone();
-                    async move {
-                        let found = this.signatures(&d, sigstore.as_deref()).await?;
-                        Ok((d, found))
-                    }
-                })
-                .buffer_unordered(self.concurrency);
-            let mut found: Vec<(Digest, Vec<SignatureRecord>)> = Vec::new();
-            self.drive(w, stream, |item| {
-                found.push(item);
-                Ok(())
+    /// 4. The atomic signatures of the selected images' manifests, from the sigstore and the
+    /// registry's signature extension.
+    async fn atomic_signatures(
+        &self,
+        w: &mut VersionWriter,
+        images: &[Image],
+        sigstore: Option<String>,
+    ) -> Result<BTreeMap<Digest, Vec<SignatureRecord>>> {
+        let targets: BTreeSet<Digest> = images
+            .iter()
+            .filter(|i| i.role == Role::Selected)
+            .flat_map(|i| i.manifests.iter().cloned())
+            .collect();
+        let this = self;
+        let stream = futures::stream::iter(targets)
+            .map(move |d| {
+                let sigstore = sigstore.clone();
+                async move {
+                    let found = this.signatures(&d, sigstore.as_deref()).await?;
+                    Ok((d, found))
+                }
             })
-            .await?;
-            for (d, sigs) in found {
-                if !sigs.is_empty() {
-                    signatures.insert(d, sigs);
-                }
+            .buffer_unordered(self.concurrency);
+        let mut signatures = BTreeMap::new();
+        self.drive(w, stream, |(d, sigs): (Digest, Vec<SignatureRecord>)| {
+            if !sigs.is_empty() {
+                signatures.insert(d, sigs);
             }
-        }
+            Ok(())
+        })
+        .await?;
+        Ok(signatures)
+    }
 
-        // 5. signed_only
-        if self.job.signed_only {
-            let cosign_signed: HashSet<String> = images
-                .iter()
-                .filter_map(|i| i.tag.as_ref())
-                .filter_map(|t| cosign_subject(t.as_str()))
+    /// 5. `signed_only`: the images signed (atomic signatures or a cosign `.sig`), then the
+    /// companions and referrers whose subject is kept; the signatures of what is kept.
+    fn keep_signed(
+        &self,
+        images: Vec<Image>,
+        signatures: &mut BTreeMap<Digest, Vec<SignatureRecord>>,
+        listed: Option<&[String]>,
+    ) -> Vec<Image> {
+        let sig_subject = |t: &str| {
+            cosign_subject(t)
                 .filter(|(_, suffix)| *suffix == ".sig" || suffix.is_empty())
                 .map(|(hex, _)| hex.to_owned())
-                .chain(listed.iter().flatten().filter_map(|t| {
-                    cosign_subject(t)
-                        .filter(|(_, s)| *s == ".sig" || s.is_empty())
-                        .map(|(h, _)| h.to_owned())
-                }))
-                .collect();
-            let signed = |d: &Digest| signatures.contains_key(d) || cosign_signed.contains(d.hex());
-            // images first; then companions and referrers, kept when their subject is
-            let companion_of = |i: &Image| match &i.role {
-                Role::Companion(hex) => Some(hex.clone()),
-                Role::Referrer(d) => Some(d.hex().to_owned()),
-                Role::Selected => i
-                    .tag
-                    .as_ref()
-                    .and_then(|t| cosign_subject(t.as_str()))
-                    .map(|(hex, _)| hex.to_owned()),
-            };
-            let mut kept_hex: HashSet<String> = HashSet::new();
-            let mut kept: Vec<Image> = Vec::new();
-            let mut rest: Vec<(String, Image)> = Vec::new();
-            for i in images {
-                if let Some(subject) = companion_of(&i) {
-                    rest.push((subject, i));
-                    continue;
-                }
-                let children = &i.manifests[1..];
-                if signed(&i.top) || (!children.is_empty() && children.iter().all(signed)) {
-                    kept_hex.extend(i.manifests.iter().map(|d| d.hex().to_owned()));
-                    kept.push(i);
-                } else {
-                    let name = i.tag.as_ref().map_or_else(|| i.top.to_string(), |t| t.to_string());
-                    self.warn("sync.skipped.unsigned", "Skipped unsigned images (signed_only)", &name);
-                }
+        };
+        let cosign_signed: HashSet<String> = images
+            .iter()
+            .filter_map(|i| i.tag.as_ref())
+            .filter_map(|t| sig_subject(t.as_str()))
+            .chain(listed.into_iter().flatten().filter_map(|t| sig_subject(t)))
+            .collect();
+        let signed = |d: &Digest| signatures.contains_key(d) || cosign_signed.contains(d.hex());
+        let companion_of = |i: &Image| match &i.role {
+            Role::Companion(hex) => Some(hex.clone()),
+            Role::Referrer(d) => Some(d.hex().to_owned()),
+            Role::Selected => i
+                .tag
+                .as_ref()
+                .and_then(|t| cosign_subject(t.as_str()))
+                .map(|(hex, _)| hex.to_owned()),
+        };
+        let mut kept_hex: HashSet<String> = HashSet::new();
+        let mut kept: Vec<Image> = Vec::new();
+        let mut rest: Vec<(String, Image)> = Vec::new();
+        for i in images {
+            if let Some(subject) = companion_of(&i) {
+                rest.push((subject, i));
+                continue;
             }
-            kept.extend(
-                rest.into_iter()
-                    .filter(|(subject, _)| kept_hex.contains(subject))
-                    .map(|(_, i)| i),
-            );
-            images = kept;
-            signatures.retain(|d, _| kept_hex.contains(d.hex()));
+            let children = &i.manifests[1..];
+            if signed(&i.top) || (!children.is_empty() && children.iter().all(signed)) {
+                kept_hex.extend(i.manifests.iter().map(|d| d.hex().to_owned()));
+                kept.push(i);
+            } else {
+                let name = i.tag.as_ref().map_or_else(|| i.top.to_string(), |t| t.to_string());
+                self.warn("sync.skipped.unsigned", "Skipped unsigned images (signed_only)", &name);
+            }
         }
-        self.complete(MANIFESTS);
-        Ok(Plan {
-            images,
-            signatures: signatures.into_iter().collect(),
-            reports: Vec::new(),
-        })
+        kept.extend(
+            rest.into_iter()
+                .filter(|(subject, _)| kept_hex.contains(subject))
+                .map(|(_, i)| i),
+        );
+        signatures.retain(|d, _| kept_hex.contains(d.hex()));
+        kept
     }
 
     pub(super) async fn list_tags(&self, w: &mut VersionWriter) -> Result<Vec<String>> {
