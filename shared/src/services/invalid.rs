@@ -7,7 +7,7 @@
 use crate::domain::url_policy::Refusal;
 use crate::domain::Digest;
 use crate::ports::StoreError;
-use crate::store::WriteError;
+use crate::store::{TaskState, WriteError};
 
 /// Why a management operation was refused. Field errors name the API field.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,12 @@ pub enum Invalid {
     /// A URL carrying credentials (they belong in the username and password fields).
     #[error("the URL carries credentials")]
     UrlCredentials,
+    /// The task is final already (in the given state) and cannot be canceled.
+    #[error("the task is already {}", .0.as_str())]
+    TaskFinished(TaskState),
+    /// The task has not finished yet and cannot be deleted.
+    #[error("the task has not finished")]
+    TaskUnfinished,
     /// A value the domain refused, with its own explanation (TLS settings, names).
     #[error("{0}")]
     Message(String),

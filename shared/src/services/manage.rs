@@ -397,10 +397,7 @@ impl Manage {
     /// (`canceling`); a finished one cannot be canceled.
     pub async fn cancel_task(&self, id: Uuid) -> Result<Task> {
         Tasks::new(&self.store).cancel(id).await.map_err(|e| match e {
-            CancelError::Finished(s) => ManageError::field(
-                "state",
-                format!("Task is already {} and cannot be canceled.", s.as_str()),
-            ),
+            CancelError::Finished(s) => ManageError::invalid("state", Invalid::TaskFinished(s)),
             CancelError::Store(e) => e.into(),
         })
     }
@@ -408,7 +405,7 @@ impl Manage {
     pub async fn delete_task(&self, id: Uuid) -> Result<()> {
         let t = self.task(id).await?;
         if !t.state.is_final() {
-            return Err(ManageError::field("state", "Only finished tasks can be deleted."));
+            return Err(ManageError::invalid("state", Invalid::TaskUnfinished));
         }
         self.store.delete_task(&t).await?;
         Ok(())

@@ -65,6 +65,8 @@ pub fn message(reason: &Invalid) -> String {
         Invalid::Url(Refusal::Scheme(_)) | Invalid::NotHttpUrl => "Enter a valid URL (http or https).".into(),
         Invalid::Url(e) => format!("{e}."),
         Invalid::UrlCredentials => "The URL must not contain credentials; use the username and password fields.".into(),
+        Invalid::TaskFinished(state) => format!("Task is already {} and cannot be canceled.", state.as_str()),
+        Invalid::TaskUnfinished => "Only finished tasks can be deleted.".into(),
         Invalid::Message(m) => m.clone(),
     }
 }
