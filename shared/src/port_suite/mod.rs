@@ -61,15 +61,40 @@ pub trait Adapter: Sized {
     async fn blobs(&self) -> Arc<dyn BlobStore>;
 }
 
-/// One `#[test]` per (adapter, case), named `<adapter module>::<suite>::<case>`:
+/// One `#[test]` per (adapter, case), named `<adapter module>::<suite>::<case>`: every case of
+/// the suites every adapter runs, then the suites listed after the adapter, which only some
+/// adapters run:
 ///
 /// ```ignore
-/// port_cases!(Memory;
-///     table: conditional_writes, queries;
-///     blob: verified_before_visible;
-/// );
+/// port_cases!(Memory; job: a_claimed_job_survives_a_restart, a_job_that_always_fails_is_dead;);
 /// ```
+///
+/// A new case is a function in its suite's module and a name in the list below.
 macro_rules! port_cases {
+    ($adapter:ty; $($more:tt)*) => {
+        $crate::port_suite::tests_for!($adapter;
+            table: conditional_writes, queries, expiry, concurrent_updates;
+            transact: a_failed_condition_changes_nothing, every_write_lands, malformed_transactions_are_refused,
+                one_racer_wins;
+            blob: verified_before_visible, put_read_and_delete, sha512_and_empty_blobs, chunked_upload,
+                a_mismatching_commit_publishes_nothing, an_interrupted_chunk_resumes, sha512_upload,
+                abort_and_unknown_uploads;
+            store: names_are_unique, versions_commit_atomically, a_crashed_writer_leaves_nothing,
+                a_writer_that_lost_its_lease_cannot_commit, writers_take_turns,
+                a_dropped_writer_releases_its_lease, tags_paginate;
+            names: one_racing_create_wins, renames_race_creates, older_versions_leftovers_are_repaired,
+                a_restarted_node_takes_its_leases;
+            retention: the_default_keeps_everything, no_retention_forgets, tasks_kept_forever, checkpoints;
+            orphan: candidates_and_references, a_unit_touched_meanwhile_stays, a_unit_added_meanwhile_stays;
+            $($more)*
+        );
+    };
+}
+pub(crate) use port_cases;
+
+/// The tests [`port_cases!`] asks for: a module per suite, a test per case, each on fresh
+/// ports of `$adapter`.
+macro_rules! tests_for {
     ($adapter:ty; $($suite:ident: $($case:ident),+ $(,)?;)+) => {
         $(
             mod $suite {
@@ -86,7 +111,7 @@ macro_rules! port_cases {
         )+
     };
 }
-pub(crate) use port_cases;
+pub(crate) use tests_for;
 
 /// `b` as a body in chunks of 7 bytes.
 pub fn stream(b: &[u8]) -> ByteStream {
