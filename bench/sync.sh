@@ -121,8 +121,7 @@ HUGE_DIGEST=${LAYER_DIGEST[huge]}
 
 # ---------------------------------------------------------------- servers
 DR_PORT=$(free_port)
-BERTH_PORT=$(free_port)
-while [[ "$DR_PORT" == "$BERTH_PORT" ]]; do BERTH_PORT=$(free_port); done
+BERTH_PORT=$(free_port "$DR_PORT")
 DR=http://127.0.0.1:$DR_PORT
 BERTH=http://127.0.0.1:$BERTH_PORT
 mkdir -p "$WORK/dr-data" "$WORK/berth-data"

@@ -49,8 +49,6 @@ cleanup() {
   umount_under "$W"
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- environment: isolated client config and storage ----------------------------
 PORT=$(free_port)

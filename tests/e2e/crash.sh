@@ -20,9 +20,7 @@ cleanup() {
   stop_pids
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-DR=127.0.0.1:$(free_port); REG=127.0.0.1:$(free_port); PW=crash-$RANDOM
+DR_PORT=$(free_port); DR=127.0.0.1:$DR_PORT; REG=127.0.0.1:$(free_port "$DR_PORT"); PW=crash-$RANDOM
 API=http://$REG/pulp/api/v3
 api() { curl -sf -u "admin:$PW" -H 'Content-Type: application/json' "$@"; }
 

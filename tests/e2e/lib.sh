@@ -6,12 +6,15 @@
 # A script prints `OK   name` / `FAIL name` (/ `SKIP name`) lines and ends with `e2e_summary`.
 
 # e2e_init PREFIX: W is a fresh `mktemp -d` folder; counts and the process list start empty;
-# fd 3 is the script's stdout (for `note` from inside a check, whose output is captured)
+# fd 3 is the script's stdout (for `note` from inside a check, whose output is captured); the
+# script's own `cleanup` runs on exit, also after Ctrl-C or a TERM
 e2e_init() {
   W=$(mktemp -d "/tmp/$1.XXXXXX")
   PASS=0; FAIL=0
   PIDS=()
   exec 3>&1
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
 }
 
 ok()   { PASS=$((PASS+1)); echo "OK   $1"; }
@@ -56,10 +59,15 @@ umount_under() {  # unmount everything mounted below $1, deepest first
 }
 
 # --- servers --------------------------------------------------------------------------------------
-# free_port: a loopback port nobody listens on
+# free_port [TAKEN...]: a loopback port nobody listens on, none of TAKEN (ports picked already
+# for servers not started yet)
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null && return
-  local p; while :; do p=$((20000 + RANDOM % 40000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
+  local p
+  while :; do
+    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' 2>/dev/null) ||
+      while :; do p=$((20000 + RANDOM % 40000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || break; done
+    [[ " $* " == *" $p "* ]] || { echo "$p"; return; }
+  done
 }
 # wait_http URL PID [STATUS_REGEX]: until URL answers (with a status matching the regex, when
 # given), while PID lives; at most 10 s

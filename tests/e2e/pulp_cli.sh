@@ -19,8 +19,6 @@ cleanup() {
   podman "${POD[@]}" rmi -a -f >/dev/null 2>&1
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 PORT=$(free_port)
 REG=127.0.0.1:$PORT

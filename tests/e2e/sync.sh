@@ -36,8 +36,6 @@ cleanup() {
   umount_under "$W"
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- isolated client configuration -----------------------------------------------------------------
 mkdir -p "$W/pstorage" "$W/prun" "$W/ptmp" "$W/tmp" "$W/cache" "$W/config"

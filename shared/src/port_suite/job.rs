@@ -76,6 +76,16 @@ pub fn job(id: &str, n: u64) -> Job {
     }
 }
 
+/// Polls, `every` apart and at most 100 times, until the repository's latest version is `n`.
+pub async fn wait_for_version(store: &Store, repo: uuid::Uuid, n: u64, every: Duration) {
+    for _ in 0..100 {
+        if store.repository(repo).await.unwrap().unwrap().latest_version == n {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 async fn drain(q: &LocalJobQueue, h: &dyn JobHandler) {
     for _ in 0..100 {
         if q.pending().await.unwrap() == 0 {
@@ -156,12 +166,7 @@ pub async fn a_claimed_job_survives_a_restart(a: &impl Adapter) {
     assert_eq!(store2.repository(repo.id).await.unwrap().unwrap().latest_version, 2);
     // workers pick up newly enqueued jobs by themselves
     q2.enqueue(job("j3", 3)).await.unwrap();
-    for _ in 0..100 {
-        if store2.repository(repo.id).await.unwrap().unwrap().latest_version == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_version(&store2, repo.id, 3, Duration::from_millis(20)).await;
     assert_eq!(store2.repository(repo.id).await.unwrap().unwrap().latest_version, 3);
     stop_tx.send(true).unwrap();
     for w in workers {

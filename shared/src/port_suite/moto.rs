@@ -19,7 +19,7 @@ use crate::domain::Digest;
 use crate::ports::{BlobStore, ByteRange, ByteStream, Job, JobError, JobHandler, JobQueue, StoreError, Table};
 use crate::store::{Repository, RepositoryKind, Store};
 
-use super::job::{job, VersionJob};
+use super::job::{job, wait_for_version, VersionJob};
 use super::{port_cases, read_all, Adapter};
 
 /// The moto endpoint, or a failure saying how to start one: these tests never pass
@@ -277,12 +277,7 @@ async fn jobs() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = poller.start(h2, 2, stop_rx);
     q.enqueue(job("j3", 3)).await.unwrap();
-    for _ in 0..100 {
-        if store.repository(repo.id).await.unwrap().unwrap().latest_version == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_version(&store, repo.id, 2, Duration::from_millis(50)).await;
     assert_eq!(store.repository(repo.id).await.unwrap().unwrap().latest_version, 2);
     stop_tx.send(true).unwrap();
     for w in workers {
