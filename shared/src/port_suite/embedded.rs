@@ -19,6 +19,9 @@ struct Embedded {
 }
 
 impl Adapter for Embedded {
+    /// Every commit is written to disk, and the cases run side by side.
+    const SLOW: u32 = 5;
+
     async fn new() -> Self {
         Embedded {
             dir: tempfile::tempdir().unwrap(),
