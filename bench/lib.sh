@@ -1,7 +1,11 @@
 # What the benchmarks share: logging, the work folder and its cleanup (every process in PIDS is
 # stopped on exit), the Berth build, and small HTTP helpers. Sourced by bench/run.sh and
 # bench/sync.sh after they set REPO_ROOT; `bench_setup NAME TOOL...` checks the tools and
-# makes WORK.
+# makes WORK. Free ports, waiting for a server and reading JSON come from tests/e2e/lib.sh, the
+# library the end-to-end tests share.
+
+# shellcheck source=tests/e2e/lib.sh
+source "$REPO_ROOT/tests/e2e/lib.sh"
 
 T0=$(date +%s)
 log() { printf '[%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
@@ -42,16 +46,12 @@ bench_cleanup() {
     exit "$rc"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 rss_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
 
 # wait_ready URL NAME PID: NAME answers GET /v2/ (200, or Berth's token challenge 401)
 wait_ready() {
-    for _ in $(seq 1 100); do
-        kill -0 "$3" 2>/dev/null || die "$2 exited during startup (see $WORK/$2.log)"
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$1/v2/")" =~ ^(200|401)$ ]] && return 0
-        sleep 0.1
-    done
+    wait_http "$1/v2/" "$3" '^(200|401)$' && return 0
+    alive "$3" || die "$2 exited during startup (see $WORK/$2.log)"
     die "$2 not ready after 10 s"
 }
 

@@ -91,8 +91,7 @@ SMALL_MANIFEST_BYTES=$(stat -c %s "$WORK/content/small.manifest")
 
 # ---------------------------------------------------------------- start both registries
 BERTH_PORT=$(free_port)
-DR_PORT=$(free_port)
-while [[ "$DR_PORT" == "$BERTH_PORT" ]]; do DR_PORT=$(free_port); done
+DR_PORT=$(free_port "$BERTH_PORT")
 BERTH=http://127.0.0.1:$BERTH_PORT
 DR=http://127.0.0.1:$DR_PORT
 

@@ -40,7 +40,7 @@ bench_setup berth-sync-bench docker-registry skopeo curl python3 sha256sum head
 now() { date +%s.%N; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2"; }
 mb() { python3 -c "import sys; print(f'{int(sys.argv[1])/1024:.1f}')" "$1"; }
-jfield() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+jfield() { jget - "$1"; }
 
 # gen FILE MIB: random bytes streamed to FILE; prints the sha256 digest
 gen() { echo "sha256:$(head -c "$2M" /dev/urandom | tee "$1" | sha256sum | cut -d' ' -f1)"; }
@@ -121,8 +121,7 @@ HUGE_DIGEST=${LAYER_DIGEST[huge]}
 
 # ---------------------------------------------------------------- servers
 DR_PORT=$(free_port)
-BERTH_PORT=$(free_port)
-while [[ "$DR_PORT" == "$BERTH_PORT" ]]; do BERTH_PORT=$(free_port); done
+BERTH_PORT=$(free_port "$DR_PORT")
 DR=http://127.0.0.1:$DR_PORT
 BERTH=http://127.0.0.1:$BERTH_PORT
 mkdir -p "$WORK/dr-data" "$WORK/berth-data"

@@ -14,10 +14,10 @@ use std::process::Command;
 
 use axum::body::Body;
 use axum::Router;
-use base64::Engine as _;
 use berth::app::LocalApp;
 use berth::domain::{media, Digest};
-use http::{HeaderMap, Method, StatusCode};
+use common::http::{Req, Resp};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -86,24 +86,6 @@ impl Drop for Tmpfs {
     }
 }
 
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-    fn text(&self) -> String {
-        format!("{} {}", self.status, String::from_utf8_lossy(&self.body))
-    }
-}
-
 struct T {
     router: Router,
     data: PathBuf,
@@ -111,22 +93,21 @@ struct T {
 
 impl T {
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
-        let (status, headers, body) = common::oneshot(&self.router, method, uri, headers, body.into()).await;
-        Resp { status, headers, body }
+        Req::new(method, uri)
+            .headers(headers)
+            .body(body)
+            .send(&self.router)
+            .await
     }
 
     async fn pulp(&self, method: Method, uri: &str, body: Option<Value>) -> Resp {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PW}"));
-        let auth = format!("Basic {basic}");
-        let mut headers = vec![("authorization", auth.as_str())];
-        let body = match body {
-            Some(v) => {
-                headers.push(("content-type", "application/json"));
-                Body::from(serde_json::to_vec(&v).unwrap())
-            }
-            None => Body::empty(),
-        };
-        self.send(method, uri, &headers, body).await
+        let r = Req::new(method, uri).basic("admin", PW);
+        match body {
+            Some(v) => r.json(&v),
+            None => r,
+        }
+        .send(&self.router)
+        .await
     }
 
     async fn create_repository(&self, name: &str) -> Resp {

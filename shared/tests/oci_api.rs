@@ -9,26 +9,9 @@ use axum::body::Body;
 use axum::Router;
 use berth::app::{App, LocalApp};
 use berth::domain::{media, ContentType, Digest};
-use http::{HeaderMap, Method, StatusCode};
+use common::http::{Req, Resp};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn code(&self) -> String {
-        self.json()["errors"][0]["code"].as_str().unwrap_or("").to_owned()
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-}
 
 struct T {
     app: App,
@@ -57,15 +40,19 @@ impl T {
     }
 
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
-        let (status, headers, body) = common::oneshot(&self.router, method, uri, headers, body.into()).await;
+        let r = Req::new(method, uri)
+            .headers(headers)
+            .body(body)
+            .send(&self.router)
+            .await;
         assert_eq!(
-            headers
+            r.headers
                 .get("docker-distribution-api-version")
                 .map(|v| v.to_str().unwrap()),
             Some("registry/2.0"),
             "every response carries the API version"
         );
-        Resp { status, headers, body }
+        r
     }
 
     async fn get(&self, uri: &str) -> Resp {
@@ -215,14 +202,11 @@ async fn push_and_pull_an_image(t: T) {
     let r = t
         .get(&format!("/v2/library/hello/blobs/{}", Digest::sha256_of(b"nope")))
         .await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"));
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"));
     let r = t.get("/v2/library/hello/manifests/2.0").await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"));
     let r = t.get("/v2/library/nothing/manifests/1.0").await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::NOT_FOUND, "NAME_UNKNOWN"));
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NAME_UNKNOWN"));
     // a blob of another repository is not visible here
     t.blob("other", b"secret layer").await;
     let r = t
@@ -308,10 +292,7 @@ async fn upload_flows(t: T) {
     assert_eq!(t.get(&format!("/v2/up/blobs/{d2}")).await.body, data2);
     // the finished upload is gone
     let r = t.get(&loc).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"));
 
     // streamed PATCH (no Content-Range) in two parts, then PUT with the tail
     let data3: Vec<u8> = data.iter().map(|b| b.wrapping_add(2)).collect();
@@ -383,10 +364,7 @@ async fn upload_errors(t: T) {
             b"data".to_vec(),
         )
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     assert_eq!(t.app.blobs.stat(&wrong).await.unwrap(), None);
     assert_eq!(t.app.blobs.stat(&Digest::sha256_of(b"data")).await.unwrap(), None);
     // digest mismatch on PUT: nothing stored, upload discarded
@@ -398,10 +376,7 @@ async fn upload_errors(t: T) {
     let r = t
         .send(Method::PUT, &format!("{loc}?digest={wrong}"), &[], b"data".to_vec())
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     assert_eq!(t.get(&loc).await.status, StatusCode::NOT_FOUND);
     assert_eq!(t.app.blobs.stat(&Digest::sha256_of(b"data")).await.unwrap(), None);
     // malformed digests
@@ -412,11 +387,7 @@ async fn upload_errors(t: T) {
         .to_owned();
     for q in ["?digest=sha256:abc", "?digest=md5:00", ""] {
         let r = t.send(Method::PUT, &format!("{loc}{q}"), &[], Body::empty()).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
-            "{q}"
-        );
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"), "{q}");
     }
     // unknown uploads
     let id = uuid::Uuid::new_v4();
@@ -430,7 +401,7 @@ async fn upload_errors(t: T) {
             )
             .await;
         assert_eq!(
-            (r.status, r.code().as_str()),
+            (r.status, r.code()),
             (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             "{m}"
         );
@@ -483,10 +454,7 @@ async fn manifest_errors(t: T) {
     // a layer the repository lacks
     let missing = Digest::sha256_of(b"missing");
     let r = t.put_manifest("m", "v1", media::OCI_MANIFEST, &good(&missing)).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "MANIFEST_BLOB_UNKNOWN")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "MANIFEST_BLOB_UNKNOWN"));
     assert_eq!(r.json()["errors"][0]["detail"]["digest"], missing.to_string());
     // a blob uploaded to another repository does not count
     let elsewhere = t.blob("m-other", b"x").await;
@@ -497,10 +465,7 @@ async fn manifest_errors(t: T) {
     let body = good(&layer);
     let wrong = Digest::sha256_of(b"not it");
     let r = t.put_manifest("m", wrong.as_str(), media::OCI_MANIFEST, &body).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "DIGEST_INVALID"));
     assert!(t.app.store.manifest(&Digest::sha256_of(&body)).await.unwrap().is_none());
     assert_eq!(t.get("/v2/m/tags/list").await.json()["tags"], json!([]));
     // malformed, schema 1, oversized
@@ -515,7 +480,7 @@ async fn manifest_errors(t: T) {
     ] {
         let r = t.put_manifest("m", "v1", ct, &bad).await;
         assert_eq!(
-            (r.status, r.code().as_str()),
+            (r.status, r.code()),
             (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
             "{}",
             bad.len()
@@ -547,10 +512,7 @@ async fn content_negotiation(t: T) {
     let r = t
         .send(Method::GET, "/v2/neg/manifests/1", &schema1_only, Body::empty())
         .await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"));
     let r = t
         .send(Method::HEAD, "/v2/neg/manifests/1", &schema1_only, Body::empty())
         .await;
@@ -888,21 +850,14 @@ async fn bad_names_and_routes(t: T) {
         "/v2/-a/blobs/uploads/",
     ] {
         let r = t.send(Method::GET, uri, &[], Body::empty()).await;
-        assert_eq!(
-            (r.status, r.code().as_str()),
-            (StatusCode::BAD_REQUEST, "NAME_INVALID"),
-            "{uri}"
-        );
+        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "NAME_INVALID"), "{uri}");
     }
     let long = "a".repeat(256);
     assert_eq!(t.get(&format!("/v2/{long}/tags/list")).await.code(), "NAME_INVALID");
     let r = t.get("/v2/x/unknown").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = t.send(Method::POST, "/v2/x/manifests/latest", &[], Body::empty()).await;
-    assert_eq!(
-        (r.status, r.code().as_str()),
-        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
-    );
+    assert_eq!((r.status, r.code()), (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"));
     assert_eq!(t.get("/v2/x/blobs/sha256:1234").await.code(), "DIGEST_INVALID");
     assert_eq!(t.get("/v2/x/manifests/sha256:1234").await.code(), "MANIFEST_UNKNOWN");
 }
@@ -1041,7 +996,7 @@ async fn upload_sessions_expire() {
         let uri = format!("{loc}{}digest={d}", if loc.contains('?') { "&" } else { "?" });
         let r = t.send(m.clone(), &uri, &[], body.as_bytes().to_vec()).await;
         assert_eq!(
-            (r.status, r.code().as_str()),
+            (r.status, r.code()),
             (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             "{m}"
         );

@@ -5,13 +5,15 @@
 #![cfg(feature = "moto")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use axum::body::Body;
 use axum::Router;
 use berth::app::{AwsApp, AwsQueue, AwsSettings};
 use berth::domain::{media, Digest};
-use http::{HeaderMap, Method, Request, StatusCode};
+use common::http::{Req, Resp};
+use http::{Method, StatusCode};
 use serde_json::json;
-use tower::ServiceExt;
 
 fn endpoint() -> String {
     match std::env::var("BERTH_TEST_MOTO") {
@@ -41,19 +43,8 @@ async fn app() -> AwsApp {
     AwsApp::connect(&sdk, &aws, Default::default()).await.unwrap()
 }
 
-async fn send(router: &Router, method: Method, uri: &str, body: impl Into<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let req = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, headers, body)
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+async fn send(router: &Router, method: Method, uri: &str, body: impl Into<Body>) -> Resp {
+    Req::new(method, uri).body(body).send(router).await
 }
 
 /// Follows a redirect as a registry client does: a plain GET, no credentials.
@@ -71,34 +62,34 @@ async fn blob_get_redirects_to_a_presigned_url() {
     // Given an image pushed with a monolithic and a chunked blob upload
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let cd = Digest::sha256_of(config);
-    let (s, _, body) = send(
+    let r = send(
         &router,
         Method::POST,
         &format!("/v2/aws/app/blobs/uploads/?digest={cd}"),
         config.to_vec(),
     )
     .await;
-    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
 
     let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let ld = Digest::sha256_of(&layer);
-    let (s, h, _) = send(&router, Method::POST, "/v2/aws/app/blobs/uploads/", Body::empty()).await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    let mut location = header(&h, "location").to_owned();
+    let r = send(&router, Method::POST, "/v2/aws/app/blobs/uploads/", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let mut location = r.header("location").to_owned();
     for part in layer.chunks(100_000) {
-        let (s, h, _) = send(&router, Method::PATCH, &location, part.to_vec()).await;
-        assert_eq!(s, StatusCode::ACCEPTED);
-        location = header(&h, "location").to_owned();
+        let r = send(&router, Method::PATCH, &location, part.to_vec()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        location = r.header("location").to_owned();
     }
     let sep = if location.contains('?') { '&' } else { '?' };
-    let (s, _, body) = send(
+    let r = send(
         &router,
         Method::PUT,
         &format!("{location}{sep}digest={ld}"),
         Body::empty(),
     )
     .await;
-    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
 
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -107,45 +98,43 @@ async fn blob_get_redirects_to_a_presigned_url() {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": layer.len()}],
     }))
     .unwrap();
-    let req = Request::builder()
-        .method(Method::PUT)
-        .uri("/v2/aws/app/manifests/1.0")
+    let resp = Req::new(Method::PUT, "/v2/aws/app/manifests/1.0")
         .header("content-type", media::OCI_MANIFEST)
-        .body(Body::from(manifest.clone()))
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+        .body(manifest.clone())
+        .send(&router)
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
 
     // When a client GETs a blob, Then it is sent to S3 with a 307, and S3 has the bytes
     for (d, bytes) in [(&ld, &layer[..]), (&cd, &config[..])] {
-        let (s, h, body) = send(&router, Method::GET, &format!("/v2/aws/app/blobs/{d}"), Body::empty()).await;
-        assert_eq!(s, StatusCode::TEMPORARY_REDIRECT);
-        assert!(body.is_empty());
-        assert_eq!(header(&h, "docker-content-digest"), d.as_str());
-        let to = header(&h, "location");
+        let r = send(&router, Method::GET, &format!("/v2/aws/app/blobs/{d}"), Body::empty()).await;
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("docker-content-digest"), d.as_str());
+        let to = r.header("location");
         assert!(to.starts_with(&endpoint()), "{to}");
         assert!(to.contains("X-Amz-Signature="), "{to}");
         assert_eq!(follow(to).await, bytes);
     }
     // HEAD answers from the service itself
-    let (s, h, _) = send(&router, Method::HEAD, &format!("/v2/aws/app/blobs/{ld}"), Body::empty()).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(header(&h, "content-length"), layer.len().to_string());
+    let r = send(&router, Method::HEAD, &format!("/v2/aws/app/blobs/{ld}"), Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), layer.len().to_string());
     // manifests are served by the service, from S3
-    let (s, h, body) = send(&router, Method::GET, "/v2/aws/app/manifests/1.0", Body::empty()).await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(body, manifest);
-    assert_eq!(header(&h, "content-type"), media::OCI_MANIFEST);
+    let r = send(&router, Method::GET, "/v2/aws/app/manifests/1.0", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, manifest);
+    assert_eq!(r.header("content-type"), media::OCI_MANIFEST);
     // one version per pushed tag, in DynamoDB
     let repo = aws.app.store.repository_by_name("aws/app").await.unwrap().unwrap();
     assert_eq!(repo.latest_version, 1);
     // unknown blobs are still 404
-    let (s, _, _) = send(
+    let r = send(
         &router,
         Method::GET,
         &format!("/v2/aws/app/blobs/{}", Digest::sha256_of(b"nope")),
         Body::empty(),
     )
     .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

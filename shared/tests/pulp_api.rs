@@ -1,25 +1,19 @@
 //! Router tests for the management API (`/pulp/api/v3/`), in process, on the in-memory store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::body::Body;
+mod common;
+
 use axum::Router;
-use base64::Engine as _;
 use berth::app::{App, LocalApp};
 use berth::domain::{media, Digest};
-use http::{Method, Request, StatusCode};
+use common::http::{Req, Resp};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct T {
     app: App,
     local: LocalApp,
     router: Router,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    json: Value,
 }
 
 const PW: &str = "test-password";
@@ -38,37 +32,22 @@ impl T {
     }
 
     async fn call(&self, method: Method, uri: &str, auth: Option<(&str, &str)>, body: Option<Value>) -> Resp {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "reg.example:5000");
+        let mut r = Req::new(method, uri).header("host", "reg.example:5000");
         if let Some((u, p)) = auth {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            b = b.header("authorization", format!("Basic {token}"));
+            r = r.basic(u, p);
         }
-        let body = match body {
-            Some(v) => {
-                b = b.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(&v).unwrap())
-            }
-            None => Body::empty(),
-        };
-        let resp = self.router.clone().oneshot(b.body(body).unwrap()).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        if !bytes.is_empty() {
+        if let Some(v) = body {
+            r = r.json(&v);
+        }
+        let r = r.send(&self.router).await;
+        if !r.body.is_empty() {
             assert_eq!(
-                headers.get("content-type").map(|v| v.to_str().unwrap()),
+                r.headers.get("content-type").map(|v| v.to_str().unwrap()),
                 Some("application/json"),
                 "exactly application/json"
             );
         }
-        Resp {
-            status,
-            headers,
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        r
     }
 
     async fn get(&self, uri: &str) -> Resp {
@@ -86,25 +65,22 @@ impl T {
 
     /// Follows a 202 to its task, which must be completed; returns the task.
     async fn task(&self, r: Resp) -> Value {
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
-        let obj = r.json.as_object().unwrap();
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+        let json = r.json();
+        let obj = json.as_object().unwrap();
         assert_eq!(obj.len(), 1, "exactly one key");
-        let t = self.get(r.json["task"].as_str().unwrap()).await;
+        let t = self.get(r.json()["task"].as_str().unwrap()).await;
         assert_eq!(t.status, StatusCode::OK);
-        t.json
+        t.json()
     }
 
     /// A request to the registry (`/v2`), without credentials (the in-memory app is open).
-    async fn registry(&self, m: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> http::Response<Body> {
-        let mut b = Request::builder().method(m).uri(uri);
+    async fn registry(&self, m: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> Resp {
+        let mut r = Req::new(m, uri).body(body);
         if let Some(ct) = ct {
-            b = b.header("content-type", ct);
+            r = r.header("content-type", ct);
         }
-        self.router
-            .clone()
-            .oneshot(b.body(Body::from(body)).unwrap())
-            .await
-            .unwrap()
+        r.send(&self.router).await
     }
 
     async fn push_image(&self, name: &str, tag: &str, layer: &[u8]) -> Digest {
@@ -123,7 +99,7 @@ impl T {
                     b.to_vec(),
                 )
                 .await;
-            assert_eq!(r.status(), StatusCode::CREATED);
+            assert_eq!(r.status, StatusCode::CREATED);
         }
         let m = serde_json::to_vec(&json!({
             "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
@@ -139,7 +115,7 @@ impl T {
                 m.clone(),
             )
             .await;
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.status, StatusCode::CREATED);
         Digest::sha256_of(&m)
     }
 }
@@ -154,29 +130,24 @@ async fn document_and_status_are_public_the_rest_needs_credentials() {
     let t = T::new().await;
     let r = t.call(Method::GET, "/pulp/api/v3/docs/api.json", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json["info"]["x-pulp-app-versions"]["core"], "3.85.0");
-    assert!(r.json["components"]["securitySchemes"]["basicAuth"].is_object());
+    assert_eq!(r.json()["info"]["x-pulp-app-versions"]["core"], "3.85.0");
+    assert!(r.json()["components"]["securitySchemes"]["basicAuth"].is_object());
     let r = t.call(Method::GET, "/pulp/api/v3/status/", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json["versions"][0]["component"], "core");
+    assert_eq!(r.json()["versions"][0]["component"], "core");
 
     let r = t.call(Method::GET, REPOS, None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.headers.get("www-authenticate").is_some());
     let r = t.call(Method::GET, REPOS, Some(("admin", "wrong")), None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.json["detail"], "Invalid username/password.");
+    assert_eq!(r.json()["detail"], "Invalid username/password.");
     let r = t.call(Method::GET, REPOS, Some(("nobody", PW)), None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // malformed Authorization headers
     for bad in ["Basic", "Basic !!!", "Bearer xyz", "Basic Zm9v"] {
-        let req = Request::builder()
-            .uri(REPOS)
-            .header("authorization", bad)
-            .body(Body::empty())
-            .unwrap();
-        let resp = t.router.clone().oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        let resp = Req::get(REPOS).header("authorization", bad).send(&t.router).await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{bad}");
     }
     // read-only users read, but do not write
     let r = t.call(Method::GET, REPOS, Some(("reader", "reader-pw")), None).await;
@@ -190,7 +161,7 @@ async fn document_and_status_are_public_the_rest_needs_credentials() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(t.get(REPOS).await.json["count"], 0, "nothing was written");
+    assert_eq!(t.get(REPOS).await.json()["count"], 0, "nothing was written");
 }
 
 #[tokio::test]
@@ -198,23 +169,23 @@ async fn repositories_crud_and_bad_input() {
     let t = T::new().await;
     let r = t.post(REPOS, json!({"name": "foo", "description": "d"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let href = r.json["pulp_href"].as_str().unwrap().to_owned();
+    let href = r.json()["pulp_href"].as_str().unwrap().to_owned();
     assert!(href.starts_with(REPOS));
-    assert_eq!(r.json["latest_version_href"], format!("{href}versions/0/"));
-    assert_eq!(r.json["versions_href"], format!("{href}versions/"));
-    assert!(r.json["prn"]
+    assert_eq!(r.json()["latest_version_href"], format!("{href}versions/0/"));
+    assert_eq!(r.json()["versions_href"], format!("{href}versions/"));
+    assert!(r.json()["prn"]
         .as_str()
         .unwrap()
         .starts_with("prn:container.containerrepository:"));
     // duplicates and bad fields
     let r = t.post(REPOS, json!({"name": "foo"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json, json!({"name": ["This field must be unique."]}));
+    assert_eq!(r.json(), json!({"name": ["This field must be unique."]}));
     let r = t.post(REPOS, json!({"name": 5, "retain_repo_versions": 0})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["name"].is_array() && r.json["retain_repo_versions"].is_array());
+    assert!(r.json()["name"].is_array() && r.json()["retain_repo_versions"].is_array());
     let r = t.post(REPOS, json!({})).await;
-    assert_eq!(r.json, json!({"name": ["This field is required."]}));
+    assert_eq!(r.json(), json!({"name": ["This field is required."]}));
     let r = t
         .post(
             REPOS,
@@ -222,57 +193,49 @@ async fn repositories_crud_and_bad_input() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["remote"].is_array());
+    assert!(r.json()["remote"].is_array());
     let r = t
         .post(
             REPOS,
             json!({"name": "bar", "remote": format!("{REMOTES}{}/", uuid::Uuid::new_v4())}),
         )
         .await;
-    assert_eq!(r.json["remote"][0], "Invalid hyperlink - Object does not exist.");
+    assert_eq!(r.json()["remote"][0], "Invalid hyperlink - Object does not exist.");
     // non-JSON body
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(REPOS)
-        .header(
-            "authorization",
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("admin:{PW}"))
-            ),
-        )
+    let resp = Req::new(Method::POST, REPOS)
+        .basic("admin", PW)
         .header("content-type", "application/json")
-        .body(Body::from("{not json"))
-        .unwrap();
-    let resp = t.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(t.get(REPOS).await.json["count"], 1, "nothing half-created");
+        .body("{not json")
+        .send(&t.router)
+        .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(t.get(REPOS).await.json()["count"], 1, "nothing half-created");
 
     // list filters and pagination
     for n in ["a1", "a2", "b1"] {
         t.post(REPOS, json!({"name": n})).await;
     }
     let r = t.get(&format!("{REPOS}?name=foo&offset=0&limit=1")).await;
-    assert_eq!(r.json["count"], 1);
-    assert_eq!(r.json["results"][0]["name"], "foo");
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["results"][0]["name"], "foo");
     let r = t.get(&format!("{REPOS}?name__contains=a")).await;
-    assert_eq!(r.json["count"], 2);
+    assert_eq!(r.json()["count"], 2);
     let r = t.get(&format!("{REPOS}?name__in=a1,b1")).await;
-    assert_eq!(r.json["count"], 2);
+    assert_eq!(r.json()["count"], 2);
     let r = t.get(&format!("{REPOS}?limit=2")).await;
-    assert_eq!(r.json["count"], 4);
-    assert_eq!(r.json["results"].as_array().unwrap().len(), 2);
+    assert_eq!(r.json()["count"], 4);
+    assert_eq!(r.json()["results"].as_array().unwrap().len(), 2);
     assert_eq!(
-        r.json["next"],
+        r.json()["next"],
         format!("http://reg.example:5000{REPOS}?limit=2&offset=2")
     );
-    assert_eq!(r.json["previous"], Value::Null);
-    let r = t.get(r.json["next"].as_str().unwrap()).await;
-    assert_eq!(r.json["results"].as_array().unwrap().len(), 2);
-    assert_eq!(r.json["next"], Value::Null);
-    assert_eq!(r.json["previous"], format!("http://reg.example:5000{REPOS}?limit=2"));
+    assert_eq!(r.json()["previous"], Value::Null);
+    let r = t.get(r.json()["next"].as_str().unwrap()).await;
+    assert_eq!(r.json()["results"].as_array().unwrap().len(), 2);
+    assert_eq!(r.json()["next"], Value::Null);
+    assert_eq!(r.json()["previous"], format!("http://reg.example:5000{REPOS}?limit=2"));
     let r = t.get(&format!("{REPOS}?fields=name&limit=1")).await;
-    assert_eq!(r.json["results"][0].as_object().unwrap().len(), 1);
+    assert_eq!(r.json()["results"][0].as_object().unwrap().len(), 1);
 
     // update (202 task), read, delete (202 task), 404 afterwards
     let task = t
@@ -281,11 +244,11 @@ async fn repositories_crud_and_bad_input() {
     assert_eq!(task["state"], "completed");
     let r = t.get(&href).await;
     assert_eq!(
-        (r.json["description"].as_str(), r.json["name"].as_str()),
+        (r.json()["description"].as_str(), r.json()["name"].as_str()),
         (Some("new"), Some("foo2"))
     );
     let r = t.patch(&href, json!({"name": "a1"})).await;
-    assert_eq!(r.json, json!({"name": ["This field must be unique."]}));
+    assert_eq!(r.json(), json!({"name": ["This field must be unique."]}));
     t.task(t.delete(&href).await).await;
     assert_eq!(t.get(&href).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
@@ -308,15 +271,16 @@ async fn remotes_validate_and_hide_secrets() {
                    "username": "u", "password": "hunter2"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-    assert_eq!(r.json["includes"], json!(["v1*"]));
-    assert_eq!(r.json["excludes"], json!(["*-rc"]));
-    assert_eq!(r.json["policy"], "on_demand");
-    assert!(r.json.get("password").is_none());
-    assert!(!r.json.to_string().contains("hunter2"), "passwords are write-only");
-    let hidden = r.json["hidden_fields"].as_array().unwrap();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    assert_eq!(r.json()["includes"], json!(["v1*"]));
+    assert_eq!(r.json()["excludes"], json!(["*-rc"]));
+    assert_eq!(r.json()["policy"], "on_demand");
+    assert!(r.json().get("password").is_none());
+    assert!(!r.json().to_string().contains("hunter2"), "passwords are write-only");
+    let json = r.json();
+    let hidden = json["hidden_fields"].as_array().unwrap();
     assert!(hidden.iter().any(|h| h["name"] == "password" && h["is_set"] == true));
-    let href = r.json["pulp_href"].as_str().unwrap().to_owned();
+    let href = r.json()["pulp_href"].as_str().unwrap().to_owned();
 
     let bad = [
         (
@@ -362,9 +326,9 @@ async fn remotes_validate_and_hide_secrets() {
     for (body, field) in bad {
         let r = t.post(REMOTES, body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(r.json[field].is_array(), "{body} → {}", r.json);
+        assert!(r.json()[field].is_array(), "{body} → {}", r.json());
     }
-    assert_eq!(t.get(REMOTES).await.json["count"], 1);
+    assert_eq!(t.get(REMOTES).await.json()["count"], 1);
 
     // update: partial keeps the rest; the password stays set
     t.task(
@@ -376,9 +340,9 @@ async fn remotes_validate_and_hide_secrets() {
     )
     .await;
     let r = t.get(&href).await;
-    assert_eq!(r.json["url"], "http://127.0.0.1:5000");
-    assert_eq!(r.json["upstream_name"], "pulp/test-fixture-1");
-    assert_eq!(r.json["sigstore"], "https://sigs.example/x");
+    assert_eq!(r.json()["url"], "http://127.0.0.1:5000");
+    assert_eq!(r.json()["upstream_name"], "pulp/test-fixture-1");
+    assert_eq!(r.json()["sigstore"], "https://sigs.example/x");
     let stored = t
         .app
         .store
@@ -389,10 +353,10 @@ async fn remotes_validate_and_hide_secrets() {
     assert_eq!(stored.password.as_deref(), Some("hunter2"));
     // a repository that uses it as default remote forgets it when it is deleted
     let repo = t.post(REPOS, json!({"name": "r", "remote": href})).await;
-    assert_eq!(repo.json["remote"], href);
+    assert_eq!(repo.json()["remote"], href);
     t.task(t.delete(&href).await).await;
-    let repo = t.get(repo.json["pulp_href"].as_str().unwrap()).await;
-    assert_eq!(repo.json["remote"], Value::Null);
+    let repo = t.get(repo.json()["pulp_href"].as_str().unwrap()).await;
+    assert_eq!(repo.json()["remote"], Value::Null);
 }
 
 #[tokio::test]
@@ -402,24 +366,24 @@ async fn distributions_serve_latest_or_pinned_versions() {
     let d2 = t.push_image("team/app", "latest", b"two").await;
     // the push made a push repository and its distribution
     let r = t.get(&format!("{PUSH}?name=team/app")).await;
-    assert_eq!(r.json["count"], 1);
-    let repo = r.json["results"][0].clone();
+    assert_eq!(r.json()["count"], 1);
+    let repo = r.json()["results"][0].clone();
     let repo_href = repo["pulp_href"].as_str().unwrap().to_owned();
     assert_eq!(repo["latest_version_href"], format!("{repo_href}versions/2/"));
     let dists = t.get(&format!("{DISTS}?name=team/app")).await;
-    let dist = dists.json["results"][0].clone();
+    let dist = dists.json()["results"][0].clone();
     assert_eq!(dist["repository"], repo_href);
     assert_eq!(dist["registry_path"], "reg.example:5000/team/app");
     let dist_href = dist["pulp_href"].as_str().unwrap().to_owned();
 
     // exact content summaries
-    let v1 = t.get(&format!("{repo_href}versions/1/")).await.json;
+    let v1 = t.get(&format!("{repo_href}versions/1/")).await.json();
     let s = &v1["content_summary"];
     assert_eq!(s["added"]["container.blob"]["count"], 2);
     assert_eq!(s["added"]["container.manifest"]["count"], 1);
     assert_eq!(s["added"]["container.tag"]["count"], 1);
     assert_eq!(s["removed"], json!({}));
-    let v2 = t.get(&format!("{repo_href}versions/2/")).await.json;
+    let v2 = t.get(&format!("{repo_href}versions/2/")).await.json();
     let s = &v2["content_summary"];
     assert_eq!(s["added"]["container.blob"]["count"], 2);
     assert_eq!(s["removed"]["container.tag"]["count"], 1);
@@ -427,13 +391,16 @@ async fn distributions_serve_latest_or_pinned_versions() {
     assert_eq!(s["present"]["container.manifest"]["count"], 2);
     assert_eq!(s["present"]["container.tag"]["count"], 1);
     // the summary's hrefs list exactly that content
-    let added_tags = t.get(s["added"]["container.tag"]["href"].as_str().unwrap()).await.json;
+    let added_tags = t
+        .get(s["added"]["container.tag"]["href"].as_str().unwrap())
+        .await
+        .json();
     assert_eq!(added_tags["count"], 1);
     assert_eq!(added_tags["results"][0]["name"], "latest");
     let present_manifests = t
         .get(s["present"]["container.manifest"]["href"].as_str().unwrap())
         .await
-        .json;
+        .json();
     let digests: Vec<&str> = present_manifests["results"]
         .as_array()
         .unwrap()
@@ -443,16 +410,16 @@ async fn distributions_serve_latest_or_pinned_versions() {
     assert!(digests.contains(&d1.as_str()) && digests.contains(&d2.as_str()));
     let m = present_manifests["results"][0].clone();
     let read = t.get(m["pulp_href"].as_str().unwrap()).await;
-    assert_eq!(read.json["digest"], m["digest"]);
-    assert_eq!(read.json["media_type"], media::OCI_MANIFEST);
+    assert_eq!(read.json()["digest"], m["digest"]);
+    assert_eq!(read.json()["media_type"], media::OCI_MANIFEST);
     // versions: newest first, number filter
-    let vs = t.get(&format!("{repo_href}versions/")).await.json;
+    let vs = t.get(&format!("{repo_href}versions/")).await.json();
     assert_eq!(vs["count"], 3);
     assert_eq!(vs["results"][0]["number"], 2);
     assert_eq!(
         t.get(&format!("{repo_href}versions/?number=1&offset=0&limit=1"))
             .await
-            .json["results"][0]["number"],
+            .json()["results"][0]["number"],
         1
     );
 
@@ -470,12 +437,12 @@ async fn distributions_serve_latest_or_pinned_versions() {
     let pulled = t
         .registry(Method::GET, "/v2/team/app/manifests/latest", None, Vec::new())
         .await;
-    assert_eq!(pulled.headers()["docker-content-digest"], d1.as_str());
+    assert_eq!(pulled.headers["docker-content-digest"], d1.as_str());
     // a pinned distribution refuses pushes
     let r = t
         .registry(Method::POST, "/v2/team/app/blobs/uploads/", None, Vec::new())
         .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
     // a version a distribution serves can't be deleted; nor the latest, nor 0
     assert_eq!(
         t.delete(&format!("{repo_href}versions/1/")).await.status,
@@ -498,14 +465,14 @@ async fn distributions_serve_latest_or_pinned_versions() {
     let pulled = t
         .registry(Method::GET, "/v2/team/app/manifests/latest", None, Vec::new())
         .await;
-    assert_eq!(pulled.headers()["docker-content-digest"], d2.as_str());
+    assert_eq!(pulled.headers["docker-content-digest"], d2.as_str());
     // now version 1 may go; version 2's summary is recomputed against version 0
     t.task(t.delete(&format!("{repo_href}versions/1/")).await).await;
     assert_eq!(
         t.get(&format!("{repo_href}versions/1/")).await.status,
         StatusCode::NOT_FOUND
     );
-    let v2 = t.get(&format!("{repo_href}versions/2/")).await.json;
+    let v2 = t.get(&format!("{repo_href}versions/2/")).await.json();
     assert_eq!(v2["base_version"], format!("{repo_href}versions/0/"));
     assert_eq!(v2["content_summary"]["added"]["container.blob"]["count"], 4);
     assert_eq!(v2["content_summary"]["added"]["container.tag"]["count"], 1);
@@ -535,7 +502,7 @@ async fn distributions_serve_latest_or_pinned_versions() {
         )
         .await;
     assert_eq!(task["created_resources"][0], format!("{repo_href}versions/5/"));
-    let v5 = t.get(&format!("{repo_href}versions/5/")).await.json;
+    let v5 = t.get(&format!("{repo_href}versions/5/")).await.json();
     assert_eq!(v5["content_summary"]["removed"]["container.manifest"]["count"], 1);
     assert_eq!(v5["content_summary"]["removed"]["container.blob"]["count"], 2);
 }
@@ -543,7 +510,7 @@ async fn distributions_serve_latest_or_pinned_versions() {
 #[tokio::test]
 async fn distribution_bad_input() {
     let t = T::new().await;
-    let repo = t.post(REPOS, json!({"name": "r"})).await.json;
+    let repo = t.post(REPOS, json!({"name": "r"})).await.json();
     let repo_href = repo["pulp_href"].as_str().unwrap();
     let task = t
         .task(
@@ -587,16 +554,16 @@ async fn distribution_bad_input() {
     for (body, field) in cases {
         let r = t.post(DISTS, body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(r.json[field].is_array(), "{body} → {}", r.json);
+        assert!(r.json()[field].is_array(), "{body} → {}", r.json());
     }
-    assert_eq!(t.get(DISTS).await.json["count"], 1, "nothing half-created");
+    assert_eq!(t.get(DISTS).await.json()["count"], 1, "nothing half-created");
     // a/bc does not nest inside a/b
     t.task(t.post(DISTS, json!({"name": "e", "base_path": "a/bc"})).await)
         .await;
     // update and delete
     t.task(t.patch(&dist_href, json!({"base_path": "c", "private": true})).await)
         .await;
-    let d = t.get(&dist_href).await.json;
+    let d = t.get(&dist_href).await.json();
     assert_eq!(
         (d["base_path"].as_str(), d["private"].as_bool()),
         (Some("c"), Some(true))
@@ -609,7 +576,7 @@ async fn distribution_bad_input() {
 #[tokio::test]
 async fn tasks_list_filter_and_cancel() {
     let t = T::new().await;
-    let repo = t.post(REPOS, json!({"name": "r"})).await.json;
+    let repo = t.post(REPOS, json!({"name": "r"})).await.json();
     let repo_href = repo["pulp_href"].as_str().unwrap().to_owned();
     let remote = t
         .post(
@@ -617,18 +584,18 @@ async fn tasks_list_filter_and_cancel() {
             json!({"name": "up", "url": "http://127.0.0.1:9", "upstream_name": "x"}),
         )
         .await
-        .json;
+        .json();
     // sync needs a remote: none given and none on the repository
     let r = t.post(&format!("{repo_href}sync/"), json!({})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["remote"].is_array());
+    assert!(r.json()["remote"].is_array());
     let r = t
         .post(
             &format!("{repo_href}sync/"),
             json!({"remote": remote["pulp_href"], "mirror": "yes-ish"}),
         )
         .await;
-    assert!(r.json["mirror"].is_array());
+    assert!(r.json()["mirror"].is_array());
     let r = t
         .post(
             &format!("{repo_href}sync/"),
@@ -636,35 +603,38 @@ async fn tasks_list_filter_and_cancel() {
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let task_href = r.json["task"].as_str().unwrap().to_owned();
-    let task = t.get(&task_href).await.json;
+    let task_href = r.json()["task"].as_str().unwrap().to_owned();
+    let task = t.get(&task_href).await.json();
     assert_eq!(task["state"], "waiting");
     assert_eq!(task["name"], "pulp_container.app.tasks.synchronize.synchronize");
     // filters the CLI sends
     let by_repo = t
         .get(&format!("/pulp/api/v3/tasks/?reserved_resources={repo_href}"))
         .await
-        .json;
+        .json();
     assert_eq!(by_repo["count"], 1);
-    assert_eq!(t.get("/pulp/api/v3/tasks/?state=waiting").await.json["count"], 1);
+    assert_eq!(t.get("/pulp/api/v3/tasks/?state=waiting").await.json()["count"], 1);
     assert_eq!(
-        t.get("/pulp/api/v3/tasks/?state__in=completed,failed").await.json["count"],
+        t.get("/pulp/api/v3/tasks/?state__in=completed,failed").await.json()["count"],
         0
     );
-    assert_eq!(t.get("/pulp/api/v3/tasks/?name__contains=sync").await.json["count"], 1);
+    assert_eq!(
+        t.get("/pulp/api/v3/tasks/?name__contains=sync").await.json()["count"],
+        1
+    );
     // cancel a waiting task
     let r = t.patch(&task_href, json!({"state": "canceled"})).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json["state"], "canceled");
+    assert_eq!(r.json()["state"], "canceled");
     let r = t.patch(&task_href, json!({"state": "canceled"})).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     let r = t.patch(&task_href, json!({"state": "running"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // the job runs later and finds its task canceled: no version
     let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
-    assert_eq!(t.get(&task_href).await.json["state"], "canceled");
+    assert_eq!(t.get(&task_href).await.json()["state"], "canceled");
     assert_eq!(
-        t.get(&repo_href).await.json["latest_version_href"],
+        t.get(&repo_href).await.json()["latest_version_href"],
         format!("{repo_href}versions/0/")
     );
     // delete a finished task
@@ -676,13 +646,11 @@ async fn tasks_list_filter_and_cancel() {
 #[tokio::test]
 async fn correlation_id_is_echoed() {
     let t = T::new().await;
-    let req = Request::builder()
-        .uri("/pulp/api/v3/status/")
+    let resp = Req::get("/pulp/api/v3/status/")
         .header("correlation-id", "abc123")
-        .body(Body::empty())
-        .unwrap();
-    let resp = t.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.headers()["correlation-id"], "abc123");
+        .send(&t.router)
+        .await;
+    assert_eq!(resp.headers["correlation-id"], "abc123");
 }
 
 /// `POST /orphans/cleanup/` removes, as a task, the content no live repository references
@@ -702,7 +670,7 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
         async move {
             let uri = format!("/v2/{name}/blobs/uploads/?digest={d}");
             let r = t.registry(Method::POST, &uri, None, bytes.to_vec()).await;
-            assert_eq!(r.status(), StatusCode::CREATED);
+            assert_eq!(r.status, StatusCode::CREATED);
             d
         }
     };
@@ -713,7 +681,7 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
         async move { blobs.stat(&d).await.unwrap().is_some() }
     };
     let lx_d = Digest::sha256_of(&lx);
-    let repo_a = t.get(&format!("{PUSH}?name=a")).await.json["results"][0]["pulp_href"]
+    let repo_a = t.get(&format!("{PUSH}?name=a")).await.json()["results"][0]["pulp_href"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -721,11 +689,11 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
 
     let cleanup = |body: Value| async {
         let r = t.post("/pulp/api/v3/orphans/cleanup/", body).await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
-        let href = r.json["task"].as_str().unwrap().to_owned();
-        assert_eq!(t.get(&href).await.json["state"], "waiting");
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+        let href = r.json()["task"].as_str().unwrap().to_owned();
+        assert_eq!(t.get(&href).await.json()["state"], "waiting");
         let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
-        let task = t.get(&href).await.json;
+        let task = t.get(&href).await.json();
         assert_eq!(task["state"], "completed", "{task}");
         assert_eq!(task["name"], "pulpcore.app.tasks.orphan.orphan_cleanup");
         task
@@ -740,7 +708,7 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
         .post("/pulp/api/v3/orphans/cleanup/", json!({"orphan_protection_time": -1}))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["orphan_protection_time"].is_array(), "{}", r.json);
+    assert!(r.json()["orphan_protection_time"].is_array(), "{}", r.json());
     let r = t
         .post(
             "/pulp/api/v3/orphans/cleanup/",
@@ -748,13 +716,13 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["content_hrefs"].is_array(), "{}", r.json);
+    assert!(r.json()["content_hrefs"].is_array(), "{}", r.json());
 
     // only the listed units
     let blob_href = t
         .get(&format!("/pulp/api/v3/content/container/blobs/?digest={lx_d}"))
         .await
-        .json["results"][0]["pulp_href"]
+        .json()["results"][0]["pulp_href"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -783,28 +751,28 @@ async fn orphan_cleanup_removes_what_no_repository_references() {
         assert!(stat(d.clone()).await, "{d} stays");
     }
     let r = t.registry(Method::GET, "/v2/b/manifests/v2", None, Vec::new()).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK);
     let uri = format!("/v2/b/blobs/{}", Digest::sha256_of(&la));
     let r = t.registry(Method::GET, &uri, None, Vec::new()).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK);
     // the content list no longer shows what went
     let r = t
         .get(&format!("/pulp/api/v3/content/container/blobs/?digest={lx_d}"))
         .await;
-    assert_eq!(r.json["count"], 0, "{}", r.json);
+    assert_eq!(r.json()["count"], 0, "{}", r.json());
     // a second run finds nothing more
     let task = cleanup(json!({"orphan_protection_time": 0})).await;
     assert_eq!(task["progress_reports"][0]["done"], 0, "{task}");
 
     // deleting b's distribution takes its push repository along (as in Pulp); then all goes
-    let dist = t.get(&format!("{DISTS}?name=b")).await.json["results"][0]["pulp_href"]
+    let dist = t.get(&format!("{DISTS}?name=b")).await.json()["results"][0]["pulp_href"]
         .as_str()
         .unwrap()
         .to_owned();
     let _ = t.task(t.delete(&dist).await).await;
-    assert_eq!(t.get(&format!("{PUSH}?name=b")).await.json["count"], 0);
+    assert_eq!(t.get(&format!("{PUSH}?name=b")).await.json()["count"], 0);
     let _ = cleanup(json!({"orphan_protection_time": 0})).await;
-    assert_eq!(t.get("/pulp/api/v3/content/container/blobs/").await.json["count"], 0);
+    assert_eq!(t.get("/pulp/api/v3/content/container/blobs/").await.json()["count"], 0);
     for d in [Digest::sha256_of(&la), Digest::sha256_of(&lb), ma] {
         assert!(!stat(d.clone()).await, "{d} is gone");
     }
@@ -820,14 +788,14 @@ async fn orphan_cleanup_frees_what_only_deleted_versions_held() {
     let r = t
         .registry(Method::DELETE, &format!("/v2/c/manifests/{mc}"), None, Vec::new())
         .await;
-    assert_eq!(r.status(), StatusCode::ACCEPTED); // version 3, without c:v1
+    assert_eq!(r.status, StatusCode::ACCEPTED); // version 3, without c:v1
     let cleanup = || async {
         let r = t
             .post("/pulp/api/v3/orphans/cleanup/", json!({"orphan_protection_time": 0}))
             .await;
-        let href = r.json["task"].as_str().unwrap().to_owned();
+        let href = r.json()["task"].as_str().unwrap().to_owned();
         let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
-        t.get(&href).await.json
+        t.get(&href).await.json()
     };
     let lc_d = Digest::sha256_of(&lc);
     let _ = cleanup().await;
@@ -835,7 +803,7 @@ async fn orphan_cleanup_frees_what_only_deleted_versions_held() {
         t.app.blobs.stat(&lc_d).await.unwrap().is_some(),
         "versions 1 and 2 hold it"
     );
-    let repo = t.get(&format!("{PUSH}?name=c")).await.json["results"][0]["pulp_href"]
+    let repo = t.get(&format!("{PUSH}?name=c")).await.json()["results"][0]["pulp_href"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -885,13 +853,13 @@ async fn remote_credentials_are_sealed_at_rest() {
                    "username": "me", "password": secret, "proxy_password": "proxy-pa55-nowhere"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
-    assert!(!r.json.to_string().contains(secret));
-    let href = r.json["pulp_href"].as_str().unwrap().to_owned();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    assert!(!r.json().to_string().contains(secret));
+    let href = r.json()["pulp_href"].as_str().unwrap().to_owned();
     let r = t
         .patch(&href, json!({"description": "x", "url": "https://up2.example"}))
         .await;
-    assert!(r.status.is_success(), "{}", r.json);
+    assert!(r.status.is_success(), "{}", r.json());
     let remote = t.app.store.remotes().await.unwrap().remove(0);
     assert_eq!(remote.password.as_deref(), Some(secret), "the store opens it for syncs");
     assert_eq!(remote.upstream_config().password.as_deref(), Some(secret));
@@ -912,9 +880,9 @@ async fn copy_tags_and_manifests_between_repositories() {
     let t = T::new().await;
     let m1 = t.push_image("team/src", "v1", b"layer one").await;
     let m2 = t.push_image("team/src", "v2", b"layer two").await;
-    let src = t.get(&format!("{PUSH}?name=team/src")).await.json["results"][0].clone();
+    let src = t.get(&format!("{PUSH}?name=team/src")).await.json()["results"][0].clone();
     let src_v2 = format!("{}versions/2/", src["pulp_href"].as_str().unwrap());
-    let dst = t.post(REPOS, json!({"name": "promoted"})).await.json;
+    let dst = t.post(REPOS, json!({"name": "promoted"})).await.json();
     let dst_href = dst["pulp_href"].as_str().unwrap().to_owned();
     let copy_tags = format!("{dst_href}copy_tags/");
     let copy_manifests = format!("{dst_href}copy_manifests/");
@@ -922,14 +890,14 @@ async fn copy_tags_and_manifests_between_repositories() {
     // bad input: no source, both sources, a source that does not exist
     let r = t.post(&copy_tags, json!({"names": ["v1"]})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["non_field_errors"].is_array(), "{}", r.json);
+    assert!(r.json()["non_field_errors"].is_array(), "{}", r.json());
     let r = t
         .post(
             &copy_tags,
             json!({"source_repository": dst_href, "source_repository_version": src_v2}),
         )
         .await;
-    assert!(r.json["non_field_errors"].is_array(), "{}", r.json);
+    assert!(r.json()["non_field_errors"].is_array(), "{}", r.json());
     let r = t
         .post(
             &copy_tags,
@@ -937,7 +905,7 @@ async fn copy_tags_and_manifests_between_repositories() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json["source_repository_version"].is_array(), "{}", r.json);
+    assert!(r.json()["source_repository_version"].is_array(), "{}", r.json());
 
     // the CLI's body: a version href and the names (null for every tag)
     let task = t
@@ -951,7 +919,7 @@ async fn copy_tags_and_manifests_between_repositories() {
         .await;
     assert_eq!(task["state"], "completed", "{task}");
     assert!(task["created_resources"][0].as_str().unwrap().ends_with("/versions/1/"));
-    let v1 = t.get(&format!("{dst_href}versions/1/")).await.json;
+    let v1 = t.get(&format!("{dst_href}versions/1/")).await.json();
     let present = &v1["content_summary"]["present"];
     assert_eq!(present["container.tag"]["count"], 1, "{v1}");
     assert_eq!(present["container.manifest"]["count"], 1);
@@ -1020,34 +988,34 @@ async fn racing_creates_make_one_of_each_and_cleanup_keeps_every_image() {
         pushed.push(task.await.unwrap());
     }
     // Then one repository holds the name, and the distribution serves that one
-    let listed = t.get(&format!("{PUSH}?name=race/new")).await.json;
+    let listed = t.get(&format!("{PUSH}?name=race/new")).await.json();
     assert_eq!(listed["count"], 1, "{listed}");
-    let dist = t.get(&format!("{DISTS}?base_path=race/new")).await.json;
+    let dist = t.get(&format!("{DISTS}?base_path=race/new")).await.json();
     assert_eq!(dist["count"], 1, "{dist}");
     assert_eq!(dist["results"][0]["repository"], listed["results"][0]["pulp_href"]);
-    let all = t.get(&format!("{PUSH}?limit=1000")).await.json;
+    let all = t.get(&format!("{PUSH}?limit=1000")).await.json();
     assert_eq!(all["count"], 1, "{all}");
     // When orphans are cleaned up with no protection time
     let r = t
         .post("/pulp/api/v3/orphans/cleanup/", json!({"orphan_protection_time": 0}))
         .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
-    let href = r.json["task"].as_str().unwrap().to_owned();
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+    let href = r.json()["task"].as_str().unwrap().to_owned();
     let _ = t.local.jobs.run_one(&*t.app.worker()).await.unwrap();
-    assert_eq!(t.get(&href).await.json["state"], "completed");
+    assert_eq!(t.get(&href).await.json()["state"], "completed");
     // Then every tag still pulls, with its blobs
     for (i, digest) in pushed.iter().enumerate() {
         let r = t
             .registry(Method::GET, &format!("/v2/race/new/manifests/t{i}"), None, Vec::new())
             .await;
-        assert_eq!(r.status(), StatusCode::OK, "t{i}");
-        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "t{i}");
+        let bytes = r.body;
         assert_eq!(&Digest::sha256_of(&bytes), digest);
         let m: Value = serde_json::from_slice(&bytes).unwrap();
         for blob in [&m["config"]["digest"], &m["layers"][0]["digest"]] {
             let uri = format!("/v2/race/new/blobs/{}", blob.as_str().unwrap());
             let r = t.registry(Method::GET, &uri, None, Vec::new()).await;
-            assert_eq!(r.status(), StatusCode::OK, "{uri}");
+            assert_eq!(r.status, StatusCode::OK, "{uri}");
         }
     }
 
@@ -1069,7 +1037,7 @@ async fn racing_creates_make_one_of_each_and_cleanup_keeps_every_image() {
         for task in tasks {
             let r = task.await.unwrap();
             if r.status == StatusCode::BAD_REQUEST {
-                assert_eq!(r.json["name"][0], "This field must be unique.", "{}", r.json);
+                assert_eq!(r.json()["name"][0], "This field must be unique.", "{}", r.json());
             }
             statuses.push(r.status);
         }
@@ -1079,7 +1047,7 @@ async fn racing_creates_make_one_of_each_and_cleanup_keeps_every_image() {
             "{statuses:?}"
         );
         assert_eq!(statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count(), 7);
-        assert_eq!(t.get(&format!("{list}?name=x")).await.json["count"], 1);
+        assert_eq!(t.get(&format!("{list}?name=x")).await.json()["count"], 1);
     }
     // distributions are created by a task; a name already taken when asked is refused at once
     let mut tasks = Vec::new();
@@ -1100,17 +1068,17 @@ async fn racing_creates_make_one_of_each_and_cleanup_keeps_every_image() {
     for r in responses {
         match r.status {
             StatusCode::ACCEPTED => {
-                let task = t.get(r.json["task"].as_str().unwrap()).await.json;
+                let task = t.get(r.json()["task"].as_str().unwrap()).await.json();
                 match task["state"].as_str().unwrap() {
                     "completed" => completed += 1,
                     "failed" => {}
                     other => panic!("task {other}: {task}"),
                 }
             }
-            StatusCode::BAD_REQUEST => assert_eq!(r.json["name"][0], "This field must be unique.", "{}", r.json),
-            other => panic!("{other}: {}", r.json),
+            StatusCode::BAD_REQUEST => assert_eq!(r.json()["name"][0], "This field must be unique.", "{}", r.json()),
+            other => panic!("{other}: {}", r.json()),
         }
     }
     assert_eq!(completed, 1);
-    assert_eq!(t.get(&format!("{DISTS}?name=x")).await.json["count"], 1);
+    assert_eq!(t.get(&format!("{DISTS}?name=x")).await.json()["count"], 1);
 }

@@ -2,10 +2,11 @@
 //! can be wrong. In process, on the in-memory store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::Router;
 use base64::Engine as _;
 use berth::app::{LocalApp, Settings};
@@ -13,9 +14,9 @@ use berth::domain::{media, Digest};
 use berth::services::tokens::{Access, TokenKey, Tokens};
 use berth::services::{AuthMode, DistributionSpec, Serves};
 use berth::store::{Repository, RepositoryKind};
-use http::{Method, Request, StatusCode};
+use common::http::{basic, bearer, Req, Resp};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const HOST: &str = "reg.test:5000";
 const PW: &str = "admin-pw";
@@ -24,31 +25,6 @@ struct T {
     local: LocalApp,
     router: Router,
     pem: String,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    json: Value,
-}
-
-impl Resp {
-    fn challenge(&self) -> &str {
-        self.headers
-            .get("www-authenticate")
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-    fn code(&self) -> &str {
-        self.json["errors"][0]["code"].as_str().unwrap_or("")
-    }
-}
-
-fn basic(u: &str, p: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-    )
 }
 
 impl T {
@@ -102,24 +78,12 @@ impl T {
     }
 
     async fn send_host(&self, method: Method, uri: &str, auth: Option<&str>, body: Vec<u8>, host: &str) -> Resp {
-        let mut b = Request::builder().method(method).uri(uri).header("host", host);
-        if let Some(a) = auth {
-            b = b.header("authorization", a);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(b.body(Body::from(body)).unwrap())
+        Req::new(method, uri)
+            .header("host", host)
+            .auth(auth)
+            .body(body)
+            .send(&self.router)
             .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        Resp {
-            status,
-            headers,
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
     }
 
     /// A token from `/token` for the scopes, with optional Basic credentials.
@@ -128,11 +92,11 @@ impl T {
         let uri = format!("/token?service={HOST}&{}", q.join("&"));
         let auth = creds.map(|(u, p)| basic(u, p));
         let r = self.send(Method::GET, &uri, auth.as_deref(), vec![]).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-        let token = r.json["token"].as_str().unwrap().to_owned();
-        assert_eq!(r.json["access_token"], r.json["token"]);
-        assert_eq!(r.json["expires_in"], 300);
-        assert!(r.json["issued_at"].is_string());
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        let token = r.json()["token"].as_str().unwrap().to_owned();
+        assert_eq!(r.json()["access_token"], r.json()["token"]);
+        assert_eq!(r.json()["expires_in"], 300);
+        assert!(r.json()["issued_at"].is_string());
         let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.split('.').nth(1).unwrap())
             .unwrap();
@@ -149,10 +113,6 @@ impl T {
         )
         .await
     }
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
 }
 
 #[tokio::test]
@@ -174,14 +134,12 @@ async fn the_challenge_names_realm_service_and_scope() {
     let r = t.send(Method::GET, "/v2/_catalog", None, vec![]).await;
     assert!(r.challenge().ends_with("scope=\"registry:catalog:*\""));
     // behind API Gateway or a TLS proxy the realm is https
-    let req = Request::builder()
-        .uri("/v2/")
+    let resp = Req::get("/v2/")
         .header("host", HOST)
         .header("x-forwarded-proto", "https")
-        .body(Body::empty())
-        .unwrap();
-    let resp = t.router.clone().oneshot(req).await.unwrap();
-    let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        .send(&t.router)
+        .await;
+    let challenge = resp.headers["www-authenticate"].to_str().unwrap().to_owned();
     assert!(
         challenge.starts_with(&format!("Bearer realm=\"https://{HOST}/token\"")),
         "{challenge}"
@@ -243,10 +201,10 @@ async fn anonymous_pulls_public_not_private() {
     // the catalog shows anonymous callers public content only
     let (cat, _) = t.token(None, &["registry:catalog:*"]).await;
     let r = t.send(Method::GET, "/v2/_catalog", Some(&bearer(&cat)), vec![]).await;
-    assert_eq!(r.json["repositories"], json!(["pub/app"]));
+    assert_eq!(r.json()["repositories"], json!(["pub/app"]));
     let (cat, _) = t.token(Some(("reader", "reader-pw")), &["registry:catalog:*"]).await;
     let r = t.send(Method::GET, "/v2/_catalog", Some(&bearer(&cat)), vec![]).await;
-    assert_eq!(r.json["repositories"], json!(["priv/app", "pub/app"]));
+    assert_eq!(r.json()["repositories"], json!(["priv/app", "pub/app"]));
 }
 
 #[tokio::test]
@@ -301,7 +259,7 @@ async fn bad_credentials_and_tokens_are_refused_and_write_nothing() {
             )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth}");
-        assert!(r.json.get("token").is_none());
+        assert!(r.json().get("token").is_none());
     }
     // scopes that don't parse grant nothing
     let (_, claims) = t

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "upstream")]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,15 +17,14 @@ use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
-use base64::Engine as _;
 use berth::adapters::upstream_http::HttpUpstreamFactory;
 use berth::app::{LocalApp, Settings};
 use berth::domain::{Digest, PrivateNetworks, UrlPolicy};
 use berth::ports::{UpstreamConfig, UpstreamError, UpstreamFactory};
 use berth::store::{Remote, Repository, RepositoryKind, TaskState};
+use common::http::Req;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 const ALLOW: UrlPolicy = UrlPolicy {
     private_networks: PrivateNetworks::Allow,
@@ -56,17 +57,14 @@ impl Api {
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PW}"));
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Basic {token}"))
+        let mut r = Req::new(method, uri)
+            .basic("admin", PW)
             .header("content-type", "application/json");
-        let body = body.map_or_else(Body::empty, |v| Body::from(serde_json::to_vec(&v).unwrap()));
-        let resp = self.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        if let Some(v) = body {
+            r = r.body(serde_json::to_vec(&v).unwrap());
+        }
+        let r = r.send(&self.router).await;
+        (r.status, r.json())
     }
 
     async fn create(&self, name: &str, extra: Value) -> (StatusCode, Value) {

@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::routing::any;
 use axum::Router;
@@ -16,24 +15,9 @@ use berth::app::{App, LocalApp};
 use berth::domain::{media, ContentType, Digest, RepoName};
 use berth::services::{DistributionSpec, Serves};
 use berth::store::{Remote, Repository, RepositoryKind, ResourceRef, Task, TaskState};
-use http::{HeaderMap, Method, StatusCode};
+use common::http::{Req, Resp};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
 
 struct Berth {
     local: LocalApp,
@@ -53,23 +37,11 @@ impl Berth {
     }
 
     async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
-        let mut b = http::Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(b.body(Body::from(body)).unwrap())
+        Req::new(method, uri)
+            .headers(headers)
+            .body(body)
+            .send(&self.router)
             .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Resp { status, headers, body }
     }
 
     async fn get(&self, uri: &str) -> Resp {

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "upstream")]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +24,11 @@ use berth::app::{LocalApp, Settings};
 use berth::domain::{Digest, PrivateNetworks, UrlPolicy};
 use berth::ports::{Upstream, UpstreamConfig, UpstreamError, UpstreamProxy, UpstreamTls};
 use berth::store::{Remote, Repository, RepositoryKind, TaskState};
+use common::http::Req;
 use http::{header, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tower::ServiceExt;
 
 const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
 const CONFIG: &[u8] = b"{}";
@@ -822,18 +824,8 @@ const PW: &str = "test-password";
 const REMOTES: &str = "/pulp/api/v3/remotes/container/container/";
 
 async fn api_call(router: &Router, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PW}"));
-    let req = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Basic {token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let r = Req::new(method, uri).basic("admin", PW).json(&body).send(router).await;
+    (r.status, r.json())
 }
 
 #[tokio::test]

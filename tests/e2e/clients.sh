@@ -13,27 +13,13 @@ set -uo pipefail
 
 BERTH_BIN=${BERTH_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/target/release/berth}
 DOCKERD=${DOCKERD:-dockerd}   # override (e.g. a missing path) to exercise the SKIP branch
-W=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+e2e_init berth-e2e
 T0=$(date +%s%N)
-PASS=0; FAIL=0
 BERTH_PID=""; DOCKERD_PID=""
 
-ok()   { PASS=$((PASS+1)); echo "OK   $1"; }
-bad()  { FAIL=$((FAIL+1)); echo "FAIL $1"; [ -s "$W/why" ] && sed 's/^/       /' "$W/why" | tail -15; return 0; }
-skip() { echo "SKIP $1"; }
-exec 3>&1
-note() { echo "     $*" >&3; }                      # informational line, printed even from inside a check
-why()  { echo "-> $*" >>"$W/why"; : >"$W/failed"; return 1; }   # record a reason; the check fails
-# check NAME FUNC [ARGS...]: run FUNC (output kept in $W/why, shown on failure); it fails if
-# FUNC returns non-zero or called `why` anywhere
-check() {
-  local name=$1; shift; : >"$W/why"; rm -f "$W/failed"
-  if "$@" >>"$W/why" 2>&1 && [ ! -e "$W/failed" ]; then ok "$name"; else bad "$name"; fi
-}
-
 # --- cleanup ------------------------------------------------------------------
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-wait_gone() { local p=$1 n=$2; for _ in $(seq 1 "$n"); do alive "$p" || return 0; sleep 0.1; done; return 1; }
 stop_dockerd() {
   alive "$DOCKERD_PID" || return 0
   kill -TERM "$DOCKERD_PID" 2>/dev/null
@@ -50,15 +36,10 @@ stop_dockerd() {
   done
   DOCKERD_PID=""
 }
-umount_under() {  # unmount everything mounted below $1, deepest first
-  awk -v p="$1/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
-  done
-}
 cleanup() {
   set +e
   stop_dockerd
-  if alive "$BERTH_PID"; then kill -TERM "$BERTH_PID"; wait_gone "$BERTH_PID" 50 || kill -KILL "$BERTH_PID"; fi
+  stop_pids
   if [ -d "$W/storage" ]; then   # isolated podman/buildah store: remove what we built or pulled
     "${POD[@]}" rmi -a -f >/dev/null 2>&1
     buildah "${STORE[@]}" rm -a >/dev/null 2>&1
@@ -68,14 +49,8 @@ cleanup() {
   umount_under "$W"
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- environment: isolated client config and storage ----------------------------
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null && return
-  local p; while :; do p=$((20000 + RANDOM % 40000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
-}
 PORT=$(free_port)
 REG=127.0.0.1:$PORT
 URL=http://$REG
@@ -113,12 +88,11 @@ fetch() {
 hdr() { awk -F': ' -v n="$1" '$1 == n {sub(/^[^:]*: /, ""); print}' "$W/h" | tail -1; }
 ADMIN_PW=e2e-admin-$RANDOM
 READER_PW=e2e-reader-$RANDOM
-wait_v2() { for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/v2/")" = 401 ] && return 0; alive "$BERTH_PID" || return 1; sleep 0.1; done; return 1; }
+# start_berth: Berth on REG, answering GET /v2/ with its token challenge
 start_berth() {
-  BERTH_ADMIN_PASSWORD=$ADMIN_PW BERTH_READONLY_USERS="reader:$READER_PW" NO_COLOR=1 \
-    "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >>"$W/berth.log" 2>&1 &
-  BERTH_PID=$!
-  wait_v2
+  berth_start "$BERTH_BIN" "$REG" "$W/data" "$W/berth.log" "$ADMIN_PW" BERTH_READONLY_USERS="reader:$READER_PW"
+  BERTH_PID=$STARTED_PID
+  wait_http "$URL/v2/" "$BERTH_PID" '^401$'
 }
 
 echo "berth: $BERTH_BIN on $REG, work dir $W"
@@ -382,5 +356,4 @@ check "9b read-only user: pulls private content, cannot push" check_reader
 T1=$(date +%s%N)
 echo "runtime $(( (T1 - T0) / 1000000000 )) s"
 if [ "$FAIL" -gt 0 ]; then echo "--- berth log (last 20 lines) ---"; tail -20 "$W/berth.log"; fi
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+e2e_summary

@@ -11,22 +11,18 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BERTH_BIN=${BERTH_BIN:-$HERE/../../target/release/berth}
 LAYER_MIB=${LAYER_MIB:-1024}
-W=$(mktemp -d /tmp/berth-crash.XXXXXX)
-PASS=0; FAIL=0; BERTH_PID=""; DR_PID=""
-ok()  { PASS=$((PASS+1)); echo "OK   $1"; }
-bad() { FAIL=$((FAIL+1)); echo "FAIL $1${2:+: $2}"; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+e2e_init berth-crash
+BERTH_PID=""
 cleanup() {
   set +e
-  for p in "$BERTH_PID" "$DR_PID"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  stop_pids
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-DR=127.0.0.1:$(port); REG=127.0.0.1:$(port); PW=crash-$RANDOM
+DR_PORT=$(free_port); DR=127.0.0.1:$DR_PORT; REG=127.0.0.1:$(free_port "$DR_PORT"); PW=crash-$RANDOM
 API=http://$REG/pulp/api/v3
 api() { curl -sf -u "admin:$PW" -H 'Content-Type: application/json' "$@"; }
-jf() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
 
 # --- upstream: one image with a big layer ------------------------------------------------------
 cat >"$W/dr.yml" <<YML
@@ -36,8 +32,8 @@ storage: {filesystem: {rootdirectory: $W/dr}, delete: {enabled: true}}
 http: {addr: $DR}
 YML
 env -u REGISTRY_AUTH_FILE docker-registry serve "$W/dr.yml" >"$W/dr.log" 2>&1 &
-DR_PID=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://$DR/v2/" && break; sleep 0.1; done
+PIDS+=($!)
+wait_http "http://$DR/v2/" "$!"
 push_blob() {  # FILE → digest
   local d loc; d=sha256:$(sha256sum "$1" | cut -d' ' -f1)
   loc=$(curl -s -D - -o /dev/null -X POST "http://$DR/v2/big/blobs/uploads/" | awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
@@ -56,15 +52,15 @@ curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --
 
 # --- Berth: start a sync, kill the server in the middle of the download ---------------------------
 start() {
-  BERTH_ADMIN_PASSWORD=$PW BERTH_LOG=info NO_COLOR=1 "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >>"$W/berth.log" 2>&1 &
-  BERTH_PID=$!
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://$REG/v2/" && return 0; sleep 0.1; done
-  return 1
+  berth_start "$BERTH_BIN" "$REG" "$W/data" "$W/berth.log" "$PW" BERTH_LOG=info
+  local rc=$?
+  BERTH_PID=$STARTED_PID
+  return $rc
 }
 start || bad "berth starts"
-REPO=$(api -X POST "$API/repositories/container/container/" -d '{"name":"big"}' | jf 'd["pulp_href"]')
-REMOTE=$(api -X POST "$API/remotes/container/container/" -d "{\"name\":\"big\",\"url\":\"http://$DR\",\"upstream_name\":\"big\"}" | jf 'd["pulp_href"]')
-TASK=$(api -X POST "$API${REPO#/pulp/api/v3}sync/" -d "{\"remote\":\"$REMOTE\"}" | jf 'd["task"]')
+REPO=$(api -X POST "$API/repositories/container/container/" -d '{"name":"big"}' | jget - 'd["pulp_href"]')
+REMOTE=$(api -X POST "$API/remotes/container/container/" -d "{\"name\":\"big\",\"url\":\"http://$DR\",\"upstream_name\":\"big\"}" | jget - 'd["pulp_href"]')
+TASK=$(api -X POST "$API${REPO#/pulp/api/v3}sync/" -d "{\"remote\":\"$REMOTE\"}" | jget - 'd["task"]')
 [ -n "$TASK" ] && ok "sync task started" || bad "sync task started"
 killed=0
 for _ in $(seq 1 1000); do   # up to 20 s: wait for the layer download to begin, then kill
@@ -88,15 +84,14 @@ for f in $left; do [ -e "$W/data/tmp/$f" ] && stale="$stale $f"; done
 [ -n "$left" ] && [ -z "$stale" ] && ok "unfinished writes were removed at start" || bad "tmp/ still holds the killed process's files:$stale"
 state=""
 for _ in $(seq 1 240); do
-  state=$(api "http://$REG$TASK" | jf 'd["state"]')
+  state=$(api "http://$REG$TASK" | jget - 'd["state"]')
   case $state in completed|failed|canceled) break ;; esac
   sleep 0.5
 done
-[ "$state" = completed ] && ok "the redelivered sync completed" || bad "sync after restart" "state $state: $(api "http://$REG$TASK" | jf 'd["error"]')"
-versions=$(api "http://$REG${REPO}versions/" | jf '[v["number"] for v in d["results"]]')
+[ "$state" = completed ] && ok "the redelivered sync completed" || bad "sync after restart" "state $state: $(api "http://$REG$TASK" | jget - 'd["error"]')"
+versions=$(api "http://$REG${REPO}versions/" | jget - '[v["number"] for v in d["results"]]')
 [ "$versions" = "[1, 0]" ] && ok "exactly one new version: $versions" || bad "versions" "$versions"
 got=sha256:$(sha256sum "$W/data/blobs/sha256/${hex:0:2}/$hex" 2>/dev/null | cut -d' ' -f1)
 [ "$got" = "$LD" ] && ok "the stored layer matches its digest" || bad "stored layer digest" "$got"
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" = 0 ]
+e2e_summary

@@ -10,22 +10,17 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BERTH_BIN=${BERTH_BIN:-$HERE/../../target/release/berth}
 PULP_BIN=${PULP_BIN:-pulp}
-W=$(mktemp -d /tmp/berth-pulp-e2e.XXXXXX)
-PASS=0; FAIL=0; BERTH_PID=""
-ok()  { PASS=$((PASS+1)); echo "OK   $1"; }
-bad() { FAIL=$((FAIL+1)); echo "FAIL $1"; sed 's/^/       /' "$W/out" | tail -15; }
-# check NAME CMD...: CMD's output goes to $W/out; the check passes when CMD succeeds
-check() { local n=$1; shift; if "$@" >"$W/out" 2>&1; then ok "$n"; else bad "$n"; fi; }
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+e2e_init berth-pulp-e2e
 cleanup() {
   set +e
-  [ -n "$BERTH_PID" ] && kill "$BERTH_PID" 2>/dev/null && wait "$BERTH_PID" 2>/dev/null
+  stop_pids
   podman "${POD[@]}" rmi -a -f >/dev/null 2>&1
   rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 REG=127.0.0.1:$PORT
 URL=http://$REG
 PW=e2e-$RANDOM-secret
@@ -36,14 +31,10 @@ POD=(--root "$W/pstorage" --runroot "$W/prun" --storage-driver vfs --tmpdir "$W/
 mkdir -p "$W/ptmp"
 P=("$PULP_BIN" --base-url "$URL" --username admin --password "$PW")
 pulp() { "${P[@]}" "$@"; }
-# jget FILE EXPR: a value from JSON (python, so no jq dependency here)
-jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {"d": d}))' "$@"; }
 
 [ -x "$BERTH_BIN" ] || { echo "FAIL berth binary not found: $BERTH_BIN"; echo "0 passed, 1 failed"; exit 1; }
 command -v "$PULP_BIN" >/dev/null || { echo "FAIL pulp CLI not found: $PULP_BIN"; echo "0 passed, 1 failed"; exit 1; }
-BERTH_ADMIN_PASSWORD=$PW NO_COLOR=1 "$BERTH_BIN" --listen "$REG" --data-dir "$W/data" >"$W/berth.log" 2>&1 &
-BERTH_PID=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "$URL/v2/" && break; sleep 0.1; done
+berth_start "$BERTH_BIN" "$REG" "$W/data" "$W/berth.log" "$PW"
 echo "berth on $REG; $("$PULP_BIN" --version | head -1)"
 
 # --- the workflow, as a user types it ---------------------------------------------------
@@ -186,5 +177,4 @@ t_orphans() {
 check "orphan cleanup keeps content a repository holds (and everything within the protection time)" t_orphans_kept
 check "distribution destroy takes its push repository along; orphan cleanup --protection-time 0 then removes its content and bytes" t_orphans
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" = 0 ]
+e2e_summary

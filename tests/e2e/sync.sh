@@ -22,60 +22,19 @@ UPSTREAM_BERTH_BIN=${UPSTREAM_BERTH_BIN:-$BERTH_BIN}
 PULP_BIN=${PULP_BIN:-pulp}
 FIXTURE_PY=${FIXTURE_PY:-python3}
 FX=$HERE/fixtures/sync_fixture.py
-W=$(mktemp -d /tmp/berth-sync-e2e.XXXXXX)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+e2e_init berth-sync-e2e
 T0=$(date +%s)
-PASS=0; FAIL=0
-PIDS=()
-
-ok()   { PASS=$((PASS+1)); echo "OK   $1"; }
-bad()  { FAIL=$((FAIL+1)); echo "FAIL $1"; [ -s "$W/why" ] && sed 's/^/       /' "$W/why" | tail -15; return 0; }
-exec 3>&1
-note() { echo "     $*" >&3; }
-why()  { echo "-> $*" >>"$W/why"; : >"$W/failed"; return 1; }
-# check NAME FUNC [ARGS...]: FUNC's output is kept in $W/why (shown on failure); the check fails
-# if FUNC returns non-zero or called `why`
-check() {
-  local name=$1; shift; : >"$W/why"; rm -f "$W/failed"
-  if "$@" >>"$W/why" 2>&1 && [ ! -e "$W/failed" ]; then ok "$name"; else bad "$name"; fi
-}
 
 # --- processes and cleanup ---------------------------------------------------------------------
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
-stop_pid() {
-  local p=$1
-  alive "$p" || return 0
-  kill -TERM "$p" 2>/dev/null
-  for _ in $(seq 1 50); do alive "$p" || break; sleep 0.1; done
-  alive "$p" && kill -KILL "$p" 2>/dev/null
-  wait "$p" 2>/dev/null
-  return 0
-}
-umount_under() {
-  awk -v p="$1/" 'index($2, p) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
-  done
-}
 cleanup() {
   set +e
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  stop_pids
   [ -d "$W/gnupg" ] && gpgconf --homedir "$W/gnupg" --kill gpg-agent >/dev/null 2>&1
   [ -d "$W/pstorage" ] && "${POD[@]}" rmi -a -f >/dev/null 2>&1
   umount_under "$W"
   rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# wait_http URL PID: until URL answers at all (any HTTP status), while PID lives
-wait_http() {
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" != 000 ] && return 0
-    alive "$2" || return 1
-    sleep 0.1
-  done
-  return 1
 }
 
 # --- isolated client configuration -----------------------------------------------------------------
@@ -89,8 +48,6 @@ mkdir -p "$W/regd-none"   # a registries.d with no lookaside anywhere
 SKOPEO=(skopeo --policy "$W/policy.json" --registries.d "$W/regd-none")
 POD=(podman --root "$W/pstorage" --runroot "$W/prun" --storage-driver vfs --tmpdir "$W/ptmp" --events-backend none)
 
-# jget FILE EXPR: a value from a JSON file (d is the document)
-jget() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=eval(sys.argv[2], {"d": d}); print(v if not isinstance(v, (list, dict)) else json.dumps(v))' "$@"; }
 fx()  { python3 "$FX" "$@"; }
 fxc() { "$FIXTURE_PY" "$FX" "$@"; }   # the subcommands that need `cryptography`
 # fxpush --state S --registry R --repo N [--creds U:P] [--registries-d D --sign-by FPR] TAG[=IMAGE]...
@@ -134,10 +91,10 @@ EOF
 start_berth() {
   local name=$1 bin=$2 pw=$3 port; port=$(free_port); shift 3
   mkdir -p "$W/$name"
-  env "$@" BERTH_ADMIN_PASSWORD=$pw NO_COLOR=1 "$bin" --listen "127.0.0.1:$port" --data-dir "$W/$name/data" >"$W/$name/log" 2>&1 &
-  local pid=$!; PIDS+=("$pid")
-  printf -v "${name}_PORT" %s "$port"; printf -v "${name}_PID" %s "$pid"
-  wait_http "http://127.0.0.1:$port/v2/" "$pid"
+  berth_start "$bin" "127.0.0.1:$port" "$W/$name/data" "$W/$name/log" "$pw" "$@"
+  local rc=$?
+  printf -v "${name}_PORT" %s "$port"; printf -v "${name}_PID" %s "$STARTED_PID"
+  return $rc
 }
 
 PW=e2e-sync-$RANDOM-$RANDOM
@@ -558,5 +515,4 @@ check "berth still running; nothing left behind by the faults" t_alive
 
 echo "runtime $(( $(date +%s) - T0 )) s"
 if [ "$FAIL" -gt 0 ]; then echo "--- berth log (last 20 lines) ---"; tail -20 "$W/berth/log"; fi
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+e2e_summary

@@ -555,4 +555,52 @@ mod tests {
         assert_eq!(bounds(&q("", Some("m"), false)), Some((Some("m".into()), None)));
         assert_eq!(bounds(&q("", Some("m"), true)), Some((None, Some("m".into()))));
     }
+
+    /// Against a moto server (`BERTH_TEST_MOTO`): the item shape DynamoDB itself reads.
+    #[cfg(feature = "moto")]
+    mod on_moto {
+        use super::*;
+        use crate::port_suite::moto::{config, table};
+
+        /// Expiring items carry their expiry in the table's TTL attribute, so DynamoDB removes
+        /// them; a plain write clears it.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn expiry_is_the_ttl_attribute() {
+            let t = table().await;
+            let client = aws_sdk_dynamodb::Client::new(&config().await);
+            let ttl = |pk: &'static str| {
+                let (client, name) = (client.clone(), t.table_name().to_owned());
+                async move {
+                    let out = client
+                        .get_item()
+                        .table_name(name)
+                        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+                        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("_".into()))
+                        .send()
+                        .await
+                        .unwrap();
+                    out.item
+                        .unwrap()
+                        .get("ttl")
+                        .map(|v| v.as_n().unwrap().parse::<u64>().unwrap())
+                }
+            };
+            let at = crate::ports::unix_now() + 3600;
+            t.put_expiring("a", "_", b"x".to_vec(), Cond::Absent, Some(at))
+                .await
+                .unwrap();
+            assert_eq!(ttl("a").await, Some(at));
+            t.put("a", "_", b"y".to_vec(), Cond::Any).await.unwrap();
+            assert_eq!(ttl("a").await, None);
+            let d = client
+                .describe_time_to_live()
+                .table_name(t.table_name())
+                .send()
+                .await
+                .unwrap();
+            let spec = d.time_to_live_description().unwrap();
+            assert_eq!(spec.attribute_name(), Some("ttl"));
+            t.delete_table().await.unwrap();
+        }
+    }
 }

@@ -344,3 +344,31 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port_suite::stream;
+
+    /// Staged bytes of uploads idle for longer than the limit are removed; others stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweep_removes_idle_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsBlobStore::open(dir.path()).await.unwrap();
+        s.upload_create("u-1").await.unwrap();
+        s.upload_append("u-1", 0, stream(b"half")).await.unwrap();
+        assert_eq!(s.sweep_uploads(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(s.upload_size("u-1").await.unwrap(), 4);
+        assert_eq!(s.sweep_uploads(Duration::ZERO).await.unwrap(), 1);
+        assert!(matches!(s.upload_size("u-1").await, Err(StoreError::NotFound)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unfinished_writes_are_cleared_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp/partial"), b"half a layer").unwrap();
+        let _s = FsBlobStore::open(dir.path()).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

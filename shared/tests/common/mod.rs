@@ -1,5 +1,6 @@
 //! Test fixtures shared by integration tests: a real Debian `docker-registry` on a free
-//! loopback port, filled with generated images through plain registry API pushes.
+//! loopback port, filled with generated images through plain registry API pushes; and
+//! [`http`], requests through a router in process.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use berth::domain::{media, Digest};
 use serde_json::{json, Value};
+
+pub mod http;
 
 /// Where `docker-registry` is, or a panic saying how to install it (tests must not pass
 /// silently without it).
@@ -326,26 +329,4 @@ pub async fn fill(reg: &DockerRegistry, name: &str) -> Fixture {
         blobs,
         docker_layers: vec![d(&dock)],
     }
-}
-
-/// One request through a router in process (no server): its status, headers and whole body.
-pub async fn oneshot(
-    router: &axum::Router,
-    method: http::Method,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: axum::body::Body,
-) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
-    use tower::ServiceExt as _;
-    let mut b = http::Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = router.clone().oneshot(b.body(body).unwrap()).await.unwrap();
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, headers, body)
 }
