@@ -430,3 +430,47 @@ impl AwsApp {
         })
     }
 }
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sdk(endpoint: Option<&str>) -> aws_config::SdkConfig {
+        let b = aws_config::SdkConfig::builder().region(aws_config::Region::new("eu-west-1"));
+        match endpoint {
+            Some(e) => b.endpoint_url(e).build(),
+            None => b.build(),
+        }
+    }
+
+    fn aws(path_style: bool) -> AwsSettings {
+        AwsSettings {
+            bucket: "blobs".into(),
+            table: "meta".into(),
+            queue: AwsQueue::Name("jobs".into()),
+            s3_path_style: path_style,
+            init: true,
+        }
+    }
+
+    #[test]
+    fn start_up_errors_name_the_address_the_bucket_was_reached_at() {
+        // the S3 endpoint (AWS_ENDPOINT_URL_S3) is named over the SDK's general one
+        let s3 = S3Endpoints {
+            endpoint: Some("http://localhost:4566".into()),
+            public: None,
+        };
+        let general = sdk(Some("http://elsewhere:1"));
+        let target = s3_target(&general, &aws(false), &s3);
+        assert!(target.contains("http://blobs.localhost:4566/"), "{target}");
+        assert!(target.contains("BERTH_S3_PATH_STYLE=on"), "{target}");
+        let target = s3_target(&general, &aws(true), &s3);
+        assert!(target.contains("http://localhost:4566/blobs"), "{target}");
+        // without one, the SDK's, else AWS's own in the region
+        let target = s3_target(&general, &aws(true), &S3Endpoints::default());
+        assert!(target.contains("http://elsewhere:1/blobs"), "{target}");
+        let target = s3_target(&sdk(None), &aws(false), &S3Endpoints::default());
+        assert!(target.contains("blobs") && target.contains("eu-west-1"), "{target}");
+    }
+}

@@ -25,7 +25,7 @@ fn arg(s: &'static Setting) -> Arg {
     let arg = match s.kind {
         Kind::Switch => {
             return arg
-                .help(s.help)
+                .help(s.help.trim_end_matches('.'))
                 .action(ArgAction::SetTrue)
                 .value_parser(clap::builder::BoolishValueParser::new())
         }
@@ -34,10 +34,11 @@ fn arg(s: &'static Setting) -> Arg {
         _ => arg,
     };
     // values are checked by the shared parser (the same as on Lambda), not by clap
+    let text = s.help.trim_end_matches('.');
     let help = match s.kind {
-        Kind::Choice(words) => format!("{} [possible values: {}]", s.help, words.join(", ")),
-        Kind::Number { min, max, .. } => format!("{} [{min}–{max}]", s.help),
-        _ => s.help.to_owned(),
+        Kind::Choice(words) => format!("{text} [possible values: {}]", words.join(", ")),
+        Kind::Number { min, max, .. } => format!("{text} [{min}–{max}]"),
+        _ => text.to_owned(),
     };
     let arg = arg.help(help).value_name(s.env.trim_start_matches("BERTH_"));
     match s.default {
