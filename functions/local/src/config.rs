@@ -93,6 +93,7 @@ pub fn data_dir(cfg: &Config) -> PathBuf {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unwrap_used)]
     fn parse_from(args: &[&str]) -> Config {
         try_parse_from(args).unwrap()
     }
