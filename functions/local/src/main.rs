@@ -250,7 +250,7 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), backend = ?cfg.backend, "berth is serving");
+    tracing::info!(%addr, data_dir = %data_dir.display(), backend = %cfg.backend, "berth is serving");
     let limits = serve::Limits::from_config(&cfg);
     serve::serve(listener, app.router(), limits, serve::shutdown_signal()).await;
     let _ = stop_tx.send(true);

@@ -57,6 +57,15 @@ pub enum Backend {
     Aws,
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Embedded => "embedded",
+            Backend::Aws => "aws",
+        })
+    }
+}
+
 /// Every setting, typed. Settings a runtime does not read keep their defaults there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
