@@ -1,7 +1,6 @@
 //! Wiring: adapters into the store and services, services into routers. Both runtimes call
 //! this; they differ only in the adapters they pass.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,7 +16,8 @@ use crate::services::{
 };
 use crate::store::{FieldKey, NodeLife, Retention, Store};
 
-/// Settings every runtime shares.
+/// Settings every runtime shares; [`crate::config::Config::settings`] builds them from the
+/// configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub registry: RegistryConfig,
@@ -141,6 +141,28 @@ impl App {
     pub fn router(&self) -> Router {
         self.registry_router().merge(self.api_router())
     }
+
+    /// Sets up the accounts the configuration names: the admin (with `admin_password`, or a
+    /// password generated now when there is no admin yet, which is returned) and the
+    /// read-only users. The error names the account that failed.
+    pub async fn ensure_accounts(
+        &self,
+        admin_password: Option<&str>,
+        readonly: &[crate::config::ReadonlyUser],
+    ) -> Result<Option<String>, String> {
+        let generated = self
+            .users
+            .ensure_admin(admin_password)
+            .await
+            .map_err(|e| format!("cannot set up the admin account: {e:?}"))?;
+        for user in readonly {
+            self.users
+                .set_user(&user.name, user.password.expose(), false)
+                .await
+                .map_err(|e| format!("cannot set up user {}: {e:?}", user.name))?;
+        }
+        Ok(generated)
+    }
 }
 
 /// An instance with an in-process job queue over the same table.
@@ -207,7 +229,7 @@ impl LocalApp {
 
     /// The embedded store under `data_dir`: `blobs/`, `uploads/`, `tmp/` and `berth.redb`.
     #[cfg(feature = "local")]
-    pub async fn embedded(data_dir: &Path, settings: Settings) -> Result<Self, StoreError> {
+    pub async fn embedded(data_dir: &std::path::Path, settings: Settings) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::other)?;
         let table = crate::adapters::redb_table::RedbTable::open(&data_dir.join("berth.redb"))?;
         let blobs = Arc::new(crate::adapters::fs::FsBlobStore::open(data_dir).await?);
@@ -238,6 +260,87 @@ pub enum AwsQueue {
     Name(String),
 }
 
+/// How Berth and its clients reach S3, beyond the SDK configuration.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone, Default)]
+pub struct S3Endpoints {
+    /// The endpoint Berth's S3 client uses, for messages (`AWS_ENDPOINT_URL_S3` or
+    /// `AWS_ENDPOINT_URL`; `None`: the SDK configuration's, else AWS's own).
+    pub endpoint: Option<String>,
+    /// The endpoint presigned URLs name, when clients reach S3 at another address.
+    pub public: Option<String>,
+}
+
+/// Everything the AWS backend needs from the configuration.
+#[cfg(feature = "aws")]
+#[derive(Debug, Clone)]
+pub struct AwsSetup {
+    pub settings: AwsSettings,
+    pub s3: S3Endpoints,
+}
+
+/// A start-up failure on the AWS backend: what was tried (the bucket at its endpoint, the
+/// table, the queue) and why it failed.
+#[cfg(feature = "aws")]
+#[derive(Debug)]
+pub struct ConnectError {
+    pub tried: String,
+    pub source: StoreError,
+}
+
+#[cfg(feature = "aws")]
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.tried, self.source)?;
+        let mut cause = std::error::Error::source(&self.source);
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "aws")]
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Where a service's requests go, for messages: `endpoint`, else the SDK configuration's,
+/// else AWS's own in the configured region.
+#[cfg(feature = "aws")]
+fn endpoint_of(sdk: &aws_config::SdkConfig, endpoint: Option<&str>, service: &str) -> String {
+    match endpoint.or(sdk.endpoint_url()) {
+        Some(e) => e.to_owned(),
+        None => format!(
+            "AWS's {service} endpoint in {}",
+            sdk.region().map_or("no region (set AWS_REGION)", |r| r.as_ref())
+        ),
+    }
+}
+
+/// How the bucket is addressed, for messages: `<bucket> at <url>`, naming the host a
+/// virtual-hosted request resolves.
+#[cfg(feature = "aws")]
+fn s3_target(sdk: &aws_config::SdkConfig, aws: &AwsSettings, s3: &S3Endpoints) -> String {
+    let endpoint = endpoint_of(sdk, s3.endpoint.as_deref(), "S3");
+    let bucket = &aws.bucket;
+    match url::Url::parse(&endpoint) {
+        Ok(mut url) if !aws.s3_path_style && url.host_str().is_some() => {
+            let host = format!("{bucket}.{}", url.host_str().unwrap_or_default());
+            let _ = url.set_host(Some(&host));
+            format!(
+                "the S3 bucket {bucket} at {url} (the bucket in the host name; BERTH_S3_PATH_STYLE=on puts it in \
+                 the path of {endpoint})"
+            )
+        }
+        Ok(url) if aws.s3_path_style => format!("the S3 bucket {bucket} at {}{bucket}", url.as_str()),
+        _ => format!("the S3 bucket {bucket} at {endpoint}"),
+    }
+}
+
 /// An instance on S3, DynamoDB and SQS, with a poller that runs the queue's jobs in process.
 #[cfg(feature = "aws")]
 pub struct AwsApp {
@@ -255,34 +358,67 @@ impl AwsApp {
         sdk: &aws_config::SdkConfig,
         aws: &AwsSettings,
         settings: Settings,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, ConnectError> {
+        Self::connect_with(sdk, aws, &S3Endpoints::default(), settings).await
+    }
+
+    /// Connects as [`AwsApp::connect`] does, presigning blob URLs for `s3.public` when set.
+    /// The error names what failed: the bucket at the address its requests went to, the
+    /// table, or the queue.
+    pub async fn connect_with(
+        sdk: &aws_config::SdkConfig,
+        aws: &AwsSettings,
+        s3: &S3Endpoints,
+        settings: Settings,
+    ) -> Result<Self, ConnectError> {
         use crate::adapters::dynamo_table::DynamoTable;
         use crate::adapters::s3_blobs::S3BlobStore;
         use crate::adapters::sqs_queue::{create_queues_if_missing, queue_url, QueueSpec, SqsJobQueue, SqsPoller};
 
+        let failed = |tried: String| move |source: StoreError| ConnectError { tried, source };
         let table = DynamoTable::new(sdk, &aws.table);
-        let blobs = S3BlobStore::new(sdk, &aws.bucket, aws.s3_path_style);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        if aws.init {
-            table.create_if_missing().await?;
-            blobs.create_bucket_if_missing().await?;
+        let mut blobs = S3BlobStore::new(sdk, &aws.bucket, aws.s3_path_style);
+        if let Some(public) = &s3.public {
+            blobs = blobs.with_public_endpoint(public);
         }
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let sqs_at = endpoint_of(sdk, None, "SQS");
+        if aws.init {
+            table.create_if_missing().await.map_err(failed(format!(
+                "cannot create the DynamoDB table {} at {}",
+                aws.table,
+                endpoint_of(sdk, None, "DynamoDB")
+            )))?;
+            blobs
+                .create_bucket_if_missing()
+                .await
+                .map_err(failed(format!("cannot create {}", s3_target(sdk, aws, s3))))?;
+        }
+        let create_queue = |name: String| {
+            let sqs = sqs.clone();
+            let tried = format!("cannot create the SQS queue {name} at {sqs_at}");
+            async move {
+                create_queues_if_missing(&sqs, &QueueSpec::new(&name))
+                    .await
+                    .map_err(failed(tried))
+            }
+        };
         let url = match &aws.queue {
             AwsQueue::Url(url) => {
                 if aws.init {
-                    let name = url.rsplit('/').next().unwrap_or(url);
-                    create_queues_if_missing(&sqs, &QueueSpec::new(name)).await?;
+                    create_queue(url.rsplit('/').next().unwrap_or(url).to_owned()).await?;
                 }
                 url.clone()
             }
-            AwsQueue::Name(name) if aws.init => create_queues_if_missing(&sqs, &QueueSpec::new(name)).await?.url,
+            AwsQueue::Name(name) if aws.init => create_queue(name.clone()).await?.url,
             AwsQueue::Name(name) => match queue_url(&sqs, name).await {
                 Err(StoreError::NotFound) => {
-                    return Err(StoreError::other_msg(format!(
-                        "the SQS queue {name} does not exist (BERTH_AWS_INIT=1 creates it)"
-                    )))
+                    return Err(ConnectError {
+                        tried: format!("cannot find the SQS queue {name} at {sqs_at}"),
+                        source: StoreError::other_msg("the queue does not exist (BERTH_AWS_INIT=1 creates it)"),
+                    })
                 }
-                r => r?,
+                r => r.map_err(failed(format!("cannot find the SQS queue {name} at {sqs_at}")))?,
             },
         };
         let jobs: Arc<dyn JobQueue> = Arc::new(SqsJobQueue::from_client(sqs.clone(), &url));
@@ -292,5 +428,49 @@ impl AwsApp {
             queue: jobs,
             queue_url: url,
         })
+    }
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sdk(endpoint: Option<&str>) -> aws_config::SdkConfig {
+        let b = aws_config::SdkConfig::builder().region(aws_config::Region::new("eu-west-1"));
+        match endpoint {
+            Some(e) => b.endpoint_url(e).build(),
+            None => b.build(),
+        }
+    }
+
+    fn aws(path_style: bool) -> AwsSettings {
+        AwsSettings {
+            bucket: "blobs".into(),
+            table: "meta".into(),
+            queue: AwsQueue::Name("jobs".into()),
+            s3_path_style: path_style,
+            init: true,
+        }
+    }
+
+    #[test]
+    fn start_up_errors_name_the_address_the_bucket_was_reached_at() {
+        // the S3 endpoint (AWS_ENDPOINT_URL_S3) is named over the SDK's general one
+        let s3 = S3Endpoints {
+            endpoint: Some("http://localhost:4566".into()),
+            public: None,
+        };
+        let general = sdk(Some("http://elsewhere:1"));
+        let target = s3_target(&general, &aws(false), &s3);
+        assert!(target.contains("http://blobs.localhost:4566/"), "{target}");
+        assert!(target.contains("BERTH_S3_PATH_STYLE=on"), "{target}");
+        let target = s3_target(&general, &aws(true), &s3);
+        assert!(target.contains("http://localhost:4566/blobs"), "{target}");
+        // without one, the SDK's, else AWS's own in the region
+        let target = s3_target(&general, &aws(true), &S3Endpoints::default());
+        assert!(target.contains("http://elsewhere:1/blobs"), "{target}");
+        let target = s3_target(&sdk(None), &aws(false), &S3Endpoints::default());
+        assert!(target.contains("blobs") && target.contains("eu-west-1"), "{target}");
     }
 }

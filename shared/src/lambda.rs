@@ -1,159 +1,24 @@
-//! The AWS runtime's glue: one typed configuration read from the environment, the instance
-//! built once per cold start (SDK clients, secrets, the admin account), and the SQS batch
-//! handler of the sync worker. The three functions' `main.rs` files only call these.
+//! The AWS runtime's glue: the configuration read from the environment (the table in
+//! [`crate::config`], as the local binary reads it), the instance built once per cold start
+//! (SDK clients, secrets, the accounts), and the SQS batch handler of the sync worker. The
+//! three functions' `main.rs` files only call these.
 //!
 //! Layering: like `app`, this wires adapters into services; nothing here holds a rule.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use sha2::Digest as _;
 
-use crate::app::{AwsApp, AwsQueue, AwsSettings, Settings};
-use crate::domain::{PrivateNetworks, UrlPolicy};
+use crate::app::AwsApp;
+use crate::config::{Config, ConfigError, Secret};
 use crate::ports::{attempts_from_receives, Job, RetryPolicy, Verdict};
-use crate::services::tokens::{TokenKey, Tokens};
-use crate::services::AuthMode;
 
-/// Everything the functions read from their environment (template.yaml sets it).
-#[derive(Debug, Clone)]
-pub struct LambdaConfig {
-    pub bucket: String,
-    pub table: String,
-    pub queue_url: String,
-    /// The secret holding `admin_password` (Secrets Manager), or …
-    pub secret_arn: Option<String>,
-    /// … the password itself (emulators and tests).
-    pub admin_password: Option<String>,
-    /// The secret holding `token_key_seed`, or …
-    pub token_key_secret_arn: Option<String>,
-    /// … the seed itself.
-    pub token_key_seed: Option<String>,
-    /// The secret holding `field_key_seed`, which seals remote credentials at rest.
-    pub field_key_secret_arn: Option<String>,
-    /// The field key seed itself (tests and emulators; takes precedence).
-    pub field_key_seed: Option<String>,
-    pub token_auth: bool,
-    pub token_lifetime: Duration,
-    pub redirect_ttl: Duration,
-    /// How long a finished task is kept (`None`: until deleted).
-    pub task_retention: Option<Duration>,
-    pub public_url: Option<String>,
-    pub s3_path_style: bool,
-    /// Whether remotes may reach loopback and private networks
-    /// (`BERTH_REMOTE_PRIVATE_NETWORKS`, `allow` by default).
-    pub remote_private_networks: PrivateNetworks,
+/// The functions' configuration from their environment (template.yaml sets it): the table
+/// of settings every runtime shares, plus where the secrets come from. The error names every
+/// missing or bad variable.
+pub fn config_from_env() -> Result<Config, ConfigError> {
+    Config::for_lambda(&|name: &str| std::env::var(name).ok())
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-impl LambdaConfig {
-    /// Reads the configuration; the error names every missing or bad variable.
-    pub fn from_env() -> Result<Self, String> {
-        let mut errors = Vec::new();
-        let mut required = |name: &str| {
-            var(name).unwrap_or_else(|| {
-                errors.push(format!("{name} is not set"));
-                String::new()
-            })
-        };
-        let bucket = required("BERTH_BUCKET");
-        let table = required("BERTH_TABLE");
-        let queue_url = required("BERTH_QUEUE_URL");
-        let mut seconds = |name: &str, default: u64, min: u64, max: u64| match var(name) {
-            None => Duration::from_secs(default),
-            Some(v) => match v.parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => Duration::from_secs(n),
-                _ => {
-                    errors.push(format!(
-                        "{name} must be a number of seconds from {min} to {max}, not {v:?}"
-                    ));
-                    Duration::from_secs(default)
-                }
-            },
-        };
-        let token_lifetime = seconds("BERTH_TOKEN_LIFETIME", 300, 30, 86_400);
-        let redirect_ttl = seconds("BERTH_REDIRECT_TTL", 600, 60, 43_200);
-        let task_retention = match var("BERTH_TASK_RETENTION_DAYS").map(|v| v.parse::<u64>()) {
-            None => Some(Duration::from_secs(30 * 86_400)),
-            Some(Ok(0)) => None,
-            Some(Ok(days)) if days <= 36_500 => Some(Duration::from_secs(days * 86_400)),
-            Some(_) => {
-                errors.push("BERTH_TASK_RETENTION_DAYS must be a number of days from 0 to 36500".into());
-                None
-            }
-        };
-        let token_auth = match var("BERTH_TOKEN_AUTH").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(v) => {
-                errors.push(format!("BERTH_TOKEN_AUTH must be on or off, not {v:?}"));
-                true
-            }
-        };
-        let remote_private_networks = match var("BERTH_REMOTE_PRIVATE_NETWORKS") {
-            None => PrivateNetworks::Allow,
-            Some(v) => PrivateNetworks::parse(&v).unwrap_or_else(|| {
-                errors.push(format!(
-                    "BERTH_REMOTE_PRIVATE_NETWORKS must be allow or deny, not {v:?}"
-                ));
-                PrivateNetworks::Allow
-            }),
-        };
-        let cfg = LambdaConfig {
-            bucket,
-            table,
-            queue_url,
-            secret_arn: var("BERTH_SECRET_ARN"),
-            admin_password: var("BERTH_ADMIN_PASSWORD"),
-            token_key_secret_arn: var("BERTH_TOKEN_KEY_SECRET_ARN"),
-            token_key_seed: var("BERTH_TOKEN_KEY_SEED"),
-            field_key_secret_arn: var("BERTH_FIELD_KEY_SECRET_ARN"),
-            field_key_seed: var("BERTH_FIELD_KEY_SEED"),
-            token_auth,
-            token_lifetime,
-            redirect_ttl,
-            task_retention,
-            public_url: var("BERTH_PUBLIC_URL"),
-            s3_path_style: var("BERTH_S3_PATH_STYLE")
-                .map(|v| v == "on" || v == "1" || v == "true")
-                .unwrap_or_else(|| var("AWS_ENDPOINT_URL").is_some()),
-            remote_private_networks,
-        };
-        if cfg.secret_arn.is_none() && cfg.admin_password.is_none() {
-            errors.push("BERTH_SECRET_ARN (or BERTH_ADMIN_PASSWORD) is not set".into());
-        }
-        if cfg.field_key_secret_arn.is_none() && cfg.field_key_seed.is_none() {
-            errors.push("BERTH_FIELD_KEY_SECRET_ARN (or BERTH_FIELD_KEY_SEED) is not set".into());
-        }
-        if cfg.token_auth && cfg.token_key_secret_arn.is_none() && cfg.token_key_seed.is_none() {
-            errors.push("BERTH_TOKEN_KEY_SECRET_ARN (or BERTH_TOKEN_KEY_SEED) is not set".into());
-        }
-        if errors.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(errors.join("; "))
-        }
-    }
-}
-
-/// The ES256 signing key derived from a secret seed, the same in every function instance.
-pub fn token_key_from_seed(seed: &str) -> TokenKey {
-    let mut counter = 0u32;
-    loop {
-        let mut h = sha2::Sha256::new();
-        h.update(b"berth token key\0");
-        h.update(seed.as_bytes());
-        h.update(counter.to_be_bytes());
-        if let Some(k) = TokenKey::from_scalar_bytes(&h.finalize().into()) {
-            return k;
-        }
-        counter += 1;
-    }
-}
+pub use crate::config::token_key_from_seed;
 
 async fn secret_field(sdk: &aws_config::SdkConfig, arn: &str, field: &str) -> Result<String, String> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
@@ -186,56 +51,36 @@ pub enum Role {
 }
 
 /// Builds the instance: SDK clients once per cold start, the field key, and for the API and
-/// the registry the admin account and (registry) the token key.
-pub async fn build(cfg: &LambdaConfig, role: Role) -> Result<AwsApp, String> {
+/// the registry the accounts and (registry) the token key.
+pub async fn build(cfg: &Config, role: Role) -> Result<AwsApp, String> {
     let sdk = crate::adapters::aws::sdk_config().await;
-    let auth = if role == Role::Registry && cfg.token_auth {
-        let seed = match (&cfg.token_key_seed, &cfg.token_key_secret_arn) {
-            (Some(s), _) => s.clone(),
-            (None, Some(arn)) => secret_field(&sdk, arn, "token_key_seed").await?,
-            (None, None) => return Err("no token key seed".into()),
-        };
-        AuthMode::Token(Arc::new(Tokens::new(token_key_from_seed(&seed), cfg.token_lifetime)))
+    let seed = |given: &Option<Secret>, arn: &Option<String>, field: &'static str| {
+        let (given, arn, sdk) = (given.clone(), arn.clone(), &sdk);
+        async move {
+            match (given, arn) {
+                (Some(s), _) => Ok(s.expose().to_owned()),
+                (None, Some(arn)) => secret_field(sdk, &arn, field).await,
+                (None, None) => Err(format!("no {field}")),
+            }
+        }
+    };
+    let token_key = if role == Role::Registry && cfg.token_auth {
+        let seed = seed(&cfg.token_key_seed, &cfg.token_key_secret_arn, "token_key_seed").await?;
+        Some(token_key_from_seed(&seed))
     } else {
-        AuthMode::Basic
+        None
     };
-    let field_seed = match (&cfg.field_key_seed, &cfg.field_key_secret_arn) {
-        (Some(s), _) => s.clone(),
-        (None, Some(arn)) => secret_field(&sdk, arn, "field_key_seed").await?,
-        (None, None) => return Err("no field key seed".into()),
-    };
-    let mut settings = Settings {
-        public_url: cfg.public_url.clone(),
-        auth,
-        field_key: Some(Arc::new(crate::store::FieldKey::from_seed(&field_seed))),
-        remote_urls: UrlPolicy::new(cfg.remote_private_networks),
-        ..Default::default()
-    };
-    settings.registry.redirect_ttl = cfg.redirect_ttl;
-    settings.retention.tasks = cfg.task_retention;
-    let aws = AwsSettings {
-        bucket: cfg.bucket.clone(),
-        table: cfg.table.clone(),
-        queue: AwsQueue::Url(cfg.queue_url.clone()),
-        s3_path_style: cfg.s3_path_style,
-        init: false,
-    };
-    let app = AwsApp::connect(&sdk, &aws, settings)
+    let field_seed = seed(&cfg.field_key_seed, &cfg.field_key_secret_arn, "field_key_seed").await?;
+    let settings = cfg.settings(token_key, crate::store::FieldKey::from_seed(&field_seed), None);
+    let aws = cfg.aws()?;
+    let app = AwsApp::connect_with(&sdk, &aws.settings, &aws.s3, settings)
         .await
-        .map_err(|e| format!("cannot connect to the bucket, table or queue: {e:?}"))?;
+        .map_err(|e| e.to_string())?;
     if role == Role::Worker {
         return Ok(app);
     }
-    let password = match (&cfg.admin_password, &cfg.secret_arn) {
-        (Some(p), _) => p.clone(),
-        (None, Some(arn)) => secret_field(&sdk, arn, "admin_password").await?,
-        (None, None) => return Err("no admin password".into()),
-    };
-    app.app
-        .users
-        .ensure_admin(Some(&password))
-        .await
-        .map_err(|e| format!("cannot set up the admin account: {e:?}"))?;
+    let password = seed(&cfg.admin_password, &cfg.secret_arn, "admin_password").await?;
+    app.app.ensure_accounts(Some(&password), &cfg.readonly_users).await?;
     Ok(app)
 }
 
@@ -369,12 +214,6 @@ mod tests {
         assert_eq!(forwarded_client(&h), Some("2001:db8::1".parse().unwrap()));
         h.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(forwarded_client(&h), None);
-    }
-
-    #[test]
-    fn the_token_key_depends_only_on_the_seed() {
-        assert_eq!(token_key_from_seed("abc").kid(), token_key_from_seed("abc").kid());
-        assert_ne!(token_key_from_seed("abc").kid(), token_key_from_seed("abd").kid());
     }
 
     fn sqs_event(bodies: &[&str]) -> SqsEvent {

@@ -21,10 +21,12 @@
 //!   upstream client (reqwest).
 //! - [`jobs`]: the in-process job runner over the table port.
 //! - [`app`]: wiring adapters into services and routers.
+//! - [`config`]: the table of settings both runtimes read, parsed into one typed configuration.
 //! - `lambda` (feature `lambda`): the AWS functions' configuration, secrets and SQS handler.
 
 pub mod adapters;
 pub mod app;
+pub mod config;
 pub mod domain;
 pub mod http;
 pub mod jobs;

@@ -1,163 +1,91 @@
-//! The local binary's configuration: flags with matching environment variables.
+//! The local binary's front end to the shared table of settings ([`berth::config`]): one flag
+//! with its environment variable per setting the local binary reads, parsed by the same code
+//! as on Lambda, so a setting means the same on both runtimes.
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use berth::config::{Kind, Runtime, Setting, ALL};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
-#[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Berth: a container registry mirror and host")]
-pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:24817")]
-    pub listen: String,
+pub use berth::config::Config;
 
-    /// Where blobs and metadata live [default: $XDG_DATA_HOME/berth or ~/.local/share/berth].
-    #[arg(long, env = "BERTH_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// The URL clients reach Berth at (for absolute links) [default: from each request].
-    #[arg(long, env = "BERTH_PUBLIC_URL")]
-    pub public_url: Option<String>,
-
-    /// The admin password [default: generated on first start into <data-dir>/admin-password].
-    #[arg(long, env = "BERTH_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: Option<String>,
-
-    /// Token authentication on the registry (`on`), or Basic auth with anonymous reads of
-    /// public content (`off`, for a trusted network).
-    #[arg(long, env = "BERTH_TOKEN_AUTH", default_value = "on", value_parser = ["on", "off"])]
-    pub token_auth: String,
-
-    /// Lifetime of registry tokens, in seconds.
-    #[arg(long, env = "BERTH_TOKEN_LIFETIME", default_value_t = 300, value_parser = clap::value_parser!(u64).range(30..=86400))]
-    pub token_lifetime: u64,
-
-    /// Days a finished task is kept before it is removed (0 keeps tasks until deleted).
-    #[arg(long, env = "BERTH_TASK_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=36500))]
-    pub task_retention_days: u64,
-
-    /// Whether remotes may reach loopback and private network addresses (`allow`), or only
-    /// public ones (`deny`). Link-local, cloud metadata, unspecified, multicast and broadcast
-    /// addresses are refused either way.
-    #[arg(long, env = "BERTH_REMOTE_PRIVATE_NETWORKS", default_value = "allow", value_parser = ["allow", "deny"])]
-    pub remote_private_networks: String,
-
-    /// Read-only users, as `name:password[,name:password…]` (they may pull private content).
-    #[arg(long, env = "BERTH_READONLY_USERS", hide_env_values = true)]
-    pub readonly_users: Option<String>,
-
-    /// Where data lives: `embedded` (files and redb under the data directory) or `aws` (S3,
-    /// DynamoDB and SQS, honouring AWS_ENDPOINT_URL and the other AWS_* settings).
-    #[arg(long, env = "BERTH_BACKEND", default_value = "embedded", value_parser = ["embedded", "aws"])]
-    pub backend: String,
-
-    /// The S3 bucket for blobs (backend `aws`).
-    #[arg(long, env = "BERTH_BUCKET")]
-    pub bucket: Option<String>,
-
-    /// The DynamoDB table for metadata (backend `aws`).
-    #[arg(long, env = "BERTH_TABLE")]
-    pub table: Option<String>,
-
-    /// The SQS queue for jobs, by URL (backend `aws`; or give BERTH_QUEUE_NAME).
-    #[arg(long, env = "BERTH_QUEUE_URL")]
-    pub queue_url: Option<String>,
-
-    /// The SQS queue for jobs, by name (backend `aws`; or give BERTH_QUEUE_URL).
-    #[arg(long, env = "BERTH_QUEUE_NAME")]
-    pub queue_name: Option<String>,
-
-    /// Address the S3 bucket in the URL path (emulators) rather than the host name
-    /// [default: `on` when AWS_ENDPOINT_URL is set, else `off`].
-    #[arg(long, env = "BERTH_S3_PATH_STYLE", value_parser = ["on", "off"])]
-    pub s3_path_style: Option<String>,
-
-    /// Create the bucket, the table and the queues (with a dead-letter queue) when missing
-    /// (backend `aws`).
-    #[arg(long, env = "BERTH_AWS_INIT", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub aws_init: bool,
-
-    /// Log filter, e.g. `info` or `berth=debug`.
-    #[arg(long, env = "BERTH_LOG", default_value = "info")]
-    pub log: String,
-
-    /// Seconds a client has to send a request's line and headers, counted from the connection's
-    /// start or from the request's first byte.
-    #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_timeout: u64,
-
-    /// Seconds a connection may stay open with no request in flight and no bytes (or with a
-    /// response the client does not read).
-    #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    pub idle_timeout: u64,
-
-    /// The header and idle timeouts, in seconds, while the server is near its connection cap
-    /// (75 % of it).
-    #[arg(long, env = "BERTH_BUSY_TIMEOUT", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub busy_timeout: u64,
-
-    /// Seconds a request body may send nothing before the request ends with an error.
-    #[arg(long, env = "BERTH_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    pub body_timeout: u64,
-
-    /// Open connections at most. At the cap a new connection takes the place of the one that
-    /// has waited longest with no request in flight, or is answered `503` with `Retry-After`
-    /// when every one has a request in flight [default: from the open-files limit, raised to
-    /// its maximum at start: (limit − 128) / 2, at most 10000].
-    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: Option<u64>,
+/// The command line: every setting the local binary reads, from the table.
+pub fn command() -> Command {
+    let mut cmd = Command::new("berth")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Berth: a container registry mirror and host");
+    for s in ALL.iter().filter(|s| s.runtimes.includes(Runtime::Local)) {
+        cmd = cmd.arg(arg(s));
+    }
+    cmd
 }
 
-impl Config {
-    pub fn data_dir(&self) -> PathBuf {
-        if let Some(d) = &self.data_dir {
-            return d.clone();
+fn arg(s: &'static Setting) -> Arg {
+    let arg = Arg::new(s.flag).long(s.flag).env(s.env);
+    let arg = match s.kind {
+        Kind::Switch => {
+            return arg
+                .help(s.help.trim_end_matches('.'))
+                .action(ArgAction::SetTrue)
+                .value_parser(clap::builder::BoolishValueParser::new())
         }
-        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-            return PathBuf::from(x).join("berth");
-        }
-        match std::env::var_os("HOME") {
-            Some(h) => PathBuf::from(h).join(".local/share/berth"),
-            None => PathBuf::from("berth-data"),
-        }
+        Kind::Secret => arg.hide_env_values(true),
+        Kind::Path => arg.value_hint(clap::ValueHint::DirPath),
+        _ => arg,
+    };
+    // values are checked by the shared parser (the same as on Lambda), not by clap
+    let text = s.help.trim_end_matches('.');
+    let help = match s.kind {
+        Kind::Choice(words) => format!("{text} [possible values: {}]", words.join(", ")),
+        Kind::Number { min, max, .. } => format!("{text} [{min}–{max}]"),
+        _ => text.to_owned(),
+    };
+    let arg = arg.help(help).value_name(s.env.trim_start_matches("BERTH_"));
+    match s.default {
+        Some(d) => arg.default_value(d),
+        None => arg,
     }
+}
 
-    /// The AWS backend's settings, or an error naming every missing or conflicting value.
-    #[cfg(feature = "aws")]
-    pub fn aws(&self) -> Result<berth::app::AwsSettings, String> {
-        let mut problems = Vec::new();
-        if self.bucket.is_none() {
-            problems.push("BERTH_BUCKET (--bucket) is missing");
-        }
-        if self.table.is_none() {
-            problems.push("BERTH_TABLE (--table) is missing");
-        }
-        let queue = match (&self.queue_url, &self.queue_name) {
-            (Some(url), None) => Some(berth::app::AwsQueue::Url(url.clone())),
-            (None, Some(name)) => Some(berth::app::AwsQueue::Name(name.clone())),
-            (None, None) => {
-                problems.push("BERTH_QUEUE_URL (--queue-url) or BERTH_QUEUE_NAME (--queue-name) is missing");
-                None
-            }
-            (Some(_), Some(_)) => {
-                problems.push("give BERTH_QUEUE_URL (--queue-url) or BERTH_QUEUE_NAME (--queue-name), not both");
-                None
-            }
-        };
-        match (&self.bucket, &self.table, queue) {
-            (Some(bucket), Some(table), Some(queue)) if problems.is_empty() => Ok(berth::app::AwsSettings {
-                bucket: bucket.clone(),
-                table: table.clone(),
-                queue,
-                s3_path_style: match self.s3_path_style.as_deref() {
-                    Some(v) => v == "on",
-                    None => std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|v| !v.is_empty()),
-                },
-                init: self.aws_init,
-            }),
-            _ => Err(format!("BERTH_BACKEND=aws: {}", problems.join("; "))),
-        }
+/// The configuration from parsed arguments.
+fn from_matches(m: &ArgMatches) -> Result<Config, String> {
+    let value = |s: &Setting| match s.kind {
+        Kind::Switch => Some(m.get_flag(s.flag).to_string()),
+        _ => m.get_one::<String>(s.flag).cloned(),
+    };
+    let aws_env = |name: &str| std::env::var(name).ok();
+    Config::load(Runtime::Local, &value, &aws_env).map_err(|e| e.to_string())
+}
+
+/// The configuration from this process's arguments and environment; `--help`, `--version`
+/// and malformed command lines end the process as clap does.
+pub fn parse() -> Result<Config, String> {
+    from_matches(&command().get_matches())
+}
+
+/// The configuration from `args` (the first is the program's name) and the environment.
+#[cfg(test)]
+pub fn try_parse_from<I, T>(args: I) -> Result<Config, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let m = command().try_get_matches_from(args).map_err(|e| e.to_string())?;
+    from_matches(&m)
+}
+
+/// The data directory: `--data-dir`, else `$XDG_DATA_HOME/berth`, else
+/// `~/.local/share/berth`.
+pub fn data_dir(cfg: &Config) -> PathBuf {
+    if let Some(d) = &cfg.data_dir {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("berth");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/berth"),
+        None => PathBuf::from("berth-data"),
     }
 }
 
@@ -165,14 +93,19 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unwrap_used)]
+    fn parse_from(args: &[&str]) -> Config {
+        try_parse_from(args).unwrap()
+    }
+
     #[test]
     fn the_aws_backend_names_every_missing_value() {
-        let cfg = Config::parse_from(["berth", "--backend", "aws", "--bucket", "b"]);
+        let cfg = parse_from(&["berth", "--backend", "aws", "--bucket", "b"]);
         let err = cfg.aws().unwrap_err();
         assert!(err.contains("BERTH_TABLE"), "{err}");
         assert!(err.contains("BERTH_QUEUE_URL"), "{err}");
         assert!(!err.contains("BERTH_BUCKET"), "{err}");
-        let cfg = Config::parse_from([
+        let cfg = parse_from(&[
             "berth",
             "--backend",
             "aws",
@@ -186,10 +119,10 @@ mod tests {
             "on",
             "--aws-init",
         ]);
-        let aws = cfg.aws().unwrap();
+        let aws = cfg.aws().unwrap().settings;
         assert!(aws.s3_path_style && aws.init);
         assert!(matches!(aws.queue, berth::app::AwsQueue::Name(ref n) if n == "q"));
-        let cfg = Config::parse_from([
+        let cfg = parse_from(&[
             "berth",
             "--table",
             "t",
@@ -210,8 +143,119 @@ mod remote_url_tests {
 
     #[test]
     fn remote_private_networks_is_allow_or_deny() {
-        let cfg = Config::try_parse_from(["berth", "--remote-private-networks", "deny"]).unwrap();
-        assert_eq!(cfg.remote_private_networks, "deny");
-        assert!(Config::try_parse_from(["berth", "--remote-private-networks", "maybe"]).is_err());
+        let cfg = try_parse_from(["berth", "--remote-private-networks", "deny"]).unwrap();
+        assert_eq!(cfg.remote_private_networks, berth::domain::PrivateNetworks::Deny);
+        assert!(try_parse_from(["berth", "--remote-private-networks", "maybe"]).is_err());
+    }
+}
+
+/// The same setting means the same on both runtimes: every setting both read, given the same
+/// text on this binary's command line and in a Lambda function's environment, parses to the
+/// same configuration or fails with the same message.
+#[cfg(test)]
+mod same_on_both_runtimes {
+    use std::collections::HashMap;
+
+    use berth::config::Runtimes;
+
+    use super::*;
+
+    /// What the Lambda functions need besides the setting under test.
+    const LAMBDA_BASE: &[(&str, &str)] = &[
+        ("BERTH_BUCKET", "b"),
+        ("BERTH_TABLE", "t"),
+        ("BERTH_QUEUE_URL", "http://sqs/q"),
+        ("BERTH_SECRET_ARN", "arn:admin"),
+        ("BERTH_TOKEN_KEY_SECRET_ARN", "arn:token"),
+        ("BERTH_FIELD_KEY_SECRET_ARN", "arn:field"),
+    ];
+
+    fn samples(s: &Setting) -> Vec<String> {
+        let mut v: Vec<String> = match s.kind {
+            Kind::Choice(words) => words
+                .iter()
+                .map(|w| w.to_string())
+                .chain(["OFF".into(), "maybe".into(), "1".into()])
+                .collect(),
+            Kind::Number { min, max, .. } => {
+                let mut v = vec![
+                    min.to_string(),
+                    max.to_string(),
+                    (max + 1).to_string(),
+                    "ten".into(),
+                    "-1".into(),
+                ];
+                if min > 0 {
+                    v.push((min - 1).to_string());
+                }
+                v
+            }
+            Kind::Url => vec![
+                "http://localhost:4566".into(),
+                "https://s3.example.com/".into(),
+                "localhost:4566".into(),
+                "ftp://x".into(),
+            ],
+            Kind::Secret | Kind::Text | Kind::Path => vec!["x".into(), "reader:pw,other:pw2".into(), "admin:x".into()],
+            Kind::Switch => vec!["1".into(), "0".into()],
+        };
+        v.push(" ".into());
+        v
+    }
+
+    #[test]
+    fn every_shared_setting_parses_alike() {
+        let shared: Vec<_> = ALL.iter().filter(|s| s.runtimes == Runtimes::Both).collect();
+        assert!(shared.len() >= 15, "{}", shared.len());
+        let mut checked = 0;
+        for s in shared {
+            let mut inputs: Vec<Option<String>> = samples(s).into_iter().map(Some).collect();
+            inputs.push(None);
+            for input in inputs {
+                // the local binary on the AWS backend, from its command line (and its checks
+                // of the bucket, table and queue, which the Lambda loader makes too)
+                let mut args = vec!["berth".to_owned(), "--backend=aws".to_owned()];
+                let mut env: HashMap<String, String> = LAMBDA_BASE
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                for name in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"] {
+                    if let Ok(v) = std::env::var(name) {
+                        env.insert(name.to_owned(), v);
+                    }
+                }
+                for (k, v) in LAMBDA_BASE {
+                    let base = ALL.iter().find(|b| b.env == *k && b.runtimes == Runtimes::Both);
+                    if let Some(base) = base.filter(|b| b.env != s.env) {
+                        args.push(format!("--{}={v}", base.flag));
+                    }
+                }
+                if let Some(v) = &input {
+                    args.push(format!("--{}={v}", s.flag));
+                    env.insert(s.env.to_owned(), v.clone());
+                } else {
+                    env.remove(s.env);
+                }
+                let local = try_parse_from(&args).and_then(|cfg| match cfg.aws_problems() {
+                    p if p.is_empty() => Ok(cfg),
+                    p => Err(p.join("; ")),
+                });
+                let lambda = Config::for_lambda(&|name: &str| env.get(name).cloned()).map_err(|e| e.to_string());
+                match (&local, &lambda) {
+                    (Ok(l), Ok(a)) => {
+                        // the Secrets Manager ARNs are read on Lambda only
+                        let mut a = a.clone();
+                        a.secret_arn = None;
+                        a.token_key_secret_arn = None;
+                        a.field_key_secret_arn = None;
+                        assert_eq!(l, &a, "{} = {input:?}", s.env)
+                    }
+                    (Err(l), Err(a)) => assert_eq!(l, a, "{} = {input:?}", s.env),
+                    _ => panic!("{} = {input:?}: locally {local:?}, on Lambda {lambda:?}", s.env),
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 60, "{checked}");
     }
 }

@@ -9,17 +9,20 @@ mod serve;
 
 use std::io::Write;
 use std::path::Path;
-
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth::services::tokens::{TokenKey, Tokens};
-use berth::services::AuthMode;
-use clap::Parser;
+use berth::config::Backend;
+use berth::services::tokens::TokenKey;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cfg = config::Config::parse();
+    let cfg = match config::parse() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cfg.log)
@@ -50,8 +53,12 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// The token signing key: `<data-dir>/token-key.pem`, generated on first start.
-fn token_key(data_dir: &Path) -> Result<TokenKey, String> {
+/// The token signing key: from `BERTH_TOKEN_KEY_SEED`, else `<data-dir>/token-key.pem`,
+/// generated on first start.
+fn token_key(cfg: &config::Config, data_dir: &Path) -> Result<TokenKey, String> {
+    if let Some(seed) = &cfg.token_key_seed {
+        return Ok(berth::config::token_key_from_seed(seed.expose()));
+    }
     let file = data_dir.join("token-key.pem");
     match std::fs::read_to_string(&file) {
         Ok(pem) => TokenKey::from_pem(&pem).map_err(|e| format!("{}: {e}", file.display())),
@@ -66,9 +73,13 @@ fn token_key(data_dir: &Path) -> Result<TokenKey, String> {
     }
 }
 
-/// The key remote credentials are sealed with: `<data-dir>/field-key` (32 random bytes, hex),
-/// generated on first start. Losing it loses the remotes' passwords, nothing else.
-fn field_key(data_dir: &Path) -> Result<berth::store::FieldKey, String> {
+/// The key remote credentials are sealed with: from `BERTH_FIELD_KEY_SEED`, else
+/// `<data-dir>/field-key` (32 random bytes, hex), generated on first start. Losing it loses
+/// the remotes' passwords, nothing else.
+fn field_key(cfg: &config::Config, data_dir: &Path) -> Result<berth::store::FieldKey, String> {
+    if let Some(seed) = &cfg.field_key_seed {
+        return Ok(berth::store::FieldKey::from_seed(seed.expose()));
+    }
     let file = data_dir.join("field-key");
     let parse = |s: &str| -> Option<[u8; 32]> { hex::decode(s.trim()).ok()?.try_into().ok() };
     match std::fs::read_to_string(&file) {
@@ -134,67 +145,58 @@ enum Runner {
 }
 
 #[cfg(feature = "aws")]
-type AwsSettings = berth::app::AwsSettings;
+type AwsSetup = berth::app::AwsSetup;
 /// A build without AWS support has no settings for it.
 #[cfg(not(feature = "aws"))]
-enum AwsSettings {}
+enum AwsSetup {}
 
 #[cfg(feature = "aws")]
-fn aws_settings(cfg: &config::Config) -> Result<AwsSettings, String> {
+fn aws_settings(cfg: &config::Config) -> Result<AwsSetup, String> {
     cfg.aws()
 }
 
 #[cfg(not(feature = "aws"))]
-fn aws_settings(_: &config::Config) -> Result<AwsSettings, String> {
+fn aws_settings(_: &config::Config) -> Result<AwsSetup, String> {
     Err("BERTH_BACKEND=aws: this build has no AWS support (build it with `--features aws`)".into())
 }
 
 /// The app on S3, DynamoDB and SQS (creating them first with BERTH_AWS_INIT).
 #[cfg(feature = "aws")]
-async fn aws_backend(aws: AwsSettings, settings: berth::app::Settings) -> Result<(berth::app::App, Runner), String> {
+async fn aws_backend(aws: AwsSetup, settings: berth::app::Settings) -> Result<(berth::app::App, Runner), String> {
     let sdk = berth::adapters::aws::sdk_config().await;
-    let connected = berth::app::AwsApp::connect(&sdk, &aws, settings)
+    let connected = berth::app::AwsApp::connect_with(&sdk, &aws.settings, &aws.s3, settings)
         .await
-        .map_err(|e| format!("cannot reach the AWS backend: {e:?}"))?;
-    tracing::info!(bucket = %aws.bucket, table = %aws.table, queue = %connected.queue_url, "on the AWS backend");
+        .map_err(|e| format!("cannot reach the AWS backend: {e}"))?;
+    tracing::info!(
+        bucket = %aws.settings.bucket,
+        table = %aws.settings.table,
+        queue = %connected.queue_url,
+        "on the AWS backend"
+    );
     Ok((connected.app, Runner::Sqs(connected.poller)))
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws_backend(aws: AwsSettings, _: berth::app::Settings) -> Result<(berth::app::App, Runner), String> {
+async fn aws_backend(aws: AwsSetup, _: berth::app::Settings) -> Result<(berth::app::App, Runner), String> {
     match aws {}
 }
 
 async fn run(cfg: config::Config) -> Result<(), String> {
     // settings are checked before anything is written
-    let aws = match cfg.backend.as_str() {
-        "aws" => Some(aws_settings(&cfg)?),
-        _ => None,
+    let aws = match cfg.backend {
+        Backend::Aws => Some(aws_settings(&cfg)?),
+        Backend::Embedded => None,
     };
-    let data_dir = cfg.data_dir();
-    std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let data_dir = config::data_dir(&cfg);
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
     let (node, _node_lock) = node_life(&data_dir)?;
-    let auth = if cfg.token_auth == "on" {
-        let tokens = Tokens::new(token_key(&data_dir)?, Duration::from_secs(cfg.token_lifetime));
-        AuthMode::Token(Arc::new(tokens))
+    let token_key = if cfg.token_auth {
+        Some(token_key(&cfg, &data_dir)?)
     } else {
-        AuthMode::Basic
+        None
     };
-    let settings = berth::app::Settings {
-        public_url: cfg.public_url.clone(),
-        auth,
-        retention: berth::store::Retention {
-            tasks: (cfg.task_retention_days > 0).then(|| Duration::from_secs(cfg.task_retention_days * 86_400)),
-            ..Default::default()
-        },
-        field_key: Some(Arc::new(field_key(&data_dir)?)),
-        node: Some(node),
-        remote_urls: berth::domain::UrlPolicy::new(
-            berth::domain::PrivateNetworks::parse(&cfg.remote_private_networks)
-                .ok_or("BERTH_REMOTE_PRIVATE_NETWORKS must be allow or deny")?,
-        ),
-        ..Default::default()
-    };
+    let settings = cfg.settings(token_key, field_key(&cfg, &data_dir)?, Some(node));
     let (app, runner) = match aws {
         Some(aws) => aws_backend(aws, settings).await?,
         None => {
@@ -215,12 +217,10 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         Err(e) => tracing::warn!(error = ?e, "checking names failed; continuing"),
     }
 
-    // the admin account: from BERTH_ADMIN_PASSWORD, or generated once and kept in the data dir
-    let generated = app
-        .users
-        .ensure_admin(cfg.admin_password.as_deref())
-        .await
-        .map_err(|e| format!("cannot set up the admin account: {e:?}"))?;
+    // the accounts: the admin's password from BERTH_ADMIN_PASSWORD, or generated once and kept
+    // in the data dir; the read-only users from BERTH_READONLY_USERS
+    let admin_password = cfg.admin_password.as_ref().map(|p| p.expose());
+    let generated = app.ensure_accounts(admin_password, &cfg.readonly_users).await?;
     if let Some(p) = generated {
         let file = data_dir.join("admin-password");
         write_private(&file, &format!("{p}\n")).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
@@ -229,22 +229,6 @@ async fn run(cfg: config::Config) -> Result<(), String> {
             "berth: it is also in {} (owner-only); set BERTH_ADMIN_PASSWORD to choose your own",
             file.display()
         );
-    }
-
-    if let Some(list) = &cfg.readonly_users {
-        for entry in list.split(',').filter(|e| !e.trim().is_empty()) {
-            let (name, password) = entry
-                .trim()
-                .split_once(':')
-                .ok_or_else(|| "BERTH_READONLY_USERS: each entry must be name:password".to_owned())?;
-            if name.is_empty() || name == "admin" || password.is_empty() {
-                return Err(format!("BERTH_READONLY_USERS: invalid entry for user {name:?}"));
-            }
-            app.users
-                .set_user(name, password, false)
-                .await
-                .map_err(|e| format!("cannot set up user {name}: {e:?}"))?;
-        }
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

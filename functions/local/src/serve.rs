@@ -118,10 +118,10 @@ impl Limits {
             }
         };
         Limits {
-            header_timeout: Duration::from_secs(cfg.header_timeout),
-            idle_timeout: Duration::from_secs(cfg.idle_timeout),
-            busy_timeout: Duration::from_secs(cfg.busy_timeout),
-            body_timeout: Duration::from_secs(cfg.body_timeout),
+            header_timeout: cfg.header_timeout,
+            idle_timeout: cfg.idle_timeout,
+            busy_timeout: cfg.busy_timeout,
+            body_timeout: cfg.body_timeout,
             max_connections,
         }
     }

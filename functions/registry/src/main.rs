@@ -6,7 +6,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     berth::lambda::init_tracing();
-    let cfg = berth::lambda::LambdaConfig::from_env()?;
+    let cfg = berth::lambda::config_from_env()?;
     let app = berth::lambda::build(&cfg, berth::lambda::Role::Registry).await?;
     let router = app
         .app

@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     berth::lambda::init_tracing();
-    let cfg = berth::lambda::LambdaConfig::from_env()?;
+    let cfg = berth::lambda::config_from_env()?;
     let app = berth::lambda::build(&cfg, berth::lambda::Role::Worker).await?;
     let worker = app.app.worker();
     let (worker, queue) = (&worker, &app.queue);

@@ -12,7 +12,9 @@
 //!   starts at; the upload's size is the sum of its chunks. `upload_commit` streams the chunks
 //!   in order through the hasher into the final key, as `put` does.
 //!
-//! Blob GETs can skip the service: [`BlobStore::redirect_url`] answers a presigned GET URL.
+//! Blob GETs can skip the service: [`BlobStore::redirect_url`] answers a presigned GET URL,
+//! naming the public endpoint when clients reach S3 at another address than Berth does
+//! ([`S3BlobStore::with_public_endpoint`]).
 //!
 //! Concurrency: two appends racing at the same offset both pass the size check and the later
 //! one wins; the registry serves one client per upload session, which never does this.
@@ -54,6 +56,9 @@ const STALE_UPLOAD_DAYS: i32 = 7;
 #[derive(Clone)]
 pub struct S3BlobStore {
     client: Client,
+    /// The client presigned URLs are made with: `client` itself, or one naming the endpoint
+    /// clients reach.
+    presigner: Client,
     bucket: String,
     part_size: usize,
 }
@@ -141,10 +146,19 @@ impl S3BlobStore {
 
     pub fn from_client(client: Client, bucket: impl Into<String>) -> Self {
         S3BlobStore {
+            presigner: client.clone(),
             client,
             bucket: bucket.into(),
             part_size: PART_SIZE,
         }
+    }
+
+    /// Presigns blob URLs for `endpoint` (its scheme, host and port), the address clients
+    /// reach S3 at, while Berth's own requests keep going to the configured endpoint.
+    pub fn with_public_endpoint(mut self, endpoint: &str) -> Self {
+        let conf = self.client.config().to_builder().endpoint_url(endpoint).build();
+        self.presigner = Client::from_conf(conf);
+        self
     }
 
     /// Sets the part size of multipart writes (clamped to 5–64 MiB); bodies up to one part
@@ -539,7 +553,7 @@ impl BlobStore for S3BlobStore {
     async fn redirect_url(&self, digest: &Digest, ttl: Duration) -> Result<Option<String>, StoreError> {
         let presign = PresigningConfig::expires_in(ttl.min(MAX_PRESIGN)).map_err(StoreError::other)?;
         let req = self
-            .client
+            .presigner
             .get_object()
             .bucket(&self.bucket)
             .key(blob_key(digest))
