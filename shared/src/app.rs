@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::adapters::local_jobs::LocalJobQueue;
 use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
 use crate::domain::UrlPolicy;
 use crate::http;
 use crate::http::auth::RegistryAuth;
-use crate::jobs::LocalJobQueue;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
 use crate::services::{
     AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,

@@ -5,31 +5,38 @@
 //!
 //! ## Layout
 //!
-//! Dependencies point one way: `domain ← ports ← store ← services ← {http, adapters}`.
+//! Dependencies point one way:
+//! `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`.
+//! Each module's own doc says where it sits; none reaches against the arrows.
 //!
-//! - [`domain`]: pure types (digests, names, references, media types, manifests, content keys,
-//!   content summaries). No I/O.
+//! - [`domain`]: pure types parsed once at the edge (digests, repository names, references,
+//!   tags, media types, manifests, tag filters, content keys and summaries, the remote URL
+//!   policy). No I/O.
 //! - [`ports`]: the small traits adapters implement (blob store, table, job queue, upstream
-//!   registry) and their error types.
-//! - [`store`]: Berth's data model (content, repositories, versions, membership,
-//!   distributions, uploads) written once over the table port, with the version-commit
-//!   protocol of invariants 1 and 2.
-//! - [`services`]: the rules: the registry (push, pull, uploads, versions on push), the
-//!   management service, and sync (upstream → new repository version).
-//! - [`http`]: the wire formats: the OCI `/v2` router and its error table.
-//! - [`adapters`]: port implementations: in-memory, embedded (files + redb), and the HTTP
-//!   upstream client (reqwest).
-//! - [`jobs`]: the in-process job runner over the table port.
-//! - [`app`]: wiring adapters into services and routers.
-//! - [`config`]: the table of settings both runtimes read, parsed into one typed configuration.
-//! - `lambda` (feature `lambda`): the AWS functions' configuration, secrets and SQS handler.
+//!   registry), their error type, the typed jobs with the one retry policy every job consumer
+//!   follows, and the lease timings.
+//! - [`store`]: Berth's data model (content, repositories, versions, membership, remotes,
+//!   distributions, tasks, uploads) written once over the table port: the version-commit
+//!   protocol of invariants 1 and 2, names and items in one transaction, lists paged here.
+//! - [`adapters`]: port implementations: in-memory, embedded (files, redb, the in-process job
+//!   queue), the upstream registry client (reqwest), and S3, DynamoDB and SQS (feature `aws`).
+//! - [`services`]: the rules, knowing only ports and the store: the registry (pull, push,
+//!   uploads, versions on push), sync (plan, apply, progress), management (writes) and its
+//!   read side (`catalog`), the task lifecycle, orphan cleanup, users and tokens. Errors are
+//!   typed; the words clients read are chosen in `http`.
+//! - [`http`]: the only code that knows the wire formats: the OCI `/v2` router with its one
+//!   error table, `/token`, and the Pulp-compatible API (`http::pulp`, one module per
+//!   resource). A handler parses, makes one service call and renders.
+//! - [`config`]: the table of settings both runtimes read, parsed into one typed
+//!   configuration.
+//! - [`app`]: wiring adapters into services and routers, for either runtime.
+//! - `lambda` (feature `lambda`): the AWS functions' secrets, SQS batch handler and middleware.
 
 pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
-pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;

@@ -933,7 +933,7 @@ async fn a_manifest_by_tag_costs_four_metadata_reads() {
         reads: Default::default(),
         writes: Default::default(),
     });
-    let jobs = Arc::new(berth::jobs::LocalJobQueue::new(table.clone()));
+    let jobs = Arc::new(berth::adapters::local_jobs::LocalJobQueue::new(table.clone()));
     let app = App::new(
         table.clone(),
         Arc::new(berth::adapters::memory::MemoryBlobStore::new()),

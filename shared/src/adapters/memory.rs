@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::collect;
 use crate::domain::Digest;
+use crate::ports::collect;
 use crate::ports::{
     check_cond, check_transact, expired, query_matches, unix_now, BlobReader, BlobStore, ByteRange, ByteStream, Cond,
     Query, Row, StoreError, Table, Write, WriteOp,

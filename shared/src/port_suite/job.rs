@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::jobs::{JobItem, LocalJobQueue, MAX_ATTEMPTS};
+use crate::adapters::local_jobs::{JobItem, LocalJobQueue, MAX_ATTEMPTS};
 use crate::ports::{Cond, Job, JobError, JobHandler, JobQueue, Query};
 use crate::store::{Repository, RepositoryKind, Store};
 

@@ -129,7 +129,7 @@ pub fn failing_stream(b: &[u8]) -> ByteStream {
 /// The bytes of a blob, or of a range of it.
 pub async fn read_all(s: &dyn BlobStore, d: &Digest, r: Option<ByteRange>) -> Vec<u8> {
     let reader = s.open(d, r).await.expect("open");
-    crate::adapters::collect(reader.body).await.expect("read")
+    crate::ports::collect(reader.body).await.expect("read")
 }
 
 /// The lease of a writer that does not mean to lose it.

@@ -12,6 +12,16 @@ use crate::domain::Digest;
 /// A stream of bytes. Errors are I/O errors (a client hanging up mid-upload, a disk failing).
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
 
+/// Reads a whole stream into memory (only for small bodies: manifests, the in-memory adapter).
+pub async fn collect(mut body: ByteStream) -> Result<Vec<u8>, StoreError> {
+    use futures::StreamExt as _;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(&chunk.map_err(|e| StoreError::Body(Box::new(e)))?);
+    }
+    Ok(out)
+}
+
 /// An inclusive byte range `start..=end` of a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {

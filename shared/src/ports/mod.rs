@@ -19,7 +19,7 @@ mod lease;
 mod table;
 mod upstream;
 
-pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
+pub use blob::{collect, BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
 pub use jobs::{
     attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RetryPolicy, SyncJob,

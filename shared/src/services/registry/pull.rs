@@ -49,7 +49,7 @@ impl Registry {
             Some(s) => Bytes::from(s),
             None => {
                 let r = self.blobs.open(&digest, None).await?;
-                Bytes::from(crate::adapters::collect(r.body).await?)
+                Bytes::from(crate::ports::collect(r.body).await?)
             }
         };
         Ok(ManifestBody {
