@@ -320,6 +320,18 @@ async fn remotes_validate_and_hide_secrets() {
             json!({"name": "x", "url": "https://r", "upstream_name": "a", "sigstore": "nope"}),
             "sigstore",
         ),
+        (
+            json!({"name": "x", "url": "https://r", "upstream_name": "a", "headers": [{"X-Key": 1}]}),
+            "headers",
+        ),
+        (
+            json!({"name": "x", "url": "https://r", "upstream_name": "a", "headers": [{"bad name": "v"}]}),
+            "headers",
+        ),
+        (
+            json!({"name": "x", "url": "https://r", "upstream_name": "a", "headers": "X-Key: v"}),
+            "headers",
+        ),
         (json!({"name": "up", "url": "https://r", "upstream_name": "a"}), "name"),
         (json!({"url": "https://r"}), "name"),
     ];

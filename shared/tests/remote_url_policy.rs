@@ -236,7 +236,7 @@ fn cfg(url: String) -> UpstreamConfig {
     UpstreamConfig {
         key: format!("test-{url}"),
         url,
-        upstream_name: "x".into(),
+        upstream_name: berth::domain::RepoName::parse("x").unwrap(),
         username: None,
         password: None,
         tls_validation: true,
@@ -453,7 +453,7 @@ async fn a_sync_from_a_refused_address_fails_with_the_reason() {
             ..Default::default()
         });
         let app = local.app.clone();
-        let remote = Remote::new("up", &url, "x");
+        let remote = Remote::new("up", &url, berth::domain::RepoName::parse("x").unwrap());
         app.store.create_remote(&remote).await.unwrap();
         let repo = app
             .manage

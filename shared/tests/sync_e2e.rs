@@ -356,7 +356,7 @@ async fn faults_fail_the_task_clearly_and_the_next_sync_works() {
         .app
         .manage
         .update_remote(missing.id, |r| {
-            r.upstream_name = "good/repo".into();
+            r.upstream_name = berth::domain::RepoName::parse("good/repo").unwrap();
             Ok(())
         })
         .await

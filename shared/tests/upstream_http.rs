@@ -25,7 +25,7 @@ fn cfg(addr: SocketAddr, name: &str) -> UpstreamConfig {
     UpstreamConfig {
         key: format!("test-{addr}-{name}"),
         url: format!("http://{addr}"),
-        upstream_name: name.into(),
+        upstream_name: berth::domain::RepoName::parse(name).unwrap(),
         username: None,
         password: None,
         tls_validation: true,
@@ -151,6 +151,31 @@ async fn token_registry(expires_in: u64, use_access_token: bool) -> Arc<TokenReg
     }));
     serve(l, router);
     st
+}
+
+#[tokio::test]
+async fn a_remote_s_headers_go_with_every_request() {
+    // Given an upstream that answers only requests carrying the remote's header
+    let (l, addr) = listener().await;
+    serve(
+        l,
+        Router::new().fallback(|req: Request| async move {
+            match req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) {
+                Some("k1") => manifest_reply(),
+                _ => reply(StatusCode::FORBIDDEN, &[], ""),
+            }
+        }),
+    );
+    // When a remote with that header in Pulp's spelling asks for a manifest
+    let mut remote = berth::store::Remote::new(
+        "r",
+        &format!("http://{addr}"),
+        berth::domain::RepoName::parse("a").unwrap(),
+    );
+    remote.headers = Some(berth::store::RemoteHeaders::from_json(&serde_json::json!([{"X-Api-Key": "k1"}])).unwrap());
+    let up = HttpUpstreamFactory::new().client(&remote.upstream_config()).unwrap();
+    // Then it is sent
+    assert_eq!(up.get_manifest("v1").await.unwrap().bytes, MANIFEST.as_bytes());
 }
 
 #[tokio::test]

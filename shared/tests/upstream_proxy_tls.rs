@@ -40,7 +40,7 @@ fn cfg(url: String) -> UpstreamConfig {
     UpstreamConfig {
         key: format!("test-{url}"),
         url,
-        upstream_name: "team/app".into(),
+        upstream_name: berth::domain::RepoName::parse("team/app").unwrap(),
         username: None,
         password: None,
         tls_validation: true,
@@ -505,7 +505,7 @@ async fn a_whole_sync_goes_through_the_remotes_proxy() {
     let local = LocalApp::in_memory_with(Settings::default());
     let app = local.app.clone();
     // Given a remote with a proxy and its credentials
-    let mut remote = Remote::new("up", &registry, "team/app");
+    let mut remote = Remote::new("up", &registry, berth::domain::RepoName::parse("team/app").unwrap());
     remote.proxy_url = Some(proxy.url());
     remote.proxy_username = Some(PROXY_USER.into());
     remote.proxy_password = Some(PROXY_PASS.into());
@@ -544,7 +544,11 @@ async fn a_whole_sync_goes_through_the_remotes_proxy() {
 
 #[test]
 fn the_client_key_changes_with_every_proxy_and_tls_setting() {
-    let base = Remote::new("up", "https://registry.example", "team/app");
+    let base = Remote::new(
+        "up",
+        "https://registry.example",
+        berth::domain::RepoName::parse("team/app").unwrap(),
+    );
     let key = |r: &Remote| r.upstream_config().key;
     let mut seen = vec![key(&base)];
     let edits: [fn(&mut Remote); 7] = [

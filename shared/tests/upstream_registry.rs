@@ -14,7 +14,7 @@ fn cfg(base: String, name: &str) -> UpstreamConfig {
     UpstreamConfig {
         key: format!("{base}/{name}"),
         url: base,
-        upstream_name: name.into(),
+        upstream_name: berth::domain::RepoName::parse(name).unwrap(),
         username: None,
         password: None,
         tls_validation: true,

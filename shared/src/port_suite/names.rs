@@ -37,7 +37,11 @@ pub async fn one_racing_create_wins(a: &impl Adapter) {
         tasks.push(tokio::spawn(async move {
             let repo = Repository::new("race/repo", RepositoryKind::Mirror);
             let r = store.create_repository(&repo).await.map(|_| repo.id);
-            let remote = Remote::new("race-remote", "http://127.0.0.1:1", "x");
+            let remote = Remote::new(
+                "race-remote",
+                "http://127.0.0.1:1",
+                crate::domain::RepoName::parse("x").unwrap(),
+            );
             let m = store.create_remote(&remote).await.map(|_| remote.id);
             let d = dist("race-dist", &format!("race/d{i}"), None);
             let dd = store.create_distribution(&d).await.map(|_| d.id);
@@ -161,9 +165,17 @@ pub async fn older_versions_leftovers_are_repaired(a: &impl Adapter) {
         .create_distribution(&dist("split", "split", Some(hidden.id)))
         .await
         .unwrap();
-    let twin = Remote::new("twin", "http://127.0.0.1:1", "x");
+    let twin = Remote::new(
+        "twin",
+        "http://127.0.0.1:1",
+        crate::domain::RepoName::parse("x").unwrap(),
+    );
     store.create_remote(&twin).await.unwrap();
-    let other = Remote::new("twin", "http://127.0.0.1:2", "y");
+    let other = Remote::new(
+        "twin",
+        "http://127.0.0.1:2",
+        crate::domain::RepoName::parse("y").unwrap(),
+    );
     t.put(
         "remotes",
         &other.id.to_string(),

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::ByteStream;
-use crate::domain::Digest;
+use crate::domain::{Digest, RepoName};
 
 /// The manifest media types asked for on every manifest request, schema 1 included so that a
 /// schema-1-only tag answers with its media type (and is then skipped) rather than a 404.
@@ -37,7 +37,7 @@ pub struct UpstreamConfig {
     /// The registry's base URL (`https://registry.example`), without `/v2`.
     pub url: String,
     /// The repository name upstream, as the remote states it (`alpine`, `org/app`).
-    pub upstream_name: String,
+    pub upstream_name: RepoName,
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls_validation: bool,

@@ -306,7 +306,11 @@ mod tests {
             .unwrap();
         for i in 0..n {
             store
-                .create_remote(&Remote::new(&format!("rem{i:03}"), "https://h", "x"))
+                .create_remote(&Remote::new(
+                    &format!("rem{i:03}"),
+                    "https://h",
+                    crate::domain::RepoName::parse("x").unwrap(),
+                ))
                 .await
                 .unwrap();
             store.create_task(&Task::new(&format!("task{i}"))).await.unwrap();

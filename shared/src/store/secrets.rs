@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn remotes_round_trip() {
         let k = FieldKey::from_seed("seed");
-        let mut r = Remote::new("r", "https://x", "y");
+        let mut r = Remote::new("r", "https://x", crate::domain::RepoName::parse("y").unwrap());
         r.password = Some("pw".into());
         r.client_key = Some("-----BEGIN KEY-----".into());
         seal_remote(Some(&k), &mut r).unwrap();

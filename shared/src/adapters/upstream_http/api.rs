@@ -279,7 +279,7 @@ impl Upstream for HttpUpstream {
         n: u32,
     ) -> Result<Option<Bytes>, UpstreamError> {
         let base = sigstore.trim_end_matches('/');
-        let name = self.cfg.upstream_name.trim_matches('/');
+        let name = self.cfg.upstream_name.as_str();
         let raw = format!(
             "{base}/{name}@{}={}/signature-{n}",
             digest.algorithm().as_str(),

@@ -198,10 +198,7 @@ impl HttpUpstream {
         policy
             .check_request(&base)
             .map_err(|e| UpstreamError::Config(format!("url {}: {e}", shown(&base))))?;
-        let upstream = cfg.upstream_name.trim_matches('/');
-        if upstream.is_empty() {
-            return Err(UpstreamError::Config("upstream_name is empty".into()));
-        }
+        let upstream = cfg.upstream_name.as_str();
         let name = if !upstream.contains('/') && base.host_str().is_some_and(is_docker_hub) {
             format!("library/{upstream}")
         } else {

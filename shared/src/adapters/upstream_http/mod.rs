@@ -154,7 +154,7 @@ mod tests {
         UpstreamConfig {
             key: "k".into(),
             url: url.into(),
-            upstream_name: name.into(),
+            upstream_name: crate::domain::RepoName::parse(name).unwrap(),
             username: None,
             password: None,
             tls_validation: true,

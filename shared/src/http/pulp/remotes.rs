@@ -12,7 +12,7 @@ use super::{render, Answer, ApiError, Ctx};
 use crate::domain::filter::TagFilter;
 use crate::domain::RepoName;
 use crate::services::check_url_shape;
-use crate::store::{Policy, Remote, ResourceRef};
+use crate::store::{Policy, Remote, RemoteHeaders, ResourceRef};
 
 pub(super) async fn list(c: &Ctx<'_>) -> Answer {
     let names = c.names(render::remote_href, |id| format!("prn:container.containerremote:{id}"));
@@ -34,7 +34,9 @@ pub(super) async fn delete(c: &Ctx<'_>) -> Answer {
 }
 
 pub(super) async fn create(c: &Ctx<'_>) -> Answer {
-    let mut r = Remote::new("", "", "");
+    // the required fields replace these, or the body is refused
+    let placeholder = RepoName::parse("upstream").map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let mut r = Remote::new("", "", placeholder);
     apply_remote(c, &mut r, false)?;
     let r = c.manage().create_remote(r).await?;
     Ok(json_response(StatusCode::CREATED, &render::remote(&r)))
@@ -73,10 +75,10 @@ fn apply_remote(c: &Ctx<'_>, r: &mut Remote, partial: bool) -> Result<(), ApiErr
         r.url = u;
     }
     if let Some(u) = i.string("upstream_name", true) {
-        if let Err(e) = RepoName::parse(&u) {
-            i.err("upstream_name", e.to_string());
+        match RepoName::parse(&u) {
+            Ok(u) => r.upstream_name = u,
+            Err(e) => i.err("upstream_name", e.to_string()),
         }
-        r.upstream_name = u;
     }
     let includes = i.opt_str_list("includes");
     let include_tags = i.opt_str_list("include_tags");
@@ -164,8 +166,10 @@ fn apply_remote(c: &Ctx<'_>, r: &mut Remote, partial: bool) -> Result<(), ApiErr
     if let Some(h) = i.raw("headers") {
         match h {
             Value::Null => r.headers = None,
-            Value::Array(_) => r.headers = Some(h),
-            _ => i.err("headers", "Expected a list of items."),
+            h => match RemoteHeaders::from_json(&h) {
+                Ok(h) => r.headers = Some(h),
+                Err(e) => i.err("headers", e),
+            },
         }
     }
     if let Some(l) = i.labels("pulp_labels") {

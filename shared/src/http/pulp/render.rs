@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::domain::{ContentKey, ContentSummary, ContentType};
 use crate::store::{
-    content_id, Distribution, ManifestRecord, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Task,
+    content_id, Distribution, ManifestRecord, Remote, RemoteHeaders, Repository, RepositoryKind, RepositoryVersion,
+    ResourceRef, Task,
 };
 
 pub const API: &str = "/pulp/api/v3/";
@@ -188,7 +189,7 @@ pub fn remote(r: &Remote) -> Value {
         "connect_timeout": r.connect_timeout,
         "sock_connect_timeout": r.sock_connect_timeout,
         "sock_read_timeout": r.sock_read_timeout,
-        "headers": r.headers,
+        "headers": r.headers.as_ref().map(RemoteHeaders::to_json),
         "download_concurrency": r.download_concurrency,
         "rate_limit": r.rate_limit,
         "upstream_name": r.upstream_name,

@@ -282,7 +282,7 @@ struct H {
 
 fn remote(includes: &[&str], excludes: &[&str]) -> Remote {
     let v = |xs: &[&str]| (!xs.is_empty()).then(|| xs.iter().map(|s| s.to_string()).collect());
-    let mut r = Remote::new("r", "http://fake", "repo");
+    let mut r = Remote::new("r", "http://fake", crate::domain::RepoName::parse("repo").unwrap());
     r.includes = v(includes);
     r.excludes = v(excludes);
     r.download_concurrency = Some(3);
