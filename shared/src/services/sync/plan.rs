@@ -129,7 +129,7 @@ impl Run<'_> {
         })
     }
 
-    /// 1. The references to resolve.
+    /// Step 1: the references to resolve.
     async fn references(&self, w: &mut VersionWriter, filter: &TagFilter) -> Result<References> {
         let digests = filter.digests.iter().cloned().map(Ref::Digest);
         if let Some(tags) = filter.literal_includes() {
@@ -162,7 +162,7 @@ impl Run<'_> {
         Ok((refs, Some(tags)))
     }
 
-    /// 2. The selected references' images; with `literal` includes, a sync that finds none of
+    /// Step 2: the selected references' images; with `literal` includes, a sync that finds none of
     /// them fails.
     async fn selected(&self, w: &mut VersionWriter, refs: Vec<Ref>, literal: bool) -> Result<Vec<Image>> {
         let refs = refs.into_iter().map(|r| (r, Role::Selected)).collect();
@@ -187,7 +187,7 @@ impl Run<'_> {
         Ok(images)
     }
 
-    /// 3. Cosign companions (`sha256-<hex>.sig|.att|.sbom` tags) and referrers of what was
+    /// Step 3: cosign companions (`sha256-<hex>.sig|.att|.sbom` tags) and referrers of what was
     /// selected. Companions of companions are not followed; referrers of every selected
     /// manifest are.
     async fn companions(
@@ -249,7 +249,7 @@ impl Run<'_> {
         Ok(found)
     }
 
-    /// 4. The atomic signatures of the selected images' manifests, from the sigstore and the
+    /// Step 4: the atomic signatures of the selected images' manifests, from the sigstore and the
     /// registry's signature extension.
     async fn atomic_signatures(
         &self,
@@ -283,7 +283,7 @@ impl Run<'_> {
         Ok(signatures)
     }
 
-    /// 5. `signed_only`: the images signed (atomic signatures or a cosign `.sig`), then the
+    /// Step 5, `signed_only`: the images signed (atomic signatures or a cosign `.sig`), then the
     /// companions and referrers whose subject is kept; the signatures of what is kept.
     fn keep_signed(
         &self,
