@@ -12,18 +12,7 @@ use crate::store::{Distribution, NodeLife, Remote, Repository, RepositoryKind, S
 use super::{Adapter, TTL};
 
 fn dist(name: &str, base_path: &str, repository: Option<uuid::Uuid>) -> Distribution {
-    Distribution {
-        id: uuid::Uuid::new_v4(),
-        name: name.to_owned(),
-        base_path: RepoName::parse(base_path).unwrap(),
-        repository,
-        version: None,
-        private: false,
-        description: None,
-        pulp_labels: Default::default(),
-        created: chrono::Utc::now(),
-        updated: chrono::Utc::now(),
-    }
+    Distribution::new(name, RepoName::parse(base_path).unwrap(), repository)
 }
 
 /// Given 16 racers, When each creates a repository, a remote and a distribution of one name,

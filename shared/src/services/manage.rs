@@ -292,19 +292,7 @@ impl Manage {
             return Err(ManageError::invalid("base_path", Invalid::Unique));
         }
         self.check_base_path(&spec.base_path, None).await?;
-        let now = Utc::now();
-        let mut d = Distribution {
-            id: Uuid::new_v4(),
-            name: String::new(),
-            base_path: spec.base_path.clone(),
-            repository: None,
-            version: None,
-            private: false,
-            description: None,
-            pulp_labels: BTreeMap::new(),
-            created: now,
-            updated: now,
-        };
+        let mut d = Distribution::new("", spec.base_path.clone(), None);
         Self::apply(&mut d, spec);
         match self.store.create_distribution(&d).await {
             Ok(()) => Ok(d),

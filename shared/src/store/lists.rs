@@ -314,25 +314,17 @@ mod tests {
                 .await
                 .unwrap();
             store.create_task(&Task::new(&format!("task{i}"))).await.unwrap();
-            let now = Utc::now();
-            let d = Distribution {
-                id: Uuid::new_v4(),
-                name: format!("d{i:03}"),
-                base_path: RepoName::parse(&format!("d{i:03}")).unwrap(),
-                repository: Some(repo.id),
-                version: None,
-                private: false,
-                description: None,
-                pulp_labels: Default::default(),
-                created: now,
-                updated: now,
-            };
+            let d = Distribution::new(
+                &format!("d{i:03}"),
+                RepoName::parse(&format!("d{i:03}")).unwrap(),
+                Some(repo.id),
+            );
             store.create_distribution(&d).await.unwrap();
             store
                 .put_blob(&BlobRecord {
                     digest: digest(i),
                     size: 1,
-                    created: now,
+                    created: Utc::now(),
                 })
                 .await
                 .unwrap();

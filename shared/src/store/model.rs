@@ -157,6 +157,25 @@ pub struct Distribution {
     pub updated: DateTime<Utc>,
 }
 
+impl Distribution {
+    /// A public distribution of `base_path` serving the latest version of `repository`.
+    pub fn new(name: &str, base_path: RepoName, repository: Option<Uuid>) -> Self {
+        let now = Utc::now();
+        Distribution {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            base_path,
+            repository,
+            version: None,
+            private: false,
+            description: None,
+            pulp_labels: BTreeMap::new(),
+            created: now,
+            updated: now,
+        }
+    }
+}
+
 /// A blob upload in progress, bound to the repository it was started on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadSession {

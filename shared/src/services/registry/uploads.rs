@@ -39,18 +39,7 @@ impl Registry {
                     repo.name
                 )));
             }
-            let dist = Distribution {
-                id: Uuid::new_v4(),
-                name: name.to_string(),
-                base_path: name.clone(),
-                repository: Some(repo.id),
-                version: None,
-                private: false,
-                description: None,
-                pulp_labels: Default::default(),
-                created: Utc::now(),
-                updated: Utc::now(),
-            };
+            let dist = Distribution::new(name.as_str(), name.clone(), Some(repo.id));
             match self.store.create_distribution(&dist).await {
                 Ok(()) => {
                     tracing::info!(base_path = %name, repository = %repo.id, "created push repository and distribution");

@@ -123,18 +123,7 @@ async fn pulls_of_lazy_blobs_fetch_verify_and_store_them() {
         let (good, bad) = (Digest::sha256_of(b"good-layer"), Digest::sha256_of(b"bad-layer"));
         h.fake.with(|s| s.corrupt.insert(bad.clone()));
         h.store
-            .create_distribution(&Distribution {
-                id: Uuid::new_v4(),
-                name: "m".into(),
-                base_path: RepoName::parse("m").unwrap(),
-                repository: Some(h.repo.id),
-                version: None,
-                private: false,
-                description: None,
-                pulp_labels: Default::default(),
-                created: Utc::now(),
-                updated: Utc::now(),
-            })
+            .create_distribution(&Distribution::new("m", RepoName::parse("m").unwrap(), Some(h.repo.id)))
             .await
             .unwrap();
         let name = RepoName::parse("m").unwrap();
