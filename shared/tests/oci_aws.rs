@@ -9,38 +9,18 @@ mod common;
 
 use axum::body::Body;
 use axum::Router;
-use berth::app::{AwsApp, AwsQueue, AwsSettings};
+use berth::app::AwsApp;
 use berth::domain::{media, Digest};
 use common::http::{Req, Resp};
+use common::moto::{endpoint, settings};
 use http::{Method, StatusCode};
 use serde_json::json;
 
-fn endpoint() -> String {
-    match std::env::var("BERTH_TEST_MOTO") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "BERTH_TEST_MOTO is not set: these tests run Berth on S3/DynamoDB/SQS against a moto server. \
-             Start one (`python3 -m venv /tmp/moto && /tmp/moto/bin/pip install 'moto[server]' && \
-             /tmp/moto/bin/moto_server -H 127.0.0.1 -p 5055 &`) and set \
-             BERTH_TEST_MOTO=http://127.0.0.1:5055 (./test.sh does all of this)"
-        ),
-    }
-}
-
-fn unique(kind: &str) -> String {
-    format!("berth-test-{kind}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
 async fn app() -> AwsApp {
     let sdk = berth::adapters::aws::sdk_config_for(&endpoint(), "us-east-1", "testing", "testing").await;
-    let aws = AwsSettings {
-        bucket: unique("bucket"),
-        table: unique("table"),
-        queue: AwsQueue::Name(unique("queue")),
-        s3_path_style: true,
-        init: true,
-    };
-    AwsApp::connect(&sdk, &aws, Default::default()).await.unwrap()
+    AwsApp::connect(&sdk, &settings(true), Default::default())
+        .await
+        .unwrap()
 }
 
 async fn send(router: &Router, method: Method, uri: &str, body: impl Into<Body>) -> Resp {

@@ -5,35 +5,13 @@
 #![cfg(feature = "moto")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
-use berth::app::{AwsApp, AwsQueue, AwsSettings, S3Endpoints};
+use berth::app::{AwsApp, S3Endpoints};
 use berth::domain::Digest;
-
-fn endpoint() -> String {
-    match std::env::var("BERTH_TEST_MOTO") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "BERTH_TEST_MOTO is not set: these tests run against a moto server. Start one \
-             (`/tmp/moto/bin/moto_server -H 127.0.0.1 -p 5055 &`) and set \
-             BERTH_TEST_MOTO=http://127.0.0.1:5055 (./test.sh does all of this)"
-        ),
-    }
-}
-
-fn unique(kind: &str) -> String {
-    format!("berth-test-{kind}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-fn settings(path_style: bool) -> AwsSettings {
-    AwsSettings {
-        bucket: unique("bucket"),
-        table: unique("table"),
-        queue: AwsQueue::Name(unique("queue")),
-        s3_path_style: path_style,
-        init: true,
-    }
-}
+use common::moto::{endpoint, settings};
 
 /// The same moto server under another name: `localhost` for `127.0.0.1`.
 fn other_address(url: &str) -> String {

@@ -12,6 +12,8 @@ use berth::domain::{media, Digest};
 use serde_json::{json, Value};
 
 pub mod http;
+#[cfg(feature = "moto")]
+pub mod moto;
 
 /// Where `docker-registry` is, or a panic saying how to install it (tests must not pass
 /// silently without it).
