@@ -655,14 +655,87 @@ async fn tasks_list_filter_and_cancel() {
     assert_eq!(t.get(&task_href).await.status, StatusCode::NOT_FOUND);
 }
 
+/// Tags are found by their manifest's digest, a list as pulp_container's tag filter takes it
+/// (and as pulp-glue sends it), and the API document says so.
 #[tokio::test]
-async fn correlation_id_is_echoed() {
+async fn tags_are_filtered_by_the_tagged_manifest_s_digest() {
     let t = T::new().await;
-    let resp = Req::get("/pulp/api/v3/status/")
-        .header("correlation-id", "abc123")
-        .send(&t.router)
+    // Given two tags on two manifests
+    let d1 = t.push_image("app", "one", b"layer one").await;
+    let d2 = t.push_image("app", "two", b"layer two").await;
+    let names = |r: &Resp| {
+        let mut n: Vec<String> = r.json()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    // When tags are listed by one manifest's digest, Then only its tag comes back
+    let r = t
+        .get(&format!("/pulp/api/v3/content/container/tags/?name=one&digest={d1}"))
         .await;
-    assert_eq!(resp.headers["correlation-id"], "abc123");
+    assert_eq!((r.status, names(&r)), (StatusCode::OK, vec!["one".to_owned()]));
+    let r = t
+        .get(&format!("/pulp/api/v3/content/container/tags/?digest={d2}"))
+        .await;
+    assert_eq!(names(&r), ["two"]);
+    // and by a list of digests, both
+    let r = t
+        .get(&format!("/pulp/api/v3/content/container/tags/?digest={d1},{d2}"))
+        .await;
+    assert_eq!(names(&r), ["one", "two"]);
+    // The document declares the parameter a list, form style, not exploded
+    let doc = t.get("/pulp/api/v3/docs/api.json").await.json();
+    let params = doc["paths"]["/pulp/api/v3/content/container/tags/"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let digest = params.iter().find(|p| p["name"] == "digest").unwrap();
+    assert_eq!(digest["schema"]["type"], "array", "{digest}");
+    assert_eq!(digest["explode"], false, "{digest}");
+}
+
+/// Every answer carries a `Correlation-ID`, as Pulp's django-guid sends it: the caller's when
+/// it is a UUID (hex, with or without dashes), else a fresh one; errors and the API document
+/// too.
+#[tokio::test]
+async fn every_answer_carries_a_correlation_id() {
+    let t = T::new().await;
+    let id_of = |r: &Resp| r.headers.get("correlation-id").map(|v| v.to_str().unwrap().to_owned());
+    let is_fresh = |id: &str| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    // Given a valid id, with or without dashes, Then it comes back as sent
+    for sent in [
+        "0f8fad5bd9cb469fa16570867728950e",
+        "0F8FAD5B-D9CB-469F-A165-70867728950E",
+    ] {
+        let r = Req::get("/pulp/api/v3/status/")
+            .header("correlation-id", sent)
+            .send(&t.router)
+            .await;
+        assert_eq!(id_of(&r).as_deref(), Some(sent));
+    }
+    // Given no id, or one that is not a UUID, Then a fresh one comes back, a new one each time
+    let none = id_of(&Req::get("/pulp/api/v3/status/").send(&t.router).await).unwrap();
+    let junk = id_of(
+        &Req::get("/pulp/api/v3/status/")
+            .header("correlation-id", "abc123")
+            .send(&t.router)
+            .await,
+    )
+    .unwrap();
+    assert!(is_fresh(&none) && is_fresh(&junk) && none != junk, "{none} {junk}");
+    // and on errors and the API document alike
+    for path in [
+        "/pulp/api/v3/tasks/",
+        "/pulp/api/v3/no/such/",
+        "/pulp/api/v3/docs/api.json",
+    ] {
+        let r = Req::get(path).send(&t.router).await;
+        assert!(id_of(&r).is_some_and(|id| is_fresh(&id)), "{path}: {}", r.status);
+    }
 }
 
 /// `POST /orphans/cleanup/` removes, as a task, the content no live repository references

@@ -52,6 +52,16 @@ t_content() { json_of container repository content list --repository foo && [ "$
 t_tasks() { json_of task list --limit 5 && has general_create; }
 t_task() { local h; h=$(jget "$W/out.json" 'd[0]["pulp_href"]') && json_of task show --href "$h" && has '"state": "completed"'; }
 t_status() { json_of status && has '"component": "container"'; }
+# -vv prints the Correlation-ID the CLI sent (it sends one when it fetches the API document
+# first, so with an empty cache) and the one that came back: the same id
+t_correlation() {
+  XDG_CACHE_HOME=$W/cache-vv pulp -vv status >/dev/null 2>"$W/vv.log" || return 1
+  local sent got
+  sent=$(grep '^  Correlation-Id:' "$W/vv.log" | tail -1 | awk '{print $2}')
+  got=$(grep '^  correlation-id:' "$W/vv.log" | tail -1 | awk '{print $2}')
+  echo "sent $sent, got $got"
+  [ -n "$sent" ] && [ "$sent" = "$got" ]
+}
 t_sigstore() {
   json_of debug openapi call --id remotes_container_container_create \
     --body '{"name":"sig","url":"http://127.0.0.1:9","upstream_name":"x/y","sigstore":"http://127.0.0.1:9/sigs"}' &&
@@ -75,6 +85,7 @@ check "repository content list (empty)" t_content
 check "task list" t_tasks
 check "task show" t_task
 check "status" t_status
+check "status -vv: the Correlation-ID sent comes back" t_correlation
 check "sigstore through debug openapi call" t_sigstore
 check "mirror through debug openapi call (a sync task is started)" t_mirror
 
@@ -124,6 +135,11 @@ check "the summary's href lists exactly the added tag" t_added_href
 check "rollback: pin the distribution to version 1" pulp container distribution update --name team/app --repository container:push:team/app --version 1
 check "podman pulls version 1 through the pinned distribution" t_podman_pinned
 check "back to the latest version" t_back_to_latest
+t_tag_by_digest() {
+  json_of container content -t tag show --name latest --digest "$D2" && has '"name": "latest"' &&
+    ! pulp container content -t tag show --name latest --digest "sha256:$(printf none | sha256sum | cut -d' ' -f1)" >/dev/null 2>&1
+}
+check "content -t tag show --name latest --digest: the tag found by its manifest's digest" t_tag_by_digest
 
 # --- promotion: copy a tag and a manifest into another repository ---------------------------------
 t_copy_tag() {

@@ -143,7 +143,7 @@ pub struct ContentFilter {
     pub added_in: Option<(Uuid, u64)>,
     /// Removed by this version.
     pub removed_in: Option<(Uuid, u64)>,
-    /// The unit's digest is one of these (tags have none).
+    /// The unit's digest is one of these (for a tag, its manifest's digest).
     pub digests: Option<Vec<String>>,
     /// A tag's name is one of these (other units pass).
     pub names: Option<Vec<String>>,
@@ -169,16 +169,14 @@ impl ContentFilter {
 
     fn keeps(&self, k: &ContentKey) -> bool {
         let digest = match k {
-            ContentKey::Blob(d) | ContentKey::Manifest(d) | ContentKey::Signature(d) => Some(d.as_str()),
-            ContentKey::Tag { .. } => None,
+            ContentKey::Blob(d) | ContentKey::Manifest(d) | ContentKey::Signature(d) => d.as_str(),
+            ContentKey::Tag { manifest, .. } => manifest.as_str(),
         };
         let by_name = match (&self.names, k) {
             (Some(ns), ContentKey::Tag { name, .. }) => ns.iter().any(|x| x == name.as_str()),
             _ => true,
         };
-        self.digests
-            .as_ref()
-            .is_none_or(|ds| digest.is_some_and(|d| ds.iter().any(|x| x == d)))
+        self.digests.as_ref().is_none_or(|ds| ds.iter().any(|x| x == digest))
             && by_name
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&content_id(k)))
     }

@@ -49,7 +49,11 @@ pub(super) async fn list(c: &Ctx<'_>, ty: ContentType) -> Answer {
     f.in_version = version(c, "repository_version").await?;
     f.added_in = version(c, "repository_version_added").await?;
     f.removed_in = version(c, "repository_version_removed").await?;
-    f.digests = c.q_any("digest");
+    f.digests = match ty {
+        // a list (`digest=a,b`), as pulp_container's tag filter has it
+        ContentType::Tag => c.q_list("digest"),
+        _ => c.q_any("digest"),
+    };
     f.names = c.q_any("name");
     f.media_types = c.q_list("media_type");
     let path = render::content_path(ty);

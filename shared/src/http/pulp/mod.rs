@@ -6,7 +6,8 @@
 //!
 //! Wire rules the CLI depends on: `Content-Type: application/json` exactly, the declared
 //! status codes (201 for repository and remote create, 202 `{"task": href}` for asynchronous
-//! operations), absolute `next`/`previous` links, `Correlation-ID` echoed, no redirects.
+//! operations), absolute `next`/`previous` links, a `Correlation-ID` on every answer (the
+//! caller's when it is a UUID, else a fresh one, as Pulp's django-guid does), no redirects.
 //!
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `http`, over the services only (never the store).
@@ -62,22 +63,36 @@ pub fn router(state: PulpState) -> Router {
         .route("/pulp/api/v3/docs/api.json", get(doc))
         .route("/pulp/api/v3/{*rest}", any(api))
         .with_state(state)
+        .layer(axum::middleware::from_fn(correlation_id))
 }
+
+/// The `Correlation-ID` header every answer carries: the request's when it is a UUID (32 hex
+/// digits, with or without dashes), as sent; a fresh one otherwise.
+async fn correlation_id(req: Request, next: axum::middleware::Next) -> Response {
+    let id = req
+        .headers()
+        .get(CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| matches!(v.len(), 32 | 36) && Uuid::try_parse(v).is_ok())
+        .map_or_else(|| Uuid::new_v4().simple().to_string(), str::to_owned);
+    let mut resp = next.run(req).await;
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(CORRELATION_ID, v);
+    }
+    resp
+}
+
+const CORRELATION_ID: &str = "correlation-id";
 
 async fn doc() -> Response {
     json_response(StatusCode::OK, &openapi::openapi(CORE_VERSION, CONTAINER_VERSION))
 }
 
 async fn api(State(s): State<PulpState>, req: Request) -> Response {
-    let corr = req.headers().get("correlation-id").cloned();
-    let mut resp = match handle(&s, req).await {
+    match handle(&s, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    };
-    if let Some(c) = corr {
-        resp.headers_mut().insert("correlation-id", c);
     }
-    resp
 }
 
 /// What a handler needs of the request.

@@ -190,6 +190,25 @@ const CONTENT: &[(&str, ParamType)] = &[
     ("orphaned_for", S),
     ("is_signed", B),
 ];
+/// Tags: as pulp_container's `TagFilter`, `digest` is a list (form style, not exploded)
+/// matched against the tagged manifest's digest.
+const TAGS: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", A),
+    ("exclude_fields", A),
+    ("ordering", A),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("repository_version", S),
+    ("repository_version_added", S),
+    ("repository_version_removed", S),
+    ("digest", A),
+    ("name", S),
+    ("name__in", A),
+    ("media_type", A),
+    ("orphaned_for", S),
+];
 
 const REPO: &str = "/pulp/api/v3/repositories/container/container/{id}/";
 const REPO_V: &str = "/pulp/api/v3/repositories/container/container/{id}/versions/{n}/";
@@ -460,7 +479,7 @@ pub static OPS: &[Op] = &[
     op! {
         TagList, "content_container_tags_list", GET,
         "/pulp/api/v3/content/container/tags/", None,
-        CONTENT, false, 200, "Content: Tags"
+        TAGS, false, 200, "Content: Tags"
     },
     op! {
         TagRead, "content_container_tags_read", GET,
