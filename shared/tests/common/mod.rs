@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 pub mod http;
 #[cfg(feature = "moto")]
 pub mod moto;
+pub mod oci;
+pub mod pulp;
 
 /// Where `docker-registry` is, or a panic saying how to install it (tests must not pass
 /// silently without it).

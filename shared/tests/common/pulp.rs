@@ -1,0 +1,125 @@
+//! The management API (`/pulp/api/v3/`) in process on the in-memory store, with an admin
+//! and a read-only user: requests as either, task waits, and plain registry pushes.
+
+use axum::Router;
+use berth::app::{App, LocalApp};
+use berth::domain::{media, Digest};
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::http::{Req, Resp};
+
+pub struct T {
+    pub app: App,
+    pub local: LocalApp,
+    pub router: Router,
+}
+
+pub const PW: &str = "test-password";
+
+impl T {
+    pub async fn new() -> T {
+        let local = LocalApp::in_memory();
+        let app = local.app.clone();
+        app.users.ensure_admin(Some(PW)).await.unwrap();
+        app.users.set_user("reader", "reader-pw", false).await.unwrap();
+        T {
+            router: app.router(),
+            app,
+            local,
+        }
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, auth: Option<(&str, &str)>, body: Option<Value>) -> Resp {
+        let mut r = Req::new(method, uri).header("host", "reg.example:5000");
+        if let Some((u, p)) = auth {
+            r = r.basic(u, p);
+        }
+        if let Some(v) = body {
+            r = r.json(&v);
+        }
+        let r = r.send(&self.router).await;
+        if !r.body.is_empty() {
+            assert_eq!(
+                r.headers.get("content-type").map(|v| v.to_str().unwrap()),
+                Some("application/json"),
+                "exactly application/json"
+            );
+        }
+        r
+    }
+
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.call(Method::GET, uri, Some(("admin", PW)), None).await
+    }
+    pub async fn post(&self, uri: &str, body: Value) -> Resp {
+        self.call(Method::POST, uri, Some(("admin", PW)), Some(body)).await
+    }
+    pub async fn patch(&self, uri: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, uri, Some(("admin", PW)), Some(body)).await
+    }
+    pub async fn delete(&self, uri: &str) -> Resp {
+        self.call(Method::DELETE, uri, Some(("admin", PW)), None).await
+    }
+
+    /// Follows a 202 to its task, which must be completed; returns the task.
+    pub async fn task(&self, r: Resp) -> Value {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+        let json = r.json();
+        let obj = json.as_object().unwrap();
+        assert_eq!(obj.len(), 1, "exactly one key");
+        let t = self.get(r.json()["task"].as_str().unwrap()).await;
+        assert_eq!(t.status, StatusCode::OK);
+        t.json()
+    }
+
+    /// A request to the registry (`/v2`), without credentials (the in-memory app is open).
+    pub async fn registry(&self, m: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> Resp {
+        let mut r = Req::new(m, uri).body(body);
+        if let Some(ct) = ct {
+            r = r.header("content-type", ct);
+        }
+        r.send(&self.router).await
+    }
+
+    pub async fn push_image(&self, name: &str, tag: &str, layer: &[u8]) -> Digest {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","layer":"{}"}}"#,
+            Digest::sha256_of(layer)
+        )
+        .into_bytes();
+        for b in [&config[..], layer] {
+            let d = Digest::sha256_of(b);
+            let r = self
+                .registry(
+                    Method::POST,
+                    &format!("/v2/{name}/blobs/uploads/?digest={d}"),
+                    None,
+                    b.to_vec(),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED);
+        }
+        let m = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_IMAGE_CONFIG, "digest": Digest::sha256_of(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Digest::sha256_of(layer), "size": layer.len()}],
+        }))
+        .unwrap();
+        let r = self
+            .registry(
+                Method::PUT,
+                &format!("/v2/{name}/manifests/{tag}"),
+                Some(media::OCI_MANIFEST),
+                m.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        Digest::sha256_of(&m)
+    }
+}
+
+pub const REPOS: &str = "/pulp/api/v3/repositories/container/container/";
+pub const PUSH: &str = "/pulp/api/v3/repositories/container/container-push/";
+pub const REMOTES: &str = "/pulp/api/v3/remotes/container/container/";
+pub const DISTS: &str = "/pulp/api/v3/distributions/container/container/";
