@@ -340,17 +340,9 @@ async fn distributions_serve_latest_or_pinned_versions() {
         .registry(Method::POST, "/v2/team/app/blobs/uploads/", None, Vec::new())
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    // a version a distribution serves can't be deleted; nor the latest, nor 0
+    // a version a distribution serves can't be deleted
     assert_eq!(
         t.delete(&format!("{repo_href}versions/1/")).await.status,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        t.delete(&format!("{repo_href}versions/2/")).await.status,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        t.delete(&format!("{repo_href}versions/0/")).await.status,
         StatusCode::BAD_REQUEST
     );
     // back to latest

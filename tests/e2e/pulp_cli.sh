@@ -165,6 +165,48 @@ PY
 check "copy-tag promotes the latest tag into another repository, with its manifest and blobs" t_copy_tag
 check "copy-manifest copies a manifest of an older version by digest" t_copy_manifest
 
+# --- versions: destroyed as pulpcore destroys them ----------------------------------------------
+vnums() { pulp container repository version list --repository "$1" | jget - '" ".join(str(v["number"]) for v in d)'; }
+t_hist() {
+  pulp container repository create --name hist >/dev/null &&
+    pulp container repository copy-manifest --name hist --source container:push:team/app --version 1 --digest "$D1" &&
+    pulp container repository copy-manifest --name hist --source container:push:team/app --digest "$D2" &&
+    pulp container repository copy-tag --name hist --source container:push:team/app --tag latest &&
+    echo "versions: $(vnums hist)" && [ "$(vnums hist)" = "3 2 1 0" ]
+}
+t_destroy_latest() {
+  pulp container repository version destroy --repository hist --version 3 && echo "versions: $(vnums hist)" &&
+    [ "$(vnums hist)" = "2 1 0" ] && json_of container repository show --name hist && has 'versions/2/"' &&
+    pulp container repository copy-tag --name hist --source container:push:team/app --tag latest &&
+    echo "versions: $(vnums hist)" && [ "$(vnums hist)" = "4 2 1 0" ]
+}
+t_destroy_middle() {
+  pulp container repository version destroy --repository hist --version 1 && echo "versions: $(vnums hist)" &&
+    [ "$(vnums hist)" = "4 2 0" ] && t_summary_of hist 2 'added:blob=4 added:manifest=2 present:blob=4 present:manifest=2'
+}
+t_destroy_zero() {
+  pulp container repository version destroy --repository hist --version 0 && echo "versions: $(vnums hist)" &&
+    [ "$(vnums hist)" = "4 2" ] && t_summary_of hist 2 'added:blob=4 added:manifest=2 present:blob=4 present:manifest=2'
+}
+t_destroy_protected() {
+  pulp container distribution create --name hist --base-path hist --repository hist >/dev/null &&
+    ! pulp container repository version destroy --repository hist --version 4 >"$W/out.json" 2>&1 && cat "$W/out.json" &&
+    grep -q 'currently being used to distribute content' "$W/out.json" && [ "$(vnums hist)" = "4 2" ] &&
+    pulp container distribution destroy --name hist
+}
+t_destroy_last() {
+  pulp container repository version destroy --repository hist --version 4 && [ "$(vnums hist)" = "2" ] &&
+    ! pulp container repository version destroy --repository hist --version 2 >"$W/out.json" 2>&1 && cat "$W/out.json" &&
+    grep -q 'must have at least one repository version' "$W/out.json" && [ "$(vnums hist)" = "2" ] &&
+    pulp container repository destroy --name hist
+}
+check "versions 1-3 of a repository made by copy-manifest and copy-tag" t_hist
+check "version destroy of the latest: its changes undone, 2 is the latest, the next version is 4" t_destroy_latest
+check "version destroy of a middle version: squashed into the next, whose summary is exact" t_destroy_middle
+check "version destroy of version 0" t_destroy_zero
+check "version destroy of a version a distribution serves is refused, as Pulp refuses it" t_destroy_protected
+check "version destroy of the last remaining version fails, as Pulp's task fails" t_destroy_last
+
 # --- bad credentials and destroy ------------------------------------------------------------------
 t_wrong() { ! "$PULP_BIN" --base-url "$URL" --username admin --password wrong container repository list >"$W/out.json" 2>&1 && cat "$W/out.json" && grep -qi 'authenticat\|401' "$W/out.json"; }
 t_destroy() { pulp container "$1" destroy --name "$2" && ! pulp container "$1" show --name "$2" >/dev/null 2>&1; }

@@ -333,6 +333,23 @@ t_noop() {
   [ "$(latest_number fx)" = 3 ] || why "latest version is $(latest_number fx) after a no-change mirror sync"
 }
 check "4e re-sync with no upstream change (additive and mirror): no version, no resources, no blob download" t_noop
+vnums() { pulp container repository version list --repository "$1" | jget - '" ".join(str(v["number"]) for v in d)'; }
+t_retain() {
+  pulp container repository update --name fx --retain-repo-versions 2 >/dev/null || why "repository update --retain-repo-versions 2"
+  # applied at once; the latest (3), which a distribution serves, is kept and not counted
+  [ "$(vnums fx)" = "3 2 1" ] || why "versions after setting it: $(vnums fx) (want 3 2 1)"
+  local n
+  for n in 1 2; do
+    fxpush --state "$ST" --registry "$UP" --repo fx/app "r$n=v1.0" >/dev/null || why "push of tag r$n upstream failed"
+    run_sync fx fx || { cat "$W/sync.out"; why "sync $n failed"; }
+  done
+  [ "$(vnums fx)" = "5 4 3" ] || why "versions after two syncs: $(vnums fx) (want 5 4 3)"
+  note "fx versions after two syncs with retain_repo_versions 2: $(vnums fx)"
+  rget "$UP" /v2/fx/app/tags/list >/dev/null; cp "$W/b" "$W/up-tags.json"
+  [ "$(rget "$B" /v2/fx/tags/list)" = 200 ] || why "tags/list"
+  [ "$(tags_of "$W/b")" = "$(tags_of "$W/up-tags.json")" ] || why "served tags [$(tags_of "$W/b")] != upstream [$(tags_of "$W/up-tags.json")]"
+}
+check "4f repository update --retain-repo-versions 2, then two syncs: the served latest and the two newest before it stay, the latest is upstream's" t_retain
 
 # ====================================================================================================
 # 5. atomic (GPG simple signing) signatures from a lookaside, served by Berth's signature extension

@@ -11,6 +11,7 @@
 //! - [`table`] and [`transact`]: conditional writes, queries, expiry, transactions, concurrency;
 //! - [`blob`]: verified-before-visible (invariant 3), ranges, uploads, interrupted writes;
 //! - [`store`]: atomic version commit (invariant 1), serialized writers (invariant 2);
+//! - [`deletion`]: deleting versions (squashed into the next, or the latest reverted);
 //! - [`names`]: unique names under racing creates (invariant 6), repairs, lease take-over;
 //! - [`retention`]: upload sessions and finished tasks expire, checkpoints round-trip;
 //! - [`orphan`]: candidates, references, and units touched meanwhile stay;
@@ -30,6 +31,7 @@ use crate::domain::{ContentKey, Digest, Tag};
 use crate::ports::{BlobStore, ByteRange, ByteStream, Table};
 
 pub mod blob;
+pub mod deletion;
 pub mod job;
 pub mod names;
 pub mod orphan;
@@ -85,6 +87,8 @@ macro_rules! port_cases {
             names: one_racing_create_wins, renames_race_creates, older_versions_leftovers_are_repaired,
                 a_restarted_node_takes_its_leases;
             retention: the_default_keeps_everything, no_retention_forgets, tasks_kept_forever, checkpoints;
+            deletion: squashing_keeps_every_remaining_version, deleting_the_latest_reverts_it,
+                racing_deletions_and_a_writer;
             orphan: candidates_and_references, a_unit_touched_meanwhile_stays, a_unit_added_meanwhile_stays;
             $($more)*
         );

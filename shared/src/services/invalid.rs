@@ -14,6 +14,9 @@ use crate::store::{TaskState, WriteError};
 pub enum ManageError {
     #[error("{field}: {reason}")]
     Field { field: &'static str, reason: Invalid },
+    /// Refused as a whole, naming no field.
+    #[error("{0}")]
+    Refused(Invalid),
     #[error("not found")]
     NotFound,
     #[error("busy")]
@@ -37,12 +40,9 @@ pub enum Invalid {
     /// A reference that is not of the expected shape.
     #[error("not a reference to an object of this kind")]
     NoMatch,
-    /// Version 0 and the latest version cannot be deleted.
-    #[error("version 0 or the latest version")]
-    VersionUndeletable,
-    /// The version is served by the named distribution.
-    #[error("served by distribution {0}")]
-    VersionServed(String),
+    /// A distribution serves the version, so it is not deleted.
+    #[error("the version is served by a distribution")]
+    VersionProtected,
     /// The base path overlaps the named distribution's.
     #[error("overlaps with distribution {0}")]
     BasePathOverlaps(String),

@@ -13,9 +13,12 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::tasks::{CancelError, Outcome, Tasks};
+use super::versions::Versions;
 use crate::domain::{ContentKey, RepoName, UrlPolicy};
 use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, StoreError, SyncJob};
-use crate::store::{Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task};
+use crate::store::{
+    Deleted, Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task,
+};
 
 pub use super::invalid::{Invalid, ManageError};
 
@@ -60,6 +63,9 @@ pub struct DistributionSpec {
 }
 
 pub const SYNC_TASK_NAME: &str = "pulp_container.app.tasks.synchronize.synchronize";
+pub const DELETE_VERSION_TASK_NAME: &str = "pulpcore.app.tasks.repository.delete_version";
+/// The error of a task asked to delete a repository's only version.
+const LAST_VERSION: &str = "Cannot delete repository version. Repositories must have at least one repository version.";
 
 pub struct Manage {
     store: Store,
@@ -124,14 +130,21 @@ impl Manage {
                 .await?
                 .ok_or_else(|| ManageError::invalid("remote", Invalid::NoObject))?;
         }
-        match self.store.update_repository(id, &f).await {
+        let before = self.store.repository(id).await?.map(|r| r.retain_repo_versions);
+        let repo = match self.store.update_repository(id, &f).await {
             Err(ManageError::Internal(e))
                 if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) =>
             {
-                Err(ManageError::invalid("name", Invalid::Unique))
+                return Err(ManageError::invalid("name", Invalid::Unique))
             }
-            other => other,
+            other => other?,
+        };
+        if before != Some(repo.retain_repo_versions) {
+            // pulpcore applies a changed retention at once
+            Versions::new(&self.store).retain(id).await?;
+            return self.store.repository(id).await?.ok_or(ManageError::NotFound);
         }
+        Ok(repo)
     }
 
     /// Deletes a repository; distributions that served it serve nothing afterwards.
@@ -154,22 +167,23 @@ impl Manage {
         self.store.version(repo, number).await?.ok_or(ManageError::NotFound)
     }
 
-    /// Deletes a version: never 0, never the latest, never one a distribution serves.
-    pub async fn delete_version(&self, repo: &Repository, number: u64) -> Result<()> {
-        self.version(repo, number).await?;
-        if number == 0 || number == repo.latest_version {
-            return Err(ManageError::invalid("non_field_errors", Invalid::VersionUndeletable));
-        }
-        for d in self.store.distributions(None, usize::MAX).await? {
-            if d.repository == Some(repo.id) && d.version == Some(number) {
-                return Err(ManageError::invalid("non_field_errors", Invalid::VersionServed(d.name)));
+    /// Deletes a version (refused while a distribution serves it), recorded as pulpcore's
+    /// task: failed when it is the repository's last remaining version.
+    pub async fn delete_version(&self, repo: &Repository, number: u64) -> Result<Task> {
+        let reserved = vec![ResourceRef::Repository {
+            id: repo.id,
+            kind: repo.kind,
+        }];
+        match Versions::new(&self.store).delete(repo, number).await? {
+            Deleted::LastRemaining => {
+                self.failed_task(DELETE_VERSION_TASK_NAME, reserved, LAST_VERSION.into())
+                    .await
+            }
+            Deleted::Squashed { .. } | Deleted::Reverted { .. } => {
+                self.completed_task(DELETE_VERSION_TASK_NAME, reserved, vec![], None)
+                    .await
             }
         }
-        let owner = Uuid::new_v4().to_string();
-        self.store
-            .delete_version(repo.id, number, &owner, LEASE_TTL, LEASE_WAIT)
-            .await?;
-        Ok(())
     }
 
     // ---- remotes ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ mod sync;
 mod tasks;
 pub mod tokens;
 mod users;
+mod versions;
 mod worker;
 
 /// The job types, made here and carried by the queue adapters (defined with the queue port).
@@ -23,12 +24,13 @@ pub use catalog::{
     Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources, VersionFilter,
 };
 pub use invalid::{check_url_shape, Invalid};
-pub use manage::{DistributionSpec, Manage, ManageError, Serves, SYNC_TASK_NAME};
+pub use manage::{DistributionSpec, Manage, ManageError, Serves, DELETE_VERSION_TASK_NAME, SYNC_TASK_NAME};
 pub use modify::{CopySelection, CopySource};
 pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
 pub use sync::{SyncService, SyncSettings};
 pub use tasks::{CancelError, Outcome, Started, Tasks};
 pub use users::{generate_password, hash_password, Login, LoginLimits, Users};
+pub use versions::Versions;
 pub use worker::{SyncRunner, Worker};
 
 pub use registry::{

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::invalid::{Invalid, ManageError};
 use super::manage::Manage;
+use super::versions::Versions;
 use crate::domain::{ContentKey, ContentType, Digest, Tag};
 use crate::store::{Repository, RepositoryKind, RepositoryVersion};
 
@@ -133,7 +134,7 @@ impl Manage {
         for k in add {
             w.add(k).await?;
         }
-        Ok(w.commit(None).await?)
+        Ok(Versions::new(self.store()).commit(w, None).await?)
     }
 
     /// Tags a manifest of the latest version (moving the tag if it exists).

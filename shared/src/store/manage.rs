@@ -155,11 +155,14 @@ impl Store {
             id,
             |r: &Repository| r.name.clone(),
             |r| {
-                let (latest, lease, ops) = (r.latest_version, r.lease.clone(), r.recent_ops.clone());
+                let kept = r.clone();
                 f(r)?;
-                r.latest_version = latest;
-                r.lease = lease;
-                r.recent_ops = ops;
+                // what only version writers change
+                r.latest_version = kept.latest_version;
+                r.next_version = kept.next_version;
+                r.deleted_version = kept.deleted_version;
+                r.lease = kept.lease;
+                r.recent_ops = kept.recent_ops;
                 r.updated = chrono::Utc::now();
                 Ok(())
             },

@@ -9,7 +9,7 @@
 //! | `blob#<digest>` | `_` | [`BlobRecord`] |
 //! | `manifest#<digest>` | `_` | [`ManifestRecord`] |
 //! | `subject#<digest>` | `<manifest digest>` | [`ReferrerRecord`] |
-//! | `repo#<id>` | `_` | [`Repository`] (the commit point: `latest_version`, lease) |
+//! | `repo#<id>` | `_` | [`Repository`] (the commit point: `latest_version`, lease, the next number, a deletion being tidied) |
 //! | `repo#<id>` | `v#<number>` | [`RepositoryVersion`] (visible when `number <= latest_version`) |
 //! | `repo-names` | `<name>` | repository id (unique names) |
 //! | `members#<id>` | `<content key>#<version_added>` | [`Membership`] |
@@ -33,7 +33,10 @@
 //! of the repository item setting `latest_version = N+1` and dropping the lease. Content X is
 //! in version N iff some membership row of X has `added <= N < removed`. Readers of version N
 //! never see rows staged for N+1, committed or not.
+//!
+//! Deleting a version (squashed into the next, or the latest reverted) is in `deletion.rs`.
 
+mod deletion;
 mod lists;
 mod manage;
 mod model;
@@ -50,6 +53,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use deletion::Deleted;
 pub use lists::{ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;
 pub use model::*;

@@ -87,6 +87,18 @@ pub struct Repository {
     /// tell its work is done (invariant 4).
     #[serde(default)]
     pub recent_ops: VecDeque<String>,
+    /// At least the number the next version gets. Set when the latest version is deleted, so
+    /// a number once committed is never given to other content (0: `latest_version + 1`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_version: u64,
+    /// A deleted version whose rows are still being tidied: the writer that deleted it, or
+    /// the next one to take the lease, finishes the work (see `store/deletion.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_version: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How many operation ids a repository remembers.
@@ -108,7 +120,14 @@ impl Repository {
             updated: now,
             lease: None,
             recent_ops: VecDeque::new(),
+            next_version: 0,
+            deleted_version: None,
         }
+    }
+
+    /// The number the next committed version gets.
+    pub fn next_number(&self) -> u64 {
+        (self.latest_version + 1).max(self.next_version)
     }
 }
 

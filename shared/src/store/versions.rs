@@ -35,9 +35,10 @@ fn now_ms() -> i64 {
 /// [`commit`]: VersionWriter::commit
 /// [`abort`]: VersionWriter::abort
 pub struct VersionWriter {
-    store: Store,
-    repo: Repository,
-    rev: u64,
+    pub(super) store: Store,
+    pub(super) repo: Repository,
+    /// The revision of the repository item this writer last wrote (its lease).
+    pub(super) rev: u64,
     ttl: Duration,
     added: BTreeSet<ContentKey>,
     removed: BTreeSet<ContentKey>,
@@ -82,7 +83,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
-        let w = VersionWriter {
+        let mut w = VersionWriter {
             store: self.clone(),
             repo,
             rev,
@@ -92,6 +93,9 @@ impl Store {
             done: false,
         };
         w.store.clean_uncommitted(&w.repo).await?;
+        if w.repo.deleted_version.is_some() {
+            self.finish_deletion(&mut w).await?;
+        }
         Ok(w)
     }
 
@@ -114,22 +118,29 @@ impl Store {
         }
     }
 
-    /// Undoes whatever was staged for version `latest + 1` and never committed.
+    /// Undoes whatever was staged for the next version and never committed.
     async fn clean_uncommitted(&self, repo: &Repository) -> Result<(), StoreError> {
-        let next = repo.latest_version + 1;
-        let changes = format!("changes#{}#{}", repo.id, num(next));
-        let members = format!("members#{}", repo.id);
+        self.undo_changes(repo.id, repo.next_number()).await
+    }
+
+    /// Undoes the changes version `number` made to the membership rows, by its change log:
+    /// what it added leaves, what it removed comes back. The log goes with them, and the
+    /// version's row. Each step can be repeated, so a crash anywhere leaves work the next
+    /// call finishes.
+    pub(super) async fn undo_changes(&self, repo: Uuid, number: u64) -> Result<(), StoreError> {
+        let changes = format!("changes#{repo}#{}", num(number));
+        let members = format!("members#{repo}");
         for row in self.t.query(&changes, Query::prefix("")).await? {
             let (op, key) = row.sk.split_at(2);
             if op == "a#" {
                 self.t
-                    .delete(&members, &format!("{key}#{}", num(next)), Cond::Any)
+                    .delete(&members, &format!("{key}#{}", num(number)), Cond::Any)
                     .await?;
             } else {
                 let rows = self.t.query(&members, Query::prefix(format!("{key}#"))).await?;
                 for r in rows {
                     let mut m: Membership = decode(&r)?;
-                    if m.removed == Some(next) {
+                    if m.removed == Some(number) {
                         m.removed = None;
                         self.t.put(&members, &r.sk, encode(&m)?, Cond::Rev(r.rev)).await?;
                     }
@@ -138,7 +149,7 @@ impl Store {
             self.t.delete(&changes, &row.sk, Cond::Any).await?;
         }
         self.t
-            .delete(&format!("repo#{}", repo.id), &format!("v#{}", num(next)), Cond::Any)
+            .delete(&format!("repo#{repo}"), &format!("v#{}", num(number)), Cond::Any)
             .await
     }
 }
@@ -154,7 +165,7 @@ impl VersionWriter {
     }
 
     fn next(&self) -> u64 {
-        self.repo.latest_version + 1
+        self.repo.next_number()
     }
 
     fn members(&self) -> String {
@@ -389,95 +400,5 @@ impl Drop for VersionWriter {
                 }
             });
         }
-    }
-}
-
-impl Store {
-    /// Deletes version `number` (never 0 nor the latest) by folding its changes into the next
-    /// remaining version, as Pulp does: the next version's change log and content summary are
-    /// recomputed against the previous remaining version. Holds the repository's lease.
-    pub async fn delete_version(
-        &self,
-        repo: Uuid,
-        number: u64,
-        owner: &str,
-        ttl: Duration,
-        wait: Duration,
-    ) -> Result<(), WriteError> {
-        let w = self.begin_write(repo, owner, ttl, wait).await?;
-        let r = w.repository().clone();
-        let result = async {
-            let versions = self.versions(&r).await?;
-            let exists = versions.iter().any(|v| v.number == number);
-            if !exists || number == 0 || number >= r.latest_version {
-                return Err(WriteError::NotFound);
-            }
-            let prev = versions
-                .iter()
-                .filter(|v| v.number < number)
-                .map(|v| v.number)
-                .max()
-                .unwrap_or(0);
-            let Some(next) = versions.iter().filter(|v| v.number > number).map(|v| v.number).min() else {
-                return Err(WriteError::NotFound);
-            };
-            let mut touched = BTreeSet::new();
-            for n in [number, next] {
-                touched.extend(self.changes(repo, n, true).await?);
-                touched.extend(self.changes(repo, n, false).await?);
-            }
-            let (mut added, mut removed) = (Vec::new(), Vec::new());
-            for k in touched {
-                let before = self.contains(repo, prev, &k).await?;
-                let after = self.contains(repo, next, &k).await?;
-                match (before, after) {
-                    (false, true) => added.push(k),
-                    (true, false) => removed.push(k),
-                    _ => {}
-                }
-            }
-            let next_log = format!("changes#{repo}#{}", num(next));
-            for row in self.t.query(&next_log, Query::prefix("")).await? {
-                self.t.delete(&next_log, &row.sk, Cond::Any).await?;
-            }
-            for k in &added {
-                self.t
-                    .put(&next_log, &format!("a#{}", k.encode()), b"{}".to_vec(), Cond::Any)
-                    .await?;
-            }
-            for k in &removed {
-                self.t
-                    .put(&next_log, &format!("r#{}", k.encode()), b"{}".to_vec(), Cond::Any)
-                    .await?;
-            }
-            let base = self
-                .version(&r, prev)
-                .await?
-                .map(|v| v.content_summary)
-                .unwrap_or_default();
-            if let Some(mut v) = self.version(&r, next).await? {
-                v.base_version = Some(prev);
-                v.content_summary = ContentSummary::derive(&base, &added, &removed);
-                self.t
-                    .put(
-                        &format!("repo#{repo}"),
-                        &format!("v#{}", num(next)),
-                        encode(&v)?,
-                        Cond::Any,
-                    )
-                    .await?;
-            }
-            self.t
-                .delete(&format!("repo#{repo}"), &format!("v#{}", num(number)), Cond::Any)
-                .await?;
-            let log = format!("changes#{repo}#{}", num(number));
-            for row in self.t.query(&log, Query::prefix("")).await? {
-                self.t.delete(&log, &row.sk, Cond::Any).await?;
-            }
-            Ok(())
-        }
-        .await;
-        w.commit(None).await?;
-        result
     }
 }

@@ -19,6 +19,8 @@ use crate::services::{Invalid, ManageError};
 pub enum ApiError {
     /// 400 with `{"field": ["message", …]}`.
     Fields(BTreeMap<String, Vec<String>>),
+    /// 400 with `["message", …]`: a refusal naming no field (a view's `ValidationError`).
+    List(Vec<String>),
     /// Any status with `{"detail": "…"}`.
     Detail(StatusCode, String),
     Unauthenticated(&'static str),
@@ -55,8 +57,10 @@ pub fn message(reason: &Invalid) -> String {
         Invalid::NoObject => "Invalid hyperlink - Object does not exist.".into(),
         Invalid::NoObjectAt(h) => format!("Invalid hyperlink - Object does not exist: {h}"),
         Invalid::NoMatch => NO_URL_MATCH.into(),
-        Invalid::VersionUndeletable => "Cannot delete repository version 0 or the latest version.".into(),
-        Invalid::VersionServed(d) => format!("The version is served by distribution {d}."),
+        Invalid::VersionProtected => "The repository version cannot be deleted because it (or its publications) are \
+                                      currently being used to distribute content. Please update the necessary \
+                                      distributions first."
+            .into(),
         Invalid::BasePathOverlaps(d) => format!("Overlaps with existing distribution '{d}'"),
         Invalid::ManifestNotInRepository => "A manifest with this digest is not in the repository.".into(),
         Invalid::TagNotInRepository => "This tag is not in the repository.".into(),
@@ -75,6 +79,7 @@ impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> Self {
         match e {
             ManageError::Field { field, reason } => ApiError::field(field, message(&reason)),
+            ManageError::Refused(reason) => ApiError::List(vec![message(&reason)]),
             ManageError::NotFound => ApiError::not_found(),
             ManageError::Busy => ApiError::detail(409, "The repository is busy with another operation; try again."),
             ManageError::Internal(e) => ApiError::Internal(e),
@@ -101,6 +106,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Fields(m) => json_response(StatusCode::BAD_REQUEST, &json!(m)),
+            ApiError::List(l) => json_response(StatusCode::BAD_REQUEST, &json!(l)),
             ApiError::Detail(s, d) => json_response(s, &json!({ "detail": d })),
             ApiError::Throttled(secs) => {
                 let detail = format!("Request was throttled. Expected available in {secs} seconds.");

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::errors::NO_URL_MATCH;
 use super::{content, ops, render, Answer, ApiError, Ctx};
 use crate::services::VersionFilter;
-use crate::store::{RepositoryKind, ResourceRef};
+use crate::store::RepositoryKind;
 
 /// A repository version named by href in `field` (either repository type).
 pub(super) fn parse_ref(field: &str, href: &str) -> Result<(Uuid, u64), ApiError> {
@@ -60,11 +60,6 @@ pub(super) async fn read(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
 
 pub(super) async fn delete(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
     let repo = c.manage().repository(c.id(), kind).await?;
-    let n = c.m.n.unwrap_or(u64::MAX);
-    c.manage().delete_version(&repo, n).await?;
-    c.done(
-        "pulpcore.app.tasks.repository.delete_version",
-        ResourceRef::Repository { id: repo.id, kind },
-    )
-    .await
+    let t = c.manage().delete_version(&repo, c.m.n.unwrap_or(u64::MAX)).await?;
+    c.task(&t)
 }

@@ -13,6 +13,7 @@ use super::{PushedManifest, Registry, RegistryError, Result};
 use crate::domain::media::MediaType;
 use crate::domain::{parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind, Reference, RepoName};
 use crate::services::content::save_manifest;
+use crate::services::Versions;
 
 impl Registry {
     /// Stores a manifest and commits a version holding it (and its tag, when pushed by tag).
@@ -84,7 +85,7 @@ impl Registry {
             })
             .await?;
         }
-        if let Some(v) = w.commit(None).await? {
+        if let Some(v) = Versions::new(&self.store).commit(w, None).await? {
             tracing::info!(repository = %repo.name, version = v.number, %digest, "pushed manifest");
         }
         // the blobs are content of the repository now; they no longer wait for a manifest
@@ -127,7 +128,7 @@ impl Registry {
                 }
             }
         }
-        w.commit(None).await?;
+        Versions::new(&self.store).commit(w, None).await?;
         Ok(())
     }
 
@@ -168,7 +169,7 @@ impl Registry {
             }
         }
         w.remove(key).await?;
-        w.commit(None).await?;
+        Versions::new(&self.store).commit(w, None).await?;
         Ok(())
     }
 

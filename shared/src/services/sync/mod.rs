@@ -46,6 +46,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::tasks::{Outcome, Started, Tasks};
+use super::versions::Versions;
 use super::worker::SyncRunner;
 use crate::domain::{Digest, ParsedManifest};
 use crate::ports::{BlobStore, JobError, LeaseTimings, StoreError, SyncJob, Upstream, UpstreamFactory};
@@ -349,7 +350,7 @@ impl Run<'_> {
                     w.abort().await?;
                     return Err(e);
                 }
-                let v = w.commit(Some(op)).await?;
+                let v = Versions::new(self.store()).commit(w, Some(op)).await?;
                 if let Some(v) = &v {
                     tracing::info!(task = %self.job.task, repository = %repo.name, version = v.number, "sync committed a version");
                 }
