@@ -20,7 +20,8 @@ mod worker;
 pub use crate::ports::{OrphanJob, SyncJob};
 pub use access::{AccessRules, AuthMode, Identity};
 pub use catalog::{
-    Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources, VersionFilter,
+    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources,
+    VersionFilter,
 };
 pub use invalid::{check_url_shape, Invalid};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, SYNC_TASK_NAME};

@@ -50,7 +50,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use lists::{ContentSet, ContentUnit, Listing, Page};
+pub use lists::{ContentOrder, ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;
 pub use model::*;
 pub use orphans::OrphanCandidate;
