@@ -348,8 +348,10 @@ impl Catalog<'_> {
             .filter(|t| f.types.as_ref().is_none_or(|ts| ts.contains(t)))
             .collect();
         let keep = |k: &ContentKey| {
-            let id = content_id(k);
-            f.ids.iter().all(|ids| ids.contains(&id))
+            f.ids.is_empty() || {
+                let id = content_id(k);
+                f.ids.iter().all(|ids| ids.contains(&id))
+            }
         };
         Ok(self
             .store()
