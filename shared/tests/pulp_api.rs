@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use berth::domain::{media, Digest};
 use common::http::{Req, Resp};
 use common::pulp::{DISTS, PUSH, PW, REMOTES, REPOS, T};
@@ -573,6 +575,53 @@ async fn tags_are_filtered_by_the_tagged_manifest_s_digest() {
     let digest = params.iter().find(|p| p["name"] == "digest").unwrap();
     assert_eq!(digest["schema"]["type"], "array", "{digest}");
     assert_eq!(digest["explode"], false, "{digest}");
+}
+
+/// The document declares the generic content list (`content_list`, what `pulp content list`
+/// and `repository content list --all-types` call) with pulpcore's parameters, types and
+/// styles: pulp-glue checks what it sends against them.
+#[tokio::test]
+async fn the_generic_content_list_is_declared_as_pulpcore_declares_it() {
+    let t = T::new().await;
+    let doc = t.get("/pulp/api/v3/docs/api.json").await.json();
+    let op = &doc["paths"]["/pulp/api/v3/content/"]["get"];
+    assert_eq!(op["operationId"], "content_list");
+    let params: BTreeMap<&str, &Value> = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p))
+        .collect();
+    let types = json!([
+        "container.blob",
+        "container.manifest",
+        "container.tag",
+        "container.signature"
+    ]);
+    let list = |items: Value| json!({"type": "array", "items": items});
+    for (name, schema, listed) in [
+        ("limit", json!({"type": "integer"}), false),
+        ("offset", json!({"type": "integer"}), false),
+        ("ordering", list(json!({"type": "string", "enum": ["-pk", "pk"]})), true),
+        ("prn__in", list(json!({"type": "string"})), true),
+        ("pulp_href__in", list(json!({"type": "string"})), true),
+        ("pulp_id__in", list(json!({"type": "string", "format": "uuid"})), true),
+        ("pulp_type", json!({"type": "string", "enum": types}), false),
+        ("pulp_type__in", list(json!({"type": "string", "enum": types})), true),
+        ("repository_version", json!({"type": "string"}), false),
+        ("repository_version_added", json!({"type": "string"}), false),
+        ("repository_version_removed", json!({"type": "string"}), false),
+        ("fields", list(json!({"type": "string"})), true),
+        ("exclude_fields", list(json!({"type": "string"})), true),
+    ] {
+        let p = params.get(name).unwrap_or_else(|| panic!("{name} is not declared"));
+        assert_eq!((&p["in"], &p["schema"]), (&json!("query"), &schema), "{name}");
+        if listed {
+            assert_eq!((&p["style"], &p["explode"]), (&json!("form"), &json!(false)), "{name}");
+        }
+    }
+    assert_eq!(params.len(), 13, "{params:?}");
+    assert_eq!(op["security"], json!([{"basicAuth": []}]));
 }
 
 /// Every answer carries a `Correlation-ID`, as Pulp's django-guid sends it: the caller's when

@@ -176,6 +176,26 @@ async fn syncs_a_real_registry_and_serves_it_through_v2() {
     assert_eq!(present[&ContentType::Manifest], 6);
     assert_eq!(present[&ContentType::Tag], 6);
     assert_eq!(present[&ContentType::Signature], 1);
+    // and the generic content list shows them together, each type with its times
+    b.app.users.ensure_admin(Some("admin-pw")).await.unwrap();
+    let v1 = berth::http::pulp::render::version_href(repo.id, RepositoryKind::Mirror, 1);
+    let r = Req::get(&format!("/pulp/api/v3/content/?repository_version={v1}&limit=100"))
+        .basic("admin", "admin-pw")
+        .send(&b.router)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let mut kinds = BTreeMap::new();
+    for item in r.json()["results"].as_array().unwrap() {
+        let href = item["pulp_href"].as_str().unwrap();
+        *kinds
+            .entry(href.split('/').nth_back(2).unwrap().to_owned())
+            .or_insert(0) += 1;
+        assert!(item["pulp_created"].is_string(), "{item}");
+    }
+    let want: BTreeMap<String, i32> = [("blobs", 11), ("manifests", 6), ("tags", 6), ("signatures", 1)]
+        .map(|(k, n)| (k.to_owned(), n))
+        .into();
+    assert_eq!(kinds, want);
 
     // Then pulls get exactly what upstream has
     let r = b.get("/v2/mirror/tags/list").await;

@@ -12,7 +12,7 @@ use super::invalid::ManageError;
 use super::manage::Manage;
 use crate::domain::{ContentKey, ContentType};
 use crate::store::{
-    content_id, ContentSet, ContentUnit, Distribution, Listing, Page, Remote, Repository, RepositoryKind,
+    content_id, ContentOrder, ContentSet, ContentUnit, Distribution, Listing, Page, Remote, Repository, RepositoryKind,
     RepositoryVersion, ResourceRef, Store, Task, TaskState,
 };
 
@@ -182,6 +182,41 @@ impl ContentFilter {
     }
 }
 
+/// Filters on content units of every type together (Pulp's generic content list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnyContentFilter {
+    /// Of one of these types (of every type when `None`).
+    pub types: Option<Vec<ContentType>>,
+    /// In this version (repository, number).
+    pub in_version: Option<(Uuid, u64)>,
+    /// Added by this version.
+    pub added_in: Option<(Uuid, u64)>,
+    /// Removed by this version.
+    pub removed_in: Option<(Uuid, u64)>,
+    /// The unit's id is in every one of these lists.
+    pub ids: Vec<Vec<Uuid>>,
+    pub order: ContentOrder,
+}
+
+/// The sets a content filter restricts a list to.
+fn content_sets(
+    in_version: Option<(Uuid, u64)>,
+    added_in: Option<(Uuid, u64)>,
+    removed_in: Option<(Uuid, u64)>,
+) -> Vec<ContentSet> {
+    let mut sets = Vec::new();
+    if let Some((repo, n)) = in_version {
+        sets.push(ContentSet::InVersion(repo, n));
+    }
+    if let Some((repo, n)) = added_in {
+        sets.push(ContentSet::AddedIn(repo, n));
+    }
+    if let Some((repo, n)) = removed_in {
+        sets.push(ContentSet::RemovedIn(repo, n));
+    }
+    sets
+}
+
 /// The read side of the management service.
 pub struct Catalog<'a> {
     manage: &'a Manage,
@@ -296,19 +331,31 @@ impl Catalog<'_> {
     /// Content units: of a version, or added or removed by one (every unit in all that are
     /// given), or every unit of the type when none is.
     pub async fn content(&self, f: &ContentFilter, page: Page) -> Result<Listing<ContentUnit>> {
-        let mut sets = Vec::new();
-        if let Some((repo, n)) = f.in_version {
-            sets.push(ContentSet::InVersion(repo, n));
-        }
-        if let Some((repo, n)) = f.added_in {
-            sets.push(ContentSet::AddedIn(repo, n));
-        }
-        if let Some((repo, n)) = f.removed_in {
-            sets.push(ContentSet::RemovedIn(repo, n));
-        }
+        let sets = content_sets(f.in_version, f.added_in, f.removed_in);
         Ok(self
             .store()
             .content_page(f.ty, &sets, |k| f.keeps(k), f.media_types.as_deref(), page)
+            .await?)
+    }
+
+    /// Content units of every type (or of the types asked for) together, selected as
+    /// [`Catalog::content`] selects those of one type: each type's units are the ones its own
+    /// list shows.
+    pub async fn any_content(&self, f: &AnyContentFilter, page: Page) -> Result<Listing<ContentUnit>> {
+        let sets = content_sets(f.in_version, f.added_in, f.removed_in);
+        let types: Vec<ContentType> = ContentType::ALL
+            .into_iter()
+            .filter(|t| f.types.as_ref().is_none_or(|ts| ts.contains(t)))
+            .collect();
+        let keep = |k: &ContentKey| {
+            f.ids.is_empty() || {
+                let id = content_id(k);
+                f.ids.iter().all(|ids| ids.contains(&id))
+            }
+        };
+        Ok(self
+            .store()
+            .mixed_content_page(&types, &sets, keep, f.order, page)
             .await?)
     }
 

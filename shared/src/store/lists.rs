@@ -6,9 +6,12 @@
 //! part of `store`, which knows `domain` and `ports` only. The filters themselves are the
 //! services' (they pass predicates); the store decides how to read.
 
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{decode, Store};
+use super::{content_id, decode, Store};
 use crate::domain::{ContentKey, ContentType};
 use crate::ports::{Query, StoreError};
 use crate::store::{
@@ -70,12 +73,38 @@ pub enum ContentSet {
     RemovedIn(Uuid, u64),
 }
 
-/// A content unit with the records its description needs (a blob's or a manifest's).
+/// A content unit with what its description needs: the record of a blob or a manifest, and
+/// when the unit was created.
 #[derive(Debug, Clone)]
 pub struct ContentUnit {
     pub key: ContentKey,
     pub blob: Option<BlobRecord>,
     pub manifest: Option<ManifestRecord>,
+    /// When the unit was created: a blob's, manifest's or signature's record was written, a
+    /// tag (or a blob a repository holds before its bytes are fetched) was first added to a
+    /// version.
+    pub created: Option<DateTime<Utc>>,
+}
+
+impl ContentUnit {
+    fn new(key: ContentKey) -> Self {
+        ContentUnit {
+            key,
+            blob: None,
+            manifest: None,
+            created: None,
+        }
+    }
+}
+
+/// The order of a list of content units of several types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentOrder {
+    /// By type (blobs, manifests, tags, signatures), each in the order its own list has.
+    #[default]
+    Type,
+    /// By the units' ids.
+    Id { descending: bool },
 }
 
 impl Store {
@@ -159,7 +188,7 @@ impl Store {
     /// the type ever added when `sets` is empty) that `keep` accepts and, when `media_types`
     /// is given, a stored manifest of one of those media types. Costs the scan of the sets
     /// (or of the type's content index), one read per candidate when `media_types` is given,
-    /// and one read per blob or manifest of the page.
+    /// and one read per unit of the page.
     pub async fn content_page(
         &self,
         ty: ContentType,
@@ -168,43 +197,18 @@ impl Store {
         media_types: Option<&[String]>,
         page: Page,
     ) -> Result<Listing<ContentUnit>, StoreError> {
-        let mut keys: Option<Vec<ContentKey>> = None;
-        for set in sets {
-            let these = match *set {
-                ContentSet::InVersion(repo, n) => self.content(repo, n, ty, None, usize::MAX).await?,
-                ContentSet::AddedIn(repo, n) | ContentSet::RemovedIn(repo, n) => self
-                    .changes(repo, n, matches!(set, ContentSet::AddedIn(..)))
-                    .await?
-                    .into_iter()
-                    .filter(|k| k.content_type() == ty)
-                    .collect(),
-            };
-            keys = Some(match keys {
-                Some(k) => k.into_iter().filter(|x| these.contains(x)).collect(),
-                None => these,
-            });
-        }
-        let keys = match keys {
-            Some(k) => k,
-            None => self.all_content(ty).await?,
-        };
+        let keys = self.content_keys(&[ty], sets).await?;
         let mut units = Vec::new();
         for key in keys.into_iter().filter(|k| keep(k)) {
             match media_types {
-                None => units.push(ContentUnit {
-                    key,
-                    blob: None,
-                    manifest: None,
-                }),
+                None => units.push(ContentUnit::new(key)),
                 Some(types) => {
                     let ContentKey::Manifest(d) = &key else { continue };
                     let Some(m) = self.manifest(d).await? else { continue };
                     if types.contains(&m.parsed.media_type) {
-                        units.push(ContentUnit {
-                            key,
-                            blob: None,
-                            manifest: Some(m),
-                        });
+                        let mut u = ContentUnit::new(key);
+                        u.manifest = Some(m);
+                        units.push(u);
                     }
                 }
             }
@@ -216,27 +220,113 @@ impl Store {
         Ok(listing)
     }
 
-    /// One content unit by its id, when it is of type `ty`. One read, plus one for a blob or a
-    /// manifest.
+    /// Content of any of `types` in every one of `sets` (every unit of those types ever added
+    /// when `sets` is empty) that `keep` accepts, in `order`. Costs the scan of the sets (one
+    /// scan per type for the content of a version, one for what a version added or removed)
+    /// or of the types' content indexes, and one read per unit of the page.
+    pub async fn mixed_content_page(
+        &self,
+        types: &[ContentType],
+        sets: &[ContentSet],
+        keep: impl Fn(&ContentKey) -> bool,
+        order: ContentOrder,
+        page: Page,
+    ) -> Result<Listing<ContentUnit>, StoreError> {
+        let mut keys: Vec<ContentKey> = self
+            .content_keys(types, sets)
+            .await?
+            .into_iter()
+            .filter(|k| keep(k))
+            .collect();
+        match order {
+            ContentOrder::Type => keys.sort_by_cached_key(|k| (k.content_type(), k.encode())),
+            ContentOrder::Id { descending } => {
+                keys.sort_by_cached_key(content_id);
+                if descending {
+                    keys.reverse();
+                }
+            }
+        }
+        let mut listing = page.cut(keys.into_iter().map(ContentUnit::new));
+        for u in &mut listing.items {
+            self.describe(u).await?;
+        }
+        Ok(listing)
+    }
+
+    /// The units of `types` in every one of `sets`, in the order of the first (each type in
+    /// key order, in the order of `types`); every unit of those types ever added when `sets`
+    /// is empty.
+    async fn content_keys(&self, types: &[ContentType], sets: &[ContentSet]) -> Result<Vec<ContentKey>, StoreError> {
+        let mut keys: Option<Vec<ContentKey>> = None;
+        for set in sets {
+            let these = match *set {
+                ContentSet::InVersion(repo, n) => {
+                    let mut these = Vec::new();
+                    for ty in types {
+                        these.extend(self.content(repo, n, *ty, None, usize::MAX).await?);
+                    }
+                    these
+                }
+                ContentSet::AddedIn(repo, n) | ContentSet::RemovedIn(repo, n) => {
+                    let changes = self.changes(repo, n, matches!(set, ContentSet::AddedIn(..))).await?;
+                    types
+                        .iter()
+                        .flat_map(|ty| changes.iter().filter(move |k| k.content_type() == *ty).cloned())
+                        .collect()
+                }
+            };
+            keys = Some(match keys {
+                None => these,
+                Some(k) => {
+                    let these: HashSet<ContentKey> = these.into_iter().collect();
+                    k.into_iter().filter(|x| these.contains(x)).collect()
+                }
+            });
+        }
+        match keys {
+            Some(k) => Ok(k),
+            None => {
+                let mut all = Vec::new();
+                for ty in types {
+                    all.extend(self.all_content(*ty).await?);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// One content unit by its id, when it is of type `ty`. One read, plus one for its
+    /// description.
     pub async fn content_unit(&self, id: Uuid, ty: ContentType) -> Result<Option<ContentUnit>, StoreError> {
         let Some(key) = self.content_by_id(id).await?.filter(|k| k.content_type() == ty) else {
             return Ok(None);
         };
-        let mut u = ContentUnit {
-            key,
-            blob: None,
-            manifest: None,
-        };
+        let mut u = ContentUnit::new(key);
         self.describe(&mut u).await?;
         Ok(Some(u))
     }
 
-    /// Reads the record of a blob or manifest unit, unless it was read already.
+    /// Reads what describes a unit, unless it was read already: the record of a blob, a
+    /// manifest or a signature, or, for a tag or a blob without a record, its content index
+    /// row. One read (two for a blob whose bytes a repository fetches on first pull).
     async fn describe(&self, u: &mut ContentUnit) -> Result<(), StoreError> {
         match &u.key {
-            ContentKey::Blob(d) => u.blob = self.blob(d).await?,
-            ContentKey::Manifest(d) if u.manifest.is_none() => u.manifest = self.manifest(d).await?,
-            _ => {}
+            ContentKey::Blob(d) => {
+                u.blob = self.blob(d).await?;
+                u.created = match &u.blob {
+                    Some(b) => Some(b.created),
+                    None => self.content_created(&u.key).await?,
+                };
+            }
+            ContentKey::Manifest(d) => {
+                if u.manifest.is_none() {
+                    u.manifest = self.manifest(d).await?;
+                }
+                u.created = u.manifest.as_ref().map(|m| m.created);
+            }
+            ContentKey::Tag { .. } => u.created = self.content_created(&u.key).await?,
+            ContentKey::Signature(d) => u.created = self.signature(d).await?.map(|s| s.created),
         }
         Ok(())
     }
@@ -294,7 +384,15 @@ mod tests {
         Digest::parse(&format!("sha256:{i:064x}")).unwrap()
     }
 
-    /// A store holding `n` remotes, tasks, distributions and blobs (in one version).
+    fn tag(i: usize) -> ContentKey {
+        ContentKey::Tag {
+            name: crate::domain::Tag::parse(&format!("t{i:03}")).unwrap(),
+            manifest: digest(i),
+        }
+    }
+
+    /// A store holding `n` remotes, tasks, distributions, blobs and tags (the last two in one
+    /// version).
     async fn store_with(n: usize) -> (Arc<Counting>, Store, Repository) {
         let table = Arc::new(Counting::default());
         let store = Store::new(table.clone());
@@ -329,6 +427,7 @@ mod tests {
                 .await
                 .unwrap();
             w.add(ContentKey::Blob(digest(i))).await.unwrap();
+            w.add(tag(i)).await.unwrap();
         }
         w.commit(None).await.unwrap();
         let repo = store.repository(repo.id).await.unwrap().unwrap();
@@ -365,6 +464,32 @@ mod tests {
             "every blob",
             store.content_page(ContentType::Blob, &[], |_| true, None, page)
         );
+        // content of every type together: a page of two blobs and three tags
+        let mixed = Page {
+            limit: 5,
+            offset: n - 2,
+        };
+        let every = ContentType::ALL;
+        macro_rules! mixed {
+            ($name:literal, $sets:expr) => {{
+                let before = table.reads.load(Ordering::SeqCst);
+                let listing = store
+                    .mixed_content_page(&every, $sets, |_| true, ContentOrder::Type, mixed)
+                    .await
+                    .unwrap();
+                assert_eq!(listing.count, 2 * n, $name);
+                let types: Vec<ContentType> = listing.items.iter().map(|u| u.key.content_type()).collect();
+                assert_eq!(
+                    types,
+                    [[ContentType::Blob; 2].as_slice(), &[ContentType::Tag; 3]].concat()
+                );
+                assert!(listing.items.iter().all(|u| u.created.is_some()), $name);
+                out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+            }};
+        }
+        mixed!("every type of a version", &[ContentSet::InVersion(repo.id, 1)]);
+        mixed!("every type a version added", &[ContentSet::AddedIn(repo.id, 1)]);
+        mixed!("every unit of every type", &[]);
         let before = table.reads.load(Ordering::SeqCst);
         let versions = store
             .version_page(&repo, |_| true, true, Page { limit: 1, offset: 1 })
@@ -390,6 +515,9 @@ mod tests {
                 ("distributions", 1),
                 ("blobs of a version", 6),
                 ("every blob", 6),
+                ("every type of a version", 9),
+                ("every type a version added", 6),
+                ("every unit of every type", 9),
                 ("versions", 1),
             ]
         );

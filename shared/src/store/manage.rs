@@ -10,9 +10,11 @@
 //! | `task#<id>` | `_` | the task's sort key in `tasks` |
 //! | `users` | `<name>` | [`User`] |
 //! | `cid#<uuid>` | `_` | an encoded content key |
-//! | `content#<type prefix>` | `<content key>` | `{"id": <content uuid>, "at": <Unix seconds>}` (every unit ever added; when it last was) |
+//! | `content#<type prefix>` | `<content key>` | [`IndexRow`]: `{"id", "at", "created"}` (every unit ever added; when it last was, and when first) |
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use uuid::Uuid;
 
@@ -26,6 +28,37 @@ pub fn content_id(key: &ContentKey) -> Uuid {
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
     uuid::Builder::from_random_bytes(b).into_uuid()
+}
+
+/// A unit's row in its type's content index.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct IndexRow {
+    id: Uuid,
+    /// When the unit was last added to a version (Unix seconds; orphan cleanup reads it).
+    at: u64,
+    /// When it was first added to a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<DateTime<Utc>>,
+}
+
+impl IndexRow {
+    /// The creation time a stored row gives. Rows written before creation times were kept
+    /// give the earliest time they record: when the unit was last added to a version then
+    /// (`{"id", "at"}`), or nothing (the first rows held the id alone). When the unit is next
+    /// added, such a row keeps that time as its creation time (the first rows: the time of
+    /// that addition, the earliest the store then knows of), so it no longer moves.
+    pub(crate) fn created_of(value: &[u8]) -> Option<DateTime<Utc>> {
+        #[derive(Deserialize)]
+        struct Times {
+            #[serde(default)]
+            at: Option<u64>,
+            #[serde(default)]
+            created: Option<DateTime<Utc>>,
+        }
+        let t: Times = serde_json::from_slice(value).ok()?;
+        t.created
+            .or_else(|| DateTime::from_timestamp(i64::try_from(t.at?).ok()?, 0))
+    }
 }
 
 fn task_sk(t: &Task) -> String {
@@ -417,21 +450,53 @@ impl Store {
 
     // ---- content ids -----------------------------------------------------------------------
 
-    /// Remembers a content unit's id (idempotent). Called for every unit added to a version.
+    /// Remembers a content unit's id and, the first time, when it was created (idempotent).
+    /// Called for every unit added to a version: a unit is created when first added, as Pulp
+    /// creates a content unit when a sync or push first brings it. Later calls rewrite the
+    /// index row (its revision changes, which orphan cleanup relies on) and keep that time.
     pub async fn record_content(&self, key: &ContentKey) -> Result<Uuid, StoreError> {
         let id = content_id(key);
         let enc = key.encode();
         self.t.put(&format!("cid#{id}"), "_", encode(&enc)?, Cond::Any).await?;
-        let row = serde_json::json!({"id": id, "at": crate::ports::unix_now()});
-        self.t
-            .put(
-                &format!("content#{}", key.content_type().prefix()),
-                &enc,
-                encode(&row)?,
-                Cond::Any,
-            )
-            .await?;
-        Ok(id)
+        let pk = format!("content#{}", key.content_type().prefix());
+        let now = Utc::now();
+        let mut row = IndexRow {
+            id,
+            at: crate::ports::unix_now(),
+            created: Some(now),
+        };
+        let mut cond = Cond::Absent;
+        loop {
+            match self.t.put(&pk, &enc, encode(&row)?, cond).await {
+                Ok(_) => return Ok(id),
+                Err(StoreError::Conflict(_)) => {
+                    // recorded before: keep the time it was created
+                    match self.t.get(&pk, &enc).await? {
+                        Some(old) => {
+                            row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
+                            cond = Cond::Rev(old.rev);
+                        }
+                        None => {
+                            row.created = Some(now);
+                            cond = Cond::Absent;
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// When a content unit was created: first added to a version (see [`IndexRow::created_of`]
+    /// for units recorded before that time was kept). `None` for a unit never added, or whose
+    /// row records no time at all. One read.
+    pub async fn content_created(&self, key: &ContentKey) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let pk = format!("content#{}", key.content_type().prefix());
+        Ok(self
+            .t
+            .get(&pk, &key.encode())
+            .await?
+            .and_then(|row| IndexRow::created_of(&row.value)))
     }
 
     pub async fn content_by_id(&self, id: Uuid) -> Result<Option<ContentKey>, StoreError> {
@@ -448,5 +513,100 @@ impl Store {
             .query(&format!("content#{}", ty.prefix()), Query::prefix(""))
             .await?;
         Ok(rows.iter().filter_map(|r| ContentKey::decode(&r.sk)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::memory::MemoryTable;
+    use crate::domain::{Digest, Tag};
+    use crate::ports::Table;
+
+    fn tag(name: &str) -> ContentKey {
+        ContentKey::Tag {
+            name: Tag::parse(name).unwrap(),
+            manifest: Digest::sha256_of(name.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_unit_keeps_the_time_it_was_first_recorded() {
+        let table = Arc::new(MemoryTable::new());
+        let store = Store::new(table.clone());
+        let key = tag("v1");
+        assert_eq!(store.content_created(&key).await.unwrap(), None, "never added");
+
+        // Given a unit recorded once, when it is recorded again later,
+        let before = Utc::now();
+        store.record_content(&key).await.unwrap();
+        let first = store.content_created(&key).await.unwrap().unwrap();
+        assert!(first >= before && first <= Utc::now());
+        let rev = table.get("content#t#", &key.encode()).await.unwrap().unwrap().rev;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.record_content(&key).await.unwrap();
+
+        // then it keeps its creation time, and its index row was rewritten (orphan cleanup
+        // relies on the new revision)
+        assert_eq!(store.content_created(&key).await.unwrap(), Some(first));
+        let row = table.get("content#t#", &key.encode()).await.unwrap().unwrap();
+        assert_ne!(row.rev, rev);
+        let v: serde_json::Value = serde_json::from_slice(&row.value).unwrap();
+        assert_eq!(v["id"], json_id(&key));
+        assert!(v["at"].as_u64().unwrap() >= before.timestamp() as u64);
+    }
+
+    fn json_id(key: &ContentKey) -> serde_json::Value {
+        serde_json::json!(content_id(key))
+    }
+
+    #[tokio::test]
+    async fn rows_written_before_creation_times_were_kept_give_the_time_they_have() {
+        let table = Arc::new(MemoryTable::new());
+        let store = Store::new(table.clone());
+        // Given index rows as earlier versions wrote them: with the time the unit was last
+        // added, and (the first ones) with its id alone
+        let (timed, bare) = (tag("timed"), tag("bare"));
+        let old = serde_json::json!({"id": content_id(&timed), "at": 1_700_000_000u64});
+        table
+            .put(
+                "content#t#",
+                &timed.encode(),
+                serde_json::to_vec(&old).unwrap(),
+                Cond::Any,
+            )
+            .await
+            .unwrap();
+        table
+            .put(
+                "content#t#",
+                &bare.encode(),
+                serde_json::to_vec(&content_id(&bare)).unwrap(),
+                Cond::Any,
+            )
+            .await
+            .unwrap();
+        let then = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+
+        // then the first gives that time, the second none
+        assert_eq!(store.content_created(&timed).await.unwrap(), Some(then));
+        assert_eq!(store.content_created(&bare).await.unwrap(), None);
+
+        // and when the units are added again, the first keeps it as its creation time and
+        // the second gets the time of that addition, neither moving afterwards
+        let before = Utc::now();
+        store.record_content(&timed).await.unwrap();
+        store.record_content(&bare).await.unwrap();
+        assert_eq!(store.content_created(&timed).await.unwrap(), Some(then));
+        let bare_at = store.content_created(&bare).await.unwrap().unwrap();
+        assert!(bare_at >= before);
+        store.record_content(&timed).await.unwrap();
+        store.record_content(&bare).await.unwrap();
+        assert_eq!(store.content_created(&timed).await.unwrap(), Some(then));
+        assert_eq!(store.content_created(&bare).await.unwrap(), Some(bare_at));
+        // and the ids still resolve
+        assert_eq!(store.content_by_id(content_id(&bare)).await.unwrap(), Some(bare));
     }
 }

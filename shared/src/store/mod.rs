@@ -54,7 +54,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use deletion::Deleted;
-pub use lists::{ContentSet, ContentUnit, Listing, Page};
+pub use lists::{ContentOrder, ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;
 pub use model::*;
 pub use orphans::OrphanCandidate;

@@ -1,5 +1,9 @@
-//! The management API (`/pulp/api/v3/`) in process on the in-memory store, with an admin
-//! and a read-only user: requests as either, task waits, and plain registry pushes.
+//! The management API (`/pulp/api/v3/`) in process, with an admin and a read-only user:
+//! requests as either, task waits, and plain registry pushes. [`T`] runs on the in-memory
+//! store and runs its jobs; [`Api`] runs on any store (the embedded one, or S3/DynamoDB on
+//! moto), for what needs no jobs.
+
+use std::ops::Deref;
 
 use axum::Router;
 use berth::app::{App, LocalApp};
@@ -9,25 +13,73 @@ use serde_json::{json, Value};
 
 use super::http::{Req, Resp};
 
+/// The API on the in-memory store, with its job queue.
 pub struct T {
-    pub app: App,
+    api: Api,
     pub local: LocalApp,
-    pub router: Router,
+}
+
+impl Deref for T {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 pub const PW: &str = "test-password";
 
 impl T {
     pub async fn new() -> T {
-        let local = LocalApp::in_memory();
-        let app = local.app.clone();
-        app.users.ensure_admin(Some(PW)).await.unwrap();
-        app.users.set_user("reader", "reader-pw", false).await.unwrap();
+        T::of(LocalApp::in_memory()).await
+    }
+
+    /// The API of `local`, which runs its jobs.
+    pub async fn of(local: LocalApp) -> T {
         T {
-            router: app.router(),
-            app,
+            api: Api::over(local.app.clone()).await,
             local,
         }
+    }
+}
+
+/// The API of an app on any store.
+pub struct Api {
+    pub app: App,
+    pub router: Router,
+    /// The embedded store's folder, removed when the API is dropped.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Api {
+    /// The API of `app`, with the admin and the read-only user set up.
+    pub async fn over(app: App) -> Api {
+        app.users.ensure_admin(Some(PW)).await.unwrap();
+        app.users.set_user("reader", "reader-pw", false).await.unwrap();
+        Api {
+            router: app.router(),
+            app,
+            _dir: None,
+        }
+    }
+
+    /// On the embedded store, in a fresh folder.
+    pub async fn embedded() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalApp::embedded(dir.path(), Default::default()).await.unwrap();
+        let mut api = Api::over(local.app).await;
+        api._dir = Some(dir);
+        api
+    }
+
+    /// On S3, DynamoDB and SQS of the moto server at `BERTH_TEST_MOTO`, in fresh resources.
+    #[cfg(feature = "moto")]
+    pub async fn aws() -> Api {
+        let sdk =
+            berth::adapters::aws::sdk_config_for(&super::moto::endpoint(), "us-east-1", "testing", "testing").await;
+        let aws = berth::app::AwsApp::connect(&sdk, &super::moto::settings(true), Default::default())
+            .await
+            .unwrap();
+        Api::over(aws.app).await
     }
 
     pub async fn call(&self, method: Method, uri: &str, auth: Option<(&str, &str)>, body: Option<Value>) -> Resp {

@@ -1,4 +1,5 @@
-//! Content units (blobs, manifests, tags, signatures): list with filters, read.
+//! Content units (blobs, manifests, tags, signatures): list with filters, read; and Pulp's
+//! generic content list of every type together.
 //!
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `http`: parse, one service call, render.
@@ -8,8 +9,8 @@ use uuid::Uuid;
 
 use super::{ids_by_href, ops, render, versions, Answer, ApiError, Ctx};
 use crate::domain::{ContentKey, ContentType};
-use crate::services::ContentFilter;
-use crate::store::ContentUnit;
+use crate::services::{AnyContentFilter, ContentFilter};
+use crate::store::{ContentOrder, ContentUnit};
 
 /// The content id in a content href of any type.
 pub(super) fn id_of(href: &str) -> Option<Uuid> {
@@ -28,11 +29,12 @@ pub(super) fn refs(hrefs: &[String]) -> Vec<(String, Option<Uuid>)> {
 }
 
 fn describe(u: &ContentUnit) -> Value {
+    let created = u.created.as_ref();
     match &u.key {
-        ContentKey::Blob(_) => render::blob(&u.key, u.blob.as_ref().map(|r| &r.created)),
+        ContentKey::Blob(_) => render::blob(&u.key, created),
         ContentKey::Manifest(_) => render::manifest(&u.key, u.manifest.as_ref()),
-        ContentKey::Tag { .. } => render::tag(&u.key),
-        ContentKey::Signature(_) => render::signature(&u.key),
+        ContentKey::Tag { .. } => render::tag(&u.key, created),
+        ContentKey::Signature(_) => render::signature(&u.key, created),
     }
 }
 
@@ -68,4 +70,138 @@ pub(super) async fn list(c: &Ctx<'_>, ty: ContentType) -> Answer {
 pub(super) async fn read(c: &Ctx<'_>, ty: ContentType) -> Answer {
     let u = c.catalog().content_unit(c.id(), ty).await?;
     c.ok(describe(&u))
+}
+
+/// Filters of pulpcore's generic content list that Berth does not serve: refused, never
+/// ignored (`orphaned_for` would read every repository, whatever the page).
+const UNSUPPORTED: [&str; 3] = ["orphaned_for", "pulp_label_select", "q"];
+
+fn not_a_choice(field: &str, v: &str) -> ApiError {
+    ApiError::field(
+        field,
+        format!("Select a valid choice. {v} is not one of the available choices."),
+    )
+}
+
+/// The types `pulp_type` and `pulp_type__in` select (both must hold), by Pulp's names.
+fn pulp_types(c: &Ctx<'_>) -> Result<Option<Vec<ContentType>>, ApiError> {
+    let parse = |field: &str, v: &str| {
+        ContentType::ALL
+            .into_iter()
+            .find(|t| t.pulp_name() == v)
+            .ok_or_else(|| not_a_choice(field, v))
+    };
+    let one = match c.q_set("pulp_type") {
+        Some(v) => Some(vec![parse("pulp_type", v)?]),
+        None => None,
+    };
+    let any = match c.q_list("pulp_type__in") {
+        Some(vs) => Some(
+            vs.iter()
+                .map(|v| parse("pulp_type__in", v))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    Ok(match (one, any) {
+        (Some(a), Some(b)) => Some(a.into_iter().filter(|t| b.contains(t)).collect()),
+        (a, b) => a.or(b),
+    })
+}
+
+/// `ordering`: by id (`pk`, `-pk`; the first value decides, ids being unique), else by type.
+fn ordering(c: &Ctx<'_>) -> Result<ContentOrder, ApiError> {
+    let mut order = None;
+    for v in c.q_list("ordering").unwrap_or_default() {
+        let o = match v.as_str() {
+            "pk" => ContentOrder::Id { descending: false },
+            "-pk" => ContentOrder::Id { descending: true },
+            _ => return Err(not_a_choice("ordering", &v)),
+        };
+        order.get_or_insert(o);
+    }
+    Ok(order.unwrap_or_default())
+}
+
+/// The ids `pulp_href__in` and `prn__in` name, as pulpcore reads them: an href's last path
+/// segment, or a PRN's last part (`prn:<model>:<id>`), whatever type it names.
+fn pks(field: &str, values: &[String], only_prn: bool) -> Result<Vec<Uuid>, ApiError> {
+    values
+        .iter()
+        .map(|v| {
+            let pk = if let Some(rest) = v.strip_prefix("prn:") {
+                match rest.split(':').collect::<Vec<_>>()[..] {
+                    [_, pk] => Uuid::parse_str(pk).ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("PRN not valid: {v}"))
+            } else if only_prn {
+                Err(format!("Not a valid PRN: {v}, must start with 'prn:'"))
+            } else {
+                let path = v.split(['?', '#']).next().unwrap_or("");
+                let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+                Uuid::parse_str(last).map_err(|_| format!("URI not valid: {v}"))
+            };
+            pk.map_err(|msg| ApiError::field(field, msg))
+        })
+        .collect()
+}
+
+/// Pulp's generic content list (`GET /content/`): units of every type together, with the
+/// version filters of the typed lists, the type and id filters, and `ordering` by id.
+pub(super) async fn list_any(c: &Ctx<'_>) -> Answer {
+    if let Some(k) = UNSUPPORTED.into_iter().find(|k| c.q(k).is_some()) {
+        return Err(ApiError::field(k, "Berth does not support this filter."));
+    }
+    let mut f = AnyContentFilter {
+        types: pulp_types(c)?,
+        in_version: version(c, "repository_version").await?,
+        added_in: version(c, "repository_version_added").await?,
+        removed_in: version(c, "repository_version_removed").await?,
+        ids: Vec::new(),
+        order: ordering(c)?,
+    };
+    if let Some(hs) = c.q_list("pulp_href__in") {
+        f.ids.push(pks("pulp_href__in", &hs, false)?);
+    }
+    if let Some(ps) = c.q_list("prn__in") {
+        f.ids.push(pks("prn__in", &ps, true)?);
+    }
+    if let Some(ids) = c.q_list("pulp_id__in") {
+        let ids = ids
+            .iter()
+            .map(|i| Uuid::parse_str(i).map_err(|_| ApiError::field("pulp_id__in", "Enter a valid UUID.")))
+            .collect::<Result<_, _>>()?;
+        f.ids.push(ids);
+    }
+    let page = c.paging()?;
+    let listing = c.catalog().any_content(&f, page).await?;
+    c.page(page, listing.map(|u| render::any_content(&u.key, u.created.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_pulp_types_are_the_content_types() {
+        let names: Vec<&str> = ContentType::ALL.iter().map(|t| t.pulp_name()).collect();
+        assert_eq!(ops::PULP_TYPES, &names[..]);
+    }
+
+    #[test]
+    fn pks_read_hrefs_and_prns_as_pulpcore_does() {
+        let id = Uuid::new_v4();
+        let given = [
+            format!("/pulp/api/v3/content/container/tags/{id}/"),
+            format!("http://h:1/pulp/api/v3/content/container/blobs/{id}/?x=1"),
+            format!("prn:container.tag:{id}"),
+        ];
+        assert_eq!(pks("f", &given, false).unwrap(), vec![id; 3]);
+        assert!(pks("f", &given[..1], true).is_err());
+        assert_eq!(pks("f", &given[2..], true).unwrap(), vec![id]);
+        for bad in ["/pulp/api/v3/content/", "prn:x", "prn:a:b:c", "nonsense"] {
+            assert!(pks("f", &[bad.to_owned()], false).is_err(), "{bad}");
+        }
+    }
 }

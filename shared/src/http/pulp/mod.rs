@@ -414,6 +414,7 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         ManifestRead => content::read(c, Manifest).await,
         TagRead => content::read(c, Tag).await,
         SignatureRead => content::read(c, Signature).await,
+        ContentList => content::list_any(c).await,
         OrphansCleanup => system::orphans_cleanup(c).await,
         Status => system::status(c),
     }

@@ -22,6 +22,9 @@ fn schema(t: ParamType) -> Value {
         ParamType::Integer => json!({"type": "integer"}),
         ParamType::Boolean => json!({"type": "boolean"}),
         ParamType::StringArray => json!({"type": "array", "items": {"type": "string"}}),
+        ParamType::Choice(values) => json!({"type": "string", "enum": values}),
+        ParamType::ChoiceArray(values) => json!({"type": "array", "items": {"type": "string", "enum": values}}),
+        ParamType::UuidArray => json!({"type": "array", "items": {"type": "string", "format": "uuid"}}),
     }
 }
 
@@ -35,7 +38,7 @@ pub fn openapi(core_version: &str, container_version: &str) -> Value {
         }
         for (name, t) in op.query {
             let mut p = json!({"name": name, "in": "query", "schema": schema(*t)});
-            if *t == ParamType::StringArray {
+            if t.is_array() {
                 p["style"] = json!("form");
                 p["explode"] = json!(false);
             }

@@ -58,6 +58,7 @@ pub enum OpId {
     TagRead,
     SignatureList,
     SignatureRead,
+    ContentList,
     OrphansCleanup,
     Status,
 }
@@ -68,6 +69,22 @@ pub enum ParamType {
     Integer,
     Boolean,
     StringArray,
+    /// One of these strings.
+    Choice(&'static [&'static str]),
+    /// A list of these strings.
+    ChoiceArray(&'static [&'static str]),
+    /// A list of UUIDs.
+    UuidArray,
+}
+
+impl ParamType {
+    /// Sent as a list (comma-separated).
+    pub fn is_array(self) -> bool {
+        matches!(
+            self,
+            ParamType::StringArray | ParamType::ChoiceArray(_) | ParamType::UuidArray
+        )
+    }
 }
 
 pub struct Op {
@@ -208,6 +225,31 @@ const TAGS: &[(&str, ParamType)] = &[
     ("name__in", A),
     ("media_type", A),
     ("orphaned_for", S),
+];
+
+/// The content types of the generic content list's `pulp_type` filters, in pulpcore's order.
+pub const PULP_TYPES: &[&str] = &[
+    "container.blob",
+    "container.manifest",
+    "container.tag",
+    "container.signature",
+];
+/// The generic content list, as pulpcore's `ContentFilter` with the `pulp_type` filters a
+/// generic list adds; `ordering` takes only the id there (`pk`).
+const ANY_CONTENT: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", A),
+    ("exclude_fields", A),
+    ("ordering", ParamType::ChoiceArray(&["-pk", "pk"])),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("pulp_id__in", ParamType::UuidArray),
+    ("pulp_type", ParamType::Choice(PULP_TYPES)),
+    ("pulp_type__in", ParamType::ChoiceArray(PULP_TYPES)),
+    ("repository_version", S),
+    ("repository_version_added", S),
+    ("repository_version_removed", S),
 ];
 
 const REPO: &str = "/pulp/api/v3/repositories/container/container/{id}/";
@@ -495,6 +537,11 @@ pub static OPS: &[Op] = &[
         SignatureRead, "content_container_signatures_read", GET,
         "/pulp/api/v3/content/container/signatures/{id}/", Some(("container_manifest_signature_href", "/pulp/api/v3/content/container/signatures/{id}/")),
         READ, false, 200, "Content: Signatures"
+    },
+    op! {
+        ContentList, "content_list", GET,
+        "/pulp/api/v3/content/", None,
+        ANY_CONTENT, false, 200, "Content"
     },
     op! {
         OrphansCleanup, "orphans_cleanup_cleanup", POST,

@@ -281,6 +281,7 @@ fn content_base(key: &ContentKey, created: Option<&DateTime<Utc>>) -> Map<String
     m.insert("pulp_created".into(), json!(created));
     m.insert("pulp_last_updated".into(), json!(created));
     m.insert("pulp_labels".into(), json!({}));
+    m.insert("vuln_report".into(), Value::Null);
     m
 }
 
@@ -343,8 +344,8 @@ pub fn manifest(key: &ContentKey, rec: Option<&ManifestRecord>) -> Value {
     Value::Object(m)
 }
 
-pub fn tag(key: &ContentKey) -> Value {
-    let mut m = content_base(key, None);
+pub fn tag(key: &ContentKey, created: Option<&DateTime<Utc>>) -> Value {
+    let mut m = content_base(key, created);
     if let ContentKey::Tag { name, manifest } = key {
         m.insert("name".into(), json!(name));
         m.insert(
@@ -355,10 +356,25 @@ pub fn tag(key: &ContentKey) -> Value {
     Value::Object(m)
 }
 
-pub fn signature(key: &ContentKey) -> Value {
-    let mut m = content_base(key, None);
+pub fn signature(key: &ContentKey, created: Option<&DateTime<Utc>>) -> Value {
+    let mut m = content_base(key, created);
     if let ContentKey::Signature(d) = key {
         m.insert("digest".into(), json!(d));
     }
+    Value::Object(m)
+}
+
+/// A unit of any type as the generic content list shows it (pulpcore's
+/// `MultipleArtifactContentSerializer`): the fields every unit has, with the href and PRN of
+/// its own type, and `artifacts`, its files by relative path. Only a blob has one, under its
+/// digest; it links no artifact (Berth has no artifacts resource, as the blob's own
+/// `artifact` says).
+pub fn any_content(key: &ContentKey, created: Option<&DateTime<Utc>>) -> Value {
+    let mut m = content_base(key, created);
+    let artifacts = match key {
+        ContentKey::Blob(d) => json!({ d.as_str(): null }),
+        _ => json!({}),
+    };
+    m.insert("artifacts".into(), artifacts);
     Value::Object(m)
 }
