@@ -12,7 +12,7 @@ use crate::http;
 use crate::http::auth::RegistryAuth;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
 use crate::services::{
-    AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, SyncRunner, SyncService, Users, Worker,
+    AccessRules, AuthMode, Manage, Orphans, Registry, Repair, RegistryConfig, SyncRunner, SyncService, Users, Worker,
 };
 use crate::store::{FieldKey, NodeLife, Retention, Store};
 
@@ -103,14 +103,24 @@ impl App {
         }
     }
 
-    /// The job handler for this instance's jobs: syncs run when an upstream client exists.
+    /// The job handler for this instance's jobs: syncs run when an upstream client exists;
+    /// repairs fetch again from upstream only then.
     pub fn worker(&self) -> Arc<dyn JobHandler> {
         let sync = self
             .upstreams
             .clone()
             .map(|u| Arc::new(SyncService::new(self.store.clone(), self.blobs.clone(), u)) as Arc<dyn SyncRunner>);
         let orphans = Arc::new(Orphans::new(self.store.clone(), self.blobs.clone()));
-        Arc::new(Worker::new(self.store.clone(), sync).with_orphans(orphans))
+        let repair = Arc::new(Repair::new(
+            self.store.clone(),
+            self.blobs.clone(),
+            self.upstreams.clone(),
+        ));
+        Arc::new(
+            Worker::new(self.store.clone(), sync)
+                .with_orphans(orphans)
+                .with_repair(repair),
+        )
     }
 
     fn registry_auth(&self) -> Arc<RegistryAuth> {

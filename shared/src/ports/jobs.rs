@@ -48,6 +48,9 @@ pub enum JobKind {
     /// Remove content no repository references (Pulp's `orphans/cleanup/`).
     #[serde(rename = "orphans")]
     Orphans(OrphanJob),
+    /// Check and mend the stored bytes of a repository version (Pulp's `…/versions/<n>/repair/`).
+    #[serde(rename = "repair")]
+    Repair(RepairJob),
     /// A job the queue suites run; no handler in the crate knows it.
     #[cfg(test)]
     #[serde(rename = "test")]
@@ -73,6 +76,22 @@ pub struct OrphanJob {
     /// Only these units (encoded content keys) are considered, when set.
     #[serde(default)]
     pub only: Option<Vec<String>>,
+}
+
+/// A repair job's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairJob {
+    pub task: Uuid,
+    pub repository: Uuid,
+    /// The version whose content is checked.
+    pub version: u64,
+    /// Hash the stored bytes too (else only check they exist).
+    #[serde(default = "yes")]
+    pub verify_checksums: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Job {
@@ -295,6 +314,19 @@ mod tests {
             })
         );
         assert_eq!(job.kind_name(), "orphans");
+        let repair = r#"{"id":"r","kind":"repair","payload":{"task":"00000000-0000-0000-0000-000000000005",
+            "repository":"00000000-0000-0000-0000-000000000006","version":3}}"#;
+        let job = Job::from_json(repair.as_bytes()).unwrap();
+        assert_eq!(
+            job.kind,
+            JobKind::Repair(RepairJob {
+                task: Uuid::from_u128(5),
+                repository: Uuid::from_u128(6),
+                version: 3,
+                verify_checksums: true,
+            })
+        );
+        assert_eq!(job.kind_name(), "repair");
     }
 
     #[test]

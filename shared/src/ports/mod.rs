@@ -22,7 +22,7 @@ mod upstream;
 pub use blob::{collect, BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
 pub use jobs::{
-    attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RetryPolicy, SyncJob,
+    attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RepairJob, RetryPolicy, SyncJob,
     Verdict,
 };
 pub use lease::LeaseTimings;

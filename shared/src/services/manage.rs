@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::tasks::{CancelError, Outcome, Tasks};
 use super::versions::Versions;
 use crate::domain::{ContentKey, RepoName, UrlPolicy};
-use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, StoreError, SyncJob};
+use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, RepairJob, StoreError, SyncJob};
 use crate::store::{
     Deleted, Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task,
 };
@@ -436,6 +436,28 @@ impl Manage {
         };
         self.jobs
             .enqueue(Job::new(t.id.to_string(), JobKind::Sync(job)))
+            .await?;
+        Ok(t)
+    }
+
+    /// Starts a repair of version `number` (which must exist): a waiting task holding the
+    /// repository as a shared resource, as pulpcore's, and a job for the worker.
+    pub async fn repair_version(&self, repo: &Repository, number: u64, verify_checksums: bool) -> Result<Task> {
+        self.version(repo, number).await?;
+        let mut t = Task::new(super::REPAIR_TASK_NAME);
+        t.shared_resources = vec![ResourceRef::Repository {
+            id: repo.id,
+            kind: repo.kind,
+        }];
+        self.store.create_task(&t).await?;
+        let job = RepairJob {
+            task: t.id,
+            repository: repo.id,
+            version: number,
+            verify_checksums,
+        };
+        self.jobs
+            .enqueue(Job::new(t.id.to_string(), JobKind::Repair(job)))
             .await?;
         Ok(t)
     }

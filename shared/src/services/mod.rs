@@ -10,6 +10,7 @@ mod manage;
 mod modify;
 mod orphans;
 mod registry;
+mod repair;
 mod sync;
 mod tasks;
 pub mod tokens;
@@ -18,7 +19,7 @@ mod versions;
 mod worker;
 
 /// The job types, made here and carried by the queue adapters (defined with the queue port).
-pub use crate::ports::{OrphanJob, SyncJob};
+pub use crate::ports::{OrphanJob, RepairJob, SyncJob};
 pub use access::{AccessRules, AuthMode, Identity};
 pub use catalog::{
     AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources,
@@ -28,6 +29,7 @@ pub use invalid::{check_url_shape, Invalid};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, DELETE_VERSION_TASK_NAME, SYNC_TASK_NAME};
 pub use modify::{CopySelection, CopySource};
 pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
+pub use repair::{Repair, RepairSettings, REPAIR_CONCURRENCY, REPAIR_TASK_NAME};
 pub use sync::{SyncService, SyncSettings};
 pub use tasks::{CancelError, Outcome, Started, Tasks};
 pub use users::{generate_password, hash_password, Login, LoginLimits, Users};

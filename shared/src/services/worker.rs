@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::orphans::Orphans;
+use super::repair::Repair;
 use super::tasks::{Outcome, Tasks};
 use crate::ports::{Job, JobError, JobHandler, JobKind, SyncJob};
 use crate::store::Store;
@@ -16,6 +17,7 @@ pub struct Worker {
     store: Store,
     sync: Option<Arc<dyn SyncRunner>>,
     orphans: Option<Arc<Orphans>>,
+    repair: Option<Arc<Repair>>,
 }
 
 /// Runs one sync job to its end, recording progress and the outcome on the task.
@@ -31,12 +33,19 @@ impl Worker {
             store,
             sync,
             orphans: None,
+            repair: None,
         }
     }
 
     /// Runs orphan cleanups too.
     pub fn with_orphans(mut self, orphans: Arc<Orphans>) -> Self {
         self.orphans = Some(orphans);
+        self
+    }
+
+    /// Runs repository version repairs too.
+    pub fn with_repair(mut self, repair: Arc<Repair>) -> Self {
+        self.repair = Some(repair);
         self
     }
 }
@@ -58,6 +67,14 @@ impl JobHandler for Worker {
                 None => Err(JobError::Permanent(
                     "orphan cleanup is not available in this runtime".into(),
                 )),
+            },
+            JobKind::Repair(r) => match &self.repair {
+                Some(repair) => repair.run(r, job.deadline_ms).await,
+                None => {
+                    let msg = "repair is not available in this runtime";
+                    Tasks::new(&self.store).finish(r.task, Outcome::failed(msg)).await;
+                    Err(JobError::Permanent(msg.into()))
+                }
             },
             #[cfg(test)]
             JobKind::Test { .. } => Err(JobError::Permanent("test jobs have no handler".into())),

@@ -390,6 +390,8 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         PushVersionsRead => versions::read(c, Push).await,
         RepoVersionsDelete => versions::delete(c, Mirror).await,
         PushVersionsDelete => versions::delete(c, Push).await,
+        RepoVersionsRepair => versions::repair(c, Mirror).await,
+        PushVersionsRepair => versions::repair(c, Push).await,
         RemoteList => remotes::list(c).await,
         RemoteCreate => remotes::create(c).await,
         RemoteRead => remotes::read(c).await,

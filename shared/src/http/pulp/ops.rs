@@ -23,6 +23,7 @@ pub enum OpId {
     RepoVersionsList,
     RepoVersionsRead,
     RepoVersionsDelete,
+    RepoVersionsRepair,
     PushList,
     PushRead,
     PushPartialUpdate,
@@ -34,6 +35,7 @@ pub enum OpId {
     PushVersionsList,
     PushVersionsRead,
     PushVersionsDelete,
+    PushVersionsRepair,
     RemoteList,
     RemoteCreate,
     RemoteRead,
@@ -364,6 +366,11 @@ pub static OPS: &[Op] = &[
         &[], false, 202, "Repositories: Container Versions"
     },
     op! {
+        RepoVersionsRepair, "repositories_container_container_versions_repair", POST,
+        "/pulp/api/v3/repositories/container/container/{id}/versions/{n}/repair/", RV_HREF,
+        &[], true, 202, "Repositories: Container Versions"
+    },
+    op! {
         PushList, "repositories_container_container_push_list", GET,
         "/pulp/api/v3/repositories/container/container-push/", None,
         NAMED, false, 200, "Repositories: Container-Push"
@@ -417,6 +424,11 @@ pub static OPS: &[Op] = &[
         PushVersionsDelete, "repositories_container_container_push_versions_delete", DELETE,
         PUSH_V, PV_HREF,
         &[], false, 202, "Repositories: Container-Push Versions"
+    },
+    op! {
+        PushVersionsRepair, "repositories_container_container_push_versions_repair", POST,
+        "/pulp/api/v3/repositories/container/container-push/{id}/versions/{n}/repair/", PV_HREF,
+        &[], true, 202, "Repositories: Container-Push Versions"
     },
     op! {
         RemoteList, "remotes_container_container_list", GET,

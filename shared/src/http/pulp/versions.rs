@@ -1,4 +1,4 @@
-//! Repository versions: list (with number and content filters), read, delete.
+//! Repository versions: list (with number and content filters), read, delete, repair.
 //!
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `http`: parse, one service call, render.
@@ -61,5 +61,18 @@ pub(super) async fn read(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
 pub(super) async fn delete(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
     let repo = c.manage().repository(c.id(), kind).await?;
     let t = c.manage().delete_version(&repo, c.m.n.unwrap_or(u64::MAX)).await?;
+    c.task(&t)
+}
+
+/// `repair/`: `{"verify_checksums": bool}` (default true); answers with the repair's task.
+pub(super) async fn repair(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
+    let repo = c.manage().repository(c.id(), kind).await?;
+    let mut i = c.input(false)?;
+    let verify_checksums = i.boolean("verify_checksums").unwrap_or(true);
+    i.finish()?;
+    let t = c
+        .manage()
+        .repair_version(&repo, c.m.n.unwrap_or(u64::MAX), verify_checksums)
+        .await?;
     c.task(&t)
 }
