@@ -173,7 +173,8 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
     let remote = r.json()["pulp_href"].as_str().unwrap().to_owned();
-    let r = api.post(REPOS, json!({"name": "mirror", "remote": remote})).await;
+    // (no default remote: the repair finds the remote that synced the repository)
+    let r = api.post(REPOS, json!({"name": "mirror"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
     let repo = r.json()["pulp_href"].as_str().unwrap().to_owned();
     let r = api
@@ -183,7 +184,7 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
         )
         .await;
     assert_eq!(run(&api, &b, r).await["state"], "completed");
-    let t = run(&api, &b, api.post(&format!("{repo}sync/"), json!({})).await).await;
+    let t = run(&api, &b, api.post(&format!("{repo}sync/"), json!({"remote": remote})).await).await;
     assert_eq!(t["state"], "completed", "{t}");
     let version = format!("{repo}versions/1/");
     let manifest = api.app.store.manifest(&fx.docker).await.unwrap().unwrap();

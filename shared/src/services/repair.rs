@@ -11,9 +11,9 @@
 //!   deleted at once, so no client is served them again;
 //! - a missing or corrupt unit is fetched again, verified while stored (the blob store
 //!   publishes it only after its digest checked), and counts as repaired (`repair.repaired`).
-//!   A blob comes from the remote its lazy pointer names, else the repository's remote (under
-//!   its upstream name); a manifest from the copy its record keeps inline, else the
-//!   repository's remote;
+//!   The sources, in order (each under its own upstream name): for a blob, the remote its
+//!   lazy pointer names; then the repository's remote; then every remote that synced into the
+//!   repository. A manifest comes first from the copy its record keeps inline;
 //! - a blob that cannot be fetched now but has a lazy pointer, or whose remote has the
 //!   `on_demand` policy, becomes remote again: the next pull fetches it (a pointer is written
 //!   when there was none). It is listed in a warning report (`repair.on_demand`);
@@ -39,6 +39,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use super::tasks::{Outcome, Started, Tasks};
 use crate::domain::{ContentKey, ContentType, Digest, Hasher};
@@ -251,17 +252,14 @@ impl Repair {
         if self.store.version(&repo, job.version).await.map_err(retry)?.is_none() {
             return fail(format!("version {} of {} does not exist", job.version, repo.name)).await;
         }
-        let remote = match repo.remote {
-            Some(id) => self.store.remote(id).await.map_err(retry)?,
-            None => None,
-        };
+        let sources = self.sources(&repo).await.map_err(retry)?;
         tracing::info!(task = %job.task, repository = %repo.name, version = job.version, "repairing a repository version");
         let mut at = resumed.unwrap_or_default();
         let run = Run {
             svc: self,
             job,
             repo: &repo,
-            remote: remote.as_ref(),
+            sources: &sources,
             deadline_ms,
         };
         match run.walk(&mut at).await {
@@ -304,6 +302,23 @@ impl Repair {
         }
     }
 
+    /// The repository's remote, then the remotes that synced into it (those that still exist).
+    async fn sources(&self, repo: &Repository) -> Result<Vec<Remote>, StoreError> {
+        let mut ids: Vec<Uuid> = repo.remote.into_iter().collect();
+        for id in self.store.sync_sources(repo.id).await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.store.remote(id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     async fn checkpoint(&self, job: &RepairJob) -> Result<Option<Checkpoint>, JobError> {
         Ok(match self.store.checkpoint(job.task).await.map_err(retry)? {
             Some(bytes) => match serde_json::from_slice(&bytes) {
@@ -339,8 +354,8 @@ struct Run<'a> {
     svc: &'a Repair,
     job: &'a RepairJob,
     repo: &'a Repository,
-    /// The repository's remote, when it has one.
-    remote: Option<&'a Remote>,
+    /// The repository's remote and the remotes that synced into it, in that order.
+    sources: &'a [Remote],
     deadline_ms: Option<i64>,
 }
 
@@ -456,7 +471,7 @@ impl Run<'_> {
         Ok(if &h.finish() == d { Found::Fine } else { Found::Corrupted })
     }
 
-    /// The remotes a blob may come from: its pointer's, then the repository's.
+    /// The remotes a blob may come from: its pointer's, then the repository's sources.
     async fn blob_sources(&self, lazy: Option<&LazyBlob>) -> Result<Vec<Remote>, StoreError> {
         let mut out: Vec<Remote> = Vec::new();
         if let Some(l) = lazy {
@@ -465,7 +480,7 @@ impl Run<'_> {
                 None => tracing::warn!(remote = %l.remote, "the remote of an on-demand blob is gone"),
             }
         }
-        if let Some(r) = self.remote {
+        for r in self.sources {
             if !out.iter().any(|o| o.id == r.id) {
                 out.push(r.clone());
             }
@@ -555,8 +570,19 @@ impl Run<'_> {
                 return Ok(Fixed::Repaired);
             }
         }
-        let (Some(remote), Some(factory)) = (self.remote, &self.svc.upstreams) else {
-            return Ok(Fixed::Unrepairable);
+        for remote in self.sources {
+            if self.fetch_manifest(remote, d).await? {
+                return Ok(Fixed::Repaired);
+            }
+        }
+        Ok(Fixed::Unrepairable)
+    }
+
+    /// Fetches manifest `d` from `remote` into the blob store; `false` when the remote could
+    /// not supply it.
+    async fn fetch_manifest(&self, remote: &Remote, d: &Digest) -> Result<bool, StoreError> {
+        let Some(factory) = &self.svc.upstreams else {
+            return Ok(false);
         };
         let fetched = match factory.client(&remote.upstream_config()) {
             Ok(up) => up.get_manifest(d.as_str()).await.map_err(|e| e.to_string()),
@@ -566,14 +592,14 @@ impl Run<'_> {
             Ok(m) => {
                 if !self.put_bytes(d, m.bytes).await? {
                     tracing::warn!(digest = %d, remote = %remote.name, "the remote sent another manifest");
-                    return Ok(Fixed::Unrepairable);
+                    return Ok(false);
                 }
                 tracing::info!(digest = %d, remote = %remote.name, "repaired a manifest");
-                Ok(Fixed::Repaired)
+                Ok(true)
             }
             Err(e) => {
                 tracing::warn!(digest = %d, remote = %remote.name, error = %e, "fetching the manifest again failed");
-                Ok(Fixed::Unrepairable)
+                Ok(false)
             }
         }
     }

@@ -6,6 +6,7 @@
 //! | `signature#<digest>` | `_` | [`SignatureRecord`] |
 //! | `signed#<manifest digest>` | `<signature digest>` | `{}` (the signatures of a manifest) |
 //! | `lazy#<repository id>` | `<blob digest>` | [`LazyBlob`] |
+//! | `sources#<repository id>` | `<remote id>` | `{}` (the remotes that synced into the repository) |
 //! | `checkpoint#<task id>` | `_` | the checkpoint's length, part count and digest |
 //! | `checkpoint#<task id>` | `part#<n>` | a part of the checkpoint's bytes |
 //!
@@ -24,6 +25,9 @@ use crate::ports::{Cond, Query, StoreError};
 
 /// How long a sync checkpoint is kept for its follow-up.
 pub const CHECKPOINT_LIFETIME: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// The most remotes [`Store::sync_sources`] lists for one repository.
+pub const MAX_SOURCES: usize = 32;
 
 /// The largest part of a checkpoint (DynamoDB items are at most 400 KB).
 const CHECKPOINT_PART: usize = 256 * 1024;
@@ -91,6 +95,26 @@ impl Store {
             .get_json(&format!("lazy#{repo}"), digest.as_str())
             .await?
             .map(|(_, v)| v))
+    }
+
+    /// Notes that `remote` synced into the repository, so a repair knows where its content
+    /// came from. Idempotent: one read once noted.
+    pub async fn put_sync_source(&self, repo: Uuid, remote: Uuid) -> Result<(), StoreError> {
+        let pk = format!("sources#{repo}");
+        let sk = remote.to_string();
+        if self.t.get(&pk, &sk).await?.is_some() {
+            return Ok(());
+        }
+        self.t.put(&pk, &sk, b"{}".to_vec(), Cond::Any).await.map(|_| ())
+    }
+
+    /// The remotes that synced into the repository (at most [`MAX_SOURCES`]), in id order.
+    pub async fn sync_sources(&self, repo: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let rows = self
+            .t
+            .query(&format!("sources#{repo}"), Query::prefix("").limit(MAX_SOURCES))
+            .await?;
+        Ok(rows.iter().filter_map(|r| Uuid::parse_str(&r.sk).ok()).collect())
     }
 
     // ---- sync checkpoints ---------------------------------------------------------------------

@@ -187,6 +187,11 @@ impl SyncRunner for SyncService {
                 return Ok(());
             }
         };
+        // where the repository's content came from, for repairs
+        self.store
+            .put_sync_source(repo.id, remote.id)
+            .await
+            .map_err(retry)?;
         let run = Run {
             svc: self,
             job,
