@@ -14,7 +14,8 @@ use std::sync::Arc;
 use berth::adapters::local_jobs::LocalJobQueue;
 use berth::app::{App, LocalApp};
 use berth::domain::Digest;
-use berth::ports::JobHandler;
+use berth::ports::{JobError, JobHandler, RepairJob};
+use berth::services::Repair;
 use common::pulp::{Api, DISTS, REMOTES, REPOS};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -240,6 +241,29 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
     assert_eq!(pull(&api, "mirror", &layer).await, (StatusCode::OK, layer_bytes.clone()));
     let t = run(&api, &b, api.post(&format!("{version}repair/"), json!({})).await).await;
     assert_eq!(counts(&t), (0, 0, 0));
+
+    // a run that reaches its deadline keeps where it got to; the follow-up goes on from there
+    b.truncate(&layer, &layer_bytes).await;
+    let id: uuid::Uuid = repo.trim_end_matches('/').rsplit('/').next().unwrap().parse().unwrap();
+    let r = api.app.store.repository(id).await.unwrap().unwrap();
+    let task = api.app.manage.repair_version(&r, 1, true).await.unwrap();
+    let job = RepairJob {
+        task: task.id,
+        repository: id,
+        version: 1,
+        verify_checksums: true,
+    };
+    let repair = Repair::new(api.app.store.clone(), api.app.blobs.clone(), api.app.upstreams.clone());
+    assert!(matches!(repair.run(&job, Some(0)).await, Err(JobError::Continue)));
+    assert!(api.app.store.checkpoint(task.id).await.unwrap().is_some());
+    let t = api.get(&format!("/pulp/api/v3/tasks/{}/", task.id)).await.json();
+    assert_eq!(t["state"], "running", "{t}");
+    repair.run(&job, None).await.unwrap();
+    assert!(api.app.store.checkpoint(task.id).await.unwrap().is_none());
+    let t = api.get(&format!("/pulp/api/v3/tasks/{}/", task.id)).await.json();
+    assert_eq!(counts(&t), (0, 1, 1));
+    assert_eq!(pull(&api, "mirror", &layer).await, (StatusCode::OK, layer_bytes.clone()));
+    b.run_jobs(&api.app).await; // the queued copy of the job finds its task finished
 
     // When the upstream cannot be reached, a lost layer is unrepairable and reported …
     let r = api

@@ -527,6 +527,65 @@ t_recover() {
 }
 check "7b the next sync against a healthy upstream succeeds (same repositories, remotes fixed)" t_recover
 
+# ====================================================================================================
+# 8. repair: stored bytes truncated and deleted behind Berth's back, fetched again from upstream
+# ====================================================================================================
+# blob_object DIGEST truncate|delete: damages the stored bytes of DIGEST (truncate: drops the last
+# byte): the file under the data directory, or (BERTH_BACKEND=aws) the S3 object at AWS_ENDPOINT_URL
+blob_object() {
+  local hex=${1#sha256:}
+  if [ "${BERTH_BACKEND:-}" = aws ]; then
+    local url="$AWS_ENDPOINT_URL/$BERTH_BUCKET/blobs/sha256/$hex" sig=(--aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY")
+    if [ "$2" = delete ]; then
+      curl -sf -X DELETE "${sig[@]}" "$url" >/dev/null
+    else
+      curl -sf "${sig[@]}" "$url" | head -c -1 >"$W/half" && curl -sf -X PUT "${sig[@]}" --data-binary @"$W/half" "$url" >/dev/null
+    fi
+  else
+    local f="$W/berth/data/blobs/sha256/${hex:0:2}/$hex"
+    [ -f "$f" ] || return 1
+    if [ "$2" = delete ]; then rm -f "$f"; else truncate -s -1 "$f"; fi
+  fi
+}
+# blob_exact BASE_PATH DIGEST: a client's GET of the blob (following a redirect to S3) hashes to DIGEST
+blob_exact() {
+  local code; code=$(rget "$B" "/v2/$1/blobs/$2")
+  if [ "$code" = 307 ]; then code=$(curl -s -o "$W/b" -w '%{http_code}' "$(hdr location)"); fi
+  [ "$code" = 200 ] && [ "$(digest_of_file "$W/b")" = "$2" ]
+}
+# report_done CODE: `done` of the repair task's progress report CODE (in $W/repair.json)
+report_done() { jget "$W/repair.json" "[r['done'] for r in d['progress_reports'] if r['code'] == '$1'][0]"; }
+t_repair() {
+  local n layer cfg
+  n=$(latest_number fx)
+  # the first layer and the config of the docker image
+  [ "$(rget "$B" /v2/fx/manifests/docker)" = 200 ] || { why "GET docker manifest"; return 1; }
+  layer=$(jget "$W/b" 'd["layers"][0]["digest"]')
+  cfg=$(jget "$W/b" 'd["config"]["digest"]')
+  blob_exact fx "$layer" || why "$layer is not served exactly before the damage"
+  blob_object "$layer" truncate || why "cannot truncate $layer"
+  blob_object "$cfg" delete || why "cannot delete $cfg"
+  if blob_exact fx "$layer"; then why "the truncated $layer is still served whole"; fi
+  pulp container repository version repair --repository fx --version "$n" >"$W/repair.json" 2>&1 ||
+    { cat "$W/repair.json"; why "version repair failed"; return 1; }
+  [ "$(jget "$W/repair.json" 'd["state"]')" = completed ] || why "repair task $(jget "$W/repair.json" 'd.get("state")')"
+  [ "$(jget "$W/repair.json" 'd["name"]')" = pulpcore.app.tasks.repository.repair_version ] || why "task name"
+  local got; got="missing=$(report_done repair.missing) corrupted=$(report_done repair.corrupted) repaired=$(report_done repair.repaired)"
+  note "repair of fx version $n: $got"
+  [ "$got" = "missing=1 corrupted=1 repaired=2" ] || why "progress reports: $got"
+  jget "$W/repair.json" '"|".join(r["message"] for r in d["progress_reports"])' | grep -q '^Identify missing units|Identify corrupted units|Repair corrupted units' ||
+    why "report messages: $(jget "$W/repair.json" '[r["message"] for r in d["progress_reports"]]')"
+  blob_exact fx "$layer" || why "$layer is not served exactly after the repair"
+  blob_exact fx "$cfg" || why "$cfg is not served exactly after the repair"
+  "${SKOPEO[@]}" copy -q --src-tls-verify=false "docker://$B/fx:docker" "dir:$W/repaired" >/dev/null 2>"$W/skopeo.err" ||
+    why "skopeo copy after the repair: $(tail -2 "$W/skopeo.err")"
+  [ -f "$W/repaired/${cfg#sha256:}" ] && [ "$(digest_of_file "$W/repaired/${cfg#sha256:}")" = "$cfg" ] || why "skopeo got another config"
+  # a second repair finds nothing
+  pulp container repository version repair --repository fx --version "$n" >"$W/repair.json" 2>&1 || why "second repair failed"
+  [ "$(report_done repair.missing)$(report_done repair.corrupted)$(report_done repair.repaired)" = 000 ] || why "the second repair found something"
+}
+check "8 version repair (pulp CLI): a truncated layer and a deleted config are fetched again; reports missing=1 corrupted=1 repaired=2; served byte for byte" t_repair
+
 t_alive() { alive "$berth_PID" || why "berth is no longer running"; }
 check "berth still running; nothing left behind by the faults" t_alive
 
