@@ -12,7 +12,7 @@ use crate::http;
 use crate::http::auth::RegistryAuth;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
 use crate::services::{
-    AccessRules, AuthMode, Manage, Orphans, Registry, Repair, RegistryConfig, SyncRunner, SyncService, Users, Worker,
+    AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, Repair, SyncRunner, SyncService, Users, Worker,
 };
 use crate::store::{FieldKey, NodeLife, Retention, Store};
 

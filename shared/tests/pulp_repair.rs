@@ -91,11 +91,7 @@ async fn aws() -> (Api, Backend) {
     let aws = berth::app::AwsApp::connect(&sdk, &settings, Default::default())
         .await
         .unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     let api = Api::over(aws.app).await;
     let poller = aws.poller.wait_time(std::time::Duration::from_secs(1));
     (api, Backend::Aws { poller, s3, bucket })
@@ -185,12 +181,20 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
         )
         .await;
     assert_eq!(run(&api, &b, r).await["state"], "completed");
-    let t = run(&api, &b, api.post(&format!("{repo}sync/"), json!({"remote": remote})).await).await;
+    let t = run(
+        &api,
+        &b,
+        api.post(&format!("{repo}sync/"), json!({"remote": remote})).await,
+    )
+    .await;
     assert_eq!(t["state"], "completed", "{t}");
     let version = format!("{repo}versions/1/");
     let manifest = api.app.store.manifest(&fx.docker).await.unwrap().unwrap();
     let config = manifest.parsed.config.clone().unwrap().digest;
-    assert_eq!(pull(&api, "mirror", &layer).await, (StatusCode::OK, layer_bytes.clone()));
+    assert_eq!(
+        pull(&api, "mirror", &layer).await,
+        (StatusCode::OK, layer_bytes.clone())
+    );
 
     // a version that does not exist has nothing to repair
     let r = api.post(&format!("{repo}versions/9/repair/"), json!({})).await;
@@ -238,7 +242,10 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
     // and one that hashes finds the truncated layer and fetches it again
     let t = run(&api, &b, api.post(&format!("{version}repair/"), json!({})).await).await;
     assert_eq!(counts(&t), (0, 1, 1));
-    assert_eq!(pull(&api, "mirror", &layer).await, (StatusCode::OK, layer_bytes.clone()));
+    assert_eq!(
+        pull(&api, "mirror", &layer).await,
+        (StatusCode::OK, layer_bytes.clone())
+    );
     let t = run(&api, &b, api.post(&format!("{version}repair/"), json!({})).await).await;
     assert_eq!(counts(&t), (0, 0, 0));
 
@@ -262,7 +269,10 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
     assert!(api.app.store.checkpoint(task.id).await.unwrap().is_none());
     let t = api.get(&format!("/pulp/api/v3/tasks/{}/", task.id)).await.json();
     assert_eq!(counts(&t), (0, 1, 1));
-    assert_eq!(pull(&api, "mirror", &layer).await, (StatusCode::OK, layer_bytes.clone()));
+    assert_eq!(
+        pull(&api, "mirror", &layer).await,
+        (StatusCode::OK, layer_bytes.clone())
+    );
     b.run_jobs(&api.app).await; // the queued copy of the job finds its task finished
 
     // When the upstream cannot be reached, a lost layer is unrepairable and reported …
@@ -285,7 +295,10 @@ async fn repairs_what_was_lost(api: Api, b: Backend) {
     assert_eq!(done(&t, "repair.unrepairable"), None, "{t}");
     let r = api.patch(&remote, json!({"url": reg.base()})).await;
     assert_eq!(run(&api, &b, r).await["state"], "completed");
-    assert_eq!(pull(&api, "mirror", &layer).await, (StatusCode::OK, layer_bytes.clone()));
+    assert_eq!(
+        pull(&api, "mirror", &layer).await,
+        (StatusCode::OK, layer_bytes.clone())
+    );
     // the pull stored it again
     assert_eq!(
         api.app.blobs.stat(&layer).await.unwrap(),

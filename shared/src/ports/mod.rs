@@ -22,8 +22,8 @@ mod upstream;
 pub use blob::{collect, BlobReader, BlobStore, ByteRange, ByteStream};
 pub use error::StoreError;
 pub use jobs::{
-    attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RepairJob, RetryPolicy, SyncJob,
-    Verdict,
+    attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RepairJob, RetryPolicy,
+    SyncJob, Verdict,
 };
 pub use lease::LeaseTimings;
 pub use table::{

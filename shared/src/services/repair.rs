@@ -468,7 +468,11 @@ impl Run<'_> {
         while let Some(chunk) = body.next().await {
             h.update(&chunk.map_err(|e| StoreError::Body(Box::new(e)))?);
         }
-        Ok(if &h.finish() == d { Found::Fine } else { Found::Corrupted })
+        Ok(if &h.finish() == d {
+            Found::Fine
+        } else {
+            Found::Corrupted
+        })
     }
 
     /// The remotes a blob may come from: its pointer's, then the repository's sources.

@@ -188,10 +188,7 @@ impl SyncRunner for SyncService {
             }
         };
         // where the repository's content came from, for repairs
-        self.store
-            .put_sync_source(repo.id, remote.id)
-            .await
-            .map_err(retry)?;
+        self.store.put_sync_source(repo.id, remote.id).await.map_err(retry)?;
         let run = Run {
             svc: self,
             job,
