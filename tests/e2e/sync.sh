@@ -566,8 +566,8 @@ t_repair() {
   blob_object "$layer" truncate || why "cannot truncate $layer"
   blob_object "$cfg" delete || why "cannot delete $cfg"
   if blob_exact fx "$layer"; then why "the truncated $layer is still served whole"; fi
-  pulp container repository version repair --repository fx --version "$n" >"$W/repair.json" 2>&1 ||
-    { cat "$W/repair.json"; why "version repair failed"; return 1; }
+  pulp container repository version repair --repository fx --version "$n" >"$W/repair.json" 2>"$W/repair.err" ||
+    { cat "$W/repair.err"; why "version repair failed"; return 1; }
   [ "$(jget "$W/repair.json" 'd["state"]')" = completed ] || why "repair task $(jget "$W/repair.json" 'd.get("state")')"
   [ "$(jget "$W/repair.json" 'd["name"]')" = pulpcore.app.tasks.repository.repair_version ] || why "task name"
   local got; got="missing=$(report_done repair.missing) corrupted=$(report_done repair.corrupted) repaired=$(report_done repair.repaired)"
@@ -581,7 +581,7 @@ t_repair() {
     why "skopeo copy after the repair: $(tail -2 "$W/skopeo.err")"
   [ -f "$W/repaired/${cfg#sha256:}" ] && [ "$(digest_of_file "$W/repaired/${cfg#sha256:}")" = "$cfg" ] || why "skopeo got another config"
   # a second repair finds nothing
-  pulp container repository version repair --repository fx --version "$n" >"$W/repair.json" 2>&1 || why "second repair failed"
+  pulp container repository version repair --repository fx --version "$n" >"$W/repair.json" 2>"$W/repair.err" || why "second repair failed"
   [ "$(report_done repair.missing)$(report_done repair.corrupted)$(report_done repair.repaired)" = 000 ] || why "the second repair found something"
 }
 check "8 version repair (pulp CLI): a truncated layer and a deleted config are fetched again; reports missing=1 corrupted=1 repaired=2; served byte for byte" t_repair
