@@ -12,6 +12,8 @@
 //! - [`blob`]: verified-before-visible (invariant 3), ranges, uploads, interrupted writes;
 //! - [`store`]: atomic version commit (invariant 1), serialized writers (invariant 2);
 //! - [`names`]: unique names under racing creates (invariant 6), repairs, lease take-over;
+//! - [`namespaces`]: one namespace of racing creates, removals that race creates, workers'
+//!   heartbeats;
 //! - [`retention`]: upload sessions and finished tasks expire, checkpoints round-trip;
 //! - [`orphan`]: candidates, references, and units touched meanwhile stay;
 //! - [`job`]: at-least-once delivery across a restart, dedupe, retries, and idempotent
@@ -32,6 +34,7 @@ use crate::ports::{BlobStore, ByteRange, ByteStream, Table};
 pub mod blob;
 pub mod job;
 pub mod names;
+pub mod namespaces;
 pub mod orphan;
 pub mod retention;
 pub mod store;
@@ -84,6 +87,9 @@ macro_rules! port_cases {
                 a_dropped_writer_releases_its_lease, tags_paginate;
             names: one_racing_create_wins, renames_race_creates, older_versions_leftovers_are_repaired,
                 a_restarted_node_takes_its_leases;
+            namespaces: racing_creates_make_one_namespace, a_namespace_goes_only_when_empty,
+                removals_race_creates, old_distributions_get_their_namespace,
+                heartbeats_keep_a_worker_s_identity;
             retention: the_default_keeps_everything, no_retention_forgets, tasks_kept_forever, checkpoints;
             orphan: candidates_and_references, a_unit_touched_meanwhile_stays, a_unit_added_meanwhile_stays;
             $($more)*
