@@ -84,6 +84,14 @@ pub async fn build(cfg: &Config, role: Role) -> Result<AwsApp, String> {
     Ok(app)
 }
 
+/// The name of this execution environment of the sync-worker function as a worker, as Pulp
+/// names its workers (`<pid>@<host>`): an id drawn at its cold start, at the function's name.
+pub fn worker_name() -> String {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-worker".into());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}@{function}", &id[..12])
+}
+
 /// How long before the invocation's deadline a job stops to continue in a follow-up message
 /// (at most a quarter of the invocation's time).
 pub const DEADLINE_MARGIN_MS: i64 = 60_000;
