@@ -233,6 +233,12 @@ impl LocalApp {
         }))
     }
 
+    /// An instance over `table` and `blobs` with the in-process job queue in the same table
+    /// (tests run the management API this way on DynamoDB and S3 without SQS).
+    pub fn over(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, settings: Settings) -> Self {
+        Self::with(table, blobs, settings)
+    }
+
     /// Everything in memory (tests).
     pub fn in_memory() -> Self {
         Self::in_memory_with(Settings::default())
