@@ -331,7 +331,10 @@ mod tests {
         handle_sqs(&*handler, &Sent::default(), sqs_event(&[&ok]), Some(DEADLINE)).await;
         let workers = app.store.workers().await.unwrap();
         assert_eq!(workers.len(), 1);
-        assert_eq!((workers[0].name.as_str(), workers[0].current_task), (name.as_str(), None));
+        assert_eq!(
+            (workers[0].name.as_str(), workers[0].current_task),
+            (name.as_str(), None)
+        );
         assert!(workers[0].last_heartbeat >= before);
     }
 }

@@ -89,7 +89,9 @@ async fn namespaces_list_show_create_and_filter(t: On) {
     assert_eq!(t.get(NS).await.json()["count"], 0);
 
     // When one is created, Then it answers 201 with Pulp's fields
-    let r = t.post(NS, json!({"name": "team", "pulp_labels": {"owner": "ops"}})).await;
+    let r = t
+        .post(NS, json!({"name": "team", "pulp_labels": {"owner": "ops"}}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let team = r.json();
     let href = team["pulp_href"].as_str().unwrap().to_owned();
@@ -102,7 +104,14 @@ async fn namespaces_list_show_create_and_filter(t: On) {
     keys.sort();
     assert_eq!(
         keys,
-        ["name", "prn", "pulp_created", "pulp_href", "pulp_labels", "pulp_last_updated"]
+        [
+            "name",
+            "prn",
+            "pulp_created",
+            "pulp_href",
+            "pulp_labels",
+            "pulp_last_updated"
+        ]
     );
     assert_eq!(t.get(&href).await.json(), team);
 
@@ -115,12 +124,15 @@ async fn namespaces_list_show_create_and_filter(t: On) {
     let r = t.post(NS, json!({"name": ""})).await;
     assert_eq!(r.json(), json!({"name": ["This field may not be blank."]}));
     // read-only users list but do not create
-    let r = t
-        .call(Method::GET, NS, Some(("reader", "reader-pw")), None)
-        .await;
+    let r = t.call(Method::GET, NS, Some(("reader", "reader-pw")), None).await;
     assert_eq!(r.json()["count"], 1);
     let r = t
-        .call(Method::POST, NS, Some(("reader", "reader-pw")), Some(json!({"name": "x"})))
+        .call(
+            Method::POST,
+            NS,
+            Some(("reader", "reader-pw")),
+            Some(json!({"name": "x"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
@@ -137,14 +149,14 @@ async fn namespaces_list_show_create_and_filter(t: On) {
 
     // and a distribution moved to a new first segment joins its namespace; the old one stays
     let r = t
-        .patch(
-            other["pulp_href"].as_str().unwrap(),
-            json!({"base_path": "moved/x"}),
-        )
+        .patch(other["pulp_href"].as_str().unwrap(), json!({"base_path": "moved/x"}))
         .await;
     t.task(r).await;
     let moved = t.get(other["pulp_href"].as_str().unwrap()).await.json();
-    assert_eq!(t.get(moved["namespace"].as_str().unwrap()).await.json()["name"], "moved");
+    assert_eq!(
+        t.get(moved["namespace"].as_str().unwrap()).await.json()["name"],
+        "moved"
+    );
     assert_eq!(list_names(&t, NS).await, ["moved", "other", "solo", "team"]);
 
     // Pulp's name lookups, hrefs, PRNs and ordering
@@ -174,7 +186,10 @@ async fn namespaces_list_show_create_and_filter(t: On) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json()["ordering"][0].as_str().unwrap().contains("nope"));
     let page = t.get(&format!("{NS}?limit=2&offset=1")).await.json();
-    assert_eq!((page["count"].clone(), names(&page)), (json!(4), vec!["other".to_owned(), "solo".into()]));
+    assert_eq!(
+        (page["count"].clone(), names(&page)),
+        (json!(4), vec!["other".to_owned(), "solo".into()])
+    );
 
     // an unknown namespace is 404; the operations are in the API document with Pulp's ids
     let r = t.get(&format!("{NS}{}/", uuid::Uuid::new_v4())).await;
@@ -212,15 +227,31 @@ async fn a_namespace_delete_takes_its_distributions_and_push_repositories(t: On)
     assert_eq!(task["state"], "completed");
     assert_eq!(task["name"], "pulpcore.app.tasks.base.general_multi_delete");
     let reserved: Vec<String> = serde_json::from_value(task["reserved_resources_record"].clone()).unwrap();
-    assert!(reserved.contains(&ns["prn"].as_str().unwrap().to_owned()), "{reserved:?}");
-    assert!(reserved.contains(&dist["prn"].as_str().unwrap().to_owned()), "{reserved:?}");
-    assert!(reserved.contains(&push["prn"].as_str().unwrap().to_owned()), "{reserved:?}");
-    assert_eq!(reserved.len(), 4, "the namespace, two distributions, one push repository");
+    assert!(
+        reserved.contains(&ns["prn"].as_str().unwrap().to_owned()),
+        "{reserved:?}"
+    );
+    assert!(
+        reserved.contains(&dist["prn"].as_str().unwrap().to_owned()),
+        "{reserved:?}"
+    );
+    assert!(
+        reserved.contains(&push["prn"].as_str().unwrap().to_owned()),
+        "{reserved:?}"
+    );
+    assert_eq!(
+        reserved.len(),
+        4,
+        "the namespace, two distributions, one push repository"
+    );
     assert_eq!(t.get(&ns_href).await.status, StatusCode::NOT_FOUND);
     let left: Vec<String> = list_names(&t, DISTS).await;
     assert_eq!(left, ["elsewhere"]);
     assert_eq!(t.get(PUSH).await.json()["count"], 0);
-    assert_eq!(t.get(mirror["pulp_href"].as_str().unwrap()).await.status, StatusCode::OK);
+    assert_eq!(
+        t.get(mirror["pulp_href"].as_str().unwrap()).await.status,
+        StatusCode::OK
+    );
     assert_eq!(t.get(keep["namespace"].as_str().unwrap()).await.status, StatusCode::OK);
     let r = t.delete(&ns_href).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -253,7 +284,10 @@ async fn racing_pushes_and_creates_make_one_namespace(t: On) {
                 }
                 1 => {
                     let r = t
-                        .post(DISTS, json!({"name": format!("d{i}"), "base_path": format!("crowd/d{i}")}))
+                        .post(
+                            DISTS,
+                            json!({"name": format!("d{i}"), "base_path": format!("crowd/d{i}")}),
+                        )
                         .await;
                     assert_eq!(t.task(r).await["state"], "completed");
                     None
@@ -277,7 +311,10 @@ async fn racing_pushes_and_creates_make_one_namespace(t: On) {
     let listed = t.get(&format!("{NS}?name=crowd")).await.json();
     assert_eq!(listed["count"], 1, "{listed}");
     let href = &listed["results"][0]["pulp_href"];
-    let dists = t.get(&format!("{DISTS}?base_path__contains=crowd/&limit=100")).await.json();
+    let dists = t
+        .get(&format!("{DISTS}?base_path__contains=crowd/&limit=100"))
+        .await
+        .json();
     assert_eq!(dists["count"], 12);
     for d in dists["results"].as_array().unwrap() {
         assert_eq!(&d["namespace"], href, "{}", d["base_path"]);
@@ -371,7 +408,10 @@ async fn workers_are_the_job_runner_s_with_pulpcore_s_filters(t: On) {
         ("name__regex=^2".into(), vec!["2@box"]),
         (format!("last_heartbeat__lt={ten_min_ago}"), vec!["1@gone"]),
         (format!("last_heartbeat__gte={ten_min_ago}"), vec!["1@box", "2@box"]),
-        (format!("last_heartbeat__range={two_hours_ago},{ten_min_ago}"), vec!["1@gone"]),
+        (
+            format!("last_heartbeat__range={two_hours_ago},{ten_min_ago}"),
+            vec!["1@gone"],
+        ),
         ("last_heartbeat__isnull=true".into(), vec![]),
         ("ordering=last_heartbeat&limit=1".into(), vec!["1@gone"]),
         ("ordering=-name".into(), vec!["2@box", "1@gone", "1@box"]),

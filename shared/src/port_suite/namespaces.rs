@@ -20,7 +20,9 @@ fn dist(name: &str, base_path: &str) -> Distribution {
 /// Every distribution of the store names the existing namespace of its base path.
 async fn every_distribution_has_its_namespace(store: &Store) {
     for d in store.distributions(None, usize::MAX).await.unwrap() {
-        let id = d.namespace.unwrap_or_else(|| panic!("{} has no namespace", d.base_path));
+        let id = d
+            .namespace
+            .unwrap_or_else(|| panic!("{} has no namespace", d.base_path));
         let ns = store.namespace(id).await.unwrap();
         assert_eq!(
             ns.map(|ns| ns.name),
@@ -43,8 +45,15 @@ pub async fn racing_creates_make_one_namespace(a: &impl Adapter) {
             if i % 4 == 0 {
                 store.create_namespace(&Namespace::new("race")).await.map(|_| true)
             } else {
-                let base = if i == 1 { "race".to_owned() } else { format!("race/d{i}") };
-                store.create_distribution(&dist(&format!("d{i}"), &base)).await.map(|_| false)
+                let base = if i == 1 {
+                    "race".to_owned()
+                } else {
+                    format!("race/d{i}")
+                };
+                store
+                    .create_distribution(&dist(&format!("d{i}"), &base))
+                    .await
+                    .map(|_| false)
             }
         }));
     }
@@ -84,7 +93,11 @@ pub async fn a_namespace_goes_only_when_empty(a: &impl Adapter) {
     let stored = store.distribution(d.id).await.unwrap().unwrap();
     assert_eq!(stored.namespace, Some(ns.id));
     store.delete_distribution(&stored).await.unwrap();
-    assert_eq!(store.namespace(ns.id).await.unwrap(), Some(ns.clone()), "a namespace outlives its distributions");
+    assert_eq!(
+        store.namespace(ns.id).await.unwrap(),
+        Some(ns.clone()),
+        "a namespace outlives its distributions"
+    );
     assert_eq!(store.remove_namespace(ns.id).await.unwrap(), NamespaceRemoval::Removed);
     assert_eq!(store.namespace(ns.id).await.unwrap(), None);
     assert!(matches!(store.remove_namespace(ns.id).await, Err(StoreError::NotFound)));
@@ -92,12 +105,19 @@ pub async fn a_namespace_goes_only_when_empty(a: &impl Adapter) {
     let again = store.namespace_by_name("gone").await.unwrap().unwrap();
     assert_ne!(again.id, ns.id);
 
-    let before = store.distribution_by_base_path(&RepoName::parse("gone/b").unwrap()).await.unwrap().unwrap();
+    let before = store
+        .distribution_by_base_path(&RepoName::parse("gone/b").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let mut after = before.clone();
     after.base_path = RepoName::parse("moved/b").unwrap();
     store.replace_distribution(&before, &after).await.unwrap();
     let moved = store.namespace_by_name("moved").await.unwrap().unwrap();
-    assert_eq!(store.distribution(before.id).await.unwrap().unwrap().namespace, Some(moved.id));
+    assert_eq!(
+        store.distribution(before.id).await.unwrap().unwrap().namespace,
+        Some(moved.id)
+    );
     assert!(store.namespace(again.id).await.unwrap().is_some());
     // a taken name is refused
     assert!(matches!(
@@ -119,7 +139,9 @@ pub async fn removals_race_creates(a: &impl Adapter) {
         let store = store.clone();
         creators.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 3)).await;
-            store.create_distribution(&dist(&format!("c{i}"), &format!("churn/c{i}"))).await
+            store
+                .create_distribution(&dist(&format!("c{i}"), &format!("churn/c{i}")))
+                .await
         }));
     }
     let remover = {
@@ -156,9 +178,14 @@ pub async fn old_distributions_get_their_namespace(a: &impl Adapter) {
     t.put("dists", "legacy/app", serde_json::to_vec(&old).unwrap(), Cond::Absent)
         .await
         .unwrap();
-    t.put("dist-names", "old", serde_json::to_vec("legacy/app").unwrap(), Cond::Absent)
-        .await
-        .unwrap();
+    t.put(
+        "dist-names",
+        "old",
+        serde_json::to_vec("legacy/app").unwrap(),
+        Cond::Absent,
+    )
+    .await
+    .unwrap();
     t.put(
         "dist-ids",
         &old.id.to_string(),
@@ -170,7 +197,10 @@ pub async fn old_distributions_get_their_namespace(a: &impl Adapter) {
     let done = store.repair_names().await.unwrap();
     assert_eq!(done.actions.len(), 1, "{done:?}");
     let ns = store.namespace_by_name("legacy").await.unwrap().unwrap();
-    assert_eq!(store.distribution(old.id).await.unwrap().unwrap().namespace, Some(ns.id));
+    assert_eq!(
+        store.distribution(old.id).await.unwrap().unwrap().namespace,
+        Some(ns.id)
+    );
     assert!(store.repair_names().await.unwrap().is_empty());
 }
 

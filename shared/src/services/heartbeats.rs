@@ -129,10 +129,7 @@ impl Heartbeats {
                 .is_ok()
         })?;
         *self.slots[i].task.lock().unwrap_or_else(|e| e.into_inner()) = task;
-        Some(Claimed {
-            beats: self.clone(),
-            i,
-        })
+        Some(Claimed { beats: self.clone(), i })
     }
 }
 

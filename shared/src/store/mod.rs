@@ -532,7 +532,12 @@ impl Store {
     pub async fn create_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
         self.write_holding_namespace(d, |d, mut items| async move {
             items.push(Write::put("dists", d.base_path.as_str(), encode(&d)?, Cond::Absent));
-            items.push(Write::put("dist-ids", d.id.to_string(), encode(&d.base_path)?, Cond::Absent));
+            items.push(Write::put(
+                "dist-ids",
+                d.id.to_string(),
+                encode(&d.base_path)?,
+                Cond::Absent,
+            ));
             self.create_named(
                 ("dist-names", &d.name),
                 &d.base_path,

@@ -253,7 +253,8 @@ impl WorkerRecord {
             .ok()
             .and_then(chrono::TimeDelta::try_seconds)
             .unwrap_or(chrono::TimeDelta::MAX);
-        now.checked_sub_signed(ttl).is_none_or(|since| self.last_heartbeat >= since)
+        now.checked_sub_signed(ttl)
+            .is_none_or(|since| self.last_heartbeat >= since)
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{decode, encode, Distribution, Namespace, NameRepairs, Store};
+use super::{decode, encode, Distribution, NameRepairs, Namespace, Store};
 use crate::ports::{Cond, Query, StoreError, Write};
 
 const NAMESPACES: &str = "namespaces";
@@ -196,7 +196,10 @@ impl Store {
         for row in self.t.query("dists", Query::prefix("")).await? {
             let d: Distribution = decode(&row)?;
             let ok = match d.namespace {
-                Some(id) => self.namespace(id).await?.is_some_and(|ns| ns.name == d.namespace_name()),
+                Some(id) => self
+                    .namespace(id)
+                    .await?
+                    .is_some_and(|ns| ns.name == d.namespace_name()),
                 None => false,
             };
             if ok {

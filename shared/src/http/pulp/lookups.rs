@@ -128,8 +128,14 @@ mod tests {
     fn date_times_parse_as_django_s_iso_8601_does() {
         let t = |s: &str| parse_time(s).map(|d| d.to_rfc3339());
         assert_eq!(t("2024-05-01T10:20:30Z").as_deref(), Some("2024-05-01T10:20:30+00:00"));
-        assert_eq!(t("2024-05-01 10:20:30.5").as_deref(), Some("2024-05-01T10:20:30.500+00:00"));
-        assert_eq!(t("2024-05-01T12:20:30+02:00").as_deref(), Some("2024-05-01T10:20:30+00:00"));
+        assert_eq!(
+            t("2024-05-01 10:20:30.5").as_deref(),
+            Some("2024-05-01T10:20:30.500+00:00")
+        );
+        assert_eq!(
+            t("2024-05-01T12:20:30+02:00").as_deref(),
+            Some("2024-05-01T10:20:30+00:00")
+        );
         assert_eq!(t("2024-05-01T10:20").as_deref(), Some("2024-05-01T10:20:00+00:00"));
         assert_eq!(t("2024-05-01").as_deref(), Some("2024-05-01T00:00:00+00:00"));
         for bad in ["", "yesterday", "2024-13-01", "2024-05-01T25:00:00Z"] {

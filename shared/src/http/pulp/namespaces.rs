@@ -44,7 +44,10 @@ pub(super) async fn create(c: &Ctx<'_>) -> Answer {
     let name = i.string("name", true);
     let labels = i.labels("pulp_labels");
     if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX) {
-        i.err("name", format!("Ensure this field has no more than {NAME_MAX} characters."));
+        i.err(
+            "name",
+            format!("Ensure this field has no more than {NAME_MAX} characters."),
+        );
     }
     i.finish()?;
     let ns = c
