@@ -119,6 +119,11 @@ pub async fn a_namespace_goes_only_when_empty(a: &impl Adapter) {
         Some(moved.id)
     );
     assert!(store.namespace(again.id).await.unwrap().is_some());
+    // a namespace whose name is no first segment holds nothing
+    let odd = Namespace::new("moved/b");
+    store.create_namespace(&odd).await.unwrap();
+    assert_eq!(store.remove_namespace(odd.id).await.unwrap(), NamespaceRemoval::Removed);
+    assert!(store.distribution(before.id).await.unwrap().is_some());
     // a taken name is refused
     assert!(matches!(
         store.create_namespace(&Namespace::new("moved")).await,

@@ -329,6 +329,19 @@ mod tests {
                 .await
                 .unwrap();
             w.add(ContentKey::Blob(digest(i))).await.unwrap();
+            let now = Utc::now();
+            store
+                .put_worker(&crate::store::WorkerRecord {
+                    id: Uuid::nil(),
+                    name: format!("{i}@host"),
+                    created: now,
+                    last_heartbeat: now,
+                    ttl_secs: 30,
+                    versions: Default::default(),
+                    current_task: None,
+                })
+                .await
+                .unwrap();
         }
         w.commit(None).await.unwrap();
         let repo = store.repository(repo.id).await.unwrap().unwrap();
@@ -365,6 +378,26 @@ mod tests {
             "every blob",
             store.content_page(ContentType::Blob, &[], |_| true, None, page)
         );
+        // namespaces (each distribution is in its own) and workers: lists of their own
+        macro_rules! scan {
+            ($name:literal, $e:expr) => {{
+                let before = table.reads.load(Ordering::SeqCst);
+                let all = $e.await.unwrap();
+                assert_eq!(all.len(), n, $name);
+                out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+                all
+            }};
+        }
+        let namespaces = scan!("namespaces", store.namespaces());
+        let workers = scan!("workers", store.workers());
+        let before = table.reads.load(Ordering::SeqCst);
+        assert!(store.namespace(namespaces[n / 2].id).await.unwrap().is_some());
+        assert!(store.worker(workers[n / 2].id).await.unwrap().is_some());
+        out.push((
+            "a namespace and a worker",
+            n,
+            table.reads.load(Ordering::SeqCst) - before,
+        ));
         let before = table.reads.load(Ordering::SeqCst);
         let versions = store
             .version_page(&repo, |_| true, true, Page { limit: 1, offset: 1 })
@@ -390,6 +423,9 @@ mod tests {
                 ("distributions", 1),
                 ("blobs of a version", 6),
                 ("every blob", 6),
+                ("namespaces", 1),
+                ("workers", 1),
+                ("a namespace and a worker", 3),
                 ("versions", 1),
             ]
         );

@@ -144,9 +144,13 @@ impl Store {
     }
 
     /// The distributions in namespace `name`, in base-path order: the one whose base path is
-    /// the name and those under `<name>/`. One read and one query.
+    /// the name and those under `<name>/`. One read and one query; none for a name that is no
+    /// base path's first segment (a namespace made through the API may be named anything).
     pub async fn namespace_distributions(&self, name: &str) -> Result<Vec<Distribution>, StoreError> {
         let mut out = Vec::new();
+        if name.is_empty() || name.contains('/') {
+            return Ok(out);
+        }
         if let Some(row) = self.t.get("dists", name).await? {
             out.push(decode(&row)?);
         }
