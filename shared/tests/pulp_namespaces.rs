@@ -158,6 +158,9 @@ async fn namespaces_list_show_create_and_filter(t: On) {
         "moved"
     );
     assert_eq!(list_names(&t, NS).await, ["moved", "other", "solo", "team"]);
+    // distributions are found by their namespace's name
+    let q = format!("{DISTS}?namespace__name=team");
+    assert_eq!(list_names(&t, &q).await, ["app"]);
 
     // Pulp's name lookups, hrefs, PRNs and ordering
     for (q, want) in [

@@ -108,6 +108,8 @@ pub struct DistributionFilter {
     pub base_path_contains: Option<String>,
     /// Case-insensitive.
     pub base_path_icontains: Option<String>,
+    /// In the namespace of this name.
+    pub namespace_name: Option<String>,
     /// Serving the latest version of this repository (`Some(None)`: of a repository that
     /// cannot exist, so nothing matches).
     pub repository: Option<Option<(Uuid, RepositoryKind)>>,
@@ -293,6 +295,7 @@ impl Catalog<'_> {
                 && f.base_path.as_ref().is_none_or(|x| x == bp)
                 && f.base_path_in.as_ref().is_none_or(|xs| xs.iter().any(|x| x == bp))
                 && f.base_path_contains.as_ref().is_none_or(|x| bp.contains(x.as_str()))
+                && f.namespace_name.as_ref().is_none_or(|x| x == d.namespace_name())
                 && f.base_path_icontains
                     .as_ref()
                     .is_none_or(|x| bp.to_lowercase().contains(&x.to_lowercase()))

@@ -130,6 +130,7 @@ const DISTS: &[(&str, ParamType)] = &[
     ("base_path__icontains", S),
     ("repository", S),
     ("repository__in", A),
+    ("namespace__name", S),
 ];
 const NAMESPACES: &[(&str, ParamType)] = &[
     ("limit", I),
