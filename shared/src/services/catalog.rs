@@ -31,11 +31,59 @@ pub struct NameFilter {
     pub ids: Option<Vec<Uuid>>,
     /// Also one of these (a second list of ids, both must hold).
     pub also_ids: Option<Vec<Uuid>>,
+    /// Case-insensitive.
+    pub name_iexact: Option<String>,
+    /// Case-insensitive.
+    pub name_istartswith: Option<String>,
+    /// The name matches somewhere.
+    pub name_regex: Option<NamePattern>,
+    pub name_iregex: Option<NamePattern>,
 }
+
+/// A regular expression a name must match somewhere (`name__regex`, `name__iregex`), compiled
+/// once when the filter is read.
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    re: regex::Regex,
+    case_insensitive: bool,
+}
+
+impl NamePattern {
+    /// The compiled pattern, or why it is not one (too large counts: its compiled form is
+    /// bounded).
+    pub fn new(pattern: &str, case_insensitive: bool) -> Result<Self, String> {
+        let re = regex::RegexBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(NamePattern { re, case_insensitive })
+    }
+
+    pub fn is_match(&self, name: &str) -> bool {
+        self.re.is_match(name)
+    }
+}
+
+impl PartialEq for NamePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.re.as_str() == other.re.as_str() && self.case_insensitive == other.case_insensitive
+    }
+}
+
+impl Eq for NamePattern {}
 
 impl NameFilter {
     pub fn matches(&self, name: &str, id: Uuid) -> bool {
-        self.name.as_ref().is_none_or(|n| n == name)
+        let lower = || name.to_lowercase();
+        self.name_iexact.as_ref().is_none_or(|n| n.to_lowercase() == lower())
+            && self
+                .name_istartswith
+                .as_ref()
+                .is_none_or(|n| lower().starts_with(&n.to_lowercase()))
+            && self.name_regex.as_ref().is_none_or(|p| p.is_match(name))
+            && self.name_iregex.as_ref().is_none_or(|p| p.is_match(name))
+            && self.name.as_ref().is_none_or(|n| n == name)
             && self.name_in.as_ref().is_none_or(|ns| ns.iter().any(|x| x == name))
             && self.name_contains.as_ref().is_none_or(|c| name.contains(c.as_str()))
             && self
@@ -60,6 +108,8 @@ pub struct DistributionFilter {
     pub base_path_contains: Option<String>,
     /// Case-insensitive.
     pub base_path_icontains: Option<String>,
+    /// In the namespace of this name.
+    pub namespace_name: Option<String>,
     /// Serving the latest version of this repository (`Some(None)`: of a repository that
     /// cannot exist, so nothing matches).
     pub repository: Option<Option<(Uuid, RepositoryKind)>>,
@@ -280,6 +330,7 @@ impl Catalog<'_> {
                 && f.base_path.as_ref().is_none_or(|x| x == bp)
                 && f.base_path_in.as_ref().is_none_or(|xs| xs.iter().any(|x| x == bp))
                 && f.base_path_contains.as_ref().is_none_or(|x| bp.contains(x.as_str()))
+                && f.namespace_name.as_ref().is_none_or(|x| x == d.namespace_name())
                 && f.base_path_icontains
                     .as_ref()
                     .is_none_or(|x| bp.to_lowercase().contains(&x.to_lowercase()))

@@ -30,6 +30,7 @@ pub(super) async fn list(c: &Ctx<'_>) -> Answer {
         base_path_in: c.q_list("base_path__in"),
         base_path_contains: c.q_owned("base_path__contains"),
         base_path_icontains: c.q_owned("base_path__icontains"),
+        namespace_name: c.q_owned("namespace__name"),
         repository,
     };
     let page = c.paging()?;

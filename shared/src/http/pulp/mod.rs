@@ -16,6 +16,8 @@ mod content;
 mod distributions;
 mod errors;
 pub mod input;
+mod lookups;
+mod namespaces;
 pub mod openapi;
 pub mod ops;
 mod remotes;
@@ -24,6 +26,7 @@ mod repositories;
 mod system;
 mod tasks;
 mod versions;
+mod workers;
 
 use std::sync::Arc;
 
@@ -251,6 +254,7 @@ impl Ctx<'_> {
                     })
                     .collect()
             }),
+            ..NameFilter::default()
         }
     }
 }
@@ -416,7 +420,13 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         SignatureRead => content::read(c, Signature).await,
         ContentList => content::list_any(c).await,
         OrphansCleanup => system::orphans_cleanup(c).await,
-        Status => system::status(c),
+        Status => system::status(c).await,
+        NamespaceList => namespaces::list(c).await,
+        NamespaceCreate => namespaces::create(c).await,
+        NamespaceRead => namespaces::read(c).await,
+        NamespaceDelete => namespaces::delete(c).await,
+        WorkerList => workers::list(c).await,
+        WorkerRead => workers::read(c).await,
     }
 }
 

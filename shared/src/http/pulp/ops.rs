@@ -61,6 +61,12 @@ pub enum OpId {
     ContentList,
     OrphansCleanup,
     Status,
+    NamespaceList,
+    NamespaceCreate,
+    NamespaceRead,
+    NamespaceDelete,
+    WorkerList,
+    WorkerRead,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +147,52 @@ const DISTS: &[(&str, ParamType)] = &[
     ("base_path__icontains", S),
     ("repository", S),
     ("repository__in", A),
+    ("namespace__name", S),
+];
+const NAMESPACES: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", A),
+    ("exclude_fields", A),
+    ("ordering", A),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("name", S),
+    ("name__iexact", S),
+    ("name__in", A),
+    ("name__contains", S),
+    ("name__icontains", S),
+    ("name__startswith", S),
+    ("name__istartswith", S),
+    ("name__regex", S),
+    ("name__iregex", S),
+];
+const WORKERS: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", A),
+    ("exclude_fields", A),
+    ("ordering", A),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("name", S),
+    ("name__iexact", S),
+    ("name__in", A),
+    ("name__contains", S),
+    ("name__icontains", S),
+    ("name__startswith", S),
+    ("name__istartswith", S),
+    ("name__regex", S),
+    ("name__iregex", S),
+    ("last_heartbeat", S),
+    ("last_heartbeat__lt", S),
+    ("last_heartbeat__lte", S),
+    ("last_heartbeat__gt", S),
+    ("last_heartbeat__gte", S),
+    ("last_heartbeat__range", A),
+    ("last_heartbeat__isnull", B),
+    ("online", B),
+    ("missing", B),
 ];
 const VERSIONS: &[(&str, ParamType)] = &[
     ("limit", I),
@@ -259,6 +311,8 @@ const PUSH_V: &str = "/pulp/api/v3/repositories/container/container-push/{id}/ve
 const REMOTE: &str = "/pulp/api/v3/remotes/container/container/{id}/";
 const DIST: &str = "/pulp/api/v3/distributions/container/container/{id}/";
 const TASK: &str = "/pulp/api/v3/tasks/{id}/";
+const NAMESPACE: &str = "/pulp/api/v3/pulp_container/namespaces/{id}/";
+const WORKER: &str = "/pulp/api/v3/workers/{id}/";
 
 const R_HREF: Option<(&str, &str)> = Some(("container_container_repository_href", REPO));
 const RV_HREF: Option<(&str, &str)> = Some(("container_container_repository_version_href", REPO_V));
@@ -547,6 +601,36 @@ pub static OPS: &[Op] = &[
         OrphansCleanup, "orphans_cleanup_cleanup", POST,
         "/pulp/api/v3/orphans/cleanup/", None,
         &[], true, 202, "Orphans: Cleanup"
+    },
+    op! {
+        NamespaceList, "pulp_container_namespaces_list", GET,
+        "/pulp/api/v3/pulp_container/namespaces/", None,
+        NAMESPACES, false, 200, "Pulp_Container/Namespaces"
+    },
+    op! {
+        NamespaceCreate, "pulp_container_namespaces_create", POST,
+        "/pulp/api/v3/pulp_container/namespaces/", None,
+        &[], true, 201, "Pulp_Container/Namespaces"
+    },
+    op! {
+        NamespaceRead, "pulp_container_namespaces_read", GET,
+        NAMESPACE, Some(("container_container_namespace_href", NAMESPACE)),
+        READ, false, 200, "Pulp_Container/Namespaces"
+    },
+    op! {
+        NamespaceDelete, "pulp_container_namespaces_delete", DELETE,
+        NAMESPACE, Some(("container_container_namespace_href", NAMESPACE)),
+        &[], false, 202, "Pulp_Container/Namespaces"
+    },
+    op! {
+        WorkerList, "workers_list", GET,
+        "/pulp/api/v3/workers/", None,
+        WORKERS, false, 200, "Workers"
+    },
+    op! {
+        WorkerRead, "workers_read", GET,
+        WORKER, Some(("worker_href", WORKER)),
+        READ, false, 200, "Workers"
     },
     Op {
         id: OpId::Status,
