@@ -12,43 +12,12 @@ use std::sync::Arc;
 
 use berth::store::WorkerRecord;
 use chrono::{SecondsFormat, TimeDelta, Utc};
-use common::pulp::{Backend, On, DISTS, PUSH, REPOS, T};
+use common::pulp::{on_every_store, On, DISTS, PUSH, REPOS, T};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const NS: &str = "/pulp/api/v3/pulp_container/namespaces/";
 const WORKERS: &str = "/pulp/api/v3/workers/";
-
-/// One test per case and store.
-macro_rules! on_every_store {
-    ($($case:ident),+ $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::T::on(super::Backend::Memory).await).await
-                }
-            )+
-        }
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::T::on(super::Backend::Embedded).await).await
-                }
-            )+
-        }
-        #[cfg(feature = "moto")]
-        mod aws {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::T::on(super::Backend::Aws).await).await
-                }
-            )+
-        }
-    };
-}
 
 on_every_store!(
     namespaces_list_show_create_and_filter,

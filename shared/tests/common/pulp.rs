@@ -231,3 +231,37 @@ pub const REPOS: &str = "/pulp/api/v3/repositories/container/container/";
 pub const PUSH: &str = "/pulp/api/v3/repositories/container/container-push/";
 pub const REMOTES: &str = "/pulp/api/v3/remotes/container/container/";
 pub const DISTS: &str = "/pulp/api/v3/distributions/container/container/";
+
+/// One `#[tokio::test]` per case and store: `case(t: On)` on the in-memory store, the embedded
+/// store and (with the `moto` feature) DynamoDB and S3 on moto, in modules named after them.
+macro_rules! on_every_store {
+    ($($case:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::common::pulp::T::on($crate::common::pulp::Backend::Memory).await).await
+                }
+            )+
+        }
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::common::pulp::T::on($crate::common::pulp::Backend::Embedded).await).await
+                }
+            )+
+        }
+        #[cfg(feature = "moto")]
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::common::pulp::T::on($crate::common::pulp::Backend::Aws).await).await
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_store;
