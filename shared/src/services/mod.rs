@@ -21,8 +21,8 @@ mod worker;
 pub use crate::ports::{OrphanJob, SyncJob};
 pub use access::{AccessRules, AuthMode, Identity};
 pub use catalog::{
-    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources,
-    VersionFilter,
+    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, RemoteFilter, ResourceName, TaskFilter,
+    TaskResources, TimeRange, VersionFilter,
 };
 pub use invalid::{check_url_shape, Invalid};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, DELETE_VERSION_TASK_NAME, SYNC_TASK_NAME};

@@ -47,7 +47,17 @@ async fn version(c: &Ctx<'_>, field: &'static str) -> Result<Option<(Uuid, u64)>
 }
 
 pub(super) async fn list(c: &Ctx<'_>, ty: ContentType) -> Answer {
+    if let Some(k) = UNSUPPORTED
+        .into_iter()
+        .find(|k| *k != "pulp_label_select" && c.q(k).is_some())
+    {
+        return Err(ApiError::field(k, "Berth does not support this filter."));
+    }
     let mut f = ContentFilter::new(ty);
+    f.labels = c.labels()?;
+    if ty == ContentType::Manifest {
+        f.nothing = c.boolean("is_bootable")? == Some(true) || c.boolean("is_flatpak")? == Some(true);
+    }
     f.in_version = version(c, "repository_version").await?;
     f.added_in = version(c, "repository_version_added").await?;
     f.removed_in = version(c, "repository_version_removed").await?;
@@ -62,6 +72,13 @@ pub(super) async fn list(c: &Ctx<'_>, ty: ContentType) -> Answer {
     f.ids = c
         .q_list("pulp_href__in")
         .map(|hs| ids_by_href(&hs, |id| format!("{}content/container/{path}/{id}/", render::API)));
+    if let Some(ps) = c.q_list("prn__in") {
+        let prns = pks("prn__in", &ps, true)?;
+        f.ids = Some(match f.ids {
+            Some(ids) => ids.into_iter().filter(|i| prns.contains(i)).collect(),
+            None => prns,
+        });
+    }
     let page = c.paging()?;
     let listing = c.catalog().content(&f, page).await?;
     c.page(page, listing.map(|u| describe(&u)))
