@@ -17,7 +17,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::pulp::T;
+use common::pulp::{REMOTES, REPOS, T};
 use http::Method;
 use serde_json::{json, Value};
 
@@ -266,4 +266,129 @@ async fn a_list_parameter_declared_as_a_string_is_a_difference() {
         "{}",
         new[0]
     );
+}
+
+/// The filters pulp-cli sends that Berth declares are applied: label selections, time ranges,
+/// the manifest flags and `prn__in`; those Berth does not serve are refused, never ignored.
+#[tokio::test]
+async fn the_filters_pulp_cli_sends_are_applied() {
+    let t = T::new().await;
+    let names = |r: &common::http::Resp| -> Vec<String> {
+        let mut v: Vec<String> = r.json()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // Given repositories and a remote with labels
+    for (name, labels) in [
+        ("a", json!({"env": "prod"})),
+        ("b", json!({"env": "dev"})),
+        ("c", json!({})),
+    ] {
+        let r = t.post(REPOS, json!({"name": name, "pulp_labels": labels})).await;
+        assert_eq!(r.status, http::StatusCode::CREATED);
+    }
+    // Then label selections pick as pulpcore's do
+    for (sel, want) in [
+        ("env=prod", vec!["a"]),
+        ("!env", vec!["c"]),
+        ("env~PR", vec!["a"]),
+        ("env", vec!["a", "b"]),
+        ("env!=prod", vec!["b"]),
+    ] {
+        let r = t.get(&format!("{REPOS}?pulp_label_select={}", urlencode(sel))).await;
+        assert_eq!(names(&r), want, "{sel}");
+    }
+    let r = t.get(&format!("{REPOS}?pulp_label_select=%3Dx")).await;
+    assert_eq!(r.status, http::StatusCode::BAD_REQUEST);
+    assert!(r.json()["pulp_label_select"].is_array());
+
+    let r = t
+        .post(
+            REMOTES,
+            json!({"name": "r", "url": "https://example.com", "upstream_name": "x", "pulp_labels": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(r.status, http::StatusCode::CREATED);
+    for (q, want) in [
+        ("pulp_label_select=k%3Dv", 1),
+        ("pulp_label_select=k%3Dw", 0),
+        ("pulp_last_updated__gte=2000-01-01T00:00:00", 1),
+        ("pulp_last_updated__gte=2999-01-01T00:00:00Z", 0),
+        ("pulp_last_updated__lte=2999-01-01", 1),
+        ("pulp_last_updated__lte=2000-01-01T00:00:00%2B02:00", 0),
+    ] {
+        assert_eq!(t.get(&format!("{REMOTES}?{q}")).await.json()["count"], want, "{q}");
+    }
+    let r = t.get(&format!("{REMOTES}?pulp_last_updated__gte=yesterday")).await;
+    assert_eq!(r.status, http::StatusCode::BAD_REQUEST);
+
+    // Tasks: time ranges, correlation-id search; no task has a worker, parent or group
+    let href = t.get(REPOS).await.json()["results"][0]["pulp_href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.task(t.delete(&href).await).await;
+    let tasks = "/pulp/api/v3/tasks/";
+    let all = t.get(tasks).await.json()["count"].as_u64().unwrap();
+    assert!(all >= 1);
+    let cid = t.get(tasks).await.json()["results"][0]["logging_cid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = uuid::Uuid::new_v4();
+    for (q, want) in [
+        ("started_at__gte=2000-01-01T00:00:00".to_owned(), all),
+        ("finished_at__lte=2000-01-01T00:00:00Z".to_owned(), 0),
+        (format!("logging_cid__contains={}", &cid[..cid.len().min(4)]), all),
+        ("logging_cid__contains=%20no%20such".to_owned(), 0),
+        (format!("worker={id}"), 0),
+        (format!("parent_task={id}"), 0),
+        (format!("task_group={id}"), 0),
+    ] {
+        assert_eq!(t.get(&format!("{tasks}?{q}")).await.json()["count"], want, "{q}");
+    }
+
+    // Content: no unit has labels, and no manifest is bootable or a flatpak
+    t.push_image("img", "v1", b"layer").await;
+    let tags = "/pulp/api/v3/content/container/tags/";
+    let manifests = "/pulp/api/v3/content/container/manifests/";
+    let one_tag = t.get(tags).await.json()["results"][0].clone();
+    assert_eq!(t.get(&format!("{tags}?pulp_label_select=!k")).await.json()["count"], 1);
+    assert_eq!(t.get(&format!("{tags}?pulp_label_select=k")).await.json()["count"], 0);
+    assert_eq!(
+        t.get(&format!("{tags}?prn__in={}", one_tag["prn"].as_str().unwrap()))
+            .await
+            .json()["count"],
+        1
+    );
+    assert_eq!(
+        t.get(&format!("{tags}?prn__in=prn:container.tag:{id}")).await.json()["count"],
+        0
+    );
+    assert_eq!(t.get(&format!("{manifests}?is_bootable=true")).await.json()["count"], 0);
+    assert_eq!(t.get(&format!("{manifests}?is_flatpak=false")).await.json()["count"], 1);
+    let r = t.get(&format!("{manifests}?is_bootable=maybe")).await;
+    assert_eq!(r.status, http::StatusCode::BAD_REQUEST);
+    let r = t.get(&format!("{manifests}?orphaned_for=0")).await;
+    assert_eq!(r.status, http::StatusCode::BAD_REQUEST);
+    // the generic list takes pulpcore's and pulp_file's types as choices, which select nothing
+    assert_eq!(
+        t.get("/pulp/api/v3/content/?pulp_type=file.file").await.json()["count"],
+        0
+    );
+    assert_eq!(
+        t.get("/pulp/api/v3/content/?pulp_type__in=file.file,container.tag")
+            .await
+            .json()["count"],
+        1
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('!', "%21").replace('=', "%3D").replace('~', "%7E")
 }

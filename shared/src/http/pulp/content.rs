@@ -100,24 +100,28 @@ fn not_a_choice(field: &str, v: &str) -> ApiError {
     )
 }
 
-/// The types `pulp_type` and `pulp_type__in` select (both must hold), by Pulp's names.
+/// The types `pulp_type` and `pulp_type__in` select (both must hold), by Pulp's names; the
+/// types of pulpcore and pulp_file are choices too, and select nothing here.
 fn pulp_types(c: &Ctx<'_>) -> Result<Option<Vec<ContentType>>, ApiError> {
-    let parse = |field: &str, v: &str| {
-        ContentType::ALL
-            .into_iter()
-            .find(|t| t.pulp_name() == v)
-            .ok_or_else(|| not_a_choice(field, v))
+    let parse = |field: &str, v: &str| -> Result<Option<ContentType>, ApiError> {
+        match ContentType::ALL.into_iter().find(|t| t.pulp_name() == v) {
+            Some(t) => Ok(Some(t)),
+            None if ops::ALL_PULP_TYPES.contains(&v) => Ok(None),
+            None => Err(not_a_choice(field, v)),
+        }
     };
     let one = match c.q_set("pulp_type") {
-        Some(v) => Some(vec![parse("pulp_type", v)?]),
+        Some(v) => Some(parse("pulp_type", v)?.into_iter().collect::<Vec<_>>()),
         None => None,
     };
     let any = match c.q_list("pulp_type__in") {
-        Some(vs) => Some(
-            vs.iter()
-                .map(|v| parse("pulp_type__in", v))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(vs) => {
+            let mut ts = Vec::new();
+            for v in &vs {
+                ts.extend(parse("pulp_type__in", v)?);
+            }
+            Some(ts)
+        }
         None => None,
     };
     Ok(match (one, any) {
@@ -204,6 +208,7 @@ mod tests {
     fn the_declared_pulp_types_are_the_content_types() {
         let names: Vec<&str> = ContentType::ALL.iter().map(|t| t.pulp_name()).collect();
         assert_eq!(ops::PULP_TYPES, &names[..]);
+        assert!(names.iter().all(|n| ops::ALL_PULP_TYPES.contains(n)));
     }
 
     #[test]
