@@ -23,8 +23,8 @@ mod worker;
 pub use crate::ports::{OrphanJob, SyncJob};
 pub use access::{AccessRules, AuthMode, Identity};
 pub use catalog::{
-    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, NamePattern, ResourceName, TaskFilter,
-    TaskResources, VersionFilter,
+    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, NamePattern, RemoteFilter, ResourceName,
+    TaskFilter, TaskResources, TimeRange, VersionFilter,
 };
 pub use heartbeats::{Heartbeats, TimeFilter, WorkerFilter, HEARTBEAT_EVERY, WORKER_TTL};
 pub use invalid::{check_url_shape, Invalid};

@@ -108,13 +108,14 @@ pub enum ContentOrder {
 }
 
 impl Store {
-    /// Repositories of `kind` in name order whose name and id `keep` accepts. Costs one scan
-    /// of the name index and one read per repository whose name passed `keep` (the kind is
-    /// only in the repository item).
+    /// Repositories of `kind` in name order whose name and id `keep` accepts, and whose item
+    /// `keep_item` accepts. Costs one scan of the name index and one read per repository whose
+    /// name passed `keep` (the kind is only in the repository item).
     pub async fn repository_page(
         &self,
         kind: RepositoryKind,
         keep: impl Fn(&str, Uuid) -> bool,
+        keep_item: impl Fn(&Repository) -> bool,
         page: Page,
     ) -> Result<Listing<Repository>, StoreError> {
         let mut all = Vec::new();
@@ -124,7 +125,7 @@ impl Store {
                 continue;
             }
             if let Some(r) = self.repository(id).await? {
-                if r.kind == kind {
+                if r.kind == kind && keep_item(&r) {
                     all.push(r);
                 }
             }

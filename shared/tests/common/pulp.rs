@@ -234,6 +234,7 @@ pub const DISTS: &str = "/pulp/api/v3/distributions/container/container/";
 
 /// One `#[tokio::test]` per case and store: `case(t: On)` on the in-memory store, the embedded
 /// store and (with the `moto` feature) DynamoDB and S3 on moto, in modules named after them.
+#[allow(unused_macros)]
 macro_rules! on_every_store {
     ($($case:ident),+ $(,)?) => {
         mod memory {
