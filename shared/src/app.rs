@@ -12,7 +12,8 @@ use crate::http;
 use crate::http::auth::RegistryAuth;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
 use crate::services::{
-    AccessRules, AuthMode, Manage, Orphans, Registry, RegistryConfig, Repair, SyncRunner, SyncService, Users, Worker,
+    AccessRules, AuthMode, Heartbeats, Manage, Orphans, Registry, RegistryConfig, Repair, SyncRunner, SyncService,
+    Users, Worker,
 };
 use crate::store::{FieldKey, NodeLife, Retention, Store};
 
@@ -123,6 +124,20 @@ impl App {
         )
     }
 
+    /// The workers of this instance's job runner, named `names` (one per job it runs at once),
+    /// heartbeating into the store: what the management API lists as workers and the status
+    /// document as online workers. Run jobs with [`Heartbeats::attend`] of [`App::worker`].
+    pub fn heartbeats(&self, names: Vec<String>) -> Arc<Heartbeats> {
+        let versions = [
+            ("core", http::pulp::CORE_VERSION),
+            ("container", http::pulp::CONTAINER_VERSION),
+        ]
+        .into_iter()
+        .map(|(c, v)| (c.to_owned(), v.to_owned()))
+        .collect();
+        Heartbeats::new(self.store.clone(), names, versions)
+    }
+
     fn registry_auth(&self) -> Arc<RegistryAuth> {
         Arc::new(RegistryAuth {
             mode: self.settings.auth.clone(),
@@ -226,6 +241,12 @@ impl LocalApp {
                 }
             }
         }))
+    }
+
+    /// An instance over `table` and `blobs` with the in-process job queue in the same table
+    /// (tests run the management API this way on DynamoDB and S3 without SQS).
+    pub fn over(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, settings: Settings) -> Self {
+        Self::with(table, blobs, settings)
     }
 
     /// Everything in memory (tests).

@@ -84,6 +84,14 @@ pub async fn build(cfg: &Config, role: Role) -> Result<AwsApp, String> {
     Ok(app)
 }
 
+/// The name of this execution environment of the sync-worker function as a worker, as Pulp
+/// names its workers (`<pid>@<host>`): an id drawn at its cold start, at the function's name.
+pub fn worker_name() -> String {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-worker".into());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}@{function}", &id[..12])
+}
+
 /// How long before the invocation's deadline a job stops to continue in a follow-up message
 /// (at most a quarter of the invocation's time).
 pub const DEADLINE_MARGIN_MS: i64 = 60_000;
@@ -301,5 +309,32 @@ mod tests {
         }
         let wire = serde_json::to_value(&resp).unwrap();
         assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "m1");
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_a_worker_that_heartbeats_when_it_runs_a_job() {
+        // Given the sync worker's environment as a worker, When it handles a batch,
+        // Then its heartbeat is in the table, running nothing once the batch is done
+        let app = crate::app::LocalApp::in_memory().app;
+        let name = worker_name();
+        let (id, function) = name.split_once('@').unwrap();
+        assert_eq!((id.len(), function), (12, "sync-worker"));
+        let beats = app.heartbeats(vec![name.clone()]);
+        let handler = beats.attend(std::sync::Arc::new(Script));
+        let cleanup = crate::ports::OrphanJob {
+            task: uuid::Uuid::new_v4(),
+            protection_secs: 0,
+            only: None,
+        };
+        let ok = serde_json::to_string(&Job::new("ok", crate::ports::JobKind::Orphans(cleanup))).unwrap();
+        let before = chrono::Utc::now();
+        handle_sqs(&*handler, &Sent::default(), sqs_event(&[&ok]), Some(DEADLINE)).await;
+        let workers = app.store.workers().await.unwrap();
+        assert_eq!(workers.len(), 1);
+        assert_eq!(
+            (workers[0].name.as_str(), workers[0].current_task),
+            (name.as_str(), None)
+        );
+        assert!(workers[0].last_heartbeat >= before);
     }
 }

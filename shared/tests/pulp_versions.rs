@@ -1,12 +1,13 @@
 //! Router tests for the life of repository versions after they are committed, as pulpcore
 //! has it: deleting the latest, a middle one and version 0 (the rest keep their content), the
 //! protected versions a distribution serves, the last remaining version, and
-//! `retain_repo_versions`.
+//! `retain_repo_versions`; each on the in-memory store, the embedded store and DynamoDB and S3
+//! on moto.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::pulp::{DISTS, REPOS, T};
+use common::pulp::{on_every_store, On, DISTS, REPOS, T};
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -77,9 +78,12 @@ async fn delete_version(t: &T, repo: &str, n: u64) -> Value {
     t.task(t.delete(&format!("{repo}versions/{n}/")).await).await
 }
 
-#[tokio::test]
-async fn versions_are_deleted_as_pulpcore_deletes_them() {
-    let t = T::new().await;
+on_every_store!(
+    versions_are_deleted_as_pulpcore_deletes_them,
+    retain_repo_versions_keeps_the_newest_and_what_is_served
+);
+
+async fn versions_are_deleted_as_pulpcore_deletes_them(t: On) {
     let (a, b, c, d) = (
         manifest(&t, "a").await,
         manifest(&t, "b").await,
@@ -175,9 +179,7 @@ async fn versions_are_deleted_as_pulpcore_deletes_them() {
     );
 }
 
-#[tokio::test]
-async fn retain_repo_versions_keeps_the_newest_and_what_is_served() {
-    let t = T::new().await;
+async fn retain_repo_versions_keeps_the_newest_and_what_is_served(t: On) {
     let units = [
         manifest(&t, "a").await,
         manifest(&t, "b").await,

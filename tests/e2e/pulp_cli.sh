@@ -176,6 +176,67 @@ PY
 check "copy-tag promotes the latest tag into another repository, with its manifest and blobs" t_copy_tag
 check "copy-manifest copies a manifest of an older version by digest" t_copy_manifest
 
+# --- namespaces: made by distributions and pushes, destroyed with what they hold ------------------
+ns_href() { pulp container namespace show --name "$1" | jget - 'd["pulp_href"]'; }
+t_ns_list() {
+  local got
+  json_of container namespace list && got=$(jget "$W/out.json" 'sorted(n["name"] for n in d)') &&
+    echo "got $got" && [ "$got" = '["foo", "foo2", "team"]' ]
+}
+t_ns_show() {
+  local h d
+  h=$(ns_href team) && d=$(pulp container distribution show --name team/app | jget - 'd["namespace"]') &&
+    echo "namespace $h, the distribution's $d" && [ "$h" = "$d" ] &&
+    json_of container namespace show --href "$h" && has '"name": "team"' && has '"prn": "prn:container.containernamespace:'
+}
+t_ns_create() {
+  json_of container namespace create --name spare && has '"name": "spare"' &&
+    ! pulp container namespace create --name spare >/dev/null 2>&1 &&
+    pulp container namespace destroy --namespace spare && ! pulp container namespace show --name spare >/dev/null 2>&1
+}
+# as in Pulp, destroying a namespace destroys its distributions and the push repositories they serve
+t_ns_destroy() {
+  "${SKOPEO[@]}" copy -q --dest-tls-verify=false --dest-creds "admin:$PW" "oci:$W/img:v1" "docker://$REG/gone/app:v1" &&
+    pulp container distribution create --name gone-more --base-path gone/more >/dev/null &&
+    json_of container namespace show --name gone &&
+    pulp container namespace destroy --name gone &&
+    ! pulp container namespace show --name gone >/dev/null 2>&1 &&
+    ! pulp container distribution show --name gone/app >/dev/null 2>&1 &&
+    ! pulp container distribution show --name gone-more >/dev/null 2>&1 &&
+    ! pulp container repository --type push show --name gone/app >/dev/null 2>&1 &&
+    json_of task list --name pulpcore.app.tasks.base.general_multi_delete --limit 1 && has '"state": "completed"' &&
+    pulp container distribution show --name team/app >/dev/null
+}
+check "namespace list: one per first segment of the base paths" t_ns_list
+check "namespace show: the distribution's namespace" t_ns_show
+check "namespace create, a second one of that name refused, destroy --namespace" t_ns_create
+check "namespace destroy takes its distributions and push repository along" t_ns_destroy
+
+# --- workers: the job runner's, as the status counts them --------------------------------------------
+t_workers() {
+  local h
+  json_of worker list && jget "$W/out.json" '[(w["name"], w["versions"]) for w in d]' &&
+    [ "$(jget "$W/out.json" 'len(d)')" = 2 ] && has '"container": "2.26.0"' &&
+    h=$(jget "$W/out.json" 'd[0]["pulp_href"]') && json_of worker show --href "$h" && has "\"pulp_href\": \"$h\""
+}
+t_worker_filters() {
+  local name
+  name=$(pulp worker list | jget - 'd[0]["name"]') &&
+    [ "$(pulp worker list --online | jget - 'len(d)')" = 2 ] &&
+    [ "$(pulp worker list --missing | jget - 'len(d)')" = 0 ] &&
+    [ "$(pulp worker list --name "$name" | jget - 'len(d)')" = 1 ] &&
+    json_of worker show --name "$name" && has '"current_task": null'
+}
+t_status_workers() {
+  local listed online
+  listed=$(pulp worker list --online | jget - 'sorted(w["name"] for w in d)') &&
+    online=$(pulp status | jget - 'sorted(w["name"] for w in d["online_workers"])') &&
+    echo "listed $listed, status $online" && [ "$listed" = "$online" ]
+}
+check "worker list and show" t_workers
+check "worker list --online, --missing, --name; worker show --name" t_worker_filters
+check "the status's online workers are the workers listed online" t_status_workers
+
 # --- every type together: the generic content list (content_list) ---------------------------------
 # "blobs=4 manifests=2 tags=1": the units of a list by the type their href names, each unit
 # checked to carry what pulpcore's generic list gives (its times set)

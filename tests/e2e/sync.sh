@@ -345,9 +345,9 @@ t_retain() {
   done
   [ "$(vnums fx)" = "5 4 3" ] || why "versions after two syncs: $(vnums fx) (want 5 4 3)"
   note "fx versions after two syncs with retain_repo_versions 2: $(vnums fx)"
-  rget "$UP" /v2/fx/app/tags/list >/dev/null; cp "$W/b" "$W/up-tags.json"
+  fx expect --state "$ST" >"$W/e4.json"
   [ "$(rget "$B" /v2/fx/tags/list)" = 200 ] || why "tags/list"
-  [ "$(tags_of "$W/b")" = "$(tags_of "$W/up-tags.json")" ] || why "served tags [$(tags_of "$W/b")] != upstream [$(tags_of "$W/up-tags.json")]"
+  [ "$(tags_of "$W/b")" = "$(tags_of "$W/e4.json")" ] || why "served tags [$(tags_of "$W/b")] != upstream [$(tags_of "$W/e4.json")]"
 }
 check "4f repository update --retain-repo-versions 2, then two syncs: the served latest and the two newest before it stay, the latest is upstream's" t_retain
 
@@ -520,7 +520,7 @@ check "7a repository missing upstream: the task fails, error.description names i
 t_recover() {
   pulp container remote update --name down --url "http://$UP" >/dev/null || why "remote update (url)"
   run_sync down down || { cat "$W/sync.out"; why "the sync after fixing the url failed"; }
-  summary_is down 1 "$(fx summary --base - --new "$W/e2.json")"
+  summary_is down 1 "$(fx summary --base - --new "$W/e4.json")"
   pulp container remote update --name ghost --upstream-name fx/app >/dev/null || why "remote update (upstream name)"
   run_sync ghost ghost || { cat "$W/sync.out"; why "the sync after fixing the upstream name failed"; }
   [ "$(latest_number ghost)" = 1 ] || why "no version 1 after the healthy sync"

@@ -134,6 +134,28 @@ fn node_life(data_dir: &Path) -> Result<(berth::store::NodeLife, std::fs::File),
     Ok((berth::store::NodeLife::new(node), lock))
 }
 
+/// How many jobs run at once.
+const JOB_WORKERS: usize = 2;
+
+/// The names of this process's job workers, as Pulp names its workers (`<pid>@<host>`): the
+/// worker's number, after the first 8 characters of the node id when there is one (it tells
+/// apart processes of one host that share an AWS table), at the host name.
+fn worker_names(node: Option<&berth::store::NodeLife>, n: usize) -> Vec<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let node: Option<String> = node.map(|n| n.node.chars().take(8).collect());
+    (1..=n)
+        .map(|i| match &node {
+            Some(node) => format!("{node}-{i}@{host}"),
+            None => format!("{i}@{host}"),
+        })
+        .collect()
+}
+
 /// How often the embedded store removes expired items and abandoned uploads.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
@@ -232,19 +254,24 @@ async fn run(cfg: config::Config) -> Result<(), String> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = match runner {
+    // the job runner's workers heartbeat while the process runs, idle or not
+    let beats = app.heartbeats(worker_names(app.settings.node.as_ref(), JOB_WORKERS));
+    let handler = beats.attend(app.worker());
+    let mut workers = vec![beats.keep_beating(stop_rx.clone())];
+    match runner {
         Runner::Local(local) => {
-            let mut workers = local
-                .jobs
-                .start(app.worker(), 2, stop_rx.clone())
-                .await
-                .map_err(|e| format!("cannot start the job runner: {e:?}"))?;
+            workers.extend(
+                local
+                    .jobs
+                    .start(handler, JOB_WORKERS, stop_rx.clone())
+                    .await
+                    .map_err(|e| format!("cannot start the job runner: {e:?}"))?,
+            );
             workers.extend(local.start_housekeeping(HOUSEKEEPING_EVERY, stop_rx));
-            workers
         }
         #[cfg(feature = "aws")]
-        Runner::Sqs(poller) => poller.start(app.worker(), 2, stop_rx),
-    };
+        Runner::Sqs(poller) => workers.extend(poller.start(handler, JOB_WORKERS, stop_rx)),
+    }
 
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await

@@ -10,7 +10,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     berth::lambda::init_tracing();
     let cfg = berth::lambda::config_from_env()?;
     let app = berth::lambda::build(&cfg, berth::lambda::Role::Worker).await?;
-    let worker = app.app.worker();
+    // this execution environment is one worker; it heartbeats while it runs a job
+    let beats = app.app.heartbeats(vec![berth::lambda::worker_name()]);
+    let worker = beats.attend(app.app.worker());
     let (worker, queue) = (&worker, &app.queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = i64::try_from(event.context.deadline).ok();

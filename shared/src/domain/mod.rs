@@ -5,6 +5,7 @@
 mod content;
 mod digest;
 pub mod filter;
+mod labels;
 pub mod manifest;
 pub mod media;
 mod names;
@@ -12,6 +13,7 @@ pub mod url_policy;
 
 pub use content::{ContentKey, ContentSummary, ContentType, ContentTypeCounts};
 pub use digest::{Algorithm, Digest, Hasher};
+pub use labels::LabelSelect;
 pub use manifest::{parse_manifest, DescriptorRef, ManifestKind, ParsedManifest};
 pub use names::{Reference, RepoName, Tag};
 pub use url_policy::{PrivateNetworks, UrlPolicy};

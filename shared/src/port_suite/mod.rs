@@ -13,6 +13,8 @@
 //! - [`store`]: atomic version commit (invariant 1), serialized writers (invariant 2);
 //! - [`deletion`]: deleting versions (squashed into the next, or the latest reverted);
 //! - [`names`]: unique names under racing creates (invariant 6), repairs, lease take-over;
+//! - [`namespaces`]: one namespace of racing creates, removals that race creates, workers'
+//!   heartbeats;
 //! - [`retention`]: upload sessions and finished tasks expire, checkpoints round-trip;
 //! - [`orphan`]: candidates, references, and units touched meanwhile stay;
 //! - [`job`]: at-least-once delivery across a restart, dedupe, retries, and idempotent
@@ -34,6 +36,7 @@ pub mod blob;
 pub mod deletion;
 pub mod job;
 pub mod names;
+pub mod namespaces;
 pub mod orphan;
 pub mod retention;
 pub mod store;
@@ -86,6 +89,9 @@ macro_rules! port_cases {
                 a_dropped_writer_releases_its_lease, tags_paginate;
             names: one_racing_create_wins, renames_race_creates, older_versions_leftovers_are_repaired,
                 a_restarted_node_takes_its_leases;
+            namespaces: racing_creates_make_one_namespace, a_namespace_goes_only_when_empty,
+                removals_race_creates, old_distributions_get_their_namespace,
+                heartbeats_keep_a_worker_s_identity;
             retention: the_default_keeps_everything, no_retention_forgets, tasks_kept_forever, checkpoints;
             deletion: squashing_keeps_every_remaining_version, deleting_the_latest_reverts_it,
                 racing_deletions_and_a_writer;

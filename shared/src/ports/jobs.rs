@@ -111,6 +111,16 @@ impl Job {
         serde_json::from_slice(body).map_err(|e| Poison(e.to_string()))
     }
 
+    /// The task the job runs, when it has one.
+    pub fn task(&self) -> Option<Uuid> {
+        match &self.kind {
+            JobKind::Sync(s) => Some(s.task),
+            JobKind::Orphans(o) => Some(o.task),
+            #[cfg(test)]
+            JobKind::Test { .. } => None,
+        }
+    }
+
     /// The kind's wire name, for logs.
     pub fn kind_name(&self) -> String {
         serde_json::to_value(&self.kind)

@@ -6,11 +6,14 @@
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `services`, over the store.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::invalid::ManageError;
 use super::manage::Manage;
-use crate::domain::{ContentKey, ContentType};
+use crate::domain::{ContentKey, ContentType, LabelSelect};
 use crate::store::{
     content_id, ContentOrder, ContentSet, ContentUnit, Distribution, Listing, Page, Remote, Repository, RepositoryKind,
     RepositoryVersion, ResourceRef, Store, Task, TaskState,
@@ -31,11 +34,61 @@ pub struct NameFilter {
     pub ids: Option<Vec<Uuid>>,
     /// Also one of these (a second list of ids, both must hold).
     pub also_ids: Option<Vec<Uuid>>,
+    /// Case-insensitive.
+    pub name_iexact: Option<String>,
+    /// Case-insensitive.
+    pub name_istartswith: Option<String>,
+    /// The name matches somewhere.
+    pub name_regex: Option<NamePattern>,
+    pub name_iregex: Option<NamePattern>,
+    /// The resource's labels satisfy this selection (`pulp_label_select`).
+    pub labels: Option<LabelSelect>,
 }
+
+/// A regular expression a name must match somewhere (`name__regex`, `name__iregex`), compiled
+/// once when the filter is read.
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    re: regex::Regex,
+    case_insensitive: bool,
+}
+
+impl NamePattern {
+    /// The compiled pattern, or why it is not one (too large counts: its compiled form is
+    /// bounded).
+    pub fn new(pattern: &str, case_insensitive: bool) -> Result<Self, String> {
+        let re = regex::RegexBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(NamePattern { re, case_insensitive })
+    }
+
+    pub fn is_match(&self, name: &str) -> bool {
+        self.re.is_match(name)
+    }
+}
+
+impl PartialEq for NamePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.re.as_str() == other.re.as_str() && self.case_insensitive == other.case_insensitive
+    }
+}
+
+impl Eq for NamePattern {}
 
 impl NameFilter {
     pub fn matches(&self, name: &str, id: Uuid) -> bool {
-        self.name.as_ref().is_none_or(|n| n == name)
+        let lower = || name.to_lowercase();
+        self.name_iexact.as_ref().is_none_or(|n| n.to_lowercase() == lower())
+            && self
+                .name_istartswith
+                .as_ref()
+                .is_none_or(|n| lower().starts_with(&n.to_lowercase()))
+            && self.name_regex.as_ref().is_none_or(|p| p.is_match(name))
+            && self.name_iregex.as_ref().is_none_or(|p| p.is_match(name))
+            && self.name.as_ref().is_none_or(|n| n == name)
             && self.name_in.as_ref().is_none_or(|ns| ns.iter().any(|x| x == name))
             && self.name_contains.as_ref().is_none_or(|c| name.contains(c.as_str()))
             && self
@@ -49,6 +102,36 @@ impl NameFilter {
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&id))
             && self.also_ids.as_ref().is_none_or(|ids| ids.contains(&id))
     }
+
+    /// Whether `labels` satisfy the label selection.
+    pub fn matches_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels.as_ref().is_none_or(|l| l.matches(labels))
+    }
+}
+
+/// An inclusive range of times (`…__gte`, `…__lte`; `None` bounds nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    /// Whether `t` is in the range; a missing time is in an unbounded range only.
+    pub fn holds(&self, t: Option<&DateTime<Utc>>) -> bool {
+        match t {
+            Some(t) => self.from.is_none_or(|f| *t >= f) && self.to.is_none_or(|x| *t <= x),
+            None => self.from.is_none() && self.to.is_none(),
+        }
+    }
+}
+
+/// Filters on remotes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteFilter {
+    pub names: NameFilter,
+    /// Last updated in this range (`pulp_last_updated__gte`, `__lte`).
+    pub updated: TimeRange,
 }
 
 /// Filters on distributions.
@@ -60,6 +143,8 @@ pub struct DistributionFilter {
     pub base_path_contains: Option<String>,
     /// Case-insensitive.
     pub base_path_icontains: Option<String>,
+    /// In the namespace of this name.
+    pub namespace_name: Option<String>,
     /// Serving the latest version of this repository (`Some(None)`: of a repository that
     /// cannot exist, so nothing matches).
     pub repository: Option<Option<(Uuid, RepositoryKind)>>,
@@ -84,6 +169,12 @@ pub struct TaskFilter {
     /// (or when all its values are empty).
     pub resources: Vec<(TaskResources, Vec<String>)>,
     pub logging_cid: Option<String>,
+    pub logging_cid_contains: Option<String>,
+    pub started: TimeRange,
+    pub finished: TimeRange,
+    /// A worker, parent task or task group was asked for: Berth's tasks have none, so none
+    /// matches.
+    pub nothing: bool,
 }
 
 /// How a resource is referred to in a task filter's values (its href on the API).
@@ -103,6 +194,13 @@ impl TaskFilter {
                 names_one_of(wanted, &list, name_of)
             })
             && self.logging_cid.as_ref().is_none_or(|x| *x == t.logging_cid)
+            && self
+                .logging_cid_contains
+                .as_ref()
+                .is_none_or(|x| t.logging_cid.contains(x.as_str()))
+            && self.started.holds(t.started.as_ref())
+            && self.finished.holds(t.finished.as_ref())
+            && !self.nothing
     }
 }
 
@@ -151,6 +249,12 @@ pub struct ContentFilter {
     pub ids: Option<Vec<Uuid>>,
     /// A stored manifest of one of these media types.
     pub media_types: Option<Vec<String>>,
+    /// The unit's labels satisfy this selection; Berth keeps no labels on content, so a
+    /// selection holds when each of its terms holds for no labels (`!key`).
+    pub labels: Option<LabelSelect>,
+    /// A manifest that is bootable or a flatpak was asked for: Berth reads no image config
+    /// labels, so none is (as its descriptions say).
+    pub nothing: bool,
 }
 
 impl ContentFilter {
@@ -164,6 +268,8 @@ impl ContentFilter {
             names: None,
             ids: None,
             media_types: None,
+            labels: None,
+            nothing: false,
         }
     }
 
@@ -176,7 +282,9 @@ impl ContentFilter {
             (Some(ns), ContentKey::Tag { name, .. }) => ns.iter().any(|x| x == name.as_str()),
             _ => true,
         };
-        self.digests.as_ref().is_none_or(|ds| ds.iter().any(|x| x == digest))
+        !self.nothing
+            && self.labels.as_ref().is_none_or(|l| l.matches(&BTreeMap::new()))
+            && self.digests.as_ref().is_none_or(|ds| ds.iter().any(|x| x == digest))
             && by_name
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&content_id(k)))
     }
@@ -237,12 +345,22 @@ impl Catalog<'_> {
     pub async fn repositories(&self, kind: RepositoryKind, f: &NameFilter, page: Page) -> Result<Listing<Repository>> {
         Ok(self
             .store()
-            .repository_page(kind, |name, id| f.matches(name, id), page)
+            .repository_page(
+                kind,
+                |name, id| f.matches(name, id),
+                |r| f.matches_labels(&r.pulp_labels),
+                page,
+            )
             .await?)
     }
 
-    pub async fn remotes(&self, f: &NameFilter, page: Page) -> Result<Listing<Remote>> {
-        Ok(self.store().remote_page(|r| f.matches(&r.name, r.id), page).await?)
+    pub async fn remotes(&self, f: &RemoteFilter, page: Page) -> Result<Listing<Remote>> {
+        let keep = |r: &Remote| {
+            f.names.matches(&r.name, r.id)
+                && f.names.matches_labels(&r.pulp_labels)
+                && f.updated.holds(Some(&r.updated))
+        };
+        Ok(self.store().remote_page(keep, page).await?)
     }
 
     /// The kind of the repository a distribution serves, when it exists.
@@ -277,9 +395,11 @@ impl Catalog<'_> {
         let keep = |d: &Distribution| {
             let bp = d.base_path.as_str();
             f.names.matches(&d.name, d.id)
+                && f.names.matches_labels(&d.pulp_labels)
                 && f.base_path.as_ref().is_none_or(|x| x == bp)
                 && f.base_path_in.as_ref().is_none_or(|xs| xs.iter().any(|x| x == bp))
                 && f.base_path_contains.as_ref().is_none_or(|x| bp.contains(x.as_str()))
+                && f.namespace_name.as_ref().is_none_or(|x| x == d.namespace_name())
                 && f.base_path_icontains
                     .as_ref()
                     .is_none_or(|x| bp.to_lowercase().contains(&x.to_lowercase()))

@@ -5,9 +5,11 @@
 mod access;
 mod catalog;
 mod content;
+mod heartbeats;
 mod invalid;
 mod manage;
 mod modify;
+mod namespaces;
 mod orphans;
 mod registry;
 mod repair;
@@ -22,12 +24,14 @@ mod worker;
 pub use crate::ports::{OrphanJob, RepairJob, SyncJob};
 pub use access::{AccessRules, AuthMode, Identity};
 pub use catalog::{
-    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, ResourceName, TaskFilter, TaskResources,
-    VersionFilter,
+    AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, NamePattern, RemoteFilter, ResourceName,
+    TaskFilter, TaskResources, TimeRange, VersionFilter,
 };
+pub use heartbeats::{Heartbeats, TimeFilter, WorkerFilter, HEARTBEAT_EVERY, WORKER_TTL};
 pub use invalid::{check_url_shape, Invalid};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, DELETE_VERSION_TASK_NAME, SYNC_TASK_NAME};
 pub use modify::{CopySelection, CopySource};
+pub use namespaces::{NamespaceFilter, Sort, SortKey};
 pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
 pub use repair::{Repair, RepairSettings, REPAIR_CONCURRENCY, REPAIR_TASK_NAME};
 pub use sync::{SyncService, SyncSettings};

@@ -108,13 +108,14 @@ pub enum ContentOrder {
 }
 
 impl Store {
-    /// Repositories of `kind` in name order whose name and id `keep` accepts. Costs one scan
-    /// of the name index and one read per repository whose name passed `keep` (the kind is
-    /// only in the repository item).
+    /// Repositories of `kind` in name order whose name and id `keep` accepts, and whose item
+    /// `keep_item` accepts. Costs one scan of the name index and one read per repository whose
+    /// name passed `keep` (the kind is only in the repository item).
     pub async fn repository_page(
         &self,
         kind: RepositoryKind,
         keep: impl Fn(&str, Uuid) -> bool,
+        keep_item: impl Fn(&Repository) -> bool,
         page: Page,
     ) -> Result<Listing<Repository>, StoreError> {
         let mut all = Vec::new();
@@ -124,7 +125,7 @@ impl Store {
                 continue;
             }
             if let Some(r) = self.repository(id).await? {
-                if r.kind == kind {
+                if r.kind == kind && keep_item(&r) {
                     all.push(r);
                 }
             }
@@ -428,6 +429,19 @@ mod tests {
                 .unwrap();
             w.add(ContentKey::Blob(digest(i))).await.unwrap();
             w.add(tag(i)).await.unwrap();
+            let now = Utc::now();
+            store
+                .put_worker(&crate::store::WorkerRecord {
+                    id: Uuid::nil(),
+                    name: format!("{i}@host"),
+                    created: now,
+                    last_heartbeat: now,
+                    ttl_secs: 30,
+                    versions: Default::default(),
+                    current_task: None,
+                })
+                .await
+                .unwrap();
         }
         w.commit(None).await.unwrap();
         let repo = store.repository(repo.id).await.unwrap().unwrap();
@@ -490,6 +504,26 @@ mod tests {
         mixed!("every type of a version", &[ContentSet::InVersion(repo.id, 1)]);
         mixed!("every type a version added", &[ContentSet::AddedIn(repo.id, 1)]);
         mixed!("every unit of every type", &[]);
+        // namespaces (each distribution is in its own) and workers: lists of their own
+        macro_rules! scan {
+            ($name:literal, $e:expr) => {{
+                let before = table.reads.load(Ordering::SeqCst);
+                let all = $e.await.unwrap();
+                assert_eq!(all.len(), n, $name);
+                out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+                all
+            }};
+        }
+        let namespaces = scan!("namespaces", store.namespaces());
+        let workers = scan!("workers", store.workers());
+        let before = table.reads.load(Ordering::SeqCst);
+        assert!(store.namespace(namespaces[n / 2].id).await.unwrap().is_some());
+        assert!(store.worker(workers[n / 2].id).await.unwrap().is_some());
+        out.push((
+            "a namespace and a worker",
+            n,
+            table.reads.load(Ordering::SeqCst) - before,
+        ));
         let before = table.reads.load(Ordering::SeqCst);
         let versions = store
             .version_page(&repo, |_| true, true, Page { limit: 1, offset: 1 })
@@ -518,6 +552,9 @@ mod tests {
                 ("every type of a version", 9),
                 ("every type a version added", 6),
                 ("every unit of every type", 9),
+                ("namespaces", 1),
+                ("workers", 1),
+                ("a namespace and a worker", 3),
                 ("versions", 1),
             ]
         );

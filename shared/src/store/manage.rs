@@ -292,11 +292,22 @@ impl Store {
         })
     }
 
-    /// Replaces a distribution (same id): the distribution, its name row and its id index in
-    /// one transaction. A new name or base path must be free; `Conflict` when taken.
+    /// Replaces a distribution (same id): the distribution, its name row, its id index and its
+    /// namespace (made when the new base path starts a new one) in one transaction. A new name
+    /// or base path must be free; `Conflict` when taken.
     pub async fn replace_distribution(&self, before: &Distribution, after: &Distribution) -> Result<(), StoreError> {
+        self.write_holding_namespace(after, |after, writes| self.replace_with(before, after, writes))
+            .await
+    }
+
+    async fn replace_with(
+        &self,
+        before: &Distribution,
+        after: Distribution,
+        mut writes: Vec<Write>,
+    ) -> Result<(), StoreError> {
+        let after = &after;
         let path = encode(&after.base_path)?;
-        let mut writes = Vec::new();
         if after.base_path != before.base_path {
             writes.push(Write::put(
                 "dists",

@@ -17,6 +17,8 @@
 //! | `pending#<id>` | `<digest>` | a blob uploaded to the repository, not yet in a version |
 //! | `dists` | `<base path>` | [`Distribution`] |
 //! | `dist-names` | `<name>` | base path (unique names) |
+//! | `namespaces` | `<name>` | [`Namespace`] (see `namespaces.rs`) |
+//! | `workers` | `<name>` | [`WorkerRecord`] (see `workers.rs`) |
 //! | `upload#<id>` | `_` | [`UploadSession`] (expires [`Retention::upload`] after its start) |
 //!
 //! Finished tasks expire [`Retention::tasks`] after they finish (see `manage.rs`).
@@ -40,11 +42,13 @@ mod deletion;
 mod lists;
 mod manage;
 mod model;
+mod namespaces;
 mod orphans;
 mod repair;
 mod secrets;
 mod synced;
 mod versions;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +61,7 @@ pub use deletion::Deleted;
 pub use lists::{ContentOrder, ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;
 pub use model::*;
+pub use namespaces::NamespaceRemoval;
 pub use orphans::OrphanCandidate;
 pub use repair::NameRepairs;
 pub use secrets::FieldKey;
@@ -525,20 +530,27 @@ impl Store {
 
     // ---- distributions ----------------------------------------------------------------------
 
-    /// Creates a distribution: its name, its base path and its id index in one transaction.
-    /// `Conflict` when its name or base path is taken.
+    /// Creates a distribution: its name, its base path, its id index and its namespace (made
+    /// when it is the first distribution of it) in one transaction. `Conflict` when its name or
+    /// base path is taken. The stored distribution names its namespace.
     pub async fn create_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
-        let items = vec![
-            Write::put("dists", d.base_path.as_str(), encode(d)?, Cond::Absent),
-            Write::put("dist-ids", d.id.to_string(), encode(&d.base_path)?, Cond::Absent),
-        ];
-        self.create_named(
-            ("dist-names", &d.name),
-            &d.base_path,
-            items,
-            |row| Ok(("dists".to_owned(), decode::<String>(row)?)),
-            |item| Ok(decode::<Distribution>(item)?.name == d.name),
-        )
+        self.write_holding_namespace(d, |d, mut items| async move {
+            items.push(Write::put("dists", d.base_path.as_str(), encode(&d)?, Cond::Absent));
+            items.push(Write::put(
+                "dist-ids",
+                d.id.to_string(),
+                encode(&d.base_path)?,
+                Cond::Absent,
+            ));
+            self.create_named(
+                ("dist-names", &d.name),
+                &d.base_path,
+                items,
+                |row| Ok(("dists".to_owned(), decode::<String>(row)?)),
+                |item| Ok(decode::<Distribution>(item)?.name == d.name),
+            )
+            .await
+        })
         .await
     }
 

@@ -174,6 +174,10 @@ pub struct Distribution {
     pub created: DateTime<Utc>,
     #[serde(default = "Utc::now")]
     pub updated: DateTime<Utc>,
+    /// The namespace of the first segment of `base_path`. The store sets it whenever it
+    /// writes the distribution; `None` only in records older versions wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Uuid>,
 }
 
 impl Distribution {
@@ -191,7 +195,85 @@ impl Distribution {
             pulp_labels: BTreeMap::new(),
             created: now,
             updated: now,
+            namespace: None,
         }
+    }
+
+    /// The name of the namespace the distribution belongs to: its base path's first segment.
+    pub fn namespace_name(&self) -> &str {
+        namespace_of(&self.base_path)
+    }
+}
+
+/// The namespace a base path belongs to: its first segment.
+pub fn namespace_of(base_path: &RepoName) -> &str {
+    base_path.as_str().split('/').next().unwrap_or_default()
+}
+
+/// The first segment of distributions' base paths, as Pulp's container plugin groups them:
+/// made with the first distribution in it (by the API or by a push), deleted with everything
+/// in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub pulp_labels: BTreeMap<String, String>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+impl Namespace {
+    pub fn new(name: &str) -> Self {
+        let now = Utc::now();
+        Namespace {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            pulp_labels: BTreeMap::new(),
+            created: now,
+            updated: now,
+        }
+    }
+}
+
+/// One worker of a job runner (a slot of the in-process runner, an execution environment of
+/// the sync-worker function), as its heartbeats left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Derived from the name ([`WorkerRecord::id_of`]), so it is the same at every heartbeat.
+    pub id: Uuid,
+    pub name: String,
+    /// The first heartbeat of this name that the table still holds.
+    pub created: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    /// How long after its last heartbeat the worker counts as online.
+    pub ttl_secs: u64,
+    /// What the worker's build implements, component → version.
+    #[serde(default)]
+    pub versions: BTreeMap<String, String>,
+    /// The task of the job it is running, if any.
+    #[serde(default)]
+    pub current_task: Option<Uuid>,
+}
+
+impl WorkerRecord {
+    /// The id of the worker named `name`.
+    pub fn id_of(name: &str) -> Uuid {
+        use sha2::Digest as _;
+        let h = sha2::Sha256::digest(format!("worker/{name}").as_bytes());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&h[..16]);
+        uuid::Builder::from_random_bytes(b).into_uuid()
+    }
+
+    /// Whether it heartbeated within its time to live before `now`.
+    pub fn online_at(&self, now: DateTime<Utc>) -> bool {
+        let ttl = i64::try_from(self.ttl_secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        now.checked_sub_signed(ttl)
+            .is_none_or(|since| self.last_heartbeat >= since)
     }
 }
 
@@ -526,6 +608,9 @@ pub enum ResourceRef {
         id: Uuid,
     },
     Distribution {
+        id: Uuid,
+    },
+    Namespace {
         id: Uuid,
     },
 }

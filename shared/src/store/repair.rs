@@ -10,7 +10,9 @@
 //!   empty one is removed; otherwise the served one is renamed `<name>-<first 8 hex of its id>`
 //!   so both are listed (and orphan cleanup sees both);
 //! - a served repository, a distribution or a remote without its name row: the row is restored
-//!   (or, when the name is taken by another live item, the item is renamed as above).
+//!   (or, when the name is taken by another live item, the item is renamed as above);
+//! - a distribution without its namespace (written before namespaces): it is given the
+//!   namespace of its base path, which is made when missing.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -47,6 +49,7 @@ impl Store {
             .await?;
         self.repair_served_repositories(&mut out).await?;
         self.repair_remotes(&mut out).await?;
+        self.repair_namespaces(&mut out).await?;
         Ok(out)
     }
 

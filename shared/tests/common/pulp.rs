@@ -1,7 +1,7 @@
 //! The management API (`/pulp/api/v3/`) in process, with an admin and a read-only user:
-//! requests as either, task waits, and plain registry pushes. [`T`] runs on the in-memory
-//! store and runs its jobs; [`Api`] runs on any store (the embedded one, or S3/DynamoDB on
-//! moto), for what needs no jobs.
+//! requests as either, task waits, and plain registry pushes. [`T`] runs its jobs, on the
+//! in-memory store or, with [`T::on`], the embedded store or DynamoDB and S3 on moto; [`Api`]
+//! runs on any app's store, for what needs no jobs.
 
 use std::ops::Deref;
 
@@ -39,6 +39,62 @@ impl T {
             api: Api::over(local.app.clone()).await,
             local,
         }
+    }
+
+    /// On `backend`, with the in-process job queue in the same store.
+    pub async fn on(backend: Backend) -> On {
+        let settings = berth::app::Settings::default();
+        let (local, dir) = match backend {
+            Backend::Memory => (LocalApp::in_memory_with(settings), None),
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().unwrap();
+                (LocalApp::embedded(dir.path(), settings).await.unwrap(), Some(dir))
+            }
+            #[cfg(feature = "moto")]
+            Backend::Aws => {
+                let sdk =
+                    berth::adapters::aws::sdk_config_for(&super::moto::endpoint(), "us-east-1", "testing", "testing")
+                        .await;
+                let table = berth::adapters::dynamo_table::DynamoTable::new(&sdk, super::moto::unique("table"));
+                table.create_if_missing().await.unwrap();
+                let blobs = berth::adapters::s3_blobs::S3BlobStore::new(&sdk, super::moto::unique("bucket"), true);
+                blobs.create_bucket_if_missing().await.unwrap();
+                (
+                    LocalApp::over(std::sync::Arc::new(table), std::sync::Arc::new(blobs), settings),
+                    None,
+                )
+            }
+        };
+        On {
+            t: T::of(local).await,
+            _dir: dir,
+        }
+    }
+}
+
+/// Where a test's Berth keeps its data.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Memory,
+    /// redb and files in a temporary directory.
+    Embedded,
+    /// DynamoDB and S3 on the moto server at `BERTH_TEST_MOTO`, in a table and bucket of the
+    /// test's own (jobs in the in-process queue, in the same table).
+    #[cfg(feature = "moto")]
+    Aws,
+}
+
+/// A [`T`] on the store [`T::on`] was given, keeping alive what that store needs (the
+/// embedded store's directory, removed when the test ends).
+pub struct On {
+    t: T,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Deref for On {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.t
     }
 }
 
@@ -175,3 +231,38 @@ pub const REPOS: &str = "/pulp/api/v3/repositories/container/container/";
 pub const PUSH: &str = "/pulp/api/v3/repositories/container/container-push/";
 pub const REMOTES: &str = "/pulp/api/v3/remotes/container/container/";
 pub const DISTS: &str = "/pulp/api/v3/distributions/container/container/";
+
+/// One `#[tokio::test]` per case and store: `case(t: On)` on the in-memory store, the embedded
+/// store and (with the `moto` feature) DynamoDB and S3 on moto, in modules named after them.
+#[allow(unused_macros)]
+macro_rules! on_every_store {
+    ($($case:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::common::pulp::T::on($crate::common::pulp::Backend::Memory).await).await
+                }
+            )+
+        }
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::common::pulp::T::on($crate::common::pulp::Backend::Embedded).await).await
+                }
+            )+
+        }
+        #[cfg(feature = "moto")]
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::common::pulp::T::on($crate::common::pulp::Backend::Aws).await).await
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_store;

@@ -47,7 +47,17 @@ async fn version(c: &Ctx<'_>, field: &'static str) -> Result<Option<(Uuid, u64)>
 }
 
 pub(super) async fn list(c: &Ctx<'_>, ty: ContentType) -> Answer {
+    if let Some(k) = UNSUPPORTED
+        .into_iter()
+        .find(|k| *k != "pulp_label_select" && c.q(k).is_some())
+    {
+        return Err(ApiError::field(k, "Berth does not support this filter."));
+    }
     let mut f = ContentFilter::new(ty);
+    f.labels = c.labels()?;
+    if ty == ContentType::Manifest {
+        f.nothing = c.boolean("is_bootable")? == Some(true) || c.boolean("is_flatpak")? == Some(true);
+    }
     f.in_version = version(c, "repository_version").await?;
     f.added_in = version(c, "repository_version_added").await?;
     f.removed_in = version(c, "repository_version_removed").await?;
@@ -62,6 +72,13 @@ pub(super) async fn list(c: &Ctx<'_>, ty: ContentType) -> Answer {
     f.ids = c
         .q_list("pulp_href__in")
         .map(|hs| ids_by_href(&hs, |id| format!("{}content/container/{path}/{id}/", render::API)));
+    if let Some(ps) = c.q_list("prn__in") {
+        let prns = pks("prn__in", &ps, true)?;
+        f.ids = Some(match f.ids {
+            Some(ids) => ids.into_iter().filter(|i| prns.contains(i)).collect(),
+            None => prns,
+        });
+    }
     let page = c.paging()?;
     let listing = c.catalog().content(&f, page).await?;
     c.page(page, listing.map(|u| describe(&u)))
@@ -83,24 +100,28 @@ fn not_a_choice(field: &str, v: &str) -> ApiError {
     )
 }
 
-/// The types `pulp_type` and `pulp_type__in` select (both must hold), by Pulp's names.
+/// The types `pulp_type` and `pulp_type__in` select (both must hold), by Pulp's names; the
+/// types of pulpcore and pulp_file are choices too, and select nothing here.
 fn pulp_types(c: &Ctx<'_>) -> Result<Option<Vec<ContentType>>, ApiError> {
-    let parse = |field: &str, v: &str| {
-        ContentType::ALL
-            .into_iter()
-            .find(|t| t.pulp_name() == v)
-            .ok_or_else(|| not_a_choice(field, v))
+    let parse = |field: &str, v: &str| -> Result<Option<ContentType>, ApiError> {
+        match ContentType::ALL.into_iter().find(|t| t.pulp_name() == v) {
+            Some(t) => Ok(Some(t)),
+            None if ops::ALL_PULP_TYPES.contains(&v) => Ok(None),
+            None => Err(not_a_choice(field, v)),
+        }
     };
     let one = match c.q_set("pulp_type") {
-        Some(v) => Some(vec![parse("pulp_type", v)?]),
+        Some(v) => Some(parse("pulp_type", v)?.into_iter().collect::<Vec<_>>()),
         None => None,
     };
     let any = match c.q_list("pulp_type__in") {
-        Some(vs) => Some(
-            vs.iter()
-                .map(|v| parse("pulp_type__in", v))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(vs) => {
+            let mut ts = Vec::new();
+            for v in &vs {
+                ts.extend(parse("pulp_type__in", v)?);
+            }
+            Some(ts)
+        }
         None => None,
     };
     Ok(match (one, any) {
@@ -187,6 +208,7 @@ mod tests {
     fn the_declared_pulp_types_are_the_content_types() {
         let names: Vec<&str> = ContentType::ALL.iter().map(|t| t.pulp_name()).collect();
         assert_eq!(ops::PULP_TYPES, &names[..]);
+        assert!(names.iter().all(|n| ops::ALL_PULP_TYPES.contains(n)));
     }
 
     #[test]

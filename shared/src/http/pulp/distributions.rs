@@ -22,14 +22,17 @@ pub(super) async fn list(c: &Ctx<'_>) -> Answer {
             .into_iter()
             .find_map(|k| id_by_href(r, |id| render::repo_href(id, k)).map(|id| (id, k)))
     });
+    let mut names = c.names(render::dist_href, |id| {
+        format!("prn:container.containerdistribution:{id}")
+    });
+    names.labels = c.labels()?;
     let f = DistributionFilter {
-        names: c.names(render::dist_href, |id| {
-            format!("prn:container.containerdistribution:{id}")
-        }),
+        names,
         base_path: c.q_owned("base_path"),
         base_path_in: c.q_list("base_path__in"),
         base_path_contains: c.q_owned("base_path__contains"),
         base_path_icontains: c.q_owned("base_path__icontains"),
+        namespace_name: c.q_owned("namespace__name"),
         repository,
     };
     let page = c.paging()?;

@@ -16,6 +16,8 @@ mod content;
 mod distributions;
 mod errors;
 pub mod input;
+mod lookups;
+mod namespaces;
 pub mod openapi;
 pub mod ops;
 mod remotes;
@@ -24,6 +26,7 @@ mod repositories;
 mod system;
 mod tasks;
 mod versions;
+mod workers;
 
 use std::sync::Arc;
 
@@ -32,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -40,7 +44,8 @@ use self::errors::json_response;
 pub use self::errors::ApiError;
 use self::input::Input;
 use self::ops::{Matched, OpId, Route};
-use crate::services::{Catalog, Login, Manage, NameFilter, Users};
+use crate::domain::LabelSelect;
+use crate::services::{Catalog, Login, Manage, NameFilter, TimeRange, Users};
 use crate::store::{Listing, Page, RepositoryKind, ResourceRef, Task, TaskState, User};
 
 /// The versions the OpenAPI document claims (the CLI checks `core >= 3.49`, `container >= 2.19`).
@@ -251,6 +256,56 @@ impl Ctx<'_> {
                     })
                     .collect()
             }),
+            ..NameFilter::default()
+        }
+    }
+
+    /// `pulp_label_select`, parsed.
+    fn labels(&self) -> Result<Option<LabelSelect>, ApiError> {
+        self.q_set("pulp_label_select")
+            .map(|s| LabelSelect::parse(s).map_err(|e| ApiError::field("pulp_label_select", e)))
+            .transpose()
+    }
+
+    /// A time parameter as django-filter's `IsoDateTimeFilter` reads it: ISO 8601, with an
+    /// offset or in UTC without one.
+    fn time(&self, k: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(v) = self.q_set(k) else { return Ok(None) };
+        if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
+        [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(v, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .map(|t| Some(t.and_utc()))
+        .ok_or_else(|| ApiError::field(k, "Enter a valid date/time."))
+    }
+
+    /// The range `{prefix}__gte` and `{prefix}__lte` give.
+    fn time_range(&self, prefix: &str) -> Result<TimeRange, ApiError> {
+        Ok(TimeRange {
+            from: self.time(&format!("{prefix}__gte"))?,
+            to: self.time(&format!("{prefix}__lte"))?,
+        })
+    }
+
+    /// A boolean parameter as django-filter's `BooleanFilter` reads it.
+    fn boolean(&self, k: &str) -> Result<Option<bool>, ApiError> {
+        match self.q_set(k) {
+            None => Ok(None),
+            Some("true" | "True" | "1") => Ok(Some(true)),
+            Some("false" | "False" | "0") => Ok(Some(false)),
+            Some(_) => Err(ApiError::field(k, "Select a valid choice.")),
         }
     }
 }
@@ -418,7 +473,13 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         SignatureRead => content::read(c, Signature).await,
         ContentList => content::list_any(c).await,
         OrphansCleanup => system::orphans_cleanup(c).await,
-        Status => system::status(c),
+        Status => system::status(c).await,
+        NamespaceList => namespaces::list(c).await,
+        NamespaceCreate => namespaces::create(c).await,
+        NamespaceRead => namespaces::read(c).await,
+        NamespaceDelete => namespaces::delete(c).await,
+        WorkerList => workers::list(c).await,
+        WorkerRead => workers::read(c).await,
     }
 }
 

@@ -20,11 +20,21 @@ fn schema(t: ParamType) -> Value {
     match t {
         ParamType::String => json!({"type": "string"}),
         ParamType::Integer => json!({"type": "integer"}),
+        ParamType::Number => json!({"type": "number"}),
         ParamType::Boolean => json!({"type": "boolean"}),
-        ParamType::StringArray => json!({"type": "array", "items": {"type": "string"}}),
+        ParamType::DateTime => json!({"type": "string", "format": "date-time"}),
+        ParamType::Uuid => json!({"type": "string", "format": "uuid"}),
+        ParamType::StringArray | ParamType::Fields => json!({"type": "array", "items": {"type": "string"}}),
         ParamType::Choice(values) => json!({"type": "string", "enum": values}),
-        ParamType::ChoiceArray(values) => json!({"type": "array", "items": {"type": "string", "enum": values}}),
+        ParamType::ChoiceArray(values) | ParamType::MultiChoice(values) => {
+            json!({"type": "array", "items": {"type": "string", "enum": values}})
+        }
         ParamType::UuidArray => json!({"type": "array", "items": {"type": "string", "format": "uuid"}}),
+        ParamType::DateTimeArray => json!({"type": "array", "items": {"type": "string", "format": "date-time"}}),
+        ParamType::Ordering(fields) => {
+            let values: Vec<String> = fields.iter().flat_map(|f| [format!("-{f}"), (*f).to_owned()]).collect();
+            json!({"type": "array", "items": {"type": "string", "enum": values}})
+        }
     }
 }
 
@@ -40,7 +50,7 @@ pub fn openapi(core_version: &str, container_version: &str) -> Value {
             let mut p = json!({"name": name, "in": "query", "schema": schema(*t)});
             if t.is_array() {
                 p["style"] = json!("form");
-                p["explode"] = json!(false);
+                p["explode"] = json!(t.is_exploded());
             }
             params.push(p);
         }

@@ -63,29 +63,60 @@ pub enum OpId {
     ContentList,
     OrphansCleanup,
     Status,
+    NamespaceList,
+    NamespaceCreate,
+    NamespaceRead,
+    NamespaceDelete,
+    WorkerList,
+    WorkerRead,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     String,
     Integer,
+    Number,
     Boolean,
+    /// A string in ISO 8601 (`format: date-time`).
+    DateTime,
+    /// A string holding a UUID (`format: uuid`).
+    Uuid,
+    /// A list of strings, comma-separated (django-filter's `…InFilter`).
     StringArray,
     /// One of these strings.
     Choice(&'static [&'static str]),
-    /// A list of these strings.
+    /// A list of these strings, comma-separated.
     ChoiceArray(&'static [&'static str]),
-    /// A list of UUIDs.
+    /// A list of these strings, the parameter repeated for each (`MultipleChoiceFilter`).
+    MultiChoice(&'static [&'static str]),
+    /// A list of UUIDs, comma-separated.
     UuidArray,
+    /// A list of ISO 8601 times, comma-separated (`…__range`).
+    DateTimeArray,
+    /// A list of strings, the parameter repeated for each (`fields`, `exclude_fields`).
+    Fields,
+    /// `ordering` by these fields, each ascending or descending (`-field`), comma-separated.
+    Ordering(&'static [&'static str]),
 }
 
 impl ParamType {
-    /// Sent as a list (comma-separated).
+    /// Sent as a list.
     pub fn is_array(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            ParamType::StringArray | ParamType::ChoiceArray(_) | ParamType::UuidArray
+            ParamType::String
+                | ParamType::Integer
+                | ParamType::Number
+                | ParamType::Boolean
+                | ParamType::DateTime
+                | ParamType::Uuid
+                | ParamType::Choice(_)
         )
+    }
+
+    /// A list sent as the parameter repeated (OpenAPI's `explode: true`), not comma-separated.
+    pub fn is_exploded(self) -> bool {
+        matches!(self, ParamType::MultiChoice(_) | ParamType::Fields)
     }
 }
 
@@ -105,15 +136,197 @@ pub struct Op {
     pub tag: &'static str,
 }
 
-use ParamType::{Boolean as B, Integer as I, String as S, StringArray as A};
+// The query parameters of each operation, declared as pulpcore 3.85 and pulp_container 2.26
+// declare them (their filtersets as drf-spectacular renders them; checked against that
+// document by `tests/pulp_openapi.rs`). Berth declares a subset: only filters it applies.
+use ParamType::{Boolean as B, DateTime as DT, Fields as F, Integer as I, String as S, StringArray as A, Uuid as U};
 
-const READ: &[(&str, ParamType)] = &[("fields", A), ("exclude_fields", A)];
-const NAMED: &[(&str, ParamType)] = &[
+const READ: &[(&str, ParamType)] = &[("fields", F), ("exclude_fields", F)];
+
+/// The fields each list orders by (pulpcore's `filter_fields`/model fields of the filterset).
+const ORDER_REPO: &[&str] = &[
+    "description",
+    "name",
+    "next_version",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+    "retain_repo_versions",
+    "user_hidden",
+];
+const ORDER_REMOTE: &[&str] = &[
+    "ca_cert",
+    "client_cert",
+    "client_key",
+    "connect_timeout",
+    "download_concurrency",
+    "headers",
+    "max_retries",
+    "name",
+    "password",
+    "pk",
+    "policy",
+    "proxy_password",
+    "proxy_url",
+    "proxy_username",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+    "rate_limit",
+    "sock_connect_timeout",
+    "sock_read_timeout",
+    "tls_validation",
+    "total_timeout",
+    "url",
+    "username",
+];
+const ORDER_NAMESPACE: &[&str] = &["name", "pk", "pulp_created", "pulp_id", "pulp_last_updated"];
+const ORDER_WORKER: &[&str] = &[
+    "last_heartbeat",
+    "name",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_last_updated",
+    "versions",
+];
+const ORDER_DIST: &[&str] = &[
+    "base_path",
+    "checkpoint",
+    "description",
+    "hidden",
+    "name",
+    "pk",
+    "private",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+];
+const ORDER_VERSION: &[&str] = &[
+    "complete",
+    "content_ids",
+    "info",
+    "number",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_last_updated",
+];
+const ORDER_TASK: &[&str] = &[
+    "deferred",
+    "enc_args",
+    "enc_kwargs",
+    "error",
+    "finished_at",
+    "immediate",
+    "logging_cid",
+    "name",
+    "pk",
+    "profile_options",
+    "pulp_created",
+    "pulp_id",
+    "pulp_last_updated",
+    "reserved_resources_record",
+    "started_at",
+    "state",
+    "unblocked_at",
+    "versions",
+];
+const ORDER_BLOB: &[&str] = &[
+    "digest",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+    "timestamp_of_interest",
+    "upstream_id",
+];
+const ORDER_MANIFEST: &[&str] = &[
+    "annotations",
+    "architecture",
+    "compressed_image_size",
+    "data",
+    "digest",
+    "is_bootable",
+    "is_flatpak",
+    "labels",
+    "media_type",
+    "os",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+    "schema_version",
+    "timestamp_of_interest",
+    "type",
+    "upstream_id",
+];
+const ORDER_TAG: &[&str] = &[
+    "name",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+    "timestamp_of_interest",
+    "upstream_id",
+];
+const ORDER_SIGNATURE: &[&str] = &[
+    "creator",
+    "data",
+    "digest",
+    "key_id",
+    "name",
+    "pk",
+    "pulp_created",
+    "pulp_id",
+    "pulp_labels",
+    "pulp_last_updated",
+    "pulp_type",
+    "timestamp",
+    "timestamp_of_interest",
+    "type",
+    "upstream_id",
+];
+
+/// The media types of pulp_container's manifest and tag `media_type` filters.
+pub const MEDIA_TYPES: &[&str] = &[
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+];
+/// The states of pulpcore's task `state` filter.
+pub const TASK_STATES: &[&str] = &[
+    "waiting",
+    "skipped",
+    "running",
+    "completed",
+    "failed",
+    "canceled",
+    "canceling",
+];
+
+/// Repositories (pulpcore's `RepositoryFilter` with `NameFilter` lookups).
+const REPOS: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", A),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_REPO)),
     ("prn__in", A),
     ("pulp_href__in", A),
     ("name", S),
@@ -123,12 +336,31 @@ const NAMED: &[(&str, ParamType)] = &[
     ("name__startswith", S),
     ("pulp_label_select", S),
 ];
+/// Remotes (pulpcore's `RemoteFilter`).
+const REMOTES: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_REMOTE)),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("name", S),
+    ("name__in", A),
+    ("name__contains", S),
+    ("name__icontains", S),
+    ("name__startswith", S),
+    ("pulp_label_select", S),
+    ("pulp_last_updated__gte", DT),
+    ("pulp_last_updated__lte", DT),
+];
+/// Distributions (pulp_container's `ContainerDistributionFilter`).
 const DISTS: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", A),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_DIST)),
     ("prn__in", A),
     ("pulp_href__in", A),
     ("name", S),
@@ -141,15 +373,62 @@ const DISTS: &[(&str, ParamType)] = &[
     ("base_path__in", A),
     ("base_path__contains", S),
     ("base_path__icontains", S),
-    ("repository", S),
-    ("repository__in", A),
+    ("namespace__name", S),
 ];
+/// Namespaces (pulp_container's `ContainerNamespaceFilter`).
+const NAMESPACES: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_NAMESPACE)),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("name", S),
+    ("name__iexact", S),
+    ("name__in", A),
+    ("name__contains", S),
+    ("name__icontains", S),
+    ("name__startswith", S),
+    ("name__istartswith", S),
+    ("name__regex", S),
+    ("name__iregex", S),
+];
+/// Workers (pulpcore's `WorkerFilter`).
+const WORKERS: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_WORKER)),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("name", S),
+    ("name__iexact", S),
+    ("name__in", A),
+    ("name__contains", S),
+    ("name__icontains", S),
+    ("name__startswith", S),
+    ("name__istartswith", S),
+    ("name__regex", S),
+    ("name__iregex", S),
+    ("last_heartbeat", DT),
+    ("last_heartbeat__lt", DT),
+    ("last_heartbeat__lte", DT),
+    ("last_heartbeat__gt", DT),
+    ("last_heartbeat__gte", DT),
+    ("last_heartbeat__range", ParamType::DateTimeArray),
+    ("last_heartbeat__isnull", B),
+    ("online", B),
+    ("missing", B),
+];
+/// Repository versions (pulpcore's `RepositoryVersionFilter`).
 const VERSIONS: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", A),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_VERSION)),
     ("prn__in", A),
     ("number", I),
     ("number__gt", I),
@@ -159,74 +438,107 @@ const VERSIONS: &[(&str, ParamType)] = &[
     ("content", S),
     ("content__in", A),
 ];
+/// Tasks (pulpcore's `TaskFilter`).
 const TASKS: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", A),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_TASK)),
     ("prn__in", A),
     ("pulp_href__in", A),
     ("name", S),
     ("name__contains", S),
     ("name__in", A),
-    ("state", S),
+    ("state", ParamType::Choice(TASK_STATES)),
     ("state__in", A),
-    ("worker", S),
-    ("worker__in", A),
+    ("worker", U),
+    ("worker__in", ParamType::UuidArray),
     ("reserved_resources", S),
     ("reserved_resources__in", A),
     ("exclusive_resources", S),
     ("exclusive_resources__in", A),
     ("shared_resources", S),
     ("shared_resources__in", A),
-    ("created_resources", S),
-    ("parent_task", S),
-    ("task_group", S),
+    ("created_resources", U),
+    ("parent_task", U),
+    ("task_group", U),
     ("logging_cid", S),
     ("logging_cid__contains", S),
-    ("started_at__gte", S),
-    ("started_at__lte", S),
-    ("finished_at__gte", S),
-    ("finished_at__lte", S),
+    ("started_at__gte", DT),
+    ("started_at__lte", DT),
+    ("finished_at__gte", DT),
+    ("finished_at__lte", DT),
 ];
-const CONTENT: &[(&str, ParamType)] = &[
+/// Blobs (pulp_container's `BlobFilter`).
+const BLOBS: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", A),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_BLOB)),
     ("prn__in", A),
     ("pulp_href__in", A),
+    ("pulp_label_select", S),
     ("repository_version", S),
     ("repository_version_added", S),
     ("repository_version_removed", S),
     ("digest", S),
     ("digest__in", A),
-    ("name", S),
-    ("name__in", A),
-    ("media_type", A),
-    ("orphaned_for", S),
-    ("is_signed", B),
 ];
-/// Tags: as pulp_container's `TagFilter`, `digest` is a list (form style, not exploded)
-/// matched against the tagged manifest's digest.
+/// Manifests (pulp_container's `ManifestFilter`).
+const MANIFESTS: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_MANIFEST)),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("pulp_label_select", S),
+    ("repository_version", S),
+    ("repository_version_added", S),
+    ("repository_version_removed", S),
+    ("digest", S),
+    ("digest__in", A),
+    ("media_type", ParamType::MultiChoice(MEDIA_TYPES)),
+    ("is_bootable", B),
+    ("is_flatpak", B),
+];
+/// Tags (pulp_container's `TagFilter`): `digest` is a list (form style, not exploded) matched
+/// against the tagged manifest's digest.
 const TAGS: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", A),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_TAG)),
     ("prn__in", A),
     ("pulp_href__in", A),
+    ("pulp_label_select", S),
     ("repository_version", S),
     ("repository_version_added", S),
     ("repository_version_removed", S),
     ("digest", A),
     ("name", S),
     ("name__in", A),
-    ("media_type", A),
-    ("orphaned_for", S),
+    ("media_type", ParamType::MultiChoice(MEDIA_TYPES)),
+];
+/// Signatures (pulp_container's `ManifestSignatureFilter`).
+const SIGNATURES: &[(&str, ParamType)] = &[
+    ("limit", I),
+    ("offset", I),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(ORDER_SIGNATURE)),
+    ("prn__in", A),
+    ("pulp_href__in", A),
+    ("pulp_label_select", S),
+    ("repository_version", S),
+    ("repository_version_added", S),
+    ("repository_version_removed", S),
+    ("digest", S),
+    ("digest__in", A),
 ];
 
 /// The content types of the generic content list's `pulp_type` filters, in pulpcore's order.
@@ -236,24 +548,38 @@ pub const PULP_TYPES: &[&str] = &[
     "container.tag",
     "container.signature",
 ];
+/// Every content type a Pulp with pulp_container has (pulpcore ships its own and pulp_file's):
+/// the choices of `pulp_type`; the types Berth does not have select nothing.
+pub const ALL_PULP_TYPES: &[&str] = &[
+    "container.blob",
+    "container.manifest",
+    "container.tag",
+    "container.signature",
+    "core.openpgp_publickey",
+    "core.openpgp_publicsubkey",
+    "core.openpgp_signature",
+    "core.openpgp_userattribute",
+    "core.openpgp_userid",
+    "core.publishedmetadata",
+    "file.file",
+];
 /// The generic content list, as pulpcore's `ContentFilter` with the `pulp_type` filters a
 /// generic list adds; `ordering` takes only the id there (`pk`).
 const ANY_CONTENT: &[(&str, ParamType)] = &[
     ("limit", I),
     ("offset", I),
-    ("fields", A),
-    ("exclude_fields", A),
-    ("ordering", ParamType::ChoiceArray(&["-pk", "pk"])),
+    ("fields", F),
+    ("exclude_fields", F),
+    ("ordering", ParamType::Ordering(&["pk"])),
     ("prn__in", A),
     ("pulp_href__in", A),
     ("pulp_id__in", ParamType::UuidArray),
-    ("pulp_type", ParamType::Choice(PULP_TYPES)),
-    ("pulp_type__in", ParamType::ChoiceArray(PULP_TYPES)),
+    ("pulp_type", ParamType::Choice(ALL_PULP_TYPES)),
+    ("pulp_type__in", ParamType::ChoiceArray(ALL_PULP_TYPES)),
     ("repository_version", S),
     ("repository_version_added", S),
     ("repository_version_removed", S),
 ];
-
 const REPO: &str = "/pulp/api/v3/repositories/container/container/{id}/";
 const REPO_V: &str = "/pulp/api/v3/repositories/container/container/{id}/versions/{n}/";
 const PUSH: &str = "/pulp/api/v3/repositories/container/container-push/{id}/";
@@ -261,6 +587,8 @@ const PUSH_V: &str = "/pulp/api/v3/repositories/container/container-push/{id}/ve
 const REMOTE: &str = "/pulp/api/v3/remotes/container/container/{id}/";
 const DIST: &str = "/pulp/api/v3/distributions/container/container/{id}/";
 const TASK: &str = "/pulp/api/v3/tasks/{id}/";
+const NAMESPACE: &str = "/pulp/api/v3/pulp_container/namespaces/{id}/";
+const WORKER: &str = "/pulp/api/v3/workers/{id}/";
 
 const R_HREF: Option<(&str, &str)> = Some(("container_container_repository_href", REPO));
 const RV_HREF: Option<(&str, &str)> = Some(("container_container_repository_version_href", REPO_V));
@@ -288,7 +616,7 @@ pub static OPS: &[Op] = &[
     op! {
         RepoList, "repositories_container_container_list", GET,
         "/pulp/api/v3/repositories/container/container/", None,
-        NAMED, false, 200, "Repositories: Container"
+        REPOS, false, 200, "Repositories: Container"
     },
     op! {
         RepoCreate, "repositories_container_container_create", POST,
@@ -373,7 +701,7 @@ pub static OPS: &[Op] = &[
     op! {
         PushList, "repositories_container_container_push_list", GET,
         "/pulp/api/v3/repositories/container/container-push/", None,
-        NAMED, false, 200, "Repositories: Container-Push"
+        REPOS, false, 200, "Repositories: Container-Push"
     },
     op! {
         PushRead, "repositories_container_container_push_read", GET,
@@ -433,7 +761,7 @@ pub static OPS: &[Op] = &[
     op! {
         RemoteList, "remotes_container_container_list", GET,
         "/pulp/api/v3/remotes/container/container/", None,
-        NAMED, false, 200, "Remotes: Container"
+        REMOTES, false, 200, "Remotes: Container"
     },
     op! {
         RemoteCreate, "remotes_container_container_create", POST,
@@ -513,7 +841,7 @@ pub static OPS: &[Op] = &[
     op! {
         BlobList, "content_container_blobs_list", GET,
         "/pulp/api/v3/content/container/blobs/", None,
-        CONTENT, false, 200, "Content: Blobs"
+        BLOBS, false, 200, "Content: Blobs"
     },
     op! {
         BlobRead, "content_container_blobs_read", GET,
@@ -523,7 +851,7 @@ pub static OPS: &[Op] = &[
     op! {
         ManifestList, "content_container_manifests_list", GET,
         "/pulp/api/v3/content/container/manifests/", None,
-        CONTENT, false, 200, "Content: Manifests"
+        MANIFESTS, false, 200, "Content: Manifests"
     },
     op! {
         ManifestRead, "content_container_manifests_read", GET,
@@ -543,7 +871,7 @@ pub static OPS: &[Op] = &[
     op! {
         SignatureList, "content_container_signatures_list", GET,
         "/pulp/api/v3/content/container/signatures/", None,
-        CONTENT, false, 200, "Content: Signatures"
+        SIGNATURES, false, 200, "Content: Signatures"
     },
     op! {
         SignatureRead, "content_container_signatures_read", GET,
@@ -559,6 +887,36 @@ pub static OPS: &[Op] = &[
         OrphansCleanup, "orphans_cleanup_cleanup", POST,
         "/pulp/api/v3/orphans/cleanup/", None,
         &[], true, 202, "Orphans: Cleanup"
+    },
+    op! {
+        NamespaceList, "pulp_container_namespaces_list", GET,
+        "/pulp/api/v3/pulp_container/namespaces/", None,
+        NAMESPACES, false, 200, "Pulp_Container/Namespaces"
+    },
+    op! {
+        NamespaceCreate, "pulp_container_namespaces_create", POST,
+        "/pulp/api/v3/pulp_container/namespaces/", None,
+        &[], true, 201, "Pulp_Container/Namespaces"
+    },
+    op! {
+        NamespaceRead, "pulp_container_namespaces_read", GET,
+        NAMESPACE, Some(("container_container_namespace_href", NAMESPACE)),
+        READ, false, 200, "Pulp_Container/Namespaces"
+    },
+    op! {
+        NamespaceDelete, "pulp_container_namespaces_delete", DELETE,
+        NAMESPACE, Some(("container_container_namespace_href", NAMESPACE)),
+        &[], false, 202, "Pulp_Container/Namespaces"
+    },
+    op! {
+        WorkerList, "workers_list", GET,
+        "/pulp/api/v3/workers/", None,
+        WORKERS, false, 200, "Workers"
+    },
+    op! {
+        WorkerRead, "workers_read", GET,
+        WORKER, Some(("worker_href", WORKER)),
+        READ, false, 200, "Workers"
     },
     Op {
         id: OpId::Status,

@@ -11,13 +11,18 @@ use super::errors::{json_response, message};
 use super::{render, Answer, ApiError, Ctx};
 use crate::domain::filter::TagFilter;
 use crate::domain::RepoName;
-use crate::services::check_url_shape;
+use crate::services::{check_url_shape, RemoteFilter};
 use crate::store::{Policy, Remote, RemoteHeaders, ResourceRef};
 
 pub(super) async fn list(c: &Ctx<'_>) -> Answer {
-    let names = c.names(render::remote_href, |id| format!("prn:container.containerremote:{id}"));
+    let mut names = c.names(render::remote_href, |id| format!("prn:container.containerremote:{id}"));
+    names.labels = c.labels()?;
+    let f = RemoteFilter {
+        names,
+        updated: c.time_range("pulp_last_updated")?,
+    };
     let page = c.paging()?;
-    let listing = c.catalog().remotes(&names, page).await?;
+    let listing = c.catalog().remotes(&f, page).await?;
     c.page(page, listing.map(|r| render::remote(&r)))
 }
 

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use crate::domain::{ContentKey, ContentSummary, ContentType};
 use crate::store::{
-    content_id, Distribution, ManifestRecord, Remote, RemoteHeaders, Repository, RepositoryKind, RepositoryVersion,
-    ResourceRef, Task,
+    content_id, Distribution, ManifestRecord, Namespace, Remote, RemoteHeaders, Repository, RepositoryKind,
+    RepositoryVersion, ResourceRef, Task, WorkerRecord,
 };
 
 pub const API: &str = "/pulp/api/v3/";
@@ -43,6 +43,22 @@ pub fn task_href(id: Uuid) -> String {
     format!("{API}tasks/{id}/")
 }
 
+pub fn namespace_href(id: Uuid) -> String {
+    format!("{API}pulp_container/namespaces/{id}/")
+}
+
+pub fn namespace_prn(id: Uuid) -> String {
+    format!("prn:container.containernamespace:{id}")
+}
+
+pub fn worker_href(id: Uuid) -> String {
+    format!("{API}workers/{id}/")
+}
+
+pub fn worker_prn(id: Uuid) -> String {
+    format!("prn:core.worker:{id}")
+}
+
 pub fn content_path(ty: ContentType) -> &'static str {
     match ty {
         ContentType::Blob => "blobs",
@@ -70,6 +86,7 @@ pub fn resource_href(r: &ResourceRef) -> String {
         } => version_href(*repository, *kind, *number),
         ResourceRef::Remote { id } => remote_href(*id),
         ResourceRef::Distribution { id } => dist_href(*id),
+        ResourceRef::Namespace { id } => namespace_href(*id),
     }
 }
 
@@ -81,6 +98,7 @@ fn resource_prn(r: &ResourceRef) -> String {
         }
         ResourceRef::Remote { id } => format!("prn:container.containerremote:{id}"),
         ResourceRef::Distribution { id } => format!("prn:container.containerdistribution:{id}"),
+        ResourceRef::Namespace { id } => namespace_prn(*id),
     }
 }
 
@@ -222,9 +240,33 @@ pub fn distribution(d: &Distribution, kind: Option<RepositoryKind>, host: &str) 
         "no_content_change_since": null,
         "registry_path": format!("{host}/{}", d.base_path),
         "remote": null,
-        "namespace": null,
+        "namespace": d.namespace.map(namespace_href),
         "private": d.private,
         "description": d.description,
+    })
+}
+
+pub fn namespace(ns: &Namespace) -> Value {
+    json!({
+        "pulp_href": namespace_href(ns.id),
+        "prn": namespace_prn(ns.id),
+        "pulp_created": ts(&ns.created),
+        "pulp_last_updated": ts(&ns.updated),
+        "name": ns.name,
+        "pulp_labels": ns.pulp_labels,
+    })
+}
+
+pub fn worker(w: &WorkerRecord) -> Value {
+    json!({
+        "pulp_href": worker_href(w.id),
+        "prn": worker_prn(w.id),
+        "pulp_created": ts(&w.created),
+        "pulp_last_updated": ts(&w.last_heartbeat),
+        "name": w.name,
+        "last_heartbeat": ts(&w.last_heartbeat),
+        "versions": w.versions,
+        "current_task": w.current_task.map(task_href),
     })
 }
 

@@ -19,7 +19,8 @@ use crate::services::{CopySelection, CopySource};
 use crate::store::{Repository, RepositoryKind, RepositoryVersion, ResourceRef};
 
 pub(super) async fn list(c: &Ctx<'_>, kind: RepositoryKind) -> Answer {
-    let names = c.names(|id| render::repo_href(id, kind), |id| render::repo_prn(id, kind));
+    let mut names = c.names(|id| render::repo_href(id, kind), |id| render::repo_prn(id, kind));
+    names.labels = c.labels()?;
     let page = c.paging()?;
     let listing = c.catalog().repositories(kind, &names, page).await?;
     c.page(page, listing.map(|r| render::repository(&r)))

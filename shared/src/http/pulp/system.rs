@@ -26,13 +26,15 @@ pub(super) async fn orphans_cleanup(c: &Ctx<'_>) -> Answer {
     c.task(&t)
 }
 
-pub(super) fn status(c: &Ctx<'_>) -> Answer {
+/// The status document; its online workers are those the worker list calls online.
+pub(super) async fn status(c: &Ctx<'_>) -> Answer {
+    let workers = c.manage().online_workers().await?;
     c.ok(json!({
         "versions": [
             {"component": "core", "version": CORE_VERSION, "package": "berth", "module": "berth", "domain_compatible": false},
             {"component": "container", "version": CONTAINER_VERSION, "package": "berth", "module": "berth", "domain_compatible": false}
         ],
-        "online_workers": [{"name": "berth", "last_heartbeat": render::ts(&Utc::now())}],
+        "online_workers": workers.iter().map(render::worker).collect::<Vec<_>>(),
         "online_api_apps": [{"name": "berth", "last_heartbeat": render::ts(&Utc::now())}],
         "online_content_apps": [{"name": "berth", "last_heartbeat": render::ts(&Utc::now())}],
         "database_connection": {"connected": true},

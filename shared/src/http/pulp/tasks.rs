@@ -25,6 +25,7 @@ pub(super) async fn list(c: &Ctx<'_>) -> Answer {
             resources.push((which, wanted));
         }
     }
+    // no task has a worker, a parent or a group (they are rendered null)
     let f = TaskFilter {
         names: c.names(render::task_href, |id| format!("prn:core.task:{id}")),
         states: c
@@ -32,6 +33,12 @@ pub(super) async fn list(c: &Ctx<'_>) -> Answer {
             .map(|s| s.iter().filter_map(|x| TaskState::parse(x)).collect()),
         resources,
         logging_cid: c.q_owned("logging_cid"),
+        logging_cid_contains: c.q_owned("logging_cid__contains"),
+        started: c.time_range("started_at")?,
+        finished: c.time_range("finished_at")?,
+        nothing: ["worker", "worker__in", "parent_task", "task_group"]
+            .iter()
+            .any(|k| c.q_set(k).is_some()),
     };
     let page = c.paging()?;
     let listing = c.catalog().tasks(&f, render::resource_href, page).await?;
