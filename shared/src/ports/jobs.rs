@@ -115,6 +115,7 @@ impl Job {
     pub fn task(&self) -> Option<Uuid> {
         match &self.kind {
             JobKind::Sync(s) => Some(s.task),
+            JobKind::Repair(r) => Some(r.task),
             JobKind::Orphans(o) => Some(o.task),
             #[cfg(test)]
             JobKind::Test { .. } => None,

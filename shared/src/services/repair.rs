@@ -31,6 +31,7 @@
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; a
 //! service.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -373,23 +374,56 @@ impl Run<'_> {
                     .content(self.repo.id, self.job.version, ty, after.as_ref(), PAGE)
                     .await?;
                 let n = page.len();
+                // once the run must stop, units not started yet are skipped and those in
+                // flight finish, so no unit is left half repaired and none is counted twice
+                let stopping = AtomicBool::new(false);
                 let mut units = futures::stream::iter(page)
-                    .map(|key| self.unit(key))
+                    .map(|key| {
+                        let stopping = &stopping;
+                        async move {
+                            if stopping.load(Ordering::Relaxed) {
+                                return Ok(None);
+                            }
+                            self.unit(key).await.map(Some)
+                        }
+                    })
                     .buffered(REPAIR_CONCURRENCY);
+                let mut stop: Option<Stop> = None;
                 while let Some(checked) = units.next().await {
-                    let checked = checked?;
+                    let checked = match checked {
+                        Ok(Some(c)) => c,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            stopping.store(true, Ordering::Relaxed);
+                            stop.get_or_insert(Stop::Store(e));
+                            continue;
+                        }
+                    };
+                    // units come in order: all before this one are done, unless one failed
+                    if matches!(stop, Some(Stop::Store(_))) {
+                        continue;
+                    }
                     at.tally.add(&checked);
                     at.after = Some(checked.key.encode());
+                    if stop.is_some() {
+                        continue;
+                    }
                     if self.deadline_ms.is_some_and(|d| Utc::now().timestamp_millis() >= d) {
-                        return Err(Stop::Deadline);
+                        stopping.store(true, Ordering::Relaxed);
+                        stop = Some(Stop::Deadline);
+                        continue;
                     }
                     if last_poll.elapsed() >= self.svc.settings.poll {
                         last_poll = Instant::now();
                         let t = tasks.progress(self.job.task, Some(at.tally.reports("running"))).await?;
                         if t.is_none_or(|t| matches!(t.state, TaskState::Canceling | TaskState::Canceled)) {
-                            return Err(Stop::Canceled);
+                            stopping.store(true, Ordering::Relaxed);
+                            stop = Some(Stop::Canceled);
                         }
                     }
+                }
+                if let Some(stop) = stop {
+                    return Err(stop);
                 }
                 if n < PAGE {
                     break;
