@@ -26,6 +26,15 @@ use super::{decode, encode, num, Membership, RepositoryVersion, Store, VersionWr
 use crate::domain::{ContentKey, ContentSummary};
 use crate::ports::{Cond, Query, StoreError, Write};
 
+/// A squashed version's neighbours and what the next one changes against the previous one
+/// once it is gone.
+pub(super) type Squashed = (
+    Option<RepositoryVersion>,
+    RepositoryVersion,
+    Vec<ContentKey>,
+    Vec<ContentKey>,
+);
+
 /// What a version deletion came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deleted {
@@ -79,10 +88,12 @@ impl Store {
             format!("v#{}", num(number)),
             Cond::Any,
         )];
+        let mut log = None;
         let outcome = match (&prev, &next) {
             (None, None) => return Ok(Deleted::LastRemaining),
             (_, Some(next)) => {
                 let (added, removed) = self.squashed_log(repo.id, &doomed, prev.as_ref(), next).await?;
+                log = Some((prev.clone(), next.clone(), added.clone(), removed.clone()));
                 let base = prev.as_ref().map(|p| p.content_summary.clone()).unwrap_or_default();
                 let mut v = next.clone();
                 v.base_version = prev.as_ref().map(|p| p.number);
@@ -117,7 +128,7 @@ impl Store {
         }
         w.rev = rev;
         w.repo = now;
-        self.finish_deletion(w).await?;
+        self.finish_deletion(w, log).await?;
         Ok(outcome)
     }
 
@@ -173,8 +184,9 @@ impl Store {
     }
 
     /// Tidies the rows of the deleted version the repository notes, then clears the note.
-    /// Runs under the writer's lease, right after the deletion or after a crash.
-    pub(super) async fn finish_deletion(&self, w: &mut VersionWriter) -> Result<(), WriteError> {
+    /// Runs under the writer's lease, right after the deletion (with the squashed change log
+    /// it computed) or after a crash.
+    pub(super) async fn finish_deletion(&self, w: &mut VersionWriter, log: Option<Squashed>) -> Result<(), WriteError> {
         let repo = w.repo.clone();
         let Some(number) = repo.deleted_version else {
             return Ok(());
@@ -183,7 +195,7 @@ impl Store {
             // the latest was deleted: undo its changes
             self.undo_changes(repo.id, number).await?;
         } else {
-            self.fold_rows(&repo, number).await?;
+            self.fold_rows(&repo, number, log).await?;
         }
         let mut after = repo.clone();
         after.deleted_version = None;
@@ -205,13 +217,19 @@ impl Store {
     /// The rows of version `number`, squashed into the next version: the next version's change
     /// log is rewritten against the version before, the rows only the deleted version held
     /// go, and the deleted version's change log last (it names what is still to be judged).
-    async fn fold_rows(&self, repo: &super::Repository, number: u64) -> Result<(), StoreError> {
-        let prev = self.neighbour(repo, number, true).await?;
-        let Some(next) = self.neighbour(repo, number, false).await? else {
-            return Ok(());
+    async fn fold_rows(&self, repo: &super::Repository, number: u64, log: Option<Squashed>) -> Result<(), StoreError> {
+        let (prev, next, added, removed) = match log {
+            Some(log) => log,
+            None => {
+                let prev = self.neighbour(repo, number, true).await?;
+                let Some(next) = self.neighbour(repo, number, false).await? else {
+                    return Ok(());
+                };
+                let doomed = RepositoryVersion { number, ..next.clone() };
+                let (added, removed) = self.squashed_log(repo.id, &doomed, prev.as_ref(), &next).await?;
+                (prev, next, added, removed)
+            }
         };
-        let doomed = RepositoryVersion { number, ..next.clone() };
-        let (added, removed) = self.squashed_log(repo.id, &doomed, prev.as_ref(), &next).await?;
         let next_log = format!("changes#{}#{}", repo.id, num(next.number));
         let want: BTreeSet<String> = added
             .iter()
@@ -241,5 +259,61 @@ impl Store {
             self.t.delete(&log, &row.sk, Cond::Any).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::lists::tests::Counting;
+    use crate::store::{Repository, RepositoryKind};
+
+    fn blob(i: u64) -> ContentKey {
+        ContentKey::Blob(crate::domain::Digest::sha256_of(&i.to_le_bytes()))
+    }
+
+    /// Reads a deletion takes after `history` versions, each adding two blobs and removing one.
+    async fn reads_to_delete(history: u64, which: impl Fn(u64) -> u64) -> usize {
+        let table = Arc::new(Counting::default());
+        let store = Store::new(table.clone());
+        let repo = Repository::new("r", RepositoryKind::Mirror);
+        store.create_repository(&repo).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        for n in 1..=history {
+            let mut w = store.begin_write(repo.id, "w", ttl, Duration::ZERO).await.unwrap();
+            w.add(blob(2 * n)).await.unwrap();
+            w.add(blob(2 * n + 1)).await.unwrap();
+            if n > 1 {
+                w.remove(blob(2 * n - 2)).await.unwrap();
+            }
+            w.commit(None).await.unwrap().unwrap();
+        }
+        let before = table.reads.load(Ordering::SeqCst);
+        store
+            .delete_version(repo.id, which(history), "d", ttl, Duration::ZERO)
+            .await
+            .unwrap();
+        table.reads.load(Ordering::SeqCst) - before
+    }
+
+    /// Deleting a version reads its change log and its successor's, never the history before
+    /// them: the same reads after 10 versions and after 60.
+    #[tokio::test]
+    async fn a_deletion_costs_the_same_whatever_the_history() {
+        for (name, which) in [
+            ("a middle version", (|h| h / 2) as fn(u64) -> u64),
+            ("version 0", |_| 0),
+            ("the latest", |h| h),
+        ] {
+            let short = reads_to_delete(10, which).await;
+            let long = reads_to_delete(60, which).await;
+            assert_eq!(short, long, "{name}: {short} reads after 10 versions, {long} after 60");
+            println!("{name}: {short} reads");
+            assert!(short <= 30, "{name}: {short} reads");
+        }
     }
 }

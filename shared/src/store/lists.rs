@@ -334,7 +334,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -348,9 +348,9 @@ mod tests {
 
     /// A table that counts its reads (each one DynamoDB request on AWS).
     #[derive(Default)]
-    struct Counting {
+    pub(in crate::store) struct Counting {
         inner: MemoryTable,
-        reads: AtomicUsize,
+        pub(in crate::store) reads: AtomicUsize,
     }
 
     #[async_trait::async_trait]

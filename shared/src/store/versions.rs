@@ -94,7 +94,7 @@ impl Store {
         };
         w.store.clean_uncommitted(&w.repo).await?;
         if w.repo.deleted_version.is_some() {
-            self.finish_deletion(&mut w).await?;
+            self.finish_deletion(&mut w, None).await?;
         }
         Ok(w)
     }
