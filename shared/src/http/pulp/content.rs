@@ -7,7 +7,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ids_by_href, ops, render, versions, Answer, ApiError, Ctx};
+use super::{ids_by_href, ops, params, render, versions, Answer, ApiError, Ctx};
 use crate::domain::{ContentKey, ContentType};
 use crate::services::{AnyContentFilter, ContentFilter};
 use crate::store::{ContentOrder, ContentUnit};
@@ -106,7 +106,7 @@ fn pulp_types(c: &Ctx<'_>) -> Result<Option<Vec<ContentType>>, ApiError> {
     let parse = |field: &str, v: &str| -> Result<Option<ContentType>, ApiError> {
         match ContentType::ALL.into_iter().find(|t| t.pulp_name() == v) {
             Some(t) => Ok(Some(t)),
-            None if ops::ALL_PULP_TYPES.contains(&v) => Ok(None),
+            None if params::ALL_PULP_TYPES.contains(&v) => Ok(None),
             None => Err(not_a_choice(field, v)),
         }
     };
@@ -207,8 +207,8 @@ mod tests {
     #[test]
     fn the_declared_pulp_types_are_the_content_types() {
         let names: Vec<&str> = ContentType::ALL.iter().map(|t| t.pulp_name()).collect();
-        assert_eq!(ops::PULP_TYPES, &names[..]);
-        assert!(names.iter().all(|n| ops::ALL_PULP_TYPES.contains(n)));
+        assert_eq!(params::PULP_TYPES, &names[..]);
+        assert!(names.iter().all(|n| params::ALL_PULP_TYPES.contains(n)));
     }
 
     #[test]

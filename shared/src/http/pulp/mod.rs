@@ -20,6 +20,7 @@ mod lookups;
 mod namespaces;
 pub mod openapi;
 pub mod ops;
+pub mod params;
 mod remotes;
 pub mod render;
 mod repositories;
