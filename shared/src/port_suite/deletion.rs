@@ -19,13 +19,14 @@ use super::{blob, tag, Adapter, TTL};
 /// Every unit of version `n`.
 pub async fn content_of(store: &Store, id: Uuid, n: u64) -> BTreeSet<ContentKey> {
     let mut out = BTreeSet::new();
+    let r = store.repository(id).await.unwrap().unwrap();
     for ty in [
         ContentType::Blob,
         ContentType::Manifest,
         ContentType::Tag,
         ContentType::Signature,
     ] {
-        out.extend(store.content(id, n, ty, None, usize::MAX).await.unwrap());
+        out.extend(store.content(&r, n, ty, None, usize::MAX).await.unwrap());
     }
     out
 }

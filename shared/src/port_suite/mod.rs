@@ -12,6 +12,7 @@
 //! - [`blob`]: verified-before-visible (invariant 3), ranges, uploads, interrupted writes;
 //! - [`store`]: atomic version commit (invariant 1), serialized writers (invariant 2);
 //! - [`deletion`]: deleting versions (squashed into the next, or the latest reverted);
+//! - [`history`]: reads that cost the same however long a tag's history, the tag index;
 //! - [`names`]: unique names under racing creates (invariant 6), repairs, lease take-over;
 //! - [`namespaces`]: one namespace of racing creates, removals that race creates, workers'
 //!   heartbeats;
@@ -34,6 +35,7 @@ use crate::ports::{BlobStore, ByteRange, ByteStream, Table};
 
 pub mod blob;
 pub mod deletion;
+pub mod history;
 pub mod job;
 pub mod names;
 pub mod namespaces;
@@ -95,6 +97,7 @@ macro_rules! port_cases {
             retention: the_default_keeps_everything, no_retention_forgets, tasks_kept_forever, checkpoints;
             deletion: squashing_keeps_every_remaining_version, deleting_the_latest_reverts_it,
                 racing_deletions_and_a_writer;
+            history: reads_do_not_grow_with_a_tag_s_moves, an_older_repository_is_indexed_by_its_next_writer;
             orphan: candidates_and_references, a_unit_touched_meanwhile_stays, a_unit_added_meanwhile_stays;
             $($more)*
         );

@@ -112,8 +112,9 @@ pub async fn versions_commit_atomically(a: &impl Adapter) {
     assert!(!w.remove(blob(99)).await.unwrap());
     // readers of version 1 still see everything of version 1 while version 2 is staged
     assert!(store.contains(id, 1, &blob(1)).await.unwrap());
+    let r = store.repository(id).await.unwrap().unwrap();
     assert_eq!(
-        store.tag(id, 1, &Tag::parse("latest").unwrap()).await.unwrap(),
+        store.tag(&r, 1, &Tag::parse("latest").unwrap()).await.unwrap(),
         Some(Digest::sha256_of(&1u32.to_le_bytes()))
     );
     let v2 = w.commit(None).await.unwrap().unwrap();
@@ -125,17 +126,18 @@ pub async fn versions_commit_atomically(a: &impl Adapter) {
         "old versions are immutable"
     );
     assert!(!store.contains(id, 2, &blob(1)).await.unwrap());
+    let r = store.repository(id).await.unwrap().unwrap();
     assert_eq!(
-        store.tag(id, 2, &Tag::parse("latest").unwrap()).await.unwrap(),
+        store.tag(&r, 2, &Tag::parse("latest").unwrap()).await.unwrap(),
         Some(Digest::sha256_of(&2u32.to_le_bytes()))
     );
     assert_eq!(store.changes(id, 2, true).await.unwrap(), vec![tag("latest", 2)]);
     assert_eq!(store.changes(id, 2, false).await.unwrap().len(), 2);
     assert_eq!(
-        store.content(id, 2, ContentType::Blob, None, 10).await.unwrap().len(),
+        store.content(&r, 2, ContentType::Blob, None, 10).await.unwrap().len(),
         2
     );
-    assert_eq!(store.content(id, 1, ContentType::Blob, None, 2).await.unwrap().len(), 2);
+    assert_eq!(store.content(&r, 1, ContentType::Blob, None, 2).await.unwrap().len(), 2);
 
     // a write that changes nothing makes no version
     let mut w = store.begin_write(id, "w3", TTL, Duration::ZERO).await.unwrap();
@@ -249,11 +251,12 @@ pub async fn tags_paginate(a: &impl Adapter) {
         w.add(tag(n, i as u32)).await.unwrap();
     }
     w.commit(None).await.unwrap();
-    let latest = store.repository(id).await.unwrap().unwrap().latest_version;
+    let r = store.repository(id).await.unwrap().unwrap();
+    let latest = r.latest_version;
     let names = |v: Vec<Tag>| v.into_iter().map(|t| t.to_string()).collect::<Vec<_>>();
     assert_eq!(
-        names(store.tags(id, latest, None, 100).await.unwrap()),
+        names(store.tags(&r, latest, None, 100).await.unwrap()),
         ["a", "b", "c", "d", "latest"]
     );
-    assert_eq!(names(store.tags(id, latest, Some("b"), 2).await.unwrap()), ["c", "d"]);
+    assert_eq!(names(store.tags(&r, latest, Some("b"), 2).await.unwrap()), ["c", "d"]);
 }

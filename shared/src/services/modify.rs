@@ -90,7 +90,7 @@ impl Manage {
             CopySelection::Manifests { .. } => ContentType::Manifest,
         };
         let mut keys = Vec::new();
-        for k in store.content(source.id, number, ty, None, usize::MAX).await? {
+        for k in store.content(&source, number, ty, None, usize::MAX).await? {
             let keep = match (&k, &selection) {
                 (ContentKey::Tag { name, .. }, CopySelection::Tags { names }) => {
                     names.as_ref().is_none_or(|n| n.iter().any(|x| x == name.as_str()))
@@ -148,7 +148,7 @@ impl Manage {
             return Err(ManageError::invalid("digest", Invalid::ManifestNotInRepository));
         }
         let mut remove = Vec::new();
-        if let Some(old) = self.store().tag(repo.id, latest, &tag).await? {
+        if let Some(old) = self.store().tag(repo, latest, &tag).await? {
             if old == digest {
                 return Ok(None);
             }
@@ -169,7 +169,7 @@ impl Manage {
     }
 
     pub async fn untag(&self, repo: &Repository, tag: Tag) -> Result<Option<RepositoryVersion>> {
-        let Some(d) = self.store().tag(repo.id, repo.latest_version, &tag).await? else {
+        let Some(d) = self.store().tag(repo, repo.latest_version, &tag).await? else {
             return Err(ManageError::invalid("tag", Invalid::TagNotInRepository));
         };
         self.modify(repo, Vec::new(), vec![ContentKey::Tag { name: tag, manifest: d }])
@@ -207,7 +207,7 @@ impl Manage {
         let mut remove = Vec::new();
         for k in &all {
             if let ContentKey::Tag { name, manifest } = k {
-                if let Some(old) = self.store().tag(repo.id, repo.latest_version, name).await? {
+                if let Some(old) = self.store().tag(repo, repo.latest_version, name).await? {
                     if &old != manifest {
                         remove.push(ContentKey::Tag {
                             name: name.clone(),
@@ -222,7 +222,7 @@ impl Manage {
 
     /// Removes an image: the manifest, its tags, and the blobs only it used.
     pub async fn remove_image(&self, repo: &Repository, digest: &Digest) -> Result<Option<RepositoryVersion>> {
-        let keys = self.store().image_keys(repo.id, repo.latest_version, digest).await?;
+        let keys = self.store().image_keys(repo, repo.latest_version, digest).await?;
         if keys.is_empty() {
             return Err(ManageError::invalid("digest", Invalid::ManifestNotInRepository));
         }
@@ -238,7 +238,7 @@ impl Manage {
                 for ty in ContentType::ALL {
                     all.extend(
                         self.store()
-                            .content(repo.id, repo.latest_version, ty, None, usize::MAX)
+                            .content(repo, repo.latest_version, ty, None, usize::MAX)
                             .await?,
                     );
                 }

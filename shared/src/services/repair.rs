@@ -371,7 +371,7 @@ impl Run<'_> {
                 let page = self
                     .svc
                     .store
-                    .content(self.repo.id, self.job.version, ty, after.as_ref(), PAGE)
+                    .content(self.repo, self.job.version, ty, after.as_ref(), PAGE)
                     .await?;
                 let n = page.len();
                 // once the run must stop, units not started yet are skipped and those in

@@ -247,13 +247,20 @@ impl Store {
         // a row whose whole life fell between `prev` and `next` is in no version now
         let members = format!("members#{}", repo.id);
         let log = format!("changes#{}#{}", repo.id, num(number));
+        let born_after = prev.as_ref().map(|p| p.number);
         for row in self.t.query(&log, Query::prefix("")).await? {
-            let key = &row.sk[2..];
-            for r in self.t.query(&members, Query::prefix(format!("{key}#"))).await? {
-                let m: Membership = decode(&r)?;
-                let born_after_prev = prev.as_ref().is_none_or(|p| m.added > p.number);
-                if born_after_prev && m.removed.is_some_and(|x| x <= next.number) {
-                    self.t.delete(&members, &r.sk, Cond::Rev(r.rev)).await?;
+            let enc = &row.sk[2..];
+            if let Some(key) = ContentKey::decode(enc) {
+                // the rows born after `prev`: those that started in a version since deleted
+                let q = Query::prefix(format!("{enc}#")).after(born_after.map(|p| format!("{enc}#{}", num(p))));
+                for r in self.t.query(&members, q).await? {
+                    let m: Membership = decode(&r)?;
+                    if m.added > next.number {
+                        break;
+                    }
+                    if m.removed.is_some_and(|x| x <= next.number) {
+                        self.delete_member(repo.id, &key, m.added, Cond::Rev(r.rev)).await?;
+                    }
                 }
             }
             self.t.delete(&log, &row.sk, Cond::Any).await?;

@@ -264,8 +264,10 @@ impl Store {
             let these = match *set {
                 ContentSet::InVersion(repo, n) => {
                     let mut these = Vec::new();
-                    for ty in types {
-                        these.extend(self.content(repo, n, *ty, None, usize::MAX).await?);
+                    if let Some(repo) = self.repository(repo).await? {
+                        for ty in types {
+                            these.extend(self.content(&repo, n, *ty, None, usize::MAX).await?);
+                        }
                     }
                     these
                 }
@@ -547,9 +549,9 @@ pub(super) mod tests {
                 ("remotes", 1),
                 ("tasks", 1),
                 ("distributions", 1),
-                ("blobs of a version", 6),
+                ("blobs of a version", 7),
                 ("every blob", 6),
-                ("every type of a version", 9),
+                ("every type of a version", 10),
                 ("every type a version added", 6),
                 ("every unit of every type", 9),
                 ("namespaces", 1),

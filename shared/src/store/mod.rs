@@ -13,6 +13,7 @@
 //! | `repo#<id>` | `v#<number>` | [`RepositoryVersion`] (visible when `number <= latest_version`) |
 //! | `repo-names` | `<name>` | repository id (unique names) |
 //! | `members#<id>` | `<content key>#<version_added>` | [`Membership`] |
+//! | `tags#<id>` | `<tag>#<version_added>` | [`TagRow`]: the tag index (see `members.rs`) |
 //! | `changes#<id>#<number>` | `a#<content key>` / `r#<content key>` | what version `number` added / removed |
 //! | `pending#<id>` | `<digest>` | a blob uploaded to the repository, not yet in a version |
 //! | `dists` | `<base path>` | [`Distribution`] |
@@ -41,6 +42,7 @@
 mod deletion;
 mod lists;
 mod manage;
+mod members;
 mod model;
 mod namespaces;
 mod orphans;
@@ -61,6 +63,7 @@ use uuid::Uuid;
 pub use deletion::Deleted;
 pub use lists::{ContentOrder, ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;
+pub use members::TagRow;
 pub use model::*;
 pub use namespaces::NamespaceRemoval;
 pub use orphans::OrphanCandidate;
@@ -69,7 +72,7 @@ pub use repair::NameRepairs;
 pub use secrets::FieldKey;
 pub use versions::{VersionWriter, WriteError};
 
-use crate::domain::{ContentKey, ContentType, Digest, RepoName, Tag};
+use crate::domain::{ContentKey, ContentType, Digest, RepoName};
 use crate::ports::{Cond, Query, Row, StoreError, Table, Write};
 
 const PAGE: usize = 500;
@@ -344,122 +347,6 @@ impl Store {
         Ok(out)
     }
 
-    // ---- membership -------------------------------------------------------------------------
-
-    async fn member_rows(&self, repo: Uuid, key: &ContentKey) -> Result<Vec<(Row, Membership)>, StoreError> {
-        let rows = self
-            .t
-            .query(&format!("members#{repo}"), Query::prefix(format!("{}#", key.encode())))
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                let m: Membership = decode(&r)?;
-                Ok((r, m))
-            })
-            .collect()
-    }
-
-    /// Whether `key` is in version `number` of the repository.
-    pub async fn contains(&self, repo: Uuid, number: u64, key: &ContentKey) -> Result<bool, StoreError> {
-        Ok(self
-            .member_rows(repo, key)
-            .await?
-            .iter()
-            .any(|(_, m)| m.in_version(number)))
-    }
-
-    /// The manifest `tag` points to in version `number`.
-    pub async fn tag(&self, repo: Uuid, number: u64, tag: &Tag) -> Result<Option<Digest>, StoreError> {
-        let rows = self
-            .t
-            .query(&format!("members#{repo}"), Query::prefix(format!("t#{tag}#")))
-            .await?;
-        for row in &rows {
-            let m: Membership = decode(row)?;
-            if m.in_version(number) {
-                if let Some(ContentKey::Tag { manifest, .. }) = key_of_member(&row.sk) {
-                    return Ok(Some(manifest));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Content of one type in version `number`, in key order, after `after` (an encoded key),
-    /// at most `limit`.
-    pub async fn content(
-        &self,
-        repo: Uuid,
-        number: u64,
-        ty: ContentType,
-        after: Option<&ContentKey>,
-        limit: usize,
-    ) -> Result<Vec<ContentKey>, StoreError> {
-        let pk = format!("members#{repo}");
-        let mut cursor = after.map(|k| format!("{}#\u{7f}", k.encode()));
-        let mut out = Vec::new();
-        loop {
-            let rows = self
-                .t
-                .query(&pk, Query::prefix(ty.prefix()).after(cursor.clone()).limit(PAGE))
-                .await?;
-            let n = rows.len();
-            for row in &rows {
-                let m: Membership = decode(row)?;
-                if m.in_version(number) {
-                    if let Some(k) = key_of_member(&row.sk) {
-                        out.push(k);
-                        if out.len() >= limit {
-                            return Ok(out);
-                        }
-                    }
-                }
-            }
-            if n < PAGE {
-                return Ok(out);
-            }
-            cursor = rows.last().map(|r| r.sk.clone());
-        }
-    }
-
-    /// Tag names in version `number`, sorted, after `after`, at most `limit`.
-    pub async fn tags(
-        &self,
-        repo: Uuid,
-        number: u64,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Tag>, StoreError> {
-        let pk = format!("members#{repo}");
-        let mut cursor = after.map(|t| format!("t#{t}#\u{7f}"));
-        let mut out: Vec<Tag> = Vec::new();
-        loop {
-            let rows = self
-                .t
-                .query(&pk, Query::prefix("t#").after(cursor.clone()).limit(PAGE))
-                .await?;
-            let n = rows.len();
-            for row in &rows {
-                let m: Membership = decode(row)?;
-                if !m.in_version(number) {
-                    continue;
-                }
-                if let Some(ContentKey::Tag { name, .. }) = key_of_member(&row.sk) {
-                    if out.last() != Some(&name) {
-                        out.push(name);
-                        if out.len() >= limit {
-                            return Ok(out);
-                        }
-                    }
-                }
-            }
-            if n < PAGE {
-                return Ok(out);
-            }
-            cursor = rows.last().map(|r| r.sk.clone());
-        }
-    }
-
     /// What version `number` added (`added = true`) or removed.
     pub async fn changes(&self, repo: Uuid, number: u64, added: bool) -> Result<Vec<ContentKey>, StoreError> {
         let rows = self
@@ -475,9 +362,14 @@ impl Store {
     /// What removing the image `digest` from version `number` removes: the manifest, the
     /// tags pointing to it, and the blobs no other manifest of the version uses. Empty when
     /// the manifest is not in the version.
-    pub async fn image_keys(&self, repo: Uuid, number: u64, digest: &Digest) -> Result<Vec<ContentKey>, StoreError> {
+    pub async fn image_keys(
+        &self,
+        repo: &Repository,
+        number: u64,
+        digest: &Digest,
+    ) -> Result<Vec<ContentKey>, StoreError> {
         let mkey = ContentKey::Manifest(digest.clone());
-        if !self.contains(repo, number, &mkey).await? {
+        if !self.contains(repo.id, number, &mkey).await? {
             return Ok(Vec::new());
         }
         let mut keys = vec![mkey];

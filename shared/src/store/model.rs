@@ -94,6 +94,10 @@ pub struct Repository {
     /// the next one to take the lease, finishes the work (see `store/deletion.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_version: Option<u64>,
+    /// Whether the tag index (`tags#<id>`) holds every tag row, so tag reads use it. Set on
+    /// new repositories, and on older ones by their next writer (see `store/members.rs`).
+    #[serde(default)]
+    pub tag_index: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -121,6 +125,7 @@ impl Repository {
             recent_ops: VecDeque::new(),
             next_version: 0,
             deleted_version: None,
+            tag_index: true,
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{decode, encode, num, Membership, Repository, RepositoryVersion, Store, RECENT_OPS};
+use super::{encode, num, Membership, Repository, RepositoryVersion, Store, RECENT_OPS};
 use crate::domain::{ContentKey, ContentSummary};
 use crate::ports::{Cond, Query, StoreError};
 
@@ -93,6 +93,7 @@ impl Store {
             done: false,
         };
         w.store.clean_uncommitted(&w.repo).await?;
+        self.index_tags(&mut w).await?;
         if w.repo.deleted_version.is_some() {
             self.finish_deletion(&mut w, None).await?;
         }
@@ -129,21 +130,19 @@ impl Store {
     /// call finishes.
     pub(super) async fn undo_changes(&self, repo: Uuid, number: u64) -> Result<(), StoreError> {
         let changes = format!("changes#{repo}#{}", num(number));
-        let members = format!("members#{repo}");
         for row in self.t.query(&changes, Query::prefix("")).await? {
             let (op, key) = row.sk.split_at(2);
+            let Some(key) = ContentKey::decode(key) else {
+                self.t.delete(&changes, &row.sk, Cond::Any).await?;
+                continue;
+            };
             if op == "a#" {
-                self.t
-                    .delete(&members, &format!("{key}#{}", num(number)), Cond::Any)
-                    .await?;
-            } else {
-                let rows = self.t.query(&members, Query::prefix(format!("{key}#"))).await?;
-                for r in rows {
-                    let mut m: Membership = decode(&r)?;
-                    if m.removed == Some(number) {
-                        m.removed = None;
-                        self.t.put(&members, &r.sk, encode(&m)?, Cond::Rev(r.rev)).await?;
-                    }
+                self.delete_member(repo, &key, number, Cond::Any).await?;
+            } else if let Some((r, mut m)) = self.member_at(repo, &key, number.saturating_sub(1)).await? {
+                // the row it removed is the unit's last one before it
+                if m.removed == Some(number) {
+                    m.removed = None;
+                    self.put_member(repo, &key, &m, Cond::Rev(r.rev)).await?;
                 }
             }
             self.t.delete(&changes, &row.sk, Cond::Any).await?;
@@ -166,10 +165,6 @@ impl VersionWriter {
 
     fn next(&self) -> u64 {
         self.repo.next_number()
-    }
-
-    fn members(&self) -> String {
-        format!("members#{}", self.repo.id)
     }
 
     fn changes(&self) -> String {
@@ -196,19 +191,10 @@ impl VersionWriter {
         if self.removed.remove(&key) {
             // removed earlier in this write: undo the removal
             let next = self.next();
-            for r in self
-                .store
-                .t
-                .query(&self.members(), Query::prefix(format!("{enc}#")))
-                .await?
-            {
-                let mut m: Membership = decode(&r)?;
+            if let Some((r, mut m)) = self.store.member_at(self.repo.id, &key, self.base()).await? {
                 if m.removed == Some(next) {
                     m.removed = None;
-                    self.store
-                        .t
-                        .put(&self.members(), &r.sk, encode(&m)?, Cond::Rev(r.rev))
-                        .await?;
+                    self.store.put_member(self.repo.id, &key, &m, Cond::Rev(r.rev)).await?;
                 }
             }
             self.store
@@ -229,15 +215,7 @@ impl VersionWriter {
             added: self.next(),
             removed: None,
         };
-        self.store
-            .t
-            .put(
-                &self.members(),
-                &format!("{enc}#{}", num(self.next())),
-                encode(&m)?,
-                Cond::Any,
-            )
-            .await?;
+        self.store.put_member(self.repo.id, &key, &m, Cond::Any).await?;
         // the unit's id, and its index row rewritten after the row that references it (an
         // orphan cleanup running meanwhile relies on this order: see `orphans.rs`)
         self.store.record_content(&key).await?;
@@ -253,8 +231,7 @@ impl VersionWriter {
         let enc = key.encode();
         if self.added.remove(&key) {
             self.store
-                .t
-                .delete(&self.members(), &format!("{enc}#{}", num(self.next())), Cond::Any)
+                .delete_member(self.repo.id, &key, self.next(), Cond::Any)
                 .await?;
             self.store
                 .t
@@ -263,15 +240,11 @@ impl VersionWriter {
             return Ok(true);
         }
         let base = self.base();
-        let rows = self
+        let Some((row, mut m)) = self
             .store
-            .t
-            .query(&self.members(), Query::prefix(format!("{enc}#")))
-            .await?;
-        let Some((row, mut m)) = rows
-            .into_iter()
-            .filter_map(|r| decode::<Membership>(&r).ok().map(|m| (r, m)))
-            .find(|(_, m)| m.in_version(base))
+            .member_at(self.repo.id, &key, base)
+            .await?
+            .filter(|(_, m)| m.in_version(base))
         else {
             return Ok(false);
         };
@@ -281,8 +254,7 @@ impl VersionWriter {
             .await?;
         m.removed = Some(self.next());
         self.store
-            .t
-            .put(&self.members(), &row.sk, encode(&m)?, Cond::Rev(row.rev))
+            .put_member(self.repo.id, &key, &m, Cond::Rev(row.rev))
             .await?;
         self.removed.insert(key);
         Ok(true)

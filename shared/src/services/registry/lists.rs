@@ -15,7 +15,7 @@ impl Registry {
         let limit = n.unwrap_or(usize::MAX - 1);
         let mut tags = self
             .store
-            .tags(t.repo.id, t.version, last.map(Tag::as_str), limit.saturating_add(1))
+            .tags(&t.repo, t.version, last.map(Tag::as_str), limit.saturating_add(1))
             .await?;
         let more = tags.len() > limit;
         tags.truncate(limit);

@@ -20,7 +20,7 @@ impl Registry {
         let digest = match reference {
             Reference::Tag(tag) => self
                 .store
-                .tag(t.repo.id, t.version, tag)
+                .tag(&t.repo, t.version, tag)
                 .await?
                 .ok_or_else(|| RegistryError::ManifestUnknown(format!("tag {tag} not found")))?,
             Reference::Digest(d) => {

@@ -70,7 +70,7 @@ impl Registry {
             w.add(ContentKey::Blob(d.clone())).await?;
         }
         if let Reference::Tag(tag) = reference {
-            if let Some(old) = self.store.tag(repo.id, w.base(), tag).await? {
+            if let Some(old) = self.store.tag(w.repository(), w.base(), tag).await? {
                 if old != digest {
                     w.remove(ContentKey::Tag {
                         name: tag.clone(),
@@ -109,7 +109,7 @@ impl Registry {
             Reference::Tag(tag) => {
                 let digest = self
                     .store
-                    .tag(repo.id, base, tag)
+                    .tag(w.repository(), base, tag)
                     .await?
                     .ok_or_else(|| RegistryError::ManifestUnknown(format!("tag {tag} not found")))?;
                 w.remove(ContentKey::Tag {
@@ -119,7 +119,7 @@ impl Registry {
                 .await?;
             }
             Reference::Digest(d) => {
-                let keys = self.store.image_keys(repo.id, base, d).await?;
+                let keys = self.store.image_keys(w.repository(), base, d).await?;
                 if keys.is_empty() {
                     return Err(RegistryError::ManifestUnknown(format!("manifest {d} not found")));
                 }
@@ -155,7 +155,7 @@ impl Registry {
             .await?;
         for m in self
             .store
-            .content(repo.id, w.base(), ContentType::Manifest, None, usize::MAX)
+            .content(w.repository(), w.base(), ContentType::Manifest, None, usize::MAX)
             .await?
         {
             if let ContentKey::Manifest(md) = m {

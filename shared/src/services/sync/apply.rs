@@ -192,12 +192,12 @@ impl Run<'_> {
 
     /// Builds the new version from `desired`: additive or mirror.
     pub(super) async fn associate(&self, w: &mut VersionWriter, desired: BTreeSet<ContentKey>) -> Result<()> {
-        let repo = self.job.repository;
+        let repo = w.repository().clone();
         let base = w.base();
         let mut removals: Vec<ContentKey> = Vec::new();
         if self.job.mirror {
             for ty in ContentType::ALL {
-                for k in self.store().content(repo, base, ty, None, usize::MAX).await? {
+                for k in self.store().content(&repo, base, ty, None, usize::MAX).await? {
                     if !desired.contains(&k) {
                         removals.push(k);
                     }
@@ -206,7 +206,7 @@ impl Run<'_> {
         } else {
             for k in &desired {
                 if let ContentKey::Tag { name, manifest } = k {
-                    if let Some(old) = self.store().tag(repo, base, name).await? {
+                    if let Some(old) = self.store().tag(&repo, base, name).await? {
                         if &old != manifest {
                             removals.push(ContentKey::Tag {
                                 name: name.clone(),

@@ -372,8 +372,9 @@ impl H {
 
     async fn tags(&self) -> Vec<String> {
         let v = self.latest().await;
+        let r = self.store.repository(self.repo.id).await.unwrap().unwrap();
         self.store
-            .tags(self.repo.id, v, None, usize::MAX)
+            .tags(&r, v, None, usize::MAX)
             .await
             .unwrap()
             .into_iter()

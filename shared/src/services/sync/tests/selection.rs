@@ -35,12 +35,7 @@ async fn syncs_every_tag_with_progress_and_a_version() {
     assert_eq!((da.total, da.done), (Some(9), 9));
     let ac = report(&t, "associating.content").unwrap();
     assert_eq!(ac.done, 17);
-    for d in h
-        .store
-        .content(h.repo.id, 1, ContentType::Blob, None, 100)
-        .await
-        .unwrap()
-    {
+    for d in h.store.content(&h.repo, 1, ContentType::Blob, None, 100).await.unwrap() {
         let ContentKey::Blob(d) = d else { unreachable!() };
         assert!(h.blobs.stat(&d).await.unwrap().is_some());
         assert!(h.store.blob(&d).await.unwrap().is_some());
@@ -154,7 +149,7 @@ async fn a_moved_tag_replaces_the_old_tag_unit() {
     assert_eq!(h.tags().await, vec!["latest"]);
     let v = h.latest().await;
     assert_eq!(
-        h.store.tag(h.repo.id, v, &Tag::parse("latest").unwrap()).await.unwrap(),
+        h.store.tag(&h.repo, v, &Tag::parse("latest").unwrap()).await.unwrap(),
         Some(new)
     );
     // additive: the old manifest stays
