@@ -75,6 +75,15 @@ impl Digest {
         h.finish()
     }
 
+    /// The sha256 digest whose 32 bytes are `bytes`.
+    pub(super) fn from_sha256(bytes: [u8; 32]) -> Self {
+        let algorithm = Algorithm::Sha256;
+        Digest {
+            algorithm,
+            text: format!("{}:{}", algorithm.as_str(), hex::encode(bytes)),
+        }
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }

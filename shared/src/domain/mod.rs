@@ -1,4 +1,5 @@
-//! Pure domain types: digests, names, references, media types, manifests, content and versions.
+//! Pure domain types: digests (and a resumable SHA-256), names, references, media types,
+//! manifests, content and versions.
 //!
 //! Layering: `domain` imports nothing else of Berth and no I/O crate.
 
@@ -9,6 +10,7 @@ mod labels;
 pub mod manifest;
 pub mod media;
 mod names;
+mod resumable;
 pub mod url_policy;
 
 pub use content::{ContentKey, ContentSummary, ContentType, ContentTypeCounts};
@@ -16,6 +18,7 @@ pub use digest::{Algorithm, Digest, Hasher};
 pub use labels::LabelSelect;
 pub use manifest::{parse_manifest, DescriptorRef, ManifestKind, ParsedManifest};
 pub use names::{Reference, RepoName, Tag};
+pub use resumable::ResumableSha256;
 pub use url_policy::{PrivateNetworks, UrlPolicy};
 
 /// A value from a client that does not parse.

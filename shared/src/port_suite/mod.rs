@@ -22,7 +22,7 @@
 //!   version-making jobs (invariant 4).
 //!
 //! Tests that exercise one adapter only sit beside that adapter (`adapters/*.rs`), except the
-//! S3 and SQS ones, which stay in [`moto`].
+//! S3 and SQS ones, which stay in [`moto`] (S3's chunked uploads in [`moto_uploads`]).
 
 use std::io;
 use std::sync::Arc;
@@ -50,6 +50,8 @@ mod embedded;
 mod memory;
 #[cfg(feature = "moto")]
 pub(crate) mod moto;
+#[cfg(feature = "moto")]
+mod moto_uploads;
 
 /// One adapter's ports, fresh for every case.
 pub trait Adapter: Sized {

@@ -67,11 +67,11 @@ pub async fn blobs() -> S3BlobStore {
     s
 }
 
-fn raw_s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+pub(super) fn raw_s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(conf).force_path_style(true).build())
 }
 
-async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+pub(super) async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     let out = s3.list_objects_v2().bucket(bucket).prefix(prefix).send().await.unwrap();
     out.contents()
         .iter()
@@ -79,7 +79,7 @@ async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String
         .collect()
 }
 
-async fn open_multipart_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
+pub(super) async fn open_multipart_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> usize {
     let out = s3.list_multipart_uploads().bucket(bucket).send().await.unwrap();
     out.uploads().len()
 }
@@ -118,7 +118,7 @@ impl Adapter for Moto {
 port_cases!(Moto;);
 
 /// Bodies over one part go through a multipart upload of the final key, completed only
-/// when the digest matches; chunked uploads of any chunk sizes commit the same way.
+/// when the digest matches; chunked uploads of any chunk sizes commit too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_blobs() {
     let conf = config().await;
