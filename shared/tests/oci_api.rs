@@ -507,6 +507,24 @@ struct Counting {
     inner: berth::adapters::memory::MemoryTable,
     reads: std::sync::atomic::AtomicUsize,
     writes: std::sync::atomic::AtomicUsize,
+    /// The partitions written to.
+    written: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Counting {
+    fn new() -> Arc<Self> {
+        Arc::new(Counting {
+            inner: berth::adapters::memory::MemoryTable::new(),
+            reads: Default::default(),
+            writes: Default::default(),
+            written: Default::default(),
+        })
+    }
+
+    fn wrote(&self, pk: &str) {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.written.lock().unwrap().insert(pk.to_owned());
+    }
 }
 
 #[async_trait::async_trait]
@@ -523,11 +541,11 @@ impl berth::ports::Table for Counting {
         cond: berth::ports::Cond,
         expires_at: Option<u64>,
     ) -> Result<u64, berth::ports::StoreError> {
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wrote(pk);
         self.inner.put_expiring(pk, sk, value, cond, expires_at).await
     }
     async fn delete(&self, pk: &str, sk: &str, cond: berth::ports::Cond) -> Result<(), berth::ports::StoreError> {
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wrote(pk);
         self.inner.delete(pk, sk, cond).await
     }
     async fn query(
@@ -539,21 +557,19 @@ impl berth::ports::Table for Counting {
         self.inner.query(pk, q).await
     }
     async fn transact(&self, writes: Vec<berth::ports::Write>) -> Result<(), berth::ports::StoreError> {
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for w in &writes {
+            self.wrote(&w.pk);
+        }
         self.inner.transact(writes).await
     }
 }
 
 /// Serving a manifest by tag costs a fixed, small number of metadata reads (DynamoDB requests
 /// on AWS), however many tags and versions the repository has: the distribution, the
-/// repository, the tag's membership rows, the manifest record.
+/// repository, the tag's row in the tag index, the manifest record.
 #[tokio::test]
 async fn a_manifest_by_tag_costs_four_metadata_reads() {
-    let table = Arc::new(Counting {
-        inner: berth::adapters::memory::MemoryTable::new(),
-        reads: Default::default(),
-        writes: Default::default(),
-    });
+    let table = Counting::new();
     let jobs = Arc::new(berth::adapters::local_jobs::LocalJobQueue::new(table.clone()));
     let app = App::new(
         table.clone(),
@@ -580,5 +596,69 @@ async fn a_manifest_by_tag_costs_four_metadata_reads() {
         assert_eq!(r.status, StatusCode::OK);
         let reads = table.reads.load(std::sync::atomic::Ordering::SeqCst) - before;
         assert_eq!(reads, 4, "{reference}: reads per manifest GET by tag");
+    }
+}
+
+/// The partitions every repository shares. None of them is written by a push into an existing
+/// repository: on DynamoDB one partition takes about 1,000 writes a second, so a partition every
+/// push wrote would cap the whole registry.
+const REGISTRY_WIDE: &[&str] = &[
+    "stored",
+    "content#b#",
+    "content#m#",
+    "content#t#",
+    "content#s#",
+    "tasks",
+    "jobs",
+    "dists",
+    "dist-names",
+    "dist-ids",
+    "repo-names",
+    "remotes",
+    "remote-names",
+    "namespaces",
+    "ns-ids",
+    "workers",
+    "users",
+];
+
+/// Pushes into an existing repository write its own partitions and shards of the
+/// registry-wide indexes, never one of the registry-wide partitions.
+#[tokio::test]
+async fn a_push_writes_no_registry_wide_partition() {
+    let table = Counting::new();
+    let jobs = Arc::new(berth::adapters::local_jobs::LocalJobQueue::new(table.clone()));
+    let app = App::new(
+        table.clone(),
+        Arc::new(berth::adapters::memory::MemoryBlobStore::new()),
+        jobs,
+        Default::default(),
+    );
+    let t = T::of(app);
+    // the first push creates the repository, its distribution and namespace
+    t.image("spread/app", "v0", &[b"first"]).await;
+    table.written.lock().unwrap().clear();
+    for i in 1..=8 {
+        t.image("spread/app", &format!("v{i}"), &[format!("layer {i}").as_bytes()])
+            .await;
+    }
+    t.image("spread/app", "v3", &[b"v3 moved"]).await;
+    let written = table.written.lock().unwrap().clone();
+    for pk in REGISTRY_WIDE {
+        assert!(!written.contains(*pk), "a push wrote the registry-wide partition {pk}");
+    }
+    // the registry-wide indexes took their writes in shards, spread over several
+    let shards = |index: &str| written.iter().filter(|pk| pk.starts_with(&format!("{index}/"))).count();
+    assert!(shards("stored") >= 4, "{written:?}");
+    assert!(shards("content#b#") >= 4, "{written:?}");
+    // and everything else written belongs to one repository, upload or unit
+    for pk in &written {
+        let shard = REGISTRY_WIDE.iter().any(|index| {
+            pk.strip_prefix(index)
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|x| x.len() == 1)
+        });
+        let own = pk.split_once('#').is_some_and(|(_, id)| id.len() >= 36);
+        assert!(shard || own, "{pk}: neither a shard nor a partition of its own");
     }
 }

@@ -10,7 +10,7 @@
 //! | `task#<id>` | `_` | the task's sort key in `tasks` |
 //! | `users` | `<name>` | [`User`] |
 //! | `cid#<uuid>` | `_` | an encoded content key |
-//! | `content#<type prefix>` | `<content key>` | [`IndexRow`]: `{"id", "at", "created"}` (every unit ever added; when it last was, and when first) |
+//! | `content#<type prefix>/<shard>` | `<content key>` | [`IndexRow`]: `{"id", "at", "created"}` (every unit ever added; when it last was, and when first) |
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -469,7 +469,8 @@ impl Store {
         let id = content_id(key);
         let enc = key.encode();
         self.t.put(&format!("cid#{id}"), "_", encode(&enc)?, Cond::Any).await?;
-        let pk = format!("content#{}", key.content_type().prefix());
+        let index = format!("content#{}", key.content_type().prefix());
+        let pk = super::shards::shard(&index, &enc);
         let now = Utc::now();
         let mut row = IndexRow {
             id,
@@ -479,6 +480,15 @@ impl Store {
         let mut cond = Cond::Absent;
         loop {
             match self.t.put(&pk, &enc, encode(&row)?, cond).await {
+                Ok(rev) if cond == Cond::Absent => {
+                    // new in its shard: a row an older version wrote keeps its time, and moves
+                    if let Some(old) = self.t.get(&index, &enc).await? {
+                        row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
+                        self.t.put(&pk, &enc, encode(&row)?, Cond::Rev(rev)).await?;
+                        self.t.delete(&index, &enc, Cond::Any).await?;
+                    }
+                    return Ok(id);
+                }
                 Ok(_) => return Ok(id),
                 Err(StoreError::Conflict(_)) => {
                     // recorded before: keep the time it was created
@@ -502,12 +512,14 @@ impl Store {
     /// for units recorded before that time was kept). `None` for a unit never added, or whose
     /// row records no time at all. One read.
     pub async fn content_created(&self, key: &ContentKey) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let pk = format!("content#{}", key.content_type().prefix());
-        Ok(self
-            .t
-            .get(&pk, &key.encode())
-            .await?
-            .and_then(|row| IndexRow::created_of(&row.value)))
+        let index = format!("content#{}", key.content_type().prefix());
+        let enc = key.encode();
+        let row = match self.t.get(&super::shards::shard(&index, &enc), &enc).await? {
+            Some(row) => Some(row),
+            // recorded by an older version, in the index's own partition
+            None => self.t.get(&index, &enc).await?,
+        };
+        Ok(row.and_then(|row| IndexRow::created_of(&row.value)))
     }
 
     pub async fn content_by_id(&self, id: Uuid) -> Result<Option<ContentKey>, StoreError> {
@@ -517,13 +529,17 @@ impl Store {
         })
     }
 
-    /// Every unit of a type ever added to any repository, in key order.
+    /// Every unit of a type ever added to any repository, in key order: every shard of the
+    /// index, merged.
     pub async fn all_content(&self, ty: ContentType) -> Result<Vec<ContentKey>, StoreError> {
-        let rows = self
-            .t
-            .query(&format!("content#{}", ty.prefix()), Query::prefix(""))
-            .await?;
-        Ok(rows.iter().filter_map(|r| ContentKey::decode(&r.sk)).collect())
+        let mut keys = Vec::new();
+        for pk in super::shards::partitions(&format!("content#{}", ty.prefix())) {
+            let rows = self.t.query(&pk, Query::prefix("")).await?;
+            keys.extend(rows.iter().filter_map(|r| ContentKey::decode(&r.sk)));
+        }
+        keys.sort_by_cached_key(|k| k.encode());
+        keys.dedup();
+        Ok(keys)
     }
 }
 
@@ -555,14 +571,15 @@ mod tests {
         store.record_content(&key).await.unwrap();
         let first = store.content_created(&key).await.unwrap().unwrap();
         assert!(first >= before && first <= Utc::now());
-        let rev = table.get("content#t#", &key.encode()).await.unwrap().unwrap().rev;
+        let pk = crate::store::shards::shard("content#t#", &key.encode());
+        let rev = table.get(&pk, &key.encode()).await.unwrap().unwrap().rev;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         store.record_content(&key).await.unwrap();
 
         // then it keeps its creation time, and its index row was rewritten (orphan cleanup
         // relies on the new revision)
         assert_eq!(store.content_created(&key).await.unwrap(), Some(first));
-        let row = table.get("content#t#", &key.encode()).await.unwrap().unwrap();
+        let row = table.get(&pk, &key.encode()).await.unwrap().unwrap();
         assert_ne!(row.rev, rev);
         let v: serde_json::Value = serde_json::from_slice(&row.value).unwrap();
         assert_eq!(v["id"], json_id(&key));
@@ -611,6 +628,10 @@ mod tests {
         store.record_content(&timed).await.unwrap();
         store.record_content(&bare).await.unwrap();
         assert_eq!(store.content_created(&timed).await.unwrap(), Some(then));
+        // the rows moved to their shards
+        for k in [&timed, &bare] {
+            assert!(table.get("content#t#", &k.encode()).await.unwrap().is_none());
+        }
         let bare_at = store.content_created(&bare).await.unwrap().unwrap();
         assert!(bare_at >= before);
         store.record_content(&timed).await.unwrap();

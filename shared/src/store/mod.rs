@@ -22,6 +22,8 @@
 //! | `workers` | `<name>` | [`WorkerRecord`] (see `workers.rs`) |
 //! | `upload#<id>` | `_` | [`UploadSession`] (expires [`Retention::upload`] after its start) |
 //!
+//! The content index (`content#<type>#`) and `stored` are spread over shards (see `shards.rs`).
+//!
 //! Finished tasks expire [`Retention::tasks`] after they finish (see `manage.rs`).
 //!
 //! Signatures and on-demand blob pointers: see `synced.rs`.
@@ -49,6 +51,7 @@ mod orphans;
 mod remote;
 mod repair;
 mod secrets;
+pub(crate) mod shards;
 mod synced;
 mod versions;
 mod workers;

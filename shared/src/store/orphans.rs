@@ -2,10 +2,10 @@
 //!
 //! | pk | sk | value |
 //! |---|---|---|
-//! | `stored` | `<content key>` | `{"at": <Unix seconds>}`: a blob or manifest was stored or reused then |
-//! | `content#<type prefix>` | `<content key>` | `{"id", "at"}`: it was added to some version, last at `at` |
+//! | `stored/<shard>` | `<content key>` | `{"at": <Unix seconds>}`: a blob or manifest was stored or reused then |
+//! | `content#<type prefix>/<shard>` | `<content key>` | `{"id", "at"}`: it was added to some version, last at `at` |
 //!
-//! Together the two partitions list every unit that may have to be removed one day. A unit
+//! Together the two indexes (each spread over shards: see `shards.rs`) list every unit that may have to be removed one day. A unit
 //! is referenced while a membership row of a live repository puts it in one of the
 //! repository's versions (or stages it for the next one, a write in progress), or a repository
 //! holds it as a pending upload.
@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{content_id, decode, Membership, Store};
+use super::{content_id, decode, shards, Membership, Store};
 use crate::domain::{ContentKey, ContentType};
 use crate::ports::{Cond, Query, StoreError};
 
@@ -47,16 +47,11 @@ impl Store {
     /// Every unit in the index partitions, with the revisions of its rows.
     pub async fn orphan_candidates(&self) -> Result<Vec<OrphanCandidate>, StoreError> {
         let mut found: BTreeMap<ContentKey, (Option<u64>, Vec<IndexRow>)> = BTreeMap::new();
-        let mut partitions: Vec<String> = [
-            ContentType::Blob,
-            ContentType::Manifest,
-            ContentType::Tag,
-            ContentType::Signature,
-        ]
-        .iter()
-        .map(|t| format!("content#{}", t.prefix()))
-        .collect();
-        partitions.push("stored".into());
+        let mut partitions: Vec<String> = Vec::new();
+        for ty in ContentType::ALL {
+            partitions.extend(shards::partitions(&format!("content#{}", ty.prefix())));
+        }
+        partitions.extend(shards::partitions("stored"));
         for pk in partitions {
             for row in self.t.query(&pk, Query::prefix("")).await? {
                 if let Some(key) = ContentKey::decode(&row.sk) {
@@ -146,8 +141,14 @@ impl Store {
     /// protects it from cleanups for their protection time and fails a cleanup running now.
     pub async fn touch_stored(&self, key: &ContentKey) -> Result<(), StoreError> {
         let at = crate::ports::unix_now();
+        let sk = key.encode();
         self.t
-            .put("stored", &key.encode(), serde_json::to_vec(&Touched { at })?, Cond::Any)
+            .put(
+                &shards::shard("stored", &sk),
+                &sk,
+                serde_json::to_vec(&Touched { at })?,
+                Cond::Any,
+            )
             .await
             .map(|_| ())
     }

@@ -307,8 +307,9 @@ async fn a_sync_touches_the_stored_content_it_reuses() {
         .await
         .unwrap();
     let month_ago = crate::ports::unix_now() - 30 * 86_400;
+    let stored = crate::store::shards::shard("stored", &key.encode());
     let stored_at = || async {
-        let row = h.store.table().get("stored", &key.encode()).await.unwrap().unwrap();
+        let row = h.store.table().get(&stored, &key.encode()).await.unwrap().unwrap();
         serde_json::from_slice::<serde_json::Value>(&row.value).unwrap()["at"]
             .as_u64()
             .unwrap()
@@ -316,7 +317,7 @@ async fn a_sync_touches_the_stored_content_it_reuses() {
     let old = serde_json::to_vec(&serde_json::json!({ "at": month_ago })).unwrap();
     h.store
         .table()
-        .put("stored", &key.encode(), old.clone(), crate::ports::Cond::Any)
+        .put(&stored, &key.encode(), old.clone(), crate::ports::Cond::Any)
         .await
         .unwrap();
     assert_eq!(h.sync(false).await.state, TaskState::Completed);
@@ -328,7 +329,7 @@ async fn a_sync_touches_the_stored_content_it_reuses() {
     // once version 1 holds it, a re-sync does not touch it again
     h.store
         .table()
-        .put("stored", &key.encode(), old, crate::ports::Cond::Any)
+        .put(&stored, &key.encode(), old, crate::ports::Cond::Any)
         .await
         .unwrap();
     let _ = h.sync(false).await;
