@@ -21,7 +21,9 @@
 //!   version-making jobs (invariant 4).
 //!
 //! Tests that exercise one adapter only sit beside that adapter (`adapters/*.rs`), except the
-//! S3 and SQS ones, which stay in [`moto`].
+//! S3 and SQS ones, which stay in [`moto`]. With the `localstack` feature, `localstack` runs
+//! the blob cases and the SQS queue's cases (`sqs`) again on LocalStack, which checks presigned
+//! URLs as S3 does.
 
 use std::io;
 use std::sync::Arc;
@@ -45,9 +47,13 @@ pub mod transact;
 
 #[cfg(feature = "local")]
 mod embedded;
+#[cfg(feature = "localstack")]
+mod localstack;
 mod memory;
 #[cfg(feature = "moto")]
 pub(crate) mod moto;
+#[cfg(feature = "localstack")]
+mod sqs;
 
 /// One adapter's ports, fresh for every case.
 pub trait Adapter: Sized {
