@@ -268,3 +268,67 @@ async fn public_endpoint_urls_are_signed_for_it() {
     let elsewhere = url.replacen(&public, &endpoint(), 1);
     assert_eq!(status(reqwest::Client::new().get(&elsewhere)).await, 403, "{elsewhere}");
 }
+
+/// A new bucket blocks public access, encrypts by default and carries the two lifecycle rules
+/// (the store only logs a warning when S3 refuses one, so this reads them back; LocalStack
+/// checks their shape as S3 does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_bucket_is_private_and_cleans_up_after_itself() {
+    let s = blobs().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    let block = s3.get_public_access_block().bucket(s.bucket()).send().await.unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let sse = s3.get_bucket_encryption().bucket(s.bucket()).send().await.unwrap();
+    let rule = &sse.server_side_encryption_configuration().unwrap().rules()[0];
+    let default = rule.apply_server_side_encryption_by_default().unwrap();
+    assert_eq!(default.sse_algorithm().as_str(), "AES256");
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(s.bucket())
+        .send()
+        .await
+        .unwrap();
+    let rules: Vec<_> = lifecycle
+        .rules()
+        .iter()
+        .map(|r| {
+            (
+                r.id().unwrap_or_default().to_owned(),
+                r.filter().and_then(|f| f.prefix()).unwrap_or_default().to_owned(),
+                r.abort_incomplete_multipart_upload()
+                    .and_then(|a| a.days_after_initiation()),
+                r.expiration().and_then(|e| e.days()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "abort-incomplete-multipart-uploads".to_owned(),
+                String::new(),
+                Some(1),
+                None
+            ),
+            (
+                "expire-stale-chunk-uploads".to_owned(),
+                "uploads/".to_owned(),
+                None,
+                Some(7)
+            ),
+        ]
+    );
+}
