@@ -3,6 +3,8 @@
 # Python packages into virtual environments under target/), then runs:
 #   - the Rust tests: domain, services, the port suites on every adapter (memory, embedded, and
 #     S3/DynamoDB/SQS on a moto server it starts on a loopback port), routers, the binaries;
+#     when a Python 3.13 is on the machine, the S3 and SQS suites again on LocalStack, which
+#     checks presigned URLs as S3 does (the LocalStack tier; the last line says whether it ran);
 #   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
 #     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
 #     a crash in the middle of a sync;
@@ -14,13 +16,16 @@
 #     functions built for arm64 by cargo lambda and run under qemu, and the SAM template's
 #     linters (cfn-lint, sam validate --lint).
 #
-#   ./test.sh            everything
-#   ./test.sh --quick    the Rust tests only
+#   ./test.sh              everything
+#   ./test.sh --quick      the Rust tests only
+#   ./test.sh --localstack the LocalStack tier only (it fails when LocalStack cannot start)
+#   BERTH_LOCALSTACK=0     skips the LocalStack tier
 set -euo pipefail
 cd "$(dirname "$0")"
 
-quick=0
+quick=0 localstack_only=0
 [ "${1:-}" = "--quick" ] && quick=1
+[ "${1:-}" = "--localstack" ] && quick=1 localstack_only=1
 
 if ! command -v cargo >/dev/null; then
   echo "test.sh: cargo not found; install a Rust toolchain (https://rustup.rs), 1.89 or newer" >&2
@@ -43,25 +48,52 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
 fi
 
-# venv DIR PACKAGES…: a virtual environment under target/ with these packages
+# venv DIR PACKAGES…: a virtual environment under target/ with these packages, made by $PYTHON
+# (python3 by default); fails when the install does
 venv() {
   local dir=$1; shift
   if [ ! -e "$dir/.ready" ]; then
     echo "== installing $* into $dir"
-    rm -rf "$dir"; python3 -m venv "$dir"
-    "$dir/bin/pip" install -q "$@"
-    touch "$dir/.ready"
+    rm -rf "$dir"
+    "${PYTHON:-python3}" -m venv "$dir" && "$dir/bin/pip" install -q "$@" && touch "$dir/.ready"
   fi
 }
 mkdir -p target
 
+# free_port: a free TCP port on the loopback interface
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# the servers this run starts, stopped on exit (killed when they are still there after 10 s:
+# LocalStack's shutdown can hang); then the LocalStack tier's line
+pids=()
+localstack_tier="skipped (BERTH_LOCALSTACK=0)"
+alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${s:0:1}" != Z ]; }
+on_exit() {
+  local p i
+  for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do
+    for i in $(seq 100); do alive "$p" || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  if [ "${localstack:-0}" = 1 ]; then
+    local passed failed
+    passed=$(grep -c '^test port_suite::localstack::.* ok$' target/cargo-test.log 2>/dev/null || true)
+    failed=$(grep -c '^test port_suite::localstack::.* FAILED$' target/cargo-test.log 2>/dev/null || true)
+    localstack_tier="ran (${passed:-0} tests passed, ${failed:-0} failed: port_suite::localstack, S3 and SQS at LocalStack)"
+  fi
+  echo "LocalStack tier: $localstack_tier"
+}
+trap on_exit EXIT
+
 # moto (S3, DynamoDB, SQS) on a free loopback port, for the whole run; tests/moto_server.py is
 # moto_server with DynamoDB's per-item atomicity (moto does not lock around a conditional write)
 venv target/moto-venv 'moto[server]==5.2.5'
-moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_port=$(free_port)
 target/moto-venv/bin/python tests/moto_server.py -H 127.0.0.1 -p "$moto_port" >target/moto.log 2>&1 &
-moto_pid=$!
-trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
+pids+=($!)
 python3 - "$moto_port" <<'PY'
 import sys, time, urllib.request
 for _ in range(300):
@@ -74,8 +106,80 @@ sys.exit("moto_server did not start; see target/moto.log")
 PY
 export BERTH_TEST_MOTO="http://127.0.0.1:$moto_port"
 
+# The LocalStack tier: LocalStack's S3 and SQS (localstack-core in host mode, no Docker) on a
+# free loopback port, when a Python 3.13 is on the machine (localstack-core needs it): the S3
+# and SQS suites run again there (`port_suite::localstack`, the `localstack` feature), because
+# LocalStack checks a presigned URL's signature, method and expiry as S3 does, and moto does
+# not. DynamoDB stays on moto (LocalStack's downloads DynamoDB Local at first use). The first
+# install takes 1 to 6 minutes (then cached like moto's); a start 2 to 10 s; the tests
+# about 15 s, beside the others. It stays off the internet: no DNS server, no usage events.
+# start_localstack: starts it and sets BERTH_TEST_LOCALSTACK, or says why not in
+# $localstack_tier and fails
+start_localstack() {
+  local py=${BERTH_LOCALSTACK_PYTHON:-} d
+  if [ -z "$py" ] && python3.13 --version >/dev/null 2>&1; then py=python3.13; fi
+  if [ -z "$py" ] && command -v pyenv >/dev/null; then
+    for d in "$(pyenv root)"/versions/3.13*; do [ -x "$d/bin/python3" ] && py="$d/bin/python3"; done
+  fi
+  if [ -z "$py" ]; then
+    localstack_tier="skipped (no Python 3.13: neither python3.13 nor \`pyenv root\`/versions/3.13*; localstack-core needs it)"
+    return 1
+  fi
+  if ! PYTHON=$py venv target/localstack-venv 'localstack-core[runtime]==2026.3.0' 'cbor2<6' \
+      'pyOpenSSL==25.3.0' 'service_identity<26'; then
+    localstack_tier="skipped (installing localstack-core into target/localstack-venv failed; see above)"
+    return 1
+  fi
+  local port
+  port=$(free_port)
+  rm -rf target/localstack
+  # GATEWAY_SERVER=hypercorn: the default server ignores the host part of GATEWAY_LISTEN
+  env GATEWAY_LISTEN="127.0.0.1:$port" GATEWAY_SERVER=hypercorn SERVICES=s3,sqs DNS_ADDRESS=0 \
+    S3_SKIP_SIGNATURE_VALIDATION=0 DISABLE_EVENTS=1 LOCALSTACK_VOLUME_DIR="$PWD/target/localstack" \
+    target/localstack-venv/bin/python -m localstack.runtime.main >target/localstack.log 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  if ! python3 - "$port" <<'PY'
+import json, sys, time, urllib.request
+for _ in range(600):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/_localstack/health", timeout=1) as r:
+            services = json.load(r)["services"]
+        if all(services.get(s) in ("available", "running") for s in ("s3", "sqs")):
+            sys.exit(0)
+    except (OSError, ValueError, KeyError):
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+PY
+  then
+    kill "$pid" 2>/dev/null || true
+    localstack_tier="skipped (LocalStack did not start in 60 s; see target/localstack.log)"
+    return 1
+  fi
+  export BERTH_TEST_LOCALSTACK="http://127.0.0.1:$port"
+}
+features=berth-shared/moto
+localstack=0
+if [ "${BERTH_LOCALSTACK:-1}" != 0 ] || [ "$localstack_only" = 1 ]; then
+  echo "== LocalStack (S3, SQS)"
+  t0=$SECONDS
+  if start_localstack; then
+    localstack=1 features=berth-shared/localstack
+    echo "LocalStack is at $BERTH_TEST_LOCALSTACK ($((SECONDS - t0)) s to install and start)"
+  else
+    echo "LocalStack tier: $localstack_tier"
+    [ "$localstack_only" = 1 ] && exit 1
+  fi
+fi
+
 echo "== cargo test"
-cargo test --workspace --locked --features berth-shared/moto
+if [ "$localstack_only" = 1 ]; then
+  cargo test -p berth-shared --lib --locked --features berth-shared/localstack port_suite::localstack \
+    2>&1 | tee target/cargo-test.log
+else
+  cargo test --workspace --locked --features "$features" 2>&1 | tee target/cargo-test.log
+fi
 
 [ "$quick" = 1 ] && exit 0
 

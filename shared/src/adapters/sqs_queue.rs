@@ -438,45 +438,6 @@ mod tests {
         assert_eq!(p.delay(0), Duration::from_secs(10));
     }
 
-    /// A message that is not a job is deleted at once (it can never run), not retried into
-    /// the dead-letter queue.
-    #[cfg(feature = "moto")]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn poison_is_dropped() {
-        use crate::port_suite::moto::{config, unique};
-        struct Unreachable;
-        #[async_trait]
-        impl JobHandler for Unreachable {
-            async fn handle(&self, _: &Job) -> Result<(), crate::ports::JobError> {
-                panic!("poison reached the handler")
-            }
-        }
-        let sqs = Client::new(&config().await);
-        let queues = create_queues_if_missing(&sqs, &QueueSpec::new(unique("poison")))
-            .await
-            .unwrap();
-        for body in ["not a job", r#"{"id": "u", "kind": "no-such-kind", "payload": {}}"#] {
-            sqs.send_message()
-                .queue_url(&queues.url)
-                .message_body(body)
-                .send()
-                .await
-                .unwrap();
-        }
-        let poller = SqsPoller::new(sqs, &queues.url)
-            .wait_time(Duration::from_secs(1))
-            .batch(10);
-        let mut seen = Vec::new();
-        for _ in 0..5 {
-            seen.extend(poller.poll_once(&Unreachable).await.unwrap());
-            if seen.len() == 2 {
-                break;
-            }
-        }
-        assert_eq!(seen, [Outcome::Deleted, Outcome::Deleted]);
-        assert!(poller.poll_once(&Unreachable).await.unwrap().is_empty());
-    }
-
     #[test]
     fn dead_letter_names() {
         assert_eq!(QueueSpec::new("jobs").dlq_name(), "jobs-dlq");

@@ -22,7 +22,9 @@
 //!   version-making jobs (invariant 4).
 //!
 //! Tests that exercise one adapter only sit beside that adapter (`adapters/*.rs`), except the
-//! S3 and SQS ones, which stay in [`moto`] (S3's chunked uploads in [`moto_uploads`]).
+//! S3 and SQS ones, which stay in [`moto`] (S3's chunked uploads in [`moto_uploads`]). With the
+//! `localstack` feature, `localstack` runs the blob cases and the SQS queue's cases (`sqs`, which
+//! [`moto`] runs too) again on LocalStack, which checks presigned URLs as S3 does.
 
 use std::io;
 use std::sync::Arc;
@@ -47,11 +49,15 @@ pub mod transact;
 
 #[cfg(feature = "local")]
 mod embedded;
+#[cfg(feature = "localstack")]
+mod localstack;
 mod memory;
 #[cfg(feature = "moto")]
 pub(crate) mod moto;
 #[cfg(feature = "moto")]
 mod moto_uploads;
+#[cfg(feature = "moto")]
+mod sqs;
 
 /// One adapter's ports, fresh for every case.
 pub trait Adapter: Sized {

@@ -4,23 +4,17 @@
 //! parallel on the one server.
 
 use std::io;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
+use super::{port_cases, read_all, Adapter};
 use crate::adapters::dynamo_table::DynamoTable;
 use crate::adapters::s3_blobs::S3BlobStore;
-use crate::adapters::sqs_queue::{create_queues_if_missing, Outcome, QueueSpec, SqsJobQueue, SqsPoller};
 use crate::domain::Digest;
-use crate::ports::{BlobStore, ByteRange, ByteStream, Job, JobError, JobHandler, JobQueue, StoreError, Table};
-use crate::store::{Repository, RepositoryKind, Store};
-
-use super::job::{job, wait_for_version, VersionJob};
-use super::{port_cases, read_all, Adapter};
+use crate::ports::{BlobStore, ByteRange, ByteStream, StoreError, Table};
 
 /// The moto endpoint, or a failure saying how to start one: these tests never pass
 /// silently without it.
@@ -184,129 +178,42 @@ async fn large_blobs() {
     assert_eq!(got.bytes().await.unwrap(), data);
 }
 
-/// Records each delivery's attempt number and always asks to be retried.
-struct Never(Mutex<Vec<u32>>);
+/// The SQS job queue's cases (`sqs.rs`), on moto's SQS and DynamoDB.
+mod sqs {
+    use super::*;
+    use crate::port_suite::sqs;
 
-#[async_trait]
-impl JobHandler for Never {
-    async fn handle(&self, job: &Job) -> Result<(), JobError> {
-        self.0.lock().unwrap().push(job.attempts);
-        Err(JobError::Retry("always".into()))
+    async fn client() -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&config().await)
     }
-}
 
-/// Polls until `done` says so, at most `rounds` receives; returns the outcomes seen.
-async fn poll_until(
-    p: &SqsPoller,
-    h: &dyn JobHandler,
-    rounds: usize,
-    done: impl Fn(&[Outcome]) -> bool,
-) -> Vec<Outcome> {
-    let mut seen = Vec::new();
-    for _ in 0..rounds {
-        seen.extend(p.poll_once(h).await.unwrap());
-        if done(&seen) {
-            return seen;
-        }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs() {
+        sqs::jobs(&client().await, Arc::new(table().await)).await;
     }
-    panic!("the queue did not get there in {rounds} receives: {seen:?}");
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs() {
-    let conf = config().await;
-    let store = Store::new(Arc::new(table().await));
-    let repo = Repository::new("jobs/repo", RepositoryKind::Push);
-    store.create_repository(&repo).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let spec = QueueSpec {
-        max_receive_count: 2,
-        visibility_timeout: Duration::from_secs(30),
-        ..QueueSpec::new(unique("jobs"))
-    };
-    let queues = create_queues_if_missing(&sqs, &spec).await.unwrap();
-    let again = create_queues_if_missing(&sqs, &spec).await.unwrap();
-    assert_eq!(
-        (again.url.as_str(), again.dlq_url.as_str()),
-        (queues.url.as_str(), queues.dlq_url.as_str())
-    );
-    let q = SqsJobQueue::from_client(sqs.clone(), &queues.url);
-    // retries come back at once
-    let poller = SqsPoller::new(sqs.clone(), &queues.url)
-        .wait_time(Duration::from_secs(1))
-        .backoff(Duration::ZERO, Duration::ZERO);
-
-    // a job that fails once is delivered again and makes one version
-    let h = VersionJob::new(&store, repo.id, 1);
-    q.enqueue(job("j1", 1)).await.unwrap();
-    let seen = poll_until(&poller, &h, 10, |s| s.contains(&Outcome::Deleted)).await;
-    assert_eq!(seen, [Outcome::Retried, Outcome::Deleted]);
-    assert_eq!(h.runs.load(Ordering::SeqCst), 2);
-    assert_eq!(store.repository(repo.id).await.unwrap().unwrap().latest_version, 1);
-
-    // invariant 4: a redelivered finished job makes no second version
-    q.enqueue(job("j1", 1)).await.unwrap();
-    poll_until(&poller, &h, 10, |s| s.contains(&Outcome::Deleted)).await;
-    assert_eq!(h.runs.load(Ordering::SeqCst), 3);
-    assert_eq!(store.repository(repo.id).await.unwrap().unwrap().latest_version, 1);
-
-    // a job that always fails is moved to the dead-letter queue after maxReceiveCount
-    let never = Never(Mutex::new(Vec::new()));
-    q.enqueue(job("doomed", 0)).await.unwrap();
-    for _ in 0..10 {
-        if poller.poll_once(&never).await.unwrap().is_empty() {
-            break;
-        }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifo_dedupes() {
+        sqs::fifo_dedupes(&client().await).await;
     }
-    assert_eq!(*never.0.lock().unwrap(), [0, 1], "attempts count the deliveries before");
-    assert!(poller.poll_once(&never).await.unwrap().is_empty());
-    let dead = sqs
-        .receive_message()
-        .queue_url(&queues.dlq_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    let dead = dead.messages();
-    assert_eq!(dead.len(), 1);
-    let dead_job: Job = serde_json::from_str(dead[0].body().unwrap()).unwrap();
-    assert_eq!(dead_job.id, "doomed");
 
-    // running pollers pick up new jobs by themselves, and stop when told
-    let h2 = Arc::new(VersionJob::new(&store, repo.id, 0));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = poller.start(h2, 2, stop_rx);
-    q.enqueue(job("j3", 3)).await.unwrap();
-    wait_for_version(&store, repo.id, 2, Duration::from_millis(50)).await;
-    assert_eq!(store.repository(repo.id).await.unwrap().unwrap().latest_version, 2);
-    stop_tx.send(true).unwrap();
-    for w in workers {
-        tokio::time::timeout(Duration::from_secs(5), w).await.unwrap().unwrap();
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn poison_is_dropped() {
+        sqs::poison_is_dropped(&client().await).await;
     }
-}
 
-/// On a FIFO queue the job id deduplicates: a pending id enqueued again is one message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifo_dedupes() {
-    let conf = config().await;
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    let queues = create_queues_if_missing(&sqs, &QueueSpec::new(format!("{}.fifo", unique("fifo"))))
-        .await
-        .unwrap();
-    assert!(queues.dlq_url.ends_with("-dlq.fifo"));
-    let q = SqsJobQueue::from_client(sqs.clone(), &queues.url);
-    q.enqueue(job("same", 1)).await.unwrap();
-    q.enqueue(job("same", 1)).await.unwrap();
-    let poller = SqsPoller::new(sqs, &queues.url)
-        .wait_time(Duration::from_secs(1))
-        .batch(10);
-    struct Ok_;
-    #[async_trait]
-    impl JobHandler for Ok_ {
-        async fn handle(&self, _: &Job) -> Result<(), JobError> {
-            Ok(())
-        }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_job_waits_out_its_backoff() {
+        sqs::a_retried_job_waits_out_its_backoff(&client().await).await;
     }
-    assert_eq!(poller.poll_once(&Ok_).await.unwrap(), [Outcome::Deleted]);
-    assert!(poller.poll_once(&Ok_).await.unwrap().is_empty());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_job_is_not_delivered_twice() {
+        sqs::a_running_job_is_not_delivered_twice(&client().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receive_waits_for_a_message() {
+        sqs::a_receive_waits_for_a_message(&client().await).await;
+    }
 }
