@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::domain::{Digest, Tag};
 use crate::ports::{Cond, Query, Row, StoreError, Table, Write};
-use crate::store::{Repository, RepositoryKind, Store};
+use crate::store::{Page, Repository, RepositoryKind, Store};
 
 use super::{blob, tag, Adapter, TTL};
 
@@ -164,6 +164,7 @@ pub async fn an_older_repository_is_indexed_by_its_next_writer(a: &impl Adapter)
     let item = table.get(&format!("repo#{}", repo.id), "_").await.unwrap().unwrap();
     let mut old: serde_json::Value = serde_json::from_slice(&item.value).unwrap();
     old["tag_index"] = serde_json::Value::Bool(false);
+    old.as_object_mut().unwrap().remove("versions");
     table
         .put(
             &format!("repo#{}", repo.id),
@@ -189,4 +190,95 @@ pub async fn an_older_repository_is_indexed_by_its_next_writer(a: &impl Adapter)
     let (indexed, after) = read_all(&store, repo.id).await;
     assert!(indexed);
     assert_eq!(before, after);
+    // and counts its versions
+    let r = store.repository(repo.id).await.unwrap().unwrap();
+    assert_eq!(r.versions.as_ref().map(|s| (s.first, s.deleted.len())), Some((0, 0)));
+    let page = store
+        .version_range_page(&r, 0, u64::MAX, false, Page { limit: 2, offset: 1 })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.count, 5);
+    assert_eq!(page.items.iter().map(|v| v.number).collect::<Vec<_>>(), [3, 2]);
+}
+
+/// What a version page should hold, computed by reading every version.
+async fn expected_page(
+    store: &Store,
+    repo: &Repository,
+    lo: u64,
+    hi: u64,
+    oldest_first: bool,
+    page: Page,
+) -> (usize, Vec<u64>) {
+    let mut all: Vec<u64> = store
+        .versions(repo)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.number)
+        .filter(|n| (lo..=hi).contains(n))
+        .collect();
+    if oldest_first {
+        all.reverse();
+    }
+    let items = all.iter().skip(page.offset).take(page.limit).copied().collect();
+    (all.len(), items)
+}
+
+/// A page of versions is one query, and agrees with reading every version, after versions
+/// are deleted from the start, the middle and the end.
+pub async fn a_page_of_versions_is_one_read(a: &impl Adapter) {
+    let table = Counted::new(a.table().await);
+    let store = Store::new(table.clone());
+    let repo = Repository::new("suite/versions", RepositoryKind::Push);
+    store.create_repository(&repo).await.unwrap();
+    let history = 40;
+    for i in 0..history {
+        let mut w = store.begin_write(repo.id, "w", TTL, Duration::ZERO).await.unwrap();
+        w.add(blob(i as u32)).await.unwrap();
+        w.commit(None).await.unwrap().unwrap();
+    }
+    let wait = Duration::from_secs(5);
+    for n in [0, 1, 5, 6, 7, history / 2, history] {
+        store.delete_version(repo.id, n, "d", TTL, wait).await.unwrap();
+    }
+    let r = store.repository(repo.id).await.unwrap().unwrap();
+    assert_eq!(r.latest_version, history - 1);
+    let span = r.versions.clone().unwrap();
+    assert_eq!(span.first, 2);
+    let pages = [
+        Page { limit: 1, offset: 0 },
+        Page { limit: 10, offset: 0 },
+        Page { limit: 10, offset: 3 },
+        Page { limit: 7, offset: 40 },
+        Page { limit: 5, offset: 1000 },
+    ];
+    for (lo, hi) in [
+        (0, u64::MAX),
+        (4, 9),
+        (history / 2 - 3, history / 2 + 3),
+        (6, 6),
+        (9, 4),
+    ] {
+        for oldest_first in [false, true] {
+            for page in pages {
+                let before = table.reads();
+                let got = store
+                    .version_range_page(&r, lo, hi, oldest_first, page)
+                    .await
+                    .unwrap()
+                    .expect("a new repository counts its versions");
+                let reads = table.reads() - before;
+                let numbers: Vec<u64> = got.items.iter().map(|v| v.number).collect();
+                let want = expected_page(&store, &r, lo, hi, oldest_first, page).await;
+                assert_eq!(
+                    (got.count, numbers),
+                    want,
+                    "{lo}..={hi} oldest first {oldest_first} {page:?}"
+                );
+                assert!(reads <= 1, "{reads} reads");
+            }
+        }
+    }
 }

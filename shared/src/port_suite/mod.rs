@@ -105,7 +105,8 @@ macro_rules! port_cases {
             retention: the_default_keeps_everything, no_retention_forgets, tasks_kept_forever, checkpoints;
             deletion: squashing_keeps_every_remaining_version, deleting_the_latest_reverts_it,
                 racing_deletions_and_a_writer;
-            history: reads_do_not_grow_with_a_tag_s_moves, an_older_repository_is_indexed_by_its_next_writer;
+            history: reads_do_not_grow_with_a_tag_s_moves, an_older_repository_is_indexed_by_its_next_writer,
+                a_page_of_versions_is_one_read;
             orphan: candidates_and_references, a_unit_touched_meanwhile_stays, a_unit_added_meanwhile_stays;
             $($more)*
         );

@@ -273,6 +273,15 @@ impl ContentFilter {
         }
     }
 
+    /// The version whose content this filter asks for, when it asks for nothing else.
+    fn whole_version(&self) -> Option<(Uuid, u64)> {
+        let only = ContentFilter {
+            in_version: self.in_version,
+            ..ContentFilter::new(self.ty)
+        };
+        (*self == only).then_some(self.in_version).flatten()
+    }
+
     fn keeps(&self, k: &ContentKey) -> bool {
         let digest = match k {
             ContentKey::Blob(d) | ContentKey::Manifest(d) | ContentKey::Signature(d) => d.as_str(),
@@ -429,6 +438,27 @@ impl Catalog<'_> {
         f: &VersionFilter,
         page: Page,
     ) -> Result<Listing<RepositoryVersion>> {
+        if f.content.is_none() {
+            let lo = [f.number, f.number_gte, f.number_gt.map(|x| x.saturating_add(1))]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(0);
+            let hi = [f.number, f.number_lte, f.number_lt.map(|x| x.saturating_sub(1))]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX);
+            let empty = f.number_lt == Some(0) || lo > hi;
+            let (lo, hi) = if empty { (1, 0) } else { (lo, hi) };
+            if let Some(listing) = self
+                .store()
+                .version_range_page(repo, lo, hi, f.oldest_first, page)
+                .await?
+            {
+                return Ok(listing);
+            }
+        }
         let holding = match f.content {
             None => None,
             Some(id) => Some(match self.store().content_by_id(id).await? {
@@ -451,6 +481,15 @@ impl Catalog<'_> {
     /// Content units: of a version, or added or removed by one (every unit in all that are
     /// given), or every unit of the type when none is.
     pub async fn content(&self, f: &ContentFilter, page: Page) -> Result<Listing<ContentUnit>> {
+        if let Some((repo, number)) = f.whole_version() {
+            return Ok(match self.store().repository(repo).await? {
+                Some(repo) => self.store().version_content_page(&repo, number, f.ty, page).await?,
+                None => Listing {
+                    count: 0,
+                    items: Vec::new(),
+                },
+            });
+        }
         let sets = content_sets(f.in_version, f.added_in, f.removed_in);
         Ok(self
             .store()

@@ -83,6 +83,9 @@ impl Store {
         let mut after = repo.clone();
         after.deleted_version = Some(number);
         after.next_version = repo.next_number();
+        if let Some(span) = after.versions.as_mut() {
+            span.delete(number, next.as_ref().map(|v| v.number));
+        }
         let mut writes = vec![Write::delete(
             format!("repo#{}", repo.id),
             format!("v#{}", num(number)),

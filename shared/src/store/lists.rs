@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{content_id, decode, Store};
+use super::{content_id, decode, num, Store};
 use crate::domain::{ContentKey, ContentType};
 use crate::ports::{Query, StoreError};
 use crate::store::{
@@ -180,6 +180,53 @@ impl Store {
         Ok(page.cut(all.into_iter().filter(|v| keep(v))))
     }
 
+    /// Committed versions numbered `lo` to `hi`, newest first (oldest first when
+    /// `oldest_first`): one query of one page, whatever the number of versions, and a count
+    /// from the repository's [`VersionSpan`](super::VersionSpan). `None` for a repository whose
+    /// versions are not counted yet (see `members.rs`, `upgrade`).
+    pub async fn version_range_page(
+        &self,
+        repo: &Repository,
+        lo: u64,
+        hi: u64,
+        oldest_first: bool,
+        page: Page,
+    ) -> Result<Option<Listing<RepositoryVersion>>, StoreError> {
+        let Some(span) = &repo.versions else {
+            return Ok(None);
+        };
+        let hi = hi.min(repo.latest_version);
+        let count = span.count(lo, hi) as usize;
+        let mut listing = Listing {
+            count,
+            items: Vec::new(),
+        };
+        let (skip, limit) = (page.offset as u64, page.limit.min(count));
+        let start = if oldest_first {
+            span.nth_up(lo, hi, skip)
+        } else {
+            span.nth_down(lo, hi, skip)
+        };
+        let (Some(start), true) = (start, limit > 0) else {
+            return Ok(Some(listing));
+        };
+        let pk = format!("repo#{}", repo.id);
+        let q = if oldest_first {
+            Query::prefix("v#").after(start.checked_sub(1).map(|n| format!("v#{}", num(n))))
+        } else {
+            Query::prefix("v#")
+                .after(Some(format!("v#{}", num(start + 1))))
+                .reverse()
+        };
+        for row in self.t.query(&pk, q.limit(limit)).await? {
+            let v: RepositoryVersion = decode(&row)?;
+            if v.number >= lo.max(span.first) && v.number <= hi {
+                listing.items.push(v);
+            }
+        }
+        Ok(Some(listing))
+    }
+
     /// Every membership row of `key` in the repository: the versions it is in. One query.
     pub async fn memberships(&self, repo: Uuid, key: &ContentKey) -> Result<Vec<Membership>, StoreError> {
         Ok(self.member_rows(repo, key).await?.into_iter().map(|(_, m)| m).collect())
@@ -219,6 +266,37 @@ impl Store {
             self.describe(u).await?;
         }
         Ok(listing)
+    }
+
+    /// Content of type `ty` in version `number` of `repo`, in key order, counted by the
+    /// version's content summary: reads the version's units up to the end of the page (for
+    /// tags, from the tag index), never the rest of the version, and one record per unit of the
+    /// page.
+    pub async fn version_content_page(
+        &self,
+        repo: &Repository,
+        number: u64,
+        ty: ContentType,
+        page: Page,
+    ) -> Result<Listing<ContentUnit>, StoreError> {
+        let Some(version) = self.version(repo, number).await? else {
+            return Ok(Listing {
+                count: 0,
+                items: Vec::new(),
+            });
+        };
+        let count = version.content_summary.present.get(&ty).copied().unwrap_or(0) as usize;
+        let end = page.offset.saturating_add(page.limit).min(count);
+        let mut items = Vec::new();
+        if page.offset < end {
+            let keys = self.content(repo, number, ty, None, end).await?;
+            for key in keys.into_iter().skip(page.offset) {
+                let mut u = ContentUnit::new(key);
+                self.describe(&mut u).await?;
+                items.push(u);
+            }
+        }
+        Ok(Listing { count, items })
     }
 
     /// Content of any of `types` in every one of `sets` (every unit of those types ever added
@@ -477,6 +555,14 @@ pub(super) mod tests {
             )
         );
         cost!(
+            "a page of a version's blobs",
+            store.version_content_page(&repo, 1, ContentType::Blob, page)
+        );
+        cost!(
+            "a page of a version's tags",
+            store.version_content_page(&repo, 1, ContentType::Tag, page)
+        );
+        cost!(
             "every blob",
             store.content_page(ContentType::Blob, &[], |_| true, None, page)
         );
@@ -550,6 +636,8 @@ pub(super) mod tests {
                 ("tasks", 1),
                 ("distributions", 1),
                 ("blobs of a version", 7),
+                ("a page of a version's blobs", 7),
+                ("a page of a version's tags", 7),
                 // the content index: one query for each of its 17 partitions (see `shards.rs`)
                 ("every blob", 22),
                 ("every type of a version", 10),
@@ -564,6 +652,38 @@ pub(super) mod tests {
         for ((name, _, a), (_, _, b)) in small.iter().zip(&large) {
             assert_eq!(a, b, "{name}: reads grow with the number of items");
         }
+    }
+
+    /// Reads one page of versions takes after `history` versions.
+    async fn version_page_reads(history: u64) -> usize {
+        let table = Arc::new(Counting::default());
+        let store = Store::new(table.clone());
+        let repo = Repository::new("r", RepositoryKind::Push);
+        store.create_repository(&repo).await.unwrap();
+        for i in 0..history {
+            let mut w = store
+                .begin_write(repo.id, "w", Duration::from_secs(60), Duration::ZERO)
+                .await
+                .unwrap();
+            w.add(ContentKey::Blob(digest(i as usize))).await.unwrap();
+            w.commit(None).await.unwrap().unwrap();
+        }
+        let repo = store.repository(repo.id).await.unwrap().unwrap();
+        let before = table.reads.load(Ordering::SeqCst);
+        let page = store
+            .version_range_page(&repo, 0, u64::MAX, false, Page { limit: 10, offset: 20 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(page.count as u64, history + 1);
+        assert_eq!(page.items[0].number, history - 20);
+        table.reads.load(Ordering::SeqCst) - before
+    }
+
+    #[tokio::test]
+    async fn a_page_of_versions_costs_one_read_after_ten_thousand() {
+        assert_eq!(version_page_reads(100).await, 1);
+        assert_eq!(version_page_reads(10_000).await, 1);
     }
 
     #[tokio::test]

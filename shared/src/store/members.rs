@@ -14,7 +14,7 @@
 //!
 //! Repositories made before the index existed have `tag_index == false`: their reads walk the
 //! membership rows, and the next writer fills the index under its lease before it sets the
-//! flag (see [`Store::index_tags`]).
+//! flag (see [`Store::upgrade`]).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -356,13 +356,45 @@ impl Store {
         Ok(out)
     }
 
-    /// Fills the tag index of a repository made before it existed, under the writer's lease,
-    /// and then marks the repository indexed. Costs one walk of its tag rows, once.
-    pub(super) async fn index_tags(&self, w: &mut VersionWriter) -> Result<(), WriteError> {
-        if w.repo.tag_index {
+    /// Brings a repository made by an older Berth up to date under the writer's lease: fills
+    /// its tag index and counts its versions, then marks both on the repository. Costs one walk
+    /// of its tag rows and of its versions, once.
+    pub(super) async fn upgrade(&self, w: &mut VersionWriter) -> Result<(), WriteError> {
+        if w.repo.tag_index && w.repo.versions.is_some() {
             return Ok(());
         }
-        let (members, index) = (format!("members#{}", w.repo.id), format!("tags#{}", w.repo.id));
+        let mut after = w.repo.clone();
+        if !w.repo.tag_index {
+            self.index_tags(&w.repo).await?;
+            after.tag_index = true;
+        }
+        if w.repo.versions.is_none() {
+            let numbers: Vec<u64> = self.versions(&w.repo).await?.iter().map(|v| v.number).collect();
+            let first = numbers.iter().copied().min().unwrap_or(w.repo.latest_version);
+            let have: std::collections::BTreeSet<u64> = numbers.into_iter().collect();
+            after.versions = Some(super::VersionSpan {
+                first,
+                deleted: (first..=w.repo.latest_version).filter(|n| !have.contains(n)).collect(),
+            });
+        }
+        match self
+            .t
+            .put(&format!("repo#{}", after.id), "_", encode(&after)?, Cond::Rev(w.rev))
+            .await
+        {
+            Ok(rev) => {
+                w.rev = rev;
+                w.repo = after;
+                Ok(())
+            }
+            Err(StoreError::Conflict(_)) => Err(WriteError::LeaseLost),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the tag index rows of every tag row of a repository.
+    async fn index_tags(&self, repo: &Repository) -> Result<(), StoreError> {
+        let (members, index) = (format!("members#{}", repo.id), format!("tags#{}", repo.id));
         let mut cursor = None;
         loop {
             let rows = self
@@ -383,24 +415,9 @@ impl Store {
                 }
             }
             if rows.len() < PAGE {
-                break;
+                return Ok(());
             }
             cursor = rows.last().map(|r| r.sk.clone());
-        }
-        let mut after = w.repo.clone();
-        after.tag_index = true;
-        match self
-            .t
-            .put(&format!("repo#{}", after.id), "_", encode(&after)?, Cond::Rev(w.rev))
-            .await
-        {
-            Ok(rev) => {
-                w.rev = rev;
-                w.repo = after;
-                Ok(())
-            }
-            Err(StoreError::Conflict(_)) => Err(WriteError::LeaseLost),
-            Err(e) => Err(e.into()),
         }
     }
 }

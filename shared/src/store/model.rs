@@ -1,6 +1,6 @@
 //! The records the store keeps.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,76 @@ pub struct Repository {
     /// new repositories, and on older ones by their next writer (see `store/members.rs`).
     #[serde(default)]
     pub tag_index: bool,
+    /// Which version numbers exist, so a page of versions and their count come without
+    /// reading every version. `None` on repositories from before it was kept; their next
+    /// writer sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<VersionSpan>,
+}
+
+/// The versions of a repository that exist: every number from `first` to the latest, except
+/// the deleted ones (numbers are never reused, so a number once deleted stays a gap).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSpan {
+    pub first: u64,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub deleted: BTreeSet<u64>,
+}
+
+impl VersionSpan {
+    /// How many versions exist from `lo` to `hi`.
+    pub fn count(&self, lo: u64, hi: u64) -> u64 {
+        let lo = lo.max(self.first);
+        if hi < lo {
+            return 0;
+        }
+        hi - lo + 1 - self.deleted.range(lo..=hi).count() as u64
+    }
+
+    /// The number of the version `k` places below `hi` (0: the newest from `hi` down), among
+    /// those from `lo` to `hi`.
+    pub fn nth_down(&self, lo: u64, hi: u64, k: u64) -> Option<u64> {
+        let lo = lo.max(self.first);
+        if hi < lo {
+            return None;
+        }
+        let mut n = hi.checked_sub(k)?;
+        for gap in self.deleted.range(lo..=hi).rev() {
+            if *gap < n {
+                break;
+            }
+            n = n.checked_sub(1)?;
+        }
+        (n >= lo).then_some(n)
+    }
+
+    /// The number of the version `k` places above `lo` (0: the oldest from `lo` up), among
+    /// those from `lo` to `hi`.
+    pub fn nth_up(&self, lo: u64, hi: u64, k: u64) -> Option<u64> {
+        let lo = lo.max(self.first);
+        if hi < lo {
+            return None;
+        }
+        let mut n = lo.checked_add(k)?;
+        for gap in self.deleted.range(lo..=hi) {
+            if *gap > n {
+                break;
+            }
+            n += 1;
+        }
+        (n <= hi).then_some(n)
+    }
+
+    /// Version `number` is deleted; `successor` is the version after it, if any.
+    pub fn delete(&mut self, number: u64, successor: Option<u64>) {
+        if number == self.first {
+            self.first = successor.unwrap_or(number + 1);
+            let first = self.first;
+            self.deleted.retain(|n| *n > first);
+        } else {
+            self.deleted.insert(number);
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -126,6 +196,7 @@ impl Repository {
             next_version: 0,
             deleted_version: None,
             tag_index: true,
+            versions: Some(VersionSpan::default()),
         }
     }
 
@@ -456,4 +527,46 @@ pub struct User {
     pub password_hash: String,
     /// May push, sync and manage; otherwise read-only.
     pub admin: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers that exist from `lo` to `hi`, by brute force.
+    fn existing(span: &VersionSpan, lo: u64, hi: u64) -> Vec<u64> {
+        (lo.max(span.first)..=hi)
+            .filter(|n| !span.deleted.contains(n))
+            .collect()
+    }
+
+    #[test]
+    fn a_span_counts_and_finds_versions_around_its_gaps() {
+        let mut span = VersionSpan::default();
+        for (n, next) in [
+            (0, Some(1)),
+            (4, Some(5)),
+            (5, Some(6)),
+            (9, Some(10)),
+            (1, Some(2)),
+            (20, None),
+        ] {
+            span.delete(n, next);
+        }
+        assert_eq!(span.first, 2);
+        assert_eq!(span.deleted.iter().copied().collect::<Vec<_>>(), [4, 5, 9, 20]);
+        for (lo, hi) in [(0, 19), (3, 10), (4, 5), (5, 9), (10, 2), (0, 25)] {
+            let want = existing(&span, lo, hi);
+            assert_eq!(span.count(lo, hi), want.len() as u64, "{lo}..={hi}");
+            for k in 0..want.len() as u64 + 2 {
+                assert_eq!(
+                    span.nth_up(lo, hi, k),
+                    want.get(k as usize).copied(),
+                    "up {lo}..={hi} {k}"
+                );
+                let down = want.iter().rev().nth(k as usize).copied();
+                assert_eq!(span.nth_down(lo, hi, k), down, "down {lo}..={hi} {k}");
+            }
+        }
+    }
 }

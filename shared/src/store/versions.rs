@@ -93,10 +93,10 @@ impl Store {
             done: false,
         };
         w.store.clean_uncommitted(&w.repo).await?;
-        self.index_tags(&mut w).await?;
         if w.repo.deleted_version.is_some() {
             self.finish_deletion(&mut w, None).await?;
         }
+        self.upgrade(&mut w).await?;
         Ok(w)
     }
 
