@@ -274,12 +274,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
-    use crate::store::lists::tests::Counting;
+    use crate::store::lists::tests::counting;
     use crate::store::{Repository, RepositoryKind};
 
     fn blob(i: u64) -> ContentKey {
@@ -288,7 +286,7 @@ mod tests {
 
     /// Reads a deletion takes after `history` versions, each adding two blobs and removing one.
     async fn reads_to_delete(history: u64, which: impl Fn(u64) -> u64) -> usize {
-        let table = Arc::new(Counting::default());
+        let table = counting();
         let store = Store::new(table.clone());
         let repo = Repository::new("r", RepositoryKind::Mirror);
         store.create_repository(&repo).await.unwrap();
@@ -302,12 +300,12 @@ mod tests {
             }
             w.commit(None).await.unwrap().unwrap();
         }
-        let before = table.reads.load(Ordering::SeqCst);
+        let before = table.reads();
         store
             .delete_version(repo.id, which(history), "d", ttl, Duration::ZERO)
             .await
             .unwrap();
-        table.reads.load(Ordering::SeqCst) - before
+        table.reads() - before
     }
 
     /// Deleting a version reads its change log and its successor's, never the history before

@@ -424,12 +424,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
-    use crate::store::lists::tests::Counting;
+    use crate::store::lists::tests::counting;
     use crate::store::RepositoryKind;
 
     fn latest(i: u32) -> ContentKey {
@@ -442,7 +440,7 @@ mod tests {
     /// Reads a pull by tag takes after `moves` moves of the tag, at the latest version and at
     /// version 1.
     async fn pull_reads_after(moves: u32) -> (usize, usize) {
-        let table = Arc::new(Counting::default());
+        let table = counting();
         let store = Store::new(table.clone());
         let repo = Repository::new("r", RepositoryKind::Push);
         store.create_repository(&repo).await.unwrap();
@@ -457,15 +455,15 @@ mod tests {
         }
         let repo = store.repository(repo.id).await.unwrap().unwrap();
         let tag = Tag::parse("latest").unwrap();
-        let before = table.reads.load(Ordering::SeqCst);
+        let before = table.reads();
         let at = store.tag(&repo, repo.latest_version, &tag).await.unwrap();
         assert_eq!(at, Some(Digest::sha256_of(&(moves - 1).to_le_bytes())));
-        let mid = table.reads.load(Ordering::SeqCst);
+        let mid = table.reads();
         assert_eq!(
             store.tag(&repo, 1, &tag).await.unwrap(),
             Some(Digest::sha256_of(&0u32.to_le_bytes()))
         );
-        let end = table.reads.load(Ordering::SeqCst);
+        let end = table.reads();
         (mid - before, end - mid)
     }
 

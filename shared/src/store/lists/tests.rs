@@ -1,6 +1,5 @@
 //! The paged lists' tests: what each list costs in table reads, pinned.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,41 +8,13 @@ use chrono::Utc;
 use super::*;
 use crate::adapters::memory::MemoryTable;
 use crate::domain::{Digest, RepoName};
-use crate::ports::{Cond, Row, Table, Write};
 
 /// A table that counts its reads (each one DynamoDB request on AWS).
-#[derive(Default)]
-pub(in crate::store) struct Counting {
-    inner: MemoryTable,
-    pub(in crate::store) reads: AtomicUsize,
-}
+pub(in crate::store) type Counting = crate::port_suite::history::Counted;
 
-#[async_trait::async_trait]
-impl Table for Counting {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Row>, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(pk, sk).await
-    }
-    async fn put_expiring(
-        &self,
-        pk: &str,
-        sk: &str,
-        value: Vec<u8>,
-        cond: Cond,
-        expires_at: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        self.inner.put_expiring(pk, sk, value, cond, expires_at).await
-    }
-    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
-        self.inner.delete(pk, sk, cond).await
-    }
-    async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.query(pk, q).await
-    }
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        self.inner.transact(writes).await
-    }
+/// An empty in-memory table that counts its reads.
+pub(in crate::store) fn counting() -> Arc<Counting> {
+    Counting::new(Arc::new(MemoryTable::new()))
 }
 
 fn digest(i: usize) -> Digest {
@@ -60,7 +31,7 @@ fn tag(i: usize) -> ContentKey {
 /// A store holding `n` remotes, tasks, distributions, blobs and tags (the last two in one
 /// version).
 async fn store_with(n: usize) -> (Arc<Counting>, Store, Repository) {
-    let table = Arc::new(Counting::default());
+    let table = counting();
     let store = Store::new(table.clone());
     let repo = Repository::new("r", RepositoryKind::Mirror);
     store.create_repository(&repo).await.unwrap();
@@ -120,10 +91,10 @@ async fn page_costs(n: usize) -> Vec<(&'static str, usize, usize)> {
     let mut out = Vec::new();
     macro_rules! cost {
         ($name:literal, $e:expr) => {{
-            let before = table.reads.load(Ordering::SeqCst);
+            let before = table.reads();
             let listing = $e.await.unwrap();
             assert_eq!((listing.count, listing.items.len()), (n, 5), $name);
-            out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+            out.push(($name, n, table.reads() - before));
         }};
     }
     cost!("remotes", store.remote_page(|_| true, page));
@@ -159,7 +130,7 @@ async fn page_costs(n: usize) -> Vec<(&'static str, usize, usize)> {
     let every = ContentType::ALL;
     macro_rules! mixed {
         ($name:literal, $sets:expr) => {{
-            let before = table.reads.load(Ordering::SeqCst);
+            let before = table.reads();
             let listing = store
                 .mixed_content_page(&every, $sets, |_| true, ContentOrder::Type, mixed)
                 .await
@@ -171,7 +142,7 @@ async fn page_costs(n: usize) -> Vec<(&'static str, usize, usize)> {
                 [[ContentType::Blob; 2].as_slice(), &[ContentType::Tag; 3]].concat()
             );
             assert!(listing.items.iter().all(|u| u.created.is_some()), $name);
-            out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+            out.push(($name, n, table.reads() - before));
         }};
     }
     mixed!("every type of a version", &[ContentSet::InVersion(repo.id, 1)]);
@@ -180,30 +151,26 @@ async fn page_costs(n: usize) -> Vec<(&'static str, usize, usize)> {
     // namespaces (each distribution is in its own) and workers: lists of their own
     macro_rules! scan {
         ($name:literal, $e:expr) => {{
-            let before = table.reads.load(Ordering::SeqCst);
+            let before = table.reads();
             let all = $e.await.unwrap();
             assert_eq!(all.len(), n, $name);
-            out.push(($name, n, table.reads.load(Ordering::SeqCst) - before));
+            out.push(($name, n, table.reads() - before));
             all
         }};
     }
     let namespaces = scan!("namespaces", store.namespaces());
     let workers = scan!("workers", store.workers());
-    let before = table.reads.load(Ordering::SeqCst);
+    let before = table.reads();
     assert!(store.namespace(namespaces[n / 2].id).await.unwrap().is_some());
     assert!(store.worker(workers[n / 2].id).await.unwrap().is_some());
-    out.push((
-        "a namespace and a worker",
-        n,
-        table.reads.load(Ordering::SeqCst) - before,
-    ));
-    let before = table.reads.load(Ordering::SeqCst);
+    out.push(("a namespace and a worker", n, table.reads() - before));
+    let before = table.reads();
     let versions = store
         .version_page(&repo, |_| true, true, Page { limit: 1, offset: 1 })
         .await
         .unwrap();
     assert_eq!((versions.count, versions.items[0].number), (2, 1));
-    out.push(("versions", n, table.reads.load(Ordering::SeqCst) - before));
+    out.push(("versions", n, table.reads() - before));
     out
 }
 
@@ -241,7 +208,7 @@ async fn a_page_costs_the_same_reads_whatever_the_number_of_items() {
 
 /// Reads one page of versions takes after `history` versions.
 async fn version_page_reads(history: u64) -> usize {
-    let table = Arc::new(Counting::default());
+    let table = counting();
     let store = Store::new(table.clone());
     let repo = Repository::new("r", RepositoryKind::Push);
     store.create_repository(&repo).await.unwrap();
@@ -254,7 +221,7 @@ async fn version_page_reads(history: u64) -> usize {
         w.commit(None).await.unwrap().unwrap();
     }
     let repo = store.repository(repo.id).await.unwrap().unwrap();
-    let before = table.reads.load(Ordering::SeqCst);
+    let before = table.reads();
     let page = store
         .version_range_page(&repo, 0, u64::MAX, false, Page { limit: 10, offset: 20 })
         .await
@@ -262,7 +229,7 @@ async fn version_page_reads(history: u64) -> usize {
         .unwrap();
     assert_eq!(page.count as u64, history + 1);
     assert_eq!(page.items[0].number, history - 20);
-    table.reads.load(Ordering::SeqCst) - before
+    table.reads() - before
 }
 
 #[tokio::test]
