@@ -46,6 +46,31 @@ bench_cleanup() {
     exit "$rc"
 }
 
+# dr_config FILE PORT [ACCESS_LOG]: a docker-registry configuration serving $WORK/dr-data on
+# 127.0.0.1:PORT (deletes allowed, in-memory blob-descriptor cache, errors only), its access log
+# off unless ACCESS_LOG is "on"
+dr_config() {
+    local disabled=true
+    [[ ${3:-off} == on ]] && disabled=false
+    mkdir -p "$WORK/dr-data"
+    cat >"$1" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: $disabled
+storage:
+  filesystem:
+    rootdirectory: $WORK/dr-data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$2
+EOF
+}
+
 rss_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
 
 # wait_ready URL NAME PID: NAME answers GET /v2/ (200, or Berth's token challenge 401)

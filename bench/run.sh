@@ -96,22 +96,7 @@ BERTH=http://127.0.0.1:$BERTH_PORT
 DR=http://127.0.0.1:$DR_PORT
 
 mkdir -p "$WORK/berth-data" "$WORK/dr-data"
-cat >"$WORK/dr-config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/dr-data
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$DR_PORT
-EOF
+dr_config "$WORK/dr-config.yml" "$DR_PORT"
 
 # Berth runs as installed: token authentication on. Every request to it carries a Bearer token
 # (one admin token for the benchmark repositories), so verifying tokens is part of what is measured.

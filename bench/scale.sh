@@ -37,20 +37,7 @@ DR_PORT=$(free_port "$BERTH_PORT")
 BERTH=http://127.0.0.1:$BERTH_PORT
 DR=http://127.0.0.1:$DR_PORT
 mkdir -p "$WORK/berth-data" "$WORK/dr-data"
-cat >"$WORK/dr-config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/dr-data
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$DR_PORT
-EOF
+dr_config "$WORK/dr-config.yml" "$DR_PORT"
 
 BERTH_PW=scale-$RANDOM-$RANDOM
 BERTH_LOG=warn BERTH_ADMIN_PASSWORD=$BERTH_PW BERTH_TOKEN_LIFETIME=86400 "$BERTH_BIN" \

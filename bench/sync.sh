@@ -125,20 +125,7 @@ BERTH_PORT=$(free_port "$DR_PORT")
 DR=http://127.0.0.1:$DR_PORT
 BERTH=http://127.0.0.1:$BERTH_PORT
 mkdir -p "$WORK/dr-data" "$WORK/berth-data"
-cat >"$WORK/dr-config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $WORK/dr-data
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$DR_PORT
-EOF
+dr_config "$WORK/dr-config.yml" "$DR_PORT" on
 # the access log (on stdout) shows what each sync downloads
 env -u REGISTRY_AUTH_FILE docker-registry serve "$WORK/dr-config.yml" >"$WORK/docker-registry.log" 2>&1 &
 DR_PID=$!; PIDS+=("$DR_PID")
