@@ -521,6 +521,17 @@ impl Counting {
         })
     }
 
+    /// The registry and API on this table, in memory.
+    fn app(self: &Arc<Self>) -> T {
+        let jobs = Arc::new(berth::adapters::local_jobs::LocalJobQueue::new(self.clone()));
+        T::of(App::new(
+            self.clone(),
+            Arc::new(berth::adapters::memory::MemoryBlobStore::new()),
+            jobs,
+            Default::default(),
+        ))
+    }
+
     fn wrote(&self, pk: &str) {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.written.lock().unwrap().insert(pk.to_owned());
@@ -570,14 +581,7 @@ impl berth::ports::Table for Counting {
 #[tokio::test]
 async fn a_manifest_by_tag_costs_four_metadata_reads() {
     let table = Counting::new();
-    let jobs = Arc::new(berth::adapters::local_jobs::LocalJobQueue::new(table.clone()));
-    let app = App::new(
-        table.clone(),
-        Arc::new(berth::adapters::memory::MemoryBlobStore::new()),
-        jobs,
-        Default::default(),
-    );
-    let t = T::of(app);
+    let t = table.app();
     for i in 0..20 {
         t.image("count/me", &format!("t{i}"), &[format!("layer {i}").as_bytes()])
             .await;
@@ -627,14 +631,7 @@ const REGISTRY_WIDE: &[&str] = &[
 #[tokio::test]
 async fn a_push_writes_no_registry_wide_partition() {
     let table = Counting::new();
-    let jobs = Arc::new(berth::adapters::local_jobs::LocalJobQueue::new(table.clone()));
-    let app = App::new(
-        table.clone(),
-        Arc::new(berth::adapters::memory::MemoryBlobStore::new()),
-        jobs,
-        Default::default(),
-    );
-    let t = T::of(app);
+    let t = table.app();
     // the first push creates the repository, its distribution and namespace
     t.image("spread/app", "v0", &[b"first"]).await;
     table.written.lock().unwrap().clear();

@@ -202,19 +202,7 @@ impl Store {
         }
         let mut after = repo.clone();
         after.deleted_version = None;
-        match self
-            .t
-            .put(&format!("repo#{}", repo.id), "_", encode(&after)?, Cond::Rev(w.rev))
-            .await
-        {
-            Ok(rev) => {
-                w.rev = rev;
-                w.repo = after;
-                Ok(())
-            }
-            Err(StoreError::Conflict(_)) => Err(WriteError::LeaseLost),
-            Err(e) => Err(e.into()),
-        }
+        w.save(after).await
     }
 
     /// The rows of version `number`, squashed into the next version: the next version's change

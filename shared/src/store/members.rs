@@ -377,19 +377,7 @@ impl Store {
                 deleted: (first..=w.repo.latest_version).filter(|n| !have.contains(n)).collect(),
             });
         }
-        match self
-            .t
-            .put(&format!("repo#{}", after.id), "_", encode(&after)?, Cond::Rev(w.rev))
-            .await
-        {
-            Ok(rev) => {
-                w.rev = rev;
-                w.repo = after;
-                Ok(())
-            }
-            Err(StoreError::Conflict(_)) => Err(WriteError::LeaseLost),
-            Err(e) => Err(e.into()),
-        }
+        w.save(after).await
     }
 
     /// Writes the tag index rows of every tag row of a repository.

@@ -280,6 +280,24 @@ impl VersionWriter {
         }
     }
 
+    /// Writes `after` as the repository item under this writer's lease, which it keeps.
+    pub(super) async fn save(&mut self, after: Repository) -> Result<(), WriteError> {
+        match self
+            .store
+            .t
+            .put(&format!("repo#{}", after.id), "_", encode(&after)?, Cond::Rev(self.rev))
+            .await
+        {
+            Ok(rev) => {
+                self.rev = rev;
+                self.repo = after;
+                Ok(())
+            }
+            Err(StoreError::Conflict(_)) => Err(WriteError::LeaseLost),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn owner(&self) -> &str {
         self.repo.lease.as_ref().map(|l| l.owner.as_str()).unwrap_or("")
     }
