@@ -3,6 +3,7 @@
 plain HTTP with keep-alive, then times the reads whose cost must not grow with it.
 
   scale.py fill  BASE REPO N MOVES [TOKEN]   # N images tagged t<i>, then MOVES moves of `latest`
+  scale.py named BASE N USER:PASSWORD         # N repositories and N distributions (Pulp API)
   scale.py time  BASE PATH RUNS [TOKEN|user:password]  # median and p95 of RUNS GETs, in ms
 
 `fill` prints one JSON object: the median push time (manifest PUT, ms) of the first and the
@@ -119,6 +120,27 @@ def fill(base, repo, n, moves, token=None):
     print(json.dumps(out))
 
 
+def named(base, n, auth):
+    """N container repositories, and N distributions (each one task), through the Pulp API."""
+    c = Client(base, auth_header(auth))
+    api = "/pulp/api/v3"
+    for i in range(n):
+        body = json.dumps({"name": f"named-{i:06}"}).encode()
+        status, _, data = c.request(
+            "POST", f"{api}/repositories/container/container/", body=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 201, f"repository {i}: {status} {data[:200]}"
+        body = json.dumps({"name": f"named-{i:06}", "base_path": f"named-{i:06}/app"}).encode()
+        status, _, data = c.request(
+            "POST", f"{api}/distributions/container/container/", body=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 202, f"distribution {i}: {status} {data[:200]}"
+        if (i + 1) % 1000 == 0:
+            print(f"  {i + 1} repositories and distributions", file=sys.stderr, flush=True)
+
+
 def timed(base, path, runs, auth=None):
     c = Client(base, auth_header(auth))
     headers = {"Accept": OCI_MANIFEST} if "/manifests/" in path else {}
@@ -146,6 +168,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "fill":
         fill(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] if len(sys.argv) > 6 else None)
+    elif cmd == "named":
+        named(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "time":
         timed(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else None)
     else:

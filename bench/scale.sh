@@ -11,11 +11,13 @@
 # every push makes a repository version, so the repository ends with N+MOVES versions, 2N+1
 # blobs and manifests and N+1 tags. Then it times, each over RUNS GETs on one keep-alive
 # connection (median and p95, ms): a pull by tag after MOVES moves, `tags/list?n=100`, and the
-# Pulp API pages (latest version, a page of manifests, a page of the latest version's tags);
-# and the push time per manifest of the first 100 images against the last 100.
+# Pulp API pages (latest version, a page of manifests, of every content unit, of the latest
+# version's tags, and — after NAMED repositories and distributions are made through the Pulp
+# API, one task each — a page of repositories, distributions and tasks); and the push time per
+# manifest of the first 100 images against the last 100.
 #
 # Knobs (environment): BERTH_BIN (skip the build and use this binary), SKIP_BUILD=1, N (20000),
-#   MOVES (20000), RUNS (200), KEEP_TMP=1 (debugging).
+#   MOVES (20000), NAMED (10000), RUNS (200), KEEP_TMP=1 (debugging).
 # Needs: docker-registry, curl, python3 (stdlib only). Loopback only; every wait is bounded.
 set -euo pipefail
 
@@ -27,6 +29,7 @@ source "$SCRIPT_DIR/lib.sh"
 N=${N:-20000}
 MOVES=${MOVES:-20000}
 RUNS=${RUNS:-200}
+NAMED=${NAMED:-10000}
 REPO=scale/app
 PY="python3 $SCRIPT_DIR/scale.py"
 
@@ -79,13 +82,26 @@ time_get berth-tags "$BERTH" "/v2/$REPO/tags/list?n=100" "$TOKEN"
 time_get dr-tags "$DR" "/v2/$REPO/tags/list?n=100"
 time_get berth-tags-late "$BERTH" "/v2/$REPO/tags/list?n=100&last=t9000" "$TOKEN"
 time_get dr-tags-late "$DR" "/v2/$REPO/tags/list?n=100&last=t9000"
+log "making $NAMED repositories and distributions through the Pulp API"
+T_FILL=$(date +%s)
+$PY named "$BERTH" "$NAMED" "$ADMIN"
+NAMED_S=$(( $(date +%s) - T_FILL ))
+
+API=/pulp/api/v3
 time_get berth-versions "$BERTH" "${PUSH_REPO}versions/?limit=1" "$ADMIN"
-time_get berth-manifests "$BERTH" "/pulp/api/v3/content/container/manifests/?limit=10" "$ADMIN"
+time_get berth-versions-far "$BERTH" "${PUSH_REPO}versions/?limit=10&offset=100" "$ADMIN"
+time_get berth-manifests "$BERTH" "$API/content/container/manifests/?limit=10" "$ADMIN"
+time_get berth-manifests-far "$BERTH" "$API/content/container/manifests/?limit=10&offset=100" "$ADMIN"
+time_get berth-content "$BERTH" "$API/content/?limit=10" "$ADMIN"
+time_get berth-repos "$BERTH" "$API/repositories/container/container/?limit=10&offset=100" "$ADMIN"
+time_get berth-dists "$BERTH" "$API/distributions/container/container/?limit=10&offset=100" "$ADMIN"
+time_get berth-tasks "$BERTH" "$API/tasks/?limit=10&offset=100" "$ADMIN"
 time_get berth-vtags "$BERTH" "/pulp/api/v3/content/container/tags/?repository_version=$LATEST&limit=10" "$ADMIN"
 
 VERSIONS=$(jget "$WORK/berth-versions.json" "d['body']['count']")
 MANIFESTS=$(jget "$WORK/berth-manifests.json" "d['body']['count']")
 VTAGS=$(jget "$WORK/berth-vtags.json" "d['body']['count']")
+count() { jget "$WORK/$1.json" "d['body']['count']"; }
 f() { jget "$WORK/$1-fill.json" "round(d['$2'], 2)"; }
 
 SUMMARY=$WORK/summary.md
@@ -103,8 +119,14 @@ SUMMARY=$WORK/summary.md
     echo "| \`tags/list?n=100\` | $(ms berth-tags) | $(ms dr-tags) |"
     echo "| \`tags/list?n=100&last=t9000\` | $(ms berth-tags-late) | $(ms dr-tags-late) |"
     echo "| Pulp: \`…/versions/?limit=1\` | $(ms berth-versions) | |"
-    echo "| Pulp: \`content/container/manifests/?limit=10\` | $(ms berth-manifests) | |"
+    echo "| Pulp: \`…/versions/?limit=10&offset=100\` | $(ms berth-versions-far) | |"
+    echo "| Pulp: \`content/container/manifests/?limit=10\` (of $(count berth-manifests)) | $(ms berth-manifests) | |"
+    echo "| Pulp: \`content/container/manifests/?limit=10&offset=100\` | $(ms berth-manifests-far) | |"
+    echo "| Pulp: \`content/?limit=10\` (of $(count berth-content)) | $(ms berth-content) | |"
     echo "| Pulp: \`content/container/tags/?repository_version=<latest>&limit=10\` | $(ms berth-vtags) | |"
+    echo "| Pulp: \`repositories/container/container/?limit=10&offset=100\` (of $(count berth-repos)) | $(ms berth-repos) | |"
+    echo "| Pulp: \`distributions/container/container/?limit=10&offset=100\` (of $(count berth-dists)) | $(ms berth-dists) | |"
+    echo "| Pulp: \`tasks/?limit=10&offset=100\` (of $(count berth-tasks)) | $(ms berth-tasks) | |"
     echo
     echo "| Push (manifest PUT, median ms) | Berth | docker-registry |"
     echo "|---|---:|---:|"
@@ -115,6 +137,7 @@ SUMMARY=$WORK/summary.md
         echo "| last 100 moves of \`latest\` | $(f berth move_last_ms) | $(f dr move_last_ms) |"
     fi
     echo "| whole fill (s) | $BERTH_FILL_S | $DR_FILL_S |"
+    echo "| $NAMED repositories and distributions through the Pulp API (s) | $NAMED_S | |"
 } >"$SUMMARY"
 
 echo

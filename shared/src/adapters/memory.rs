@@ -1,6 +1,7 @@
 //! In-memory adapters: a `BTreeMap` table and a `HashMap` blob store.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -89,23 +90,43 @@ impl Table for MemoryTable {
     async fn query(&self, pk: &str, q: Query) -> Result<Vec<Row>, StoreError> {
         let items = self.items.lock().map_err(|_| poisoned())?;
         let now = unix_now();
-        let start = (pk.to_owned(), q.prefix.clone());
-        let mut rows: Vec<Row> = items
-            .range(start..)
-            .take_while(|((p, sk), _)| p == pk && sk.starts_with(&q.prefix))
-            .filter(|((_, sk), (_, _, exp))| query_matches(&q, sk) && !expired(*exp, now))
-            .map(|((_, sk), (rev, v, _))| Row {
-                sk: sk.clone(),
-                rev: *rev,
-                value: v.clone(),
-            })
-            .collect();
-        if q.reverse {
-            rows.reverse();
-        }
-        if let Some(n) = q.limit {
-            rows.truncate(n);
-        }
+        // only the range asked for, and only up to the limit: a page costs what it holds
+        let ours = |(p, sk): &(String, String)| p == pk && sk.starts_with(&q.prefix);
+        let lo = match (&q.after, q.reverse) {
+            (Some(a), false) if *a >= q.prefix => Bound::Excluded((pk.to_owned(), a.clone())),
+            _ => Bound::Included((pk.to_owned(), q.prefix.clone())),
+        };
+        let hi = match (&q.after, q.reverse) {
+            (Some(a), true) => Bound::Excluded((pk.to_owned(), a.clone())),
+            _ => Bound::Excluded((format!("{pk}\0"), String::new())),
+        };
+        let range = items.range((lo, hi));
+        let live = |(k, (_, _, exp)): &(&(String, String), &(u64, Vec<u8>, Option<u64>))| {
+            query_matches(&q, &k.1) && !expired(*exp, now)
+        };
+        let row = |(k, (rev, v, _)): (&(String, String), &(u64, Vec<u8>, Option<u64>))| Row {
+            sk: k.1.clone(),
+            rev: *rev,
+            value: v.clone(),
+        };
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let rows: Vec<Row> = if q.reverse {
+            range
+                .rev()
+                .skip_while(|(k, _)| !ours(k))
+                .take_while(|(k, _)| ours(k))
+                .filter(live)
+                .take(limit)
+                .map(row)
+                .collect()
+        } else {
+            range
+                .take_while(|(k, _)| ours(k))
+                .filter(live)
+                .take(limit)
+                .map(row)
+                .collect()
+        };
         Ok(rows)
     }
 

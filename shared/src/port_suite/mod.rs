@@ -13,6 +13,8 @@
 //! - [`store`]: atomic version commit (invariant 1), serialized writers (invariant 2);
 //! - [`deletion`]: deleting versions (squashed into the next, or the latest reverted);
 //! - [`history`]: reads that cost the same however long a tag's history, the tag index;
+//! - [`pages`]: a page of every list the APIs serve costs the same reads at 100 items and at
+//!   [`Adapter::MANY`];
 //! - [`names`]: unique names under racing creates (invariant 6), repairs, lease take-over;
 //! - [`namespaces`]: one namespace of racing creates, removals that race creates, workers'
 //!   heartbeats;
@@ -42,6 +44,7 @@ pub mod job;
 pub mod names;
 pub mod namespaces;
 pub mod orphan;
+pub mod pages;
 pub mod retention;
 pub mod store;
 pub mod table;
@@ -64,6 +67,9 @@ pub trait Adapter: Sized {
     /// How many times longer the store cases' short leases (tens of milliseconds) are, for a
     /// table whose calls take milliseconds each (a DynamoDB emulator over HTTP).
     const SLOW: u32 = 1;
+
+    /// How long the lists of the page cases grow (from 100).
+    const MANY: usize = 10_000;
 
     /// Fresh, empty ports that share nothing with another case's.
     async fn new() -> Self;
@@ -107,6 +113,11 @@ macro_rules! port_cases {
                 racing_deletions_and_a_writer;
             history: reads_do_not_grow_with_a_tag_s_moves, an_older_repository_is_indexed_by_its_next_writer,
                 a_page_of_versions_is_one_read;
+            pages: a_page_of_versions_reads_the_same_at_any_length,
+                a_page_of_a_version_s_tags_reads_the_same_at_any_length,
+                a_page_of_every_unit_reads_the_same_at_any_length, a_page_of_tasks_reads_the_same_at_any_length,
+                a_page_of_repositories_reads_the_same_at_any_length,
+                a_page_of_distributions_reads_the_same_at_any_length;
             orphan: candidates_and_references, a_unit_touched_meanwhile_stays, a_unit_added_meanwhile_stays;
             $($more)*
         );

@@ -1,5 +1,6 @@
 //! The store's retention over the table port: upload sessions expire after their start,
-//! finished tasks after they finish, and nothing else does; sync checkpoints (expiring, in
+//! finished tasks are removed once past their retention when new tasks are made, and nothing
+//! else goes; sync checkpoints (expiring, in
 //! parts) round-trip.
 
 use std::time::Duration;
@@ -45,8 +46,8 @@ pub async fn the_default_keeps_everything(a: &impl Adapter) {
     assert_eq!(keep.task(task.id).await.unwrap().unwrap().state, TaskState::Completed);
 }
 
-/// With no retention at all, an upload and a finished task are gone at once, from reads and
-/// from the task list; a running task stays.
+/// With no retention at all, an upload is gone at once, and finished tasks are gone (from
+/// reads, from the list and from its count) once the next task is made; a running task stays.
 pub async fn no_retention_forgets(a: &impl Adapter) {
     let t = a.table().await;
     let task = finished_task(&Store::new(t.clone())).await;
@@ -72,14 +73,20 @@ pub async fn no_retention_forgets(a: &impl Adapter) {
         })
         .await
         .unwrap();
+    assert!(forget.task(task.id).await.unwrap().is_none(), "purged by the next task");
     assert!(forget.task(running.id).await.unwrap().is_some(), "a running task stays");
     finish(&forget, running.id).await;
+    let next = Task::new("berth.sync");
+    forget.create_task(&next).await.unwrap();
     assert!(
         forget.task(running.id).await.unwrap().is_none(),
         "a finished task past its retention is gone"
     );
     let listed: Vec<_> = forget.tasks().await.unwrap().into_iter().map(|t| t.id).collect();
-    assert_eq!(listed, [task.id], "the list skips it too");
+    assert_eq!(listed, [next.id], "the list skips it too");
+    let page = forget.task_range(crate::store::Page::ALL).await.unwrap();
+    assert_eq!(page.count, 1, "and its count");
+    assert_eq!(page.items.iter().map(|t| t.id).collect::<Vec<_>>(), [next.id]);
 }
 
 fn forever(a: std::sync::Arc<dyn crate::ports::Table>) -> Store {

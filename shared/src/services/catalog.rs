@@ -161,7 +161,7 @@ pub enum TaskResources {
 }
 
 /// Filters on tasks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
     pub names: NameFilter,
     pub states: Option<Vec<TaskState>>,
@@ -352,6 +352,9 @@ impl Catalog<'_> {
     }
 
     pub async fn repositories(&self, kind: RepositoryKind, f: &NameFilter, page: Page) -> Result<Listing<Repository>> {
+        if *f == NameFilter::default() {
+            return Ok(self.store().repository_range(kind, page).await?);
+        }
         Ok(self
             .store()
             .repository_page(
@@ -414,7 +417,11 @@ impl Catalog<'_> {
                     .is_none_or(|x| bp.to_lowercase().contains(&x.to_lowercase()))
                 && serving.is_none_or(|s| s.is_some() && d.repository == s && d.version.is_none())
         };
-        let listing = self.store().distribution_page(keep, page).await?;
+        let listing = if *f == DistributionFilter::default() {
+            self.store().distribution_range(page).await?
+        } else {
+            self.store().distribution_page(keep, page).await?
+        };
         let mut items = Vec::with_capacity(listing.items.len());
         for d in listing.items {
             let kind = self.served_kind(&d).await?;
@@ -428,6 +435,9 @@ impl Catalog<'_> {
 
     /// Tasks, newest first; `name_of` names a resource the way the filter's values do.
     pub async fn tasks(&self, f: &TaskFilter, name_of: ResourceName, page: Page) -> Result<Listing<Task>> {
+        if *f == TaskFilter::default() {
+            return Ok(self.store().task_range(page).await?);
+        }
         Ok(self.store().task_page(|t| f.matches(t, name_of), page).await?)
     }
 
@@ -490,6 +500,9 @@ impl Catalog<'_> {
                 },
             });
         }
+        if *f == ContentFilter::new(f.ty) {
+            return Ok(self.store().all_content_page(&[f.ty], page).await?);
+        }
         let sets = content_sets(f.in_version, f.added_in, f.removed_in);
         Ok(self
             .store()
@@ -506,6 +519,9 @@ impl Catalog<'_> {
             .into_iter()
             .filter(|t| f.types.as_ref().is_none_or(|ts| ts.contains(t)))
             .collect();
+        if sets.is_empty() && f.ids.is_empty() && f.order == ContentOrder::Type {
+            return Ok(self.store().all_content_page(&types, page).await?);
+        }
         let keep = |k: &ContentKey| {
             f.ids.is_empty() || {
                 let id = content_id(k);

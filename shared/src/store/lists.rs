@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{content_id, decode, num, Store};
+use super::{content_id, decode, num, shards, Store};
 use crate::domain::{ContentKey, ContentType};
 use crate::ports::{Query, StoreError};
 use crate::store::{
@@ -157,6 +157,38 @@ impl Store {
         Ok(page.cut(all.into_iter().filter(|d| keep(d))))
     }
 
+    /// Distributions in base-path order: one query up to the end of the page, and a count
+    /// from the partition's tally, whatever the number of distributions.
+    pub async fn distribution_range(&self, page: Page) -> Result<Listing<Distribution>, StoreError> {
+        let count = self.count("dists").await? as usize;
+        self.range("dists", count, page).await
+    }
+
+    /// Tasks, newest first: one query up to the end of the page, and a count from the
+    /// partition's tally, whatever the number of tasks.
+    pub async fn task_range(&self, page: Page) -> Result<Listing<Task>, StoreError> {
+        let count = self.count_tasks().await? as usize;
+        self.range("tasks", count, page).await
+    }
+
+    /// A page of the items of `pk`, of which there are `count`, in sort-key order.
+    async fn range<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+        count: usize,
+        page: Page,
+    ) -> Result<Listing<T>, StoreError> {
+        let end = page.offset.saturating_add(page.limit).min(count);
+        let mut items = Vec::new();
+        if page.offset < end {
+            let rows = self.t.query(pk, Query::prefix("").limit(end)).await?;
+            for row in rows.iter().skip(page.offset) {
+                items.push(decode(row)?);
+            }
+        }
+        Ok(Listing { count, items })
+    }
+
     /// Tasks, newest first, that `keep` accepts. One scan of the tasks partition.
     pub async fn task_page(&self, keep: impl Fn(&Task) -> bool, page: Page) -> Result<Listing<Task>, StoreError> {
         let rows = self.t.query("tasks", Query::prefix("")).await?;
@@ -299,6 +331,69 @@ impl Store {
         Ok(Listing { count, items })
     }
 
+    /// Every unit of `types` ever added, each type in key order, in the order of `types`: the
+    /// type's content index, counted by the tallies of its shards, and a page merged from them,
+    /// each shard read up to the end of the page only. Costs one read per shard for the
+    /// counts, one query per shard of a type the page reaches, and one read per unit of the
+    /// page, whatever the number of units.
+    pub async fn all_content_page(
+        &self,
+        types: &[ContentType],
+        page: Page,
+    ) -> Result<Listing<ContentUnit>, StoreError> {
+        let mut counts = Vec::new();
+        for ty in types {
+            counts.push(self.count_all(&shards::partitions(&content_index(*ty))).await? as usize);
+        }
+        let mut listing = Listing {
+            count: counts.iter().sum(),
+            items: Vec::new(),
+        };
+        let (mut skip, mut want) = (page.offset, page.limit);
+        for (ty, n) in types.iter().zip(counts) {
+            if want == 0 {
+                break;
+            }
+            if skip >= n {
+                skip -= n;
+                continue;
+            }
+            let keys = self.merged_index_page(&content_index(*ty), skip, want).await?;
+            want = want.saturating_sub(keys.len());
+            skip = 0;
+            for key in keys {
+                let mut u = ContentUnit::new(key);
+                self.describe(&mut u).await?;
+                listing.items.push(u);
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Units `skip` to `skip + limit` of a content index, in key order, merged from its shards
+    /// (read concurrently, each up to `skip + limit` rows).
+    async fn merged_index_page(&self, index: &str, skip: usize, limit: usize) -> Result<Vec<ContentKey>, StoreError> {
+        let end = skip.saturating_add(limit);
+        let partitions = shards::partitions(index);
+        let reads = partitions
+            .iter()
+            .map(|pk| self.t.query(pk, Query::prefix("").limit(end)));
+        let mut sks: Vec<String> = futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|row| row.sk)
+            .collect();
+        sks.sort_unstable();
+        sks.dedup();
+        Ok(sks
+            .into_iter()
+            .skip(skip)
+            .take(limit)
+            .filter_map(|sk| ContentKey::decode(&sk))
+            .collect())
+    }
+
     /// Content of any of `types` in every one of `sets` (every unit of those types ever added
     /// when `sets` is empty) that `keep` accepts, in `order`. Costs the scan of the sets (one
     /// scan per type for the content of a version, one for what a version added or removed)
@@ -411,6 +506,11 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The partition of the content index of `ty` (before its shards).
+fn content_index(ty: ContentType) -> String {
+    format!("content#{}", ty.prefix())
 }
 
 #[cfg(test)]

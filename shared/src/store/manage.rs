@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use uuid::Uuid;
 
+use super::repo_kinds::Listed;
+use super::tally::Counted;
 use super::{decode, encode, Distribution, Remote, Repository, Store, Task, User};
 use crate::domain::{ContentKey, ContentType};
 use crate::ports::{Cond, Query, StoreError, Write};
@@ -61,6 +63,9 @@ impl IndexRow {
     }
 }
 
+/// How many of the oldest tasks each new task looks at to purge.
+const PURGE_BATCH: usize = 4;
+
 fn task_sk(t: &Task) -> String {
     let inverted = i64::MAX - t.created.timestamp_micros();
     format!("{inverted:020}#{}", t.id)
@@ -72,25 +77,18 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// Read-modify-write of one item under its revision (retried when someone else wrote),
-    /// writing the item to expire when `expiry` of its new value says.
-    async fn modify_expiring<T: DeserializeOwned + serde::Serialize, E: From<StoreError>>(
+    /// Read-modify-write of one item under its revision (retried when someone else wrote).
+    async fn modify<T: DeserializeOwned + serde::Serialize, E: From<StoreError>>(
         &self,
         pk: &str,
         sk: &str,
         mut f: impl FnMut(&mut T) -> Result<(), E>,
-        expiry: impl Fn(&T) -> Option<u64>,
     ) -> Result<T, E> {
         loop {
             let row = self.t.get(pk, sk).await?.ok_or(StoreError::NotFound)?;
             let mut v: T = decode(&row)?;
             f(&mut v)?;
-            let expires = expiry(&v);
-            match self
-                .t
-                .put_expiring(pk, sk, encode(&v)?, Cond::Rev(row.rev), expires)
-                .await
-            {
+            match self.t.put(pk, sk, encode(&v)?, Cond::Rev(row.rev)).await {
                 Ok(_) => return Ok(v),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -107,6 +105,7 @@ impl Store {
         (pk, sk): (&str, &str),
         id: Uuid,
         name_of: impl Fn(&T) -> String,
+        listed: impl Fn(&T) -> Option<Listed>,
         mut f: impl FnMut(&mut T) -> Result<(), E>,
     ) -> Result<T, E>
     where
@@ -120,15 +119,32 @@ impl Store {
             f(&mut after)?;
             let (old, new) = (name_of(&before), name_of(&after));
             let mut writes = vec![Write::put(pk, sk, encode(&after)?, Cond::Rev(row.rev))];
+            let listed = listed(&before);
+            let mut counted = Vec::new();
             if old != new {
                 writes.push(Write::put(names, &new, encode(&id)?, Cond::Absent));
+                let mut ours = false;
                 if let Some(name_row) = self.t.get(names, &old).await? {
                     if decode::<Uuid>(&name_row)? == id {
                         writes.push(Write::delete(names, &old, Cond::Rev(name_row.rev)));
+                        ours = true;
+                    }
+                }
+                if let Some(l) = &listed {
+                    writes.push(Write::put(&l.index, &new, encode(&id)?, Cond::Any));
+                    counted.push(Counted::of(&new, &l.class, 1));
+                    if ours {
+                        writes.push(Write::delete(&l.index, &old, Cond::Any));
+                        counted.push(Counted::of(&old, &l.class, -1));
                     }
                 }
             }
-            match self.t.transact(writes).await {
+            let counted = if counted.is_empty() {
+                Vec::new()
+            } else {
+                vec![(names, counted)]
+            };
+            match self.transact_counted(writes, &counted).await {
                 Ok(()) => return Ok(after),
                 Err(StoreError::Conflict(c)) => {
                     let taken = match self.t.get(names, &new).await? {
@@ -146,15 +162,28 @@ impl Store {
     }
 
     /// Removes a named item and its name row (when the row names it) in one transaction.
-    async fn delete_named(&self, names: &str, name: &str, id: Uuid, (pk, sk): (&str, &str)) -> Result<(), StoreError> {
+    /// When `listed`, it is also taken off that index, and counted out of the name rows' tally.
+    async fn delete_named(
+        &self,
+        names: &str,
+        name: &str,
+        id: Uuid,
+        (pk, sk): (&str, &str),
+        listed: Option<Listed>,
+    ) -> Result<(), StoreError> {
         loop {
             let mut writes = vec![Write::delete(pk, sk, Cond::Any)];
+            let mut counted = Vec::new();
             if let Some(row) = self.t.get(names, name).await? {
                 if decode::<Uuid>(&row)? == id {
                     writes.push(Write::delete(names, name, Cond::Rev(row.rev)));
+                    if let Some(l) = &listed {
+                        writes.push(Write::delete(&l.index, name, Cond::Any));
+                        counted.push((names, vec![Counted::of(name, &l.class, -1)]));
+                    }
                 }
             }
-            match self.t.transact(writes).await {
+            match self.transact_counted(writes, &counted).await {
                 Err(StoreError::Conflict(_)) => continue,
                 other => return other,
             }
@@ -187,6 +216,7 @@ impl Store {
             (&format!("repo#{id}"), "_"),
             id,
             |r: &Repository| r.name.clone(),
+            |r: &Repository| Some(Listed::kind(r.kind)),
             |r| {
                 let kept = r.clone();
                 f(r)?;
@@ -206,8 +236,14 @@ impl Store {
     /// Removes a repository: its name and its record together. Membership rows stay behind
     /// for garbage collection.
     pub async fn delete_repository(&self, repo: &Repository) -> Result<(), StoreError> {
-        self.delete_named("repo-names", &repo.name, repo.id, (&format!("repo#{}", repo.id), "_"))
-            .await
+        self.delete_named(
+            "repo-names",
+            &repo.name,
+            repo.id,
+            (&format!("repo#{}", repo.id), "_"),
+            Some(Listed::kind(repo.kind)),
+        )
+        .await
     }
 
     // ---- remotes ---------------------------------------------------------------------------
@@ -222,6 +258,7 @@ impl Store {
             ("remote-names", &r.name),
             &r.id,
             items,
+            &[],
             |row| Ok(("remotes".to_owned(), decode::<Uuid>(row)?.to_string())),
             |_| Ok(true),
         )
@@ -259,6 +296,7 @@ impl Store {
             ("remotes", &id.to_string()),
             id,
             |r: &Remote| r.name.clone(),
+            |_: &Remote| None,
             |r| {
                 super::secrets::open_remote(self.field_key.as_deref(), r);
                 f(r)?;
@@ -275,7 +313,7 @@ impl Store {
     }
 
     pub async fn delete_remote(&self, r: &Remote) -> Result<(), StoreError> {
-        self.delete_named("remote-names", &r.name, r.id, ("remotes", &r.id.to_string()))
+        self.delete_named("remote-names", &r.name, r.id, ("remotes", &r.id.to_string()), None)
             .await
     }
 
@@ -326,18 +364,41 @@ impl Store {
         } else if after.base_path != before.base_path {
             writes.push(Write::put("dist-names", &after.name, path, Cond::Any));
         }
-        self.t.transact(writes).await
+        let counted = [(
+            "dists",
+            vec![
+                Counted::added(after.base_path.as_str()),
+                Counted::removed(before.base_path.as_str()),
+            ],
+        )];
+        let moved = if after.base_path != before.base_path {
+            &counted[..]
+        } else {
+            &[]
+        };
+        self.transact_counted(writes, moved).await
     }
 
     /// Removes a distribution, its name row and its id index together.
     pub async fn delete_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
-        self.t
-            .transact(vec![
-                Write::delete("dists", d.base_path.as_str(), Cond::Any),
+        loop {
+            let row = self.t.get("dists", d.base_path.as_str()).await?;
+            let Some(row) = row.filter(|row| decode::<Distribution>(row).is_ok_and(|x| x.id == d.id)) else {
+                // gone already (its name may be another's by now)
+                return self.t.delete("dist-ids", &d.id.to_string(), Cond::Any).await;
+            };
+            let writes = vec![
+                Write::delete("dists", d.base_path.as_str(), Cond::Rev(row.rev)),
                 Write::delete("dist-names", &d.name, Cond::Any),
                 Write::delete("dist-ids", d.id.to_string(), Cond::Any),
-            ])
-            .await
+            ];
+            let counted = [("dists", vec![Counted::removed(d.base_path.as_str())])];
+            match self.transact_counted(writes, &counted).await {
+                // changed meanwhile: look again
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
     }
 
     /// Whether any distribution's base path is `path`'s ancestor or descendant (Pulp forbids
@@ -372,12 +433,76 @@ impl Store {
 
     // ---- tasks ----------------------------------------------------------------------------
 
+    /// Creates a task (counted in the tasks' tally), and removes up to [`PURGE_BATCH`] of the
+    /// oldest tasks that finished longer than the tasks' retention ago.
     pub async fn create_task(&self, t: &Task) -> Result<(), StoreError> {
         let sk = task_sk(t);
         self.t
             .put(&format!("task#{}", t.id), "_", encode(&sk)?, Cond::Absent)
             .await?;
-        self.t.put("tasks", &sk, encode(t)?, Cond::Absent).await.map(|_| ())
+        let row = Write::put("tasks", &sk, encode(t)?, Cond::Absent);
+        self.transact_counted(vec![row], &[("tasks", vec![Counted::added(&sk)])])
+            .await?;
+        self.purge_tasks().await
+    }
+
+    /// Removes the oldest tasks that finished longer than the retention ago, a few at a time:
+    /// each new task clears more than it adds, so expired tasks never pile up.
+    async fn purge_tasks(&self) -> Result<(), StoreError> {
+        let Some(keep) = self.retention().tasks else {
+            return Ok(());
+        };
+        let before = Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+        let oldest = self
+            .t
+            .query("tasks", Query::prefix("").reverse().limit(PURGE_BATCH))
+            .await?;
+        for row in oldest {
+            let t: Task = decode(&row)?;
+            if t.state.is_final() && t.finished.unwrap_or(t.updated) < before {
+                match self.remove_task(&row.sk, row.rev, t.id).await {
+                    Ok(()) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a task and its id pointer, at revision `rev` of the task.
+    async fn remove_task(&self, sk: &str, rev: u64, id: Uuid) -> Result<(), StoreError> {
+        let writes = vec![
+            Write::delete("tasks", sk, Cond::Rev(rev)),
+            Write::delete(format!("task#{id}"), "_", Cond::Any),
+        ];
+        self.transact_counted(writes, &[("tasks", vec![Counted::removed(sk)])])
+            .await
+    }
+
+    /// How many tasks there are. One read, once counted (see `tally.rs`); the first count
+    /// also takes the expiry off tasks an older version let expire, which are purged instead.
+    pub async fn count_tasks(&self) -> Result<u64, StoreError> {
+        let tally = self
+            .tally("tasks", |rows| async move {
+                let mut classes = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let t: Task = decode(&row)?;
+                    if t.state.is_final() {
+                        let pointer = format!("task#{}", t.id);
+                        let _ = self
+                            .t
+                            .put("tasks", &row.sk, row.value.clone(), Cond::Rev(row.rev))
+                            .await;
+                        if let Some(p) = self.t.get(&pointer, "_").await? {
+                            let _ = self.t.put(&pointer, "_", p.value, Cond::Rev(p.rev)).await;
+                        }
+                    }
+                    classes.push(Some(String::new()));
+                }
+                Ok(classes)
+            })
+            .await?;
+        Ok(tally.count(""))
     }
 
     pub async fn task(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
@@ -391,40 +516,24 @@ impl Store {
         })
     }
 
-    /// Updates a task under its revision (retrying on concurrent writes). A task that ends
-    /// up finished expires after the tasks' retention, its id pointer with it.
+    /// Updates a task under its revision (retrying on concurrent writes).
     pub async fn update_task<E: From<StoreError>>(
         &self,
         id: Uuid,
         mut f: impl FnMut(&mut Task) -> Result<(), E>,
     ) -> Result<Task, E> {
-        let pointer = format!("task#{id}");
-        let row = self.t.get(&pointer, "_").await?.ok_or(StoreError::NotFound)?;
+        let row = self
+            .t
+            .get(&format!("task#{id}"), "_")
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let sk: String = decode(&row)?;
-        let retention = self.retention().tasks;
-        let expiry = |t: &Task| match retention {
-            Some(keep) if t.state.is_final() => Some(super::expiry_in(keep)),
-            _ => None,
-        };
-        let task = self
-            .modify_expiring::<Task, E>(
-                "tasks",
-                &sk,
-                |t| {
-                    f(t)?;
-                    t.updated = chrono::Utc::now();
-                    Ok(())
-                },
-                expiry,
-            )
-            .await?;
-        if let Some(at) = expiry(&task) {
-            // the pointer outlives the task by a little, never the other way round
-            self.t
-                .put_expiring(&pointer, "_", row.value, Cond::Any, Some(at + 60))
-                .await?;
-        }
-        Ok(task)
+        self.modify::<Task, E>("tasks", &sk, |t| {
+            f(t)?;
+            t.updated = chrono::Utc::now();
+            Ok(())
+        })
+        .await
     }
 
     /// Tasks, newest first.
@@ -433,8 +542,17 @@ impl Store {
     }
 
     pub async fn delete_task(&self, t: &Task) -> Result<(), StoreError> {
-        self.t.delete("tasks", &task_sk(t), Cond::Any).await?;
-        self.t.delete(&format!("task#{}", t.id), "_", Cond::Any).await
+        let sk = task_sk(t);
+        loop {
+            let Some(row) = self.t.get("tasks", &sk).await? else {
+                return self.t.delete(&format!("task#{}", t.id), "_", Cond::Any).await;
+            };
+            match self.remove_task(&sk, row.rev, t.id).await {
+                // changed meanwhile: look again
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
     }
 
     // ---- users -----------------------------------------------------------------------------
@@ -477,35 +595,34 @@ impl Store {
             at: crate::ports::unix_now(),
             created: Some(now),
         };
-        let mut cond = Cond::Absent;
-        loop {
-            match self.t.put(&pk, &enc, encode(&row)?, cond).await {
-                Ok(rev) if cond == Cond::Absent => {
-                    // new in its shard: a row an older version wrote keeps its time, and moves
-                    if let Some(old) = self.t.get(&index, &enc).await? {
-                        row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
-                        self.t.put(&pk, &enc, encode(&row)?, Cond::Rev(rev)).await?;
-                        self.t.delete(&index, &enc, Cond::Any).await?;
-                    }
-                    return Ok(id);
+        for attempt in 0u32.. {
+            if attempt > 0 {
+                super::namespaces::hold_backoff(attempt - 1).await;
+            }
+            if let Some(old) = self.t.get(&pk, &enc).await? {
+                // recorded before: keep the time it was created
+                row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
+                match self.t.put(&pk, &enc, encode(&row)?, Cond::Rev(old.rev)).await {
+                    Err(StoreError::Conflict(_)) => continue,
+                    other => return other.map(|_| id),
                 }
-                Ok(_) => return Ok(id),
-                Err(StoreError::Conflict(_)) => {
-                    // recorded before: keep the time it was created
-                    match self.t.get(&pk, &enc).await? {
-                        Some(old) => {
-                            row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
-                            cond = Cond::Rev(old.rev);
-                        }
-                        None => {
-                            row.created = Some(now);
-                            cond = Cond::Absent;
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
+            }
+            // new in its shard, and counted there; a row an older version wrote in the
+            // index's own partition keeps its time, and moves
+            let mut writes = vec![self.tally_write(&pk, &[Counted::added(&enc)]).await?];
+            row.created = Some(now);
+            if let Some(old) = self.t.get(&index, &enc).await? {
+                row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
+                writes.push(Write::delete(&index, &enc, Cond::Rev(old.rev)));
+                writes.push(self.tally_write(&index, &[Counted::removed(&enc)]).await?);
+            }
+            writes.push(Write::put(&pk, &enc, encode(&row)?, Cond::Absent));
+            match self.t.transact(writes).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other.map(|_| id),
             }
         }
+        unreachable!("the attempts never run out")
     }
 
     /// When a content unit was created: first added to a version (see [`IndexRow::created_of`]

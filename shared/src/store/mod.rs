@@ -12,6 +12,7 @@
 //! | `repo#<id>` | `_` | [`Repository`] (the commit point: `latest_version`, lease, the next number, a deletion being tidied) |
 //! | `repo#<id>` | `v#<number>` | [`RepositoryVersion`] (visible when `number <= latest_version`) |
 //! | `repo-names` | `<name>` | repository id (unique names) |
+//! | `repos#<kind>` | `<name>` | repository id: the repositories of one kind (see `repo_kinds.rs`) |
 //! | `members#<id>` | `<content key>#<version_added>` | [`Membership`] |
 //! | `tags#<id>` | `<tag>#<version_added>` | [`TagRow`]: the tag index (see `members.rs`) |
 //! | `changes#<id>#<number>` | `a#<content key>` / `r#<content key>` | what version `number` added / removed |
@@ -24,7 +25,8 @@
 //!
 //! The content index (`content#<type>#`) and `stored` are spread over shards (see `shards.rs`).
 //!
-//! Finished tasks expire [`Retention::tasks`] after they finish (see `manage.rs`).
+//! Tasks finished longer than [`Retention::tasks`] ago are removed as new tasks are made (see
+//! `manage.rs`). Counted partitions keep their counts in `tally#<partition>` (see `tally.rs`).
 //!
 //! Signatures and on-demand blob pointers: see `synced.rs`.
 //!
@@ -50,9 +52,11 @@ mod namespaces;
 mod orphans;
 mod remote;
 mod repair;
+mod repo_kinds;
 mod secrets;
 pub(crate) mod shards;
 mod synced;
+mod tally;
 mod versions;
 mod workers;
 
@@ -77,6 +81,7 @@ pub use versions::{VersionWriter, WriteError};
 
 use crate::domain::{ContentKey, ContentType, Digest, RepoName};
 use crate::ports::{Cond, Query, Row, StoreError, Table, Write};
+use tally::Counted;
 
 const PAGE: usize = 500;
 
@@ -200,6 +205,7 @@ impl Store {
         (names, name): (&str, &str),
         value: &V,
         items: Vec<Write>,
+        counted: &[(&str, Vec<tally::Counted<'_>>)],
         item_of: impl Fn(&Row) -> Result<(String, String), StoreError>,
         names_it: impl Fn(&Row) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
@@ -207,7 +213,7 @@ impl Store {
         for _ in 0..3 {
             let mut writes = vec![Write::put(names, name, encode(value)?, name_cond)];
             writes.extend(items.iter().cloned());
-            match self.t.transact(writes).await {
+            match self.transact_counted(writes, counted).await {
                 Err(StoreError::Conflict(c)) => {
                     let Some(row) = self.t.get(names, name).await? else {
                         // the name was freed meanwhile, or another of our items is taken
@@ -294,14 +300,17 @@ impl Store {
             created: repo.created,
         };
         let pk = format!("repo#{}", repo.id);
+        let listed = repo_kinds::Listed::kind(repo.kind);
         let items = vec![
             Write::put(&pk, "_", encode(repo)?, Cond::Absent),
             Write::put(&pk, format!("v#{}", num(0)), encode(&v0)?, Cond::Absent),
+            Write::put(&listed.index, &repo.name, encode(&repo.id)?, Cond::Any),
         ];
         self.create_named(
             ("repo-names", &repo.name),
             &repo.id,
             items,
+            &[("repo-names", vec![Counted::of(&repo.name, &listed.class, 1)])],
             |row| Ok((format!("repo#{}", decode::<Uuid>(row)?), "_".to_owned())),
             |_| Ok(true),
         )
@@ -443,6 +452,7 @@ impl Store {
                 ("dist-names", &d.name),
                 &d.base_path,
                 items,
+                &[("dists", vec![Counted::added(d.base_path.as_str())])],
                 |row| Ok(("dists".to_owned(), decode::<String>(row)?)),
                 |item| Ok(decode::<Distribution>(item)?.name == d.name),
             )

@@ -114,6 +114,7 @@ impl Store {
             (NAMESPACES, &ns.name),
             ns,
             items,
+            &[],
             |row| Ok((NS_IDS.to_owned(), decode::<Namespace>(row)?.id.to_string())),
             |item| Ok(decode::<String>(item)? == ns.name),
         )

@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::tally::Counted;
 use super::{content_id, decode, shards, Membership, Store};
 use crate::domain::{ContentKey, ContentType};
-use crate::ports::{Cond, Query, StoreError};
+use crate::ports::{Cond, Query, StoreError, Write};
 
 /// A unit cleanup may remove: its key, when it was last stored, reused or added to a version,
 /// and the index rows
@@ -99,16 +100,35 @@ impl Store {
     pub async fn forget_candidate(&self, c: &OrphanCandidate) -> Result<bool, StoreError> {
         let sk = c.key.encode();
         for (pk, rev) in &c.rows {
-            match self.t.delete(pk, &sk, Cond::Rev(*rev)).await {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => return Ok(false),
-                Err(e) => return Err(e),
+            if !self.forget_row(pk, &sk, *rev).await? {
+                return Ok(false);
             }
         }
         self.t
             .delete(&format!("cid#{}", content_id(&c.key)), "_", Cond::Any)
             .await?;
         Ok(true)
+    }
+
+    /// Removes one index row at revision `rev`, counted out of its content partition's tally.
+    /// `false` when the row changed since.
+    async fn forget_row(&self, pk: &str, sk: &str, rev: u64) -> Result<bool, StoreError> {
+        loop {
+            let mut writes = vec![Write::delete(pk, sk, Cond::Rev(rev))];
+            if pk.starts_with("content#") {
+                writes.push(self.tally_write(pk, &[Counted::removed(sk)]).await?);
+            }
+            match self.t.transact(writes).await {
+                Ok(()) => return Ok(true),
+                Err(StoreError::Conflict(_)) => {
+                    // the row, or only its tally?
+                    if self.t.get(pk, sk).await?.is_none_or(|row| row.rev != rev) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Removes a manifest's record and its entry in its subject's referrers.

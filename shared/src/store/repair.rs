@@ -50,6 +50,9 @@ impl Store {
         self.repair_served_repositories(&mut out).await?;
         self.repair_remotes(&mut out).await?;
         self.repair_namespaces(&mut out).await?;
+        if !out.is_empty() {
+            self.reset_repository_index().await?;
+        }
         Ok(out)
     }
 
