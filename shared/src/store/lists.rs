@@ -1,6 +1,8 @@
-//! Paged lists for the management API: each method scans what it must (one index, or one
-//! partition), keeps what its filter accepts, counts it, and reads or returns only one page.
-//! What a list costs in table reads is stated on each method, and pinned by the tests below.
+//! Paged lists for the management API. An unfiltered list reads one page, up to its end, and
+//! takes its count from a tally (`tally.rs`) or a repository's version span: its cost does not
+//! grow with the list. A filtered list scans what it must (one index, or one partition), keeps
+//! what its filter accepts, counts it, and reads only one page. What a list costs in table
+//! reads is stated on each method, and pinned by the tests below and the port suite's `pages`.
 //!
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `store`, which knows `domain` and `ports` only. The filters themselves are the
