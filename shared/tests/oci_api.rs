@@ -603,6 +603,38 @@ async fn a_manifest_by_tag_costs_four_metadata_reads() {
     }
 }
 
+/// A push costs the same table reads and writes into a repository with a long history as
+/// into a young one: an image (its config blob, a layer, its manifest and tag), and a move of
+/// `latest`, after 20 and after 2,000 images and moves.
+#[tokio::test]
+async fn a_push_costs_the_same_however_long_the_history() {
+    let table = Counting::new();
+    let t = table.app();
+    let load = |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::SeqCst);
+    let mut next = 0;
+    let mut costs = Vec::new();
+    for until in [20, 2000] {
+        while next < until {
+            t.image("grow/app", &format!("t{next}"), &[format!("layer {next}").as_bytes()])
+                .await;
+            t.image("grow/app", "latest", &[format!("layer {next}").as_bytes()])
+                .await;
+            next += 1;
+        }
+        let (reads, writes) = (load(&table.reads), load(&table.writes));
+        t.image("grow/app", &format!("t{next}"), &[format!("layer {next}").as_bytes()])
+            .await;
+        let image = (load(&table.reads) - reads, load(&table.writes) - writes);
+        let (reads, writes) = (load(&table.reads), load(&table.writes));
+        t.image("grow/app", "latest", &[format!("layer {next}").as_bytes()])
+            .await;
+        let moved = (load(&table.reads) - reads, load(&table.writes) - writes);
+        next += 1;
+        costs.push((image, moved));
+    }
+    assert_eq!(costs[0], costs[1], "(reads, writes) of an image and of a move, young and old");
+}
+
 /// The partitions every repository shares. None of them is written by a push into an existing
 /// repository: on DynamoDB one partition takes about 1,000 writes a second, so a partition every
 /// push wrote would cap the whole registry.
