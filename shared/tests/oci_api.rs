@@ -632,7 +632,10 @@ async fn a_push_costs_the_same_however_long_the_history() {
         next += 1;
         costs.push((image, moved));
     }
-    assert_eq!(costs[0], costs[1], "(reads, writes) of an image and of a move, young and old");
+    assert_eq!(
+        costs[0], costs[1],
+        "(reads, writes) of an image and of a move, young and old"
+    );
 }
 
 /// The partitions every repository shares. None of them is written by a push into an existing

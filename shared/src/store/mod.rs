@@ -57,6 +57,7 @@ mod secrets;
 pub(crate) mod shards;
 mod synced;
 mod tally;
+mod tasks;
 mod versions;
 mod workers;
 
