@@ -60,10 +60,15 @@ log "filling Berth: $N images, then $MOVES moves of latest"
 T_FILL=$(date +%s)
 $PY fill "$BERTH" "$REPO" "$N" "$MOVES" "$TOKEN" >"$WORK/berth-fill.json"
 BERTH_FILL_S=$(( $(date +%s) - T_FILL ))
+log "Berth's push times: $(cat "$WORK/berth-fill.json")"
 log "filling docker-registry the same way"
 T_FILL=$(date +%s)
 $PY fill "$DR" "$REPO" "$N" "$MOVES" >"$WORK/dr-fill.json"
 DR_FILL_S=$(( $(date +%s) - T_FILL ))
+log "docker-registry's push times: $(cat "$WORK/dr-fill.json")"
+# the tag pulled: the one moved, or the last pushed when nothing moves
+PULL_TAG=latest
+[ "$MOVES" -gt 0 ] || PULL_TAG=t$((N - 1))
 
 # time NAME BASE PATH [AUTH]: RUNS GETs of PATH; the result's JSON in $WORK/NAME.json
 time_get() {
@@ -76,8 +81,8 @@ PUSH_REPO=$(curl -sS -u "$ADMIN" "$BERTH/pulp/api/v3/repositories/container/cont
 LATEST=$(curl -sS -u "$ADMIN" "$BERTH$PUSH_REPO" | jget - "d['latest_version_href']")
 log "Berth's repository: $PUSH_REPO, latest $LATEST"
 
-time_get berth-pull "$BERTH" "/v2/$REPO/manifests/latest" "$TOKEN"
-time_get dr-pull "$DR" "/v2/$REPO/manifests/latest"
+time_get berth-pull "$BERTH" "/v2/$REPO/manifests/$PULL_TAG" "$TOKEN"
+time_get dr-pull "$DR" "/v2/$REPO/manifests/$PULL_TAG"
 time_get berth-tags "$BERTH" "/v2/$REPO/tags/list?n=100" "$TOKEN"
 time_get dr-tags "$DR" "/v2/$REPO/tags/list?n=100"
 time_get berth-tags-late "$BERTH" "/v2/$REPO/tags/list?n=100&last=t9000" "$TOKEN"
@@ -115,7 +120,7 @@ SUMMARY=$WORK/summary.md
     echo
     echo "| Read (median / p95 ms over $RUNS GETs, one keep-alive connection) | Berth | docker-registry |"
     echo "|---|---:|---:|"
-    echo "| Manifest GET by tag \`latest\` after $MOVES moves | $(ms berth-pull) | $(ms dr-pull) |"
+    echo "| Manifest GET by tag \`$PULL_TAG\` after $MOVES moves | $(ms berth-pull) | $(ms dr-pull) |"
     echo "| \`tags/list?n=100\` | $(ms berth-tags) | $(ms dr-tags) |"
     echo "| \`tags/list?n=100&last=t9000\` | $(ms berth-tags-late) | $(ms dr-tags-late) |"
     echo "| Pulp: \`…/versions/?limit=1\` | $(ms berth-versions) | |"
