@@ -55,10 +55,7 @@ impl Store {
     async fn repository_tally(&self) -> Result<Tally, StoreError> {
         let pk = tally_pk("repo-names");
         loop {
-            let (cond, mut tally) = match self.t.get(&pk, "_").await? {
-                Some(row) => (Cond::Rev(row.rev), decode::<Tally>(&row)?),
-                None => (Cond::Absent, Tally::default()),
-            };
+            let (cond, mut tally) = self.read_tally(&pk).await?;
             if tally.complete {
                 return Ok(tally);
             }

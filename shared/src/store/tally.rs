@@ -85,15 +85,21 @@ pub(super) fn tally_pk(partition: &str) -> String {
 }
 
 impl Store {
+    /// The tally item `pk` and the condition that writes it back unchanged meanwhile (an empty
+    /// tally when there is none yet).
+    pub(super) async fn read_tally(&self, pk: &str) -> Result<(Cond, Tally), StoreError> {
+        Ok(match self.t.get(pk, "_").await? {
+            Some(row) => (Cond::Rev(row.rev), decode::<Tally>(&row)?),
+            None => (Cond::Absent, Tally::default()),
+        })
+    }
+
     /// The write that keeps `partition`'s tally right in a transaction that makes `changes`
     /// to its rows. The transaction fails with `Conflict` if the tally moved meanwhile; read
     /// again and retry.
     pub(crate) async fn tally_write(&self, partition: &str, changes: &[Counted<'_>]) -> Result<Write, StoreError> {
         let pk = tally_pk(partition);
-        let (cond, mut tally) = match self.t.get(&pk, "_").await? {
-            Some(row) => (Cond::Rev(row.rev), decode::<Tally>(&row)?),
-            None => (Cond::Absent, Tally::default()),
-        };
+        let (cond, mut tally) = self.read_tally(&pk).await?;
         for c in changes {
             if tally.covers(c.sk) {
                 let n = tally.counts.entry(c.class.to_owned()).or_default();
@@ -166,10 +172,7 @@ impl Store {
     {
         let pk = tally_pk(partition);
         loop {
-            let (cond, mut tally) = match self.t.get(&pk, "_").await? {
-                Some(row) => (Cond::Rev(row.rev), decode::<Tally>(&row)?),
-                None => (Cond::Absent, Tally::default()),
-            };
+            let (cond, mut tally) = self.read_tally(&pk).await?;
             if tally.complete {
                 return Ok(tally);
             }
