@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::aws::{is_not_found, store_error};
 use crate::ports::{
-    check_transact, expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write, WriteOp,
+    check_transact, expired, first_rev, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write, WriteOp,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -166,7 +166,7 @@ fn transact_item(table: &str, w: &Write, now: u64) -> Result<TransactWriteItem, 
                 Update::builder()
                     .table_name(table)
                     .set_key(Some(key(&w.pk, &w.sk)))
-                    .update_expression("SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one REMOVE #ttl")
+                    .update_expression("SET #v = :v, #rev = if_not_exists(#rev, :start) + :one REMOVE #ttl")
                     .set_condition_expression(expr)
                     .set_expression_attribute_names(names(HashMap::from([
                         ("#v".to_owned(), "v".to_owned()),
@@ -175,7 +175,7 @@ fn transact_item(table: &str, w: &Write, now: u64) -> Result<TransactWriteItem, 
                     ])))
                     .set_expression_attribute_values(values(HashMap::from([
                         (":v".to_owned(), AttributeValue::B(Blob::new(value.clone()))),
-                        (":zero".to_owned(), AttributeValue::N("0".into())),
+                        (":start".to_owned(), AttributeValue::N((first_rev() - 1).to_string())),
                         (":one".to_owned(), AttributeValue::N("1".into())),
                     ])))
                     .build()
@@ -351,8 +351,8 @@ impl Table for DynamoTable {
         expires_at: Option<u64>,
     ) -> Result<u64, StoreError> {
         let update = match expires_at {
-            Some(_) => "SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one, #ttl = :ttl",
-            None => "SET #v = :v, #rev = if_not_exists(#rev, :zero) + :one REMOVE #ttl",
+            Some(_) => "SET #v = :v, #rev = if_not_exists(#rev, :start) + :one, #ttl = :ttl",
+            None => "SET #v = :v, #rev = if_not_exists(#rev, :start) + :one REMOVE #ttl",
         };
         let mut req = self
             .client
@@ -364,7 +364,7 @@ impl Table for DynamoTable {
             .expression_attribute_names("#rev", "rev")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":v", AttributeValue::B(Blob::new(value)))
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":start", AttributeValue::N((first_rev() - 1).to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_values(ReturnValue::UpdatedNew);
         if let Some(at) = expires_at {

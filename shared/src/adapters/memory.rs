@@ -11,8 +11,8 @@ use bytes::Bytes;
 use crate::domain::Digest;
 use crate::ports::collect;
 use crate::ports::{
-    check_cond, check_transact, expired, query_matches, unix_now, BlobReader, BlobStore, ByteRange, ByteStream, Cond,
-    Query, Row, StoreError, Table, Write, WriteOp,
+    check_cond, check_transact, expired, next_rev, query_matches, unix_now, BlobReader, BlobStore, ByteRange,
+    ByteStream, Cond, Query, Row, StoreError, Table, Write, WriteOp,
 };
 
 fn poisoned() -> StoreError {
@@ -71,7 +71,7 @@ impl Table for MemoryTable {
         let key = (pk.to_owned(), sk.to_owned());
         let (stored, live) = current(&items, &key, unix_now());
         check_cond(cond, live)?;
-        let rev = stored.unwrap_or(0) + 1;
+        let rev = next_rev(stored);
         items.insert(key, (rev, value, expires_at));
         Ok(rev)
     }
@@ -142,7 +142,7 @@ impl Table for MemoryTable {
             let key = (w.pk, w.sk);
             match w.op {
                 WriteOp::Put(value) => {
-                    let rev = items.get(&key).map_or(0, |(r, _, _)| *r) + 1;
+                    let rev = next_rev(items.get(&key).map(|(r, _, _)| *r));
                     items.insert(key, (rev, value, None));
                 }
                 WriteOp::Delete if w.cond == Cond::Absent => {}

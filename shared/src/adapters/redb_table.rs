@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::ports::{
-    check_cond, check_transact, expired, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write, WriteOp,
+    check_cond, check_transact, expired, next_rev, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write,
+    WriteOp,
 };
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
@@ -285,7 +286,7 @@ impl Table for RedbTable {
                 if let Some(at) = expires_at {
                     expiry.insert((at, pk.as_str(), sk.as_str()), ()).map_err(err)?;
                 }
-                let rev = stored.map_or(0, |(r, _)| r) + 1;
+                let rev = next_rev(stored.map(|(r, _)| r));
                 t.insert((pk.as_str(), sk.as_str()), encode(rev, expires_at, &value).as_slice())
                     .map_err(err)?;
                 rev
@@ -384,7 +385,7 @@ impl Table for RedbTable {
                     }
                     match &w.op {
                         WriteOp::Put(value) => {
-                            let rev = s.map_or(0, |(r, _)| r) + 1;
+                            let rev = next_rev(s.map(|(r, _)| r));
                             t.insert((w.pk.as_str(), w.sk.as_str()), encode(rev, None, value).as_slice())
                                 .map_err(err)?;
                         }
@@ -492,7 +493,7 @@ mod tests {
     async fn a_full_disk_refuses_writes_and_they_work_again_once_space_is_freed() {
         let d = disk();
         let t = &d.table;
-        t.put("p", "a", b"one".to_vec(), Cond::Any).await.unwrap();
+        let one = t.put("p", "a", b"one".to_vec(), Cond::Any).await.unwrap();
 
         // When the disk fills up, a write is refused as NoSpace and nothing of it is committed
         d.full.store(true, Ordering::SeqCst);
@@ -510,7 +511,7 @@ mod tests {
         assert_eq!(value(t, "a").await.as_deref(), Some(&b"one"[..]));
         assert_eq!(value(t, "b").await, None);
         t.put("p", "b", b"new".to_vec(), Cond::Absent).await.unwrap();
-        t.put("p", "a", b"two".to_vec(), Cond::Rev(1)).await.unwrap();
+        t.put("p", "a", b"two".to_vec(), Cond::Rev(one)).await.unwrap();
         assert_eq!(value(t, "a").await.as_deref(), Some(&b"two"[..]));
         assert_eq!(value(t, "b").await.as_deref(), Some(&b"new"[..]));
         let rows = t.query("p", Query::default()).await.unwrap();
@@ -569,9 +570,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
         let now = crate::ports::unix_now();
-        {
+        let gone = {
             let t = RedbTable::open(&path).unwrap();
-            t.put_expiring("p", "gone", b"1".to_vec(), Cond::Any, Some(now - 1))
+            let gone = t
+                .put_expiring("p", "gone", b"1".to_vec(), Cond::Any, Some(now - 1))
                 .await
                 .unwrap();
             t.put_expiring("p", "later", b"2".to_vec(), Cond::Any, Some(now + 3600))
@@ -585,13 +587,14 @@ mod tests {
             t.put("p", "back", b"5".to_vec(), Cond::Absent).await.unwrap();
             assert_eq!(t.sweep_expired().await.unwrap(), 1);
             assert_eq!(t.sweep_expired().await.unwrap(), 0);
-        }
+            gone
+        };
         let t = RedbTable::open(&path).unwrap();
         let rows = t.query("p", Query::prefix("")).await.unwrap();
         let sks: Vec<_> = rows.iter().map(|r| r.sk.as_str()).collect();
         assert_eq!(sks, ["back", "kept", "later"]);
-        // written again after the sweep: a fresh item
-        assert_eq!(t.put("p", "gone", b"6".to_vec(), Cond::Absent).await.unwrap(), 1);
+        // written again after the sweep: a fresh item, at a revision it never had
+        assert_ne!(t.put("p", "gone", b"6".to_vec(), Cond::Absent).await.unwrap(), gone + 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

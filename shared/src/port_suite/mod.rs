@@ -95,7 +95,8 @@ macro_rules! port_cases {
     ($adapter:ty; $($more:tt)*) => {
         $crate::port_suite::tests_for!($adapter;
             table: conditional_writes, queries, expiry, concurrent_updates;
-            transact: a_failed_condition_changes_nothing, every_write_lands, malformed_transactions_are_refused,
+            transact: a_failed_condition_changes_nothing, every_write_lands, a_revision_read_before_a_deletion_never_holds_again,
+                malformed_transactions_are_refused,
                 one_racer_wins;
             blob: verified_before_visible, put_read_and_delete, sha512_and_empty_blobs, chunked_upload,
                 a_mismatching_commit_publishes_nothing, an_interrupted_chunk_resumes, sha512_upload,

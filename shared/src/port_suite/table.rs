@@ -13,28 +13,30 @@ fn sks(rows: Vec<Row>) -> Vec<String> {
 pub async fn conditional_writes(a: &impl Adapter) {
     let t = a.table().await;
     assert_eq!(t.get("p", "a").await.unwrap(), None);
-    assert_eq!(t.put("p", "a", b"1".to_vec(), Cond::Absent).await.unwrap(), 1);
+    let r1 = t.put("p", "a", b"1".to_vec(), Cond::Absent).await.unwrap();
+    assert!(r1 >= 1);
     assert!(matches!(
         t.put("p", "a", b"2".to_vec(), Cond::Absent).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(t.get("p", "a").await.unwrap().unwrap().value, b"1");
-    // revisions guard updates
+    assert_eq!(t.get("p", "a").await.unwrap().unwrap().rev, r1);
+    // revisions guard updates, and grow by one with each write
     assert!(matches!(
-        t.put("p", "a", b"x".to_vec(), Cond::Rev(7)).await,
+        t.put("p", "a", b"x".to_vec(), Cond::Rev(r1 + 7)).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(t.put("p", "a", b"2".to_vec(), Cond::Rev(1)).await.unwrap(), 2);
-    assert_eq!(t.put("p", "a", b"3".to_vec(), Cond::Any).await.unwrap(), 3);
+    assert_eq!(t.put("p", "a", b"2".to_vec(), Cond::Rev(r1)).await.unwrap(), r1 + 1);
+    assert_eq!(t.put("p", "a", b"3".to_vec(), Cond::Any).await.unwrap(), r1 + 2);
     assert!(matches!(
-        t.put("p", "zz", b"x".to_vec(), Cond::Rev(1)).await,
+        t.put("p", "zz", b"x".to_vec(), Cond::Rev(r1)).await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        t.delete("p", "a", Cond::Rev(1)).await,
+        t.delete("p", "a", Cond::Rev(r1)).await,
         Err(StoreError::Conflict(_))
     ));
-    t.delete("p", "a", Cond::Rev(3)).await.unwrap();
+    t.delete("p", "a", Cond::Rev(r1 + 2)).await.unwrap();
     assert_eq!(t.get("p", "a").await.unwrap(), None);
     t.delete("p", "a", Cond::Any).await.unwrap();
 }

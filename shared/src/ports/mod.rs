@@ -27,7 +27,8 @@ pub use jobs::{
 };
 pub use lease::LeaseTimings;
 pub use table::{
-    check_cond, check_transact, expired, query_matches, unix_now, Cond, Query, Row, Table, Write, WriteOp, MAX_TRANSACT,
+    check_cond, check_transact, expired, first_rev, next_rev, query_matches, unix_now, Cond, Query, Row, Table, Write,
+    WriteOp, MAX_TRANSACT,
 };
 pub use upstream::{
     pem_blocks, AtomicSignature, ManifestHead, PemBlock, TagPage, TlsMaterial, TlsSettingError, Upstream, UpstreamBlob,

@@ -19,9 +19,22 @@ pub fn expired(expires_at: Option<u64>, now: u64) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub sk: String,
-    /// Starts at 1 and grows by one with each write of the item.
+    /// Grows by one with each write of the item. A new item starts at a random revision
+    /// ([`first_rev`]), so an item deleted and written again does not take up a revision it
+    /// had before and a condition on the old one fails (no ABA).
     pub rev: u64,
     pub value: Vec<u8>,
+}
+
+/// The revision of an item's first write: random in `1..=2^48`, so a condition taken on an
+/// item that was then deleted and made again fails (but for a chance of 1 in 2^48).
+pub fn first_rev() -> u64 {
+    1 + rand::random::<u64>() % (1 << 48)
+}
+
+/// The revision of a write of an item stored at `stored` (`None` when there is none).
+pub fn next_rev(stored: Option<u64>) -> u64 {
+    stored.map_or_else(first_rev, |r| r + 1)
 }
 
 /// The condition of a write.

@@ -217,7 +217,11 @@ impl Store {
             match self.transact_counted(writes, counted).await {
                 Err(StoreError::Conflict(c)) => {
                     let Some(row) = self.t.get(names, name).await? else {
-                        // the name was freed meanwhile, or another of our items is taken
+                        if !self.conditions_hold(&items).await? {
+                            // another of our items is taken, or a row held changed
+                            return Err(StoreError::Conflict(c));
+                        }
+                        // the name was freed meanwhile
                         name_cond = Cond::Absent;
                         continue;
                     };

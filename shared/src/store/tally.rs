@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// Whether the conditions of `writes` hold now.
-    async fn conditions_hold(&self, writes: &[Write]) -> Result<bool, StoreError> {
+    pub(super) async fn conditions_hold(&self, writes: &[Write]) -> Result<bool, StoreError> {
         for w in writes {
             let rev = match w.cond {
                 Cond::Any => continue,
