@@ -200,6 +200,8 @@ on_aws() {
     BERTH_BUCKET="$name" BERTH_TABLE="$name" BERTH_QUEUE_NAME="$name" "$@"
 }
 run "real clients, AWS adapters on moto" on_aws e2e bash tests/e2e/clients.sh
+run "registry auth with real clients, both modes" bash tests/e2e/auth.sh
+run "registry auth with real clients, both modes, AWS adapters on moto" on_aws auth bash tests/e2e/auth.sh
 run "the pulp CLI" bash tests/e2e/pulp_cli.sh
 run "the pulp CLI, AWS adapters on moto" on_aws cli bash tests/e2e/pulp_cli.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh

@@ -400,11 +400,27 @@ async fn pushes_into_mirrors_are_denied() {
 #[tokio::test]
 async fn with_token_auth_off_the_registry_takes_basic_auth() {
     let t = T::new(false).await;
-    assert_eq!(t.send(Method::GET, "/v2/", None, vec![]).await.status, StatusCode::OK);
-    assert_eq!(
-        t.send(Method::GET, "/v2/pub/app/tags/list", None, vec![]).await.status,
-        StatusCode::OK
-    );
+    // an anonymous ping is challenged, so that clients holding credentials send them; the
+    // empty credentials containers/image sends when it holds none count as anonymous
+    for auth in [None, Some("Basic Og==")] {
+        let r = t.send(Method::GET, "/v2/", auth, vec![]).await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+        assert_eq!(r.challenge(), "Basic realm=\"berth\"");
+        assert_eq!(
+            t.send(Method::GET, "/v2/pub/app/tags/list", auth, vec![]).await.status,
+            StatusCode::OK,
+            "anonymous pulls of public content need no ping"
+        );
+    }
+    // a login checks the password: a wrong one is refused, the right one answered 200
+    let r = t
+        .send(Method::GET, "/v2/", Some(&basic("admin", "wrong")), vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    for (u, p) in [("admin", PW), ("reader", "reader-pw")] {
+        let r = t.send(Method::GET, "/v2/", Some(&basic(u, p)), vec![]).await;
+        assert_eq!(r.status, StatusCode::OK, "{u}");
+    }
     let r = t.send(Method::GET, "/v2/priv/app/tags/list", None, vec![]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.challenge(), "Basic realm=\"berth\"");
@@ -433,4 +449,203 @@ async fn with_token_auth_off_the_registry_takes_basic_auth() {
         t.send(Method::GET, "/token", None, vec![]).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// `POST /token` with a form, as containerd and docker send it.
+async fn post_token(t: &T, form: &[(&str, &str)]) -> Resp {
+    let body = serde_urlencoded::to_string(form).unwrap();
+    Req::new(Method::POST, "/token")
+        .header("host", HOST)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.into_bytes())
+        .send(&t.router)
+        .await
+}
+
+#[tokio::test]
+async fn the_oauth2_form_issues_tokens_for_a_password_and_refuses_a_wrong_one() {
+    let t = T::new(true).await;
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", PW),
+            ("service", HOST),
+            ("client_id", "containerd-client"),
+            ("scope", "repository:priv/app:pull repository:x/y:pull,push"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let body = r.json();
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(body["token"], body["access_token"]);
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["scope"], "repository:priv/app:pull repository:x/y:pull,push");
+    assert!(body.get("refresh_token").is_none(), "no refresh token unless asked for");
+    let r = t
+        .send(Method::GET, "/v2/priv/app/tags/list", Some(&bearer(token)), vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        t.push_blob("x/y", Some(&bearer(token))).await.status,
+        StatusCode::CREATED
+    );
+    // a reader gets what a reader may do: a pull, no push
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "password"),
+            ("username", "reader"),
+            ("password", "reader-pw"),
+            ("service", HOST),
+            ("scope", "repository:priv/app:pull,push"),
+        ],
+    )
+    .await;
+    assert_eq!(r.json()["scope"], "repository:priv/app:pull");
+    // a wrong password, an unknown user: 401 with a Basic challenge
+    for (u, p) in [("admin", "wrong"), ("nobody", "x")] {
+        let r = post_token(
+            &t,
+            &[
+                ("grant_type", "password"),
+                ("username", u),
+                ("password", p),
+                ("service", HOST),
+            ],
+        )
+        .await;
+        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "{u}");
+        assert_eq!(r.challenge(), "Basic realm=\"berth\"");
+    }
+    // malformed requests: 400, never a token
+    for form in [
+        vec![("username", "admin"), ("password", PW)],
+        vec![("grant_type", "client_credentials")],
+        vec![("grant_type", "password"), ("username", "admin")],
+        vec![("grant_type", "refresh_token")],
+    ] {
+        let r = post_token(&t, &form).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{form:?}: {}", r.json());
+        assert!(r.json()["errors"][0]["message"].is_string());
+    }
+    let r = Req::new(Method::POST, "/token")
+        .header("host", HOST)
+        .body(vec![b'a'; 70 * 1024])
+        .send(&t.router)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn refresh_tokens_stand_in_for_the_password_until_it_changes() {
+    let t = T::new(true).await;
+    // docker login: GET with offline_token=true
+    let r = t
+        .send(
+            Method::GET,
+            &format!("/token?service={HOST}&offline_token=true&client_id=docker"),
+            Some(&basic("reader", "reader-pw")),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let refresh = r.json()["refresh_token"].as_str().unwrap().to_owned();
+    // anonymous callers never get one
+    let r = t
+        .send(
+            Method::GET,
+            &format!("/token?service={HOST}&offline_token=true"),
+            None,
+            vec![],
+        )
+        .await;
+    assert!(r.json().get("refresh_token").is_none());
+    // the OAuth2 password grant gives one with access_type=offline
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "password"),
+            ("username", "reader"),
+            ("password", "reader-pw"),
+            ("service", HOST),
+            ("access_type", "offline"),
+        ],
+    )
+    .await;
+    assert!(r.json()["refresh_token"].is_string());
+    // traded for an access token with the user's rights
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("service", HOST),
+            ("scope", "repository:priv/app:pull,push"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["scope"], "repository:priv/app:pull");
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    let r = t
+        .send(Method::GET, "/v2/priv/app/tags/list", Some(&bearer(&token)), vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // a refresh token is no access token, and an access token no refresh token
+    let r = t
+        .send(Method::GET, "/v2/priv/app/tags/list", Some(&bearer(&refresh)), vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = t.send(Method::GET, "/v2/", Some(&bearer(&refresh)), vec![]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &token),
+            ("service", HOST),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // nor is it good for another service, or once tampered with
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("service", "other:5000"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &format!("{refresh}x")),
+            ("service", HOST),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // a new password (even the same one again) ends it
+    t.local.app.users.set_user("reader", "reader-pw", false).await.unwrap();
+    let r = post_token(
+        &t,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("service", HOST),
+        ],
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    assert!(r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("log in again"));
 }

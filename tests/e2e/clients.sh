@@ -229,6 +229,11 @@ start_dockerd() {
   DOCKER_REASON="dockerd did not come up: $(grep -iE 'level=(error|fatal)|failed' "$W/d/dockerd.log" | tail -1 | cut -c1-200)"
   stop_dockerd; return 1
 }
+check_docker_login() {
+  printf '%s' "$ADMIN_PW" | docker login -u admin --password-stdin "$REG" >"$W/dl.out" 2>&1 || why "docker login failed: $(cat "$W/dl.out")"
+  jq -e --arg r "$REG" '.auths[$r].identitytoken | length > 0' "$W/dc/config.json" >/dev/null ||
+    why "docker kept no identity token: $(jq -c '.auths' "$W/dc/config.json" | sed 's/"auth":"[^"]*"/"auth":…/g')"
+}
 check_docker_pull() {
   docker pull -q "$REG/e2e/docker:1" || why "docker pull failed"
   local rd; rd=$(docker image inspect --format '{{join .RepoDigests " "}}' "$REG/e2e/docker:1")
@@ -247,7 +252,7 @@ check_docker_push() {
 }
 if start_dockerd; then
   note "dockerd $(docker version --format '{{.Server.Version}}' 2>/dev/null) on $DOCKER_HOST (pid $DOCKERD_PID)"
-  check "4 docker login" sh -c "printf '%s' '$ADMIN_PW' | docker login -u admin --password-stdin $REG"
+  check "4 docker login keeps a refresh token, not the password (pulls and pushes trade it at POST /token)" check_docker_login
   check "4a docker pull $REG/e2e/docker:1" check_docker_pull
   check "4b docker tag + push to e2e/docker-pushed:1, manifest served by berth" check_docker_push
   docker rmi -f "$REG/e2e/docker:1" "$REG/e2e/docker-pushed:1" >/dev/null 2>&1

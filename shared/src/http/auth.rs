@@ -22,7 +22,9 @@ use serde_json::json;
 use super::errors::{HttpAnswer, OciCode, OciError};
 use crate::domain::RepoName;
 use crate::services::tokens::{parse_scope, Claims, TokenError};
-use crate::services::{AccessRules, AuthMode, Identity, Login, Users};
+use crate::services::{
+    grant_token, AccessRules, AuthMode, Credentials, GrantError, Identity, Login, TokenRequest, Users,
+};
 
 tokio::task_local! {
     static CLIENT_ADDR: IpAddr;
@@ -101,20 +103,25 @@ impl Granted {
     }
 }
 
+/// Basic credentials: `None` when there are none, which includes an empty user name and
+/// password (containers/image sends `Basic Og==`, ":", when it holds no credentials for the
+/// registry); `Some(Err)` when they don't decode.
 fn basic(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    Some(
-        base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
-            .ok_or(()),
-    )
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
+    match decoded {
+        Some((u, p)) if u.is_empty() && p.is_empty() => None,
+        Some(creds) => Some(Ok(creds)),
+        None => Some(Err(())),
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -232,7 +239,11 @@ impl RegistryAuth {
                     },
                 };
                 let ok = match need {
-                    Need::Session | Need::Catalog => true,
+                    // an anonymous ping is challenged, so that clients holding credentials
+                    // (`login`, skopeo and podman pushes) learn they should send them; anonymous
+                    // pulls of public content go on without a ping's answer
+                    Need::Session => identity.user.is_some(),
+                    Need::Catalog => true,
                     Need::Repo(name, "pull") => self
                         .rules
                         .may_pull(&identity, name)
@@ -255,74 +266,145 @@ impl RegistryAuth {
     }
 }
 
-/// `GET /token`: issues a token for the requested scopes, anonymous or with Basic auth.
+/// `/token`: the Docker token protocol's `GET` (Basic credentials or none, `scope`, `service`,
+/// `offline_token`) and its OAuth2 `POST` (a form: `grant_type=password` with `username` and
+/// `password`, or `grant_type=refresh_token` with `refresh_token`; `service`, `scope`,
+/// `access_type=offline`, `client_id`), as containerd and docker send them.
 pub fn token_router(auth: Arc<RegistryAuth>) -> Router {
     Router::new()
-        .route("/token", get(token))
-        .route("/token/", get(token))
+        .route("/token", get(token_get).post(token_post))
+        .route("/token/", get(token_get).post(token_post))
         .with_state(auth)
 }
 
-async fn token(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response {
-    let AuthMode::Token(tokens) = &auth.mode else {
-        return OciError::http(HttpAnswer::NoSuchEndpoint, "token authentication is off").into_response();
-    };
+/// The largest OAuth2 form `POST /token` reads.
+const MAX_TOKEN_FORM: usize = 64 * 1024;
+
+/// `401` with a Basic challenge, as `/token` answers credentials it does not take.
+fn token_unauthorized(msg: &str) -> Response {
+    OciError::new(OciCode::Unauthorized, msg)
+        .header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"berth\""),
+        )
+        .into_response()
+}
+
+/// The scopes of `scope` parameters: each may hold several, separated by spaces.
+fn scopes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<crate::services::tokens::Access> {
+    values.flat_map(|v| v.split(' ').filter_map(parse_scope)).collect()
+}
+
+async fn token_get(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response {
     let headers = req.headers();
     let query: Vec<(String, String)> = req
         .uri()
         .query()
         .and_then(|q| serde_urlencoded::from_str(q).ok())
         .unwrap_or_default();
-    let unauthorized = |msg: &str| {
-        OciError::new(OciCode::Unauthorized, msg)
-            .header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"berth\""),
+    let field = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let credentials = match basic(headers) {
+        None if headers.get(header::AUTHORIZATION).is_some() && !is_basic(headers) => {
+            return token_unauthorized("unsupported authorization scheme")
+        }
+        None => Credentials::Anonymous,
+        Some(Err(())) => return token_unauthorized("malformed credentials"),
+        Some(Ok((user, password))) => Credentials::Password { user, password },
+    };
+    let request = TokenRequest {
+        credentials,
+        service: field("service").map_or_else(|| auth.service(headers), str::to_owned),
+        scopes: scopes(query.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str())),
+        offline: field("offline_token").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+    };
+    issue(&auth, request, false).await
+}
+
+async fn token_post(State(auth): State<Arc<RegistryAuth>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_TOKEN_FORM).await {
+        Ok(b) => b,
+        Err(_) => return OciError::http(HttpAnswer::BadQuery, "the token request form is too large").into_response(),
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return OciError::http(HttpAnswer::BadQuery, "the token request is no form").into_response();
+    };
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let credentials = match field("grant_type").as_deref() {
+        Some("password") => match (field("username"), field("password")) {
+            (Some(user), Some(password)) if !user.is_empty() => Credentials::Password { user, password },
+            _ => {
+                return OciError::http(HttpAnswer::BadQuery, "grant_type=password needs username and password")
+                    .into_response()
+            }
+        },
+        Some("refresh_token") => match field("refresh_token") {
+            Some(t) if !t.is_empty() => Credentials::Refresh(t),
+            _ => {
+                return OciError::http(HttpAnswer::BadQuery, "grant_type=refresh_token needs refresh_token")
+                    .into_response()
+            }
+        },
+        Some(other) => {
+            return OciError::http(
+                HttpAnswer::BadQuery,
+                format!("unsupported grant_type {other:?}; use password or refresh_token"),
             )
             .into_response()
-    };
-    let identity = match basic(headers) {
-        None => {
-            if headers.get(header::AUTHORIZATION).is_some() {
-                return unauthorized("unsupported authorization scheme");
-            }
-            Identity::anonymous()
         }
-        Some(Err(())) => return unauthorized("malformed credentials"),
-        Some(Ok((u, p))) => match auth.users.authenticate(&u, &p, client_addr()).await {
-            Ok(Login::User(user)) => Identity {
-                user: Some(user.name),
-                admin: user.admin,
-            },
-            Ok(Login::Denied) => return unauthorized("invalid username or password"),
-            Ok(Login::Throttled { retry_after }) => return throttled(retry_after).into_response(),
-            Err(e) => return OciError::from(crate::services::RegistryError::Internal(Box::new(e))).into_response(),
-        },
+        None => return OciError::http(HttpAnswer::BadQuery, "grant_type is missing").into_response(),
     };
-    let requested: Vec<_> = query
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split(' ').filter_map(parse_scope).collect::<Vec<_>>())
-        .collect();
-    let access = match auth.rules.grant(&identity, requested).await {
-        Ok(a) => a,
-        Err(e) => return OciError::from(crate::services::RegistryError::from(e)).into_response(),
+    let request = TokenRequest {
+        credentials,
+        service: field("service").unwrap_or_else(|| auth.service(&parts.headers)),
+        scopes: scopes(form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str())),
+        offline: field("access_type").as_deref() == Some("offline"),
     };
-    let service = query
-        .iter()
-        .find(|(k, _)| k == "service")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| auth.service(headers));
-    let (jwt, claims) = tokens.issue(identity.user.as_deref().unwrap_or(""), &service, access);
-    let issued = chrono::DateTime::from_timestamp(claims.iat, 0)
+    issue(&auth, request, true).await
+}
+
+/// Whether the request's `Authorization` is of the `Basic` scheme.
+fn is_basic(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+}
+
+/// Issues what `request` asks for and renders it: `token` and `access_token`, `expires_in`,
+/// `issued_at`, `refresh_token` when one was issued, and (OAuth2) `scope`.
+async fn issue(auth: &RegistryAuth, request: TokenRequest, oauth: bool) -> Response {
+    let AuthMode::Token(tokens) = &auth.mode else {
+        return OciError::http(HttpAnswer::NoSuchEndpoint, "token authentication is off").into_response();
+    };
+    let issued = match grant_token(tokens, &auth.users, &auth.rules, request, client_addr()).await {
+        Ok(i) => i,
+        Err(GrantError::Denied(msg)) => return token_unauthorized(msg),
+        Err(GrantError::Throttled(retry_after)) => return throttled(retry_after).into_response(),
+        Err(GrantError::Store(e)) => return OciError::from(crate::services::RegistryError::from(e)).into_response(),
+    };
+    let claims = &issued.claims;
+    let issued_at = chrono::DateTime::from_timestamp(claims.iat, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();
-    let body = json!({
-        "token": jwt,
-        "access_token": jwt,
+    let mut body = json!({
+        "token": issued.token,
+        "access_token": issued.token,
         "expires_in": claims.exp - claims.iat,
-        "issued_at": issued,
+        "issued_at": issued_at,
     });
+    if let Some(r) = &issued.refresh_token {
+        body["refresh_token"] = json!(r);
+    }
+    if oauth {
+        let granted: Vec<String> = claims
+            .access
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+            .collect();
+        body["scope"] = json!(granted.join(" "));
+    }
     let mut r = (StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -15,6 +15,7 @@ mod registry;
 mod repair;
 mod sync;
 mod tasks;
+mod token_grants;
 pub mod tokens;
 mod users;
 mod versions;
@@ -36,7 +37,8 @@ pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
 pub use repair::{Repair, RepairSettings, REPAIR_CONCURRENCY, REPAIR_TASK_NAME};
 pub use sync::{SyncService, SyncSettings};
 pub use tasks::{CancelError, Outcome, Started, Tasks};
-pub use users::{generate_password, hash_password, Login, LoginLimits, Users};
+pub use token_grants::{grant_token, Credentials, GrantError, IssuedToken, TokenRequest};
+pub use users::{generate_password, hash_password, password_fingerprint, Login, LoginLimits, Users};
 pub use versions::Versions;
 pub use worker::{SyncRunner, Worker};
 

@@ -120,6 +120,11 @@ pub struct Claims {
     pub iat: i64,
     pub jti: String,
     pub access: Vec<Access>,
+    /// Set on a refresh token (and only there): the fingerprint of the password its user had
+    /// when it was issued. A refresh token grants nothing on the registry; `/token` trades it
+    /// for access tokens while the user exists with that password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
 }
 
 impl Claims {
@@ -147,6 +152,10 @@ pub enum TokenError {
     Expired,
     #[error("token not valid yet")]
     NotYet,
+    #[error("not a refresh token")]
+    NotRefresh,
+    #[error("a refresh token grants no access by itself")]
+    Refresh,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,6 +179,9 @@ pub struct Tokens {
 
 const VERIFIED_CACHE: usize = 4096;
 
+/// How long a refresh token (`offline_token=true`, `access_type=offline`) is good for.
+pub const REFRESH_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Clock skew tolerated on `nbf` and `exp`.
 const LEEWAY: i64 = 30;
 
@@ -189,7 +201,7 @@ impl Tokens {
 
     /// Signs claims issued at `now` (seconds since the epoch).
     pub fn issue_at(&self, sub: &str, aud: &str, access: Vec<Access>, now: i64) -> (String, Claims) {
-        let claims = Claims {
+        self.sign(Claims {
             iss: ISSUER.into(),
             sub: sub.into(),
             aud: aud.into(),
@@ -198,7 +210,39 @@ impl Tokens {
             iat: now,
             jti: uuid::Uuid::new_v4().to_string(),
             access,
-        };
+            refresh: None,
+        })
+    }
+
+    /// A refresh token for user `sub` of service `aud`, tied to the fingerprint of the user's
+    /// password: good for [`REFRESH_LIFETIME`] from `now`, or until the password changes or
+    /// the user is deleted, whichever comes first.
+    pub fn issue_refresh_at(&self, sub: &str, aud: &str, fingerprint: &str, now: i64) -> String {
+        self.sign(Claims {
+            iss: ISSUER.into(),
+            sub: sub.into(),
+            aud: aud.into(),
+            exp: now + REFRESH_LIFETIME.as_secs() as i64,
+            nbf: now,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            access: Vec::new(),
+            refresh: Some(fingerprint.into()),
+        })
+        .0
+    }
+
+    /// Verifies a refresh token for service `aud` at `now`: its user and the fingerprint of
+    /// the password it was issued under. An access token is no refresh token.
+    pub fn verify_refresh_at(&self, token: &str, aud: &str, now: i64) -> Result<(String, String), TokenError> {
+        let c = self.verify_at(token, aud, now)?;
+        match c.refresh {
+            Some(fingerprint) if !c.sub.is_empty() => Ok((c.sub, fingerprint)),
+            _ => Err(TokenError::NotRefresh),
+        }
+    }
+
+    fn sign(&self, claims: Claims) -> (String, Claims) {
         let header = Header {
             alg: "ES256".into(),
             typ: Some("JWT".into()),
@@ -274,8 +318,23 @@ impl Tokens {
         Ok(claims)
     }
 
+    /// Verifies an access token (a refresh token is refused) for service `aud`, now.
     pub fn verify(&self, token: &str, aud: &str) -> Result<Claims, TokenError> {
-        self.verify_at(token, aud, chrono::Utc::now().timestamp())
+        let c = self.verify_at(token, aud, chrono::Utc::now().timestamp())?;
+        if c.refresh.is_some() {
+            return Err(TokenError::Refresh);
+        }
+        Ok(c)
+    }
+
+    /// [`Tokens::verify_refresh_at`] now.
+    pub fn verify_refresh(&self, token: &str, aud: &str) -> Result<(String, String), TokenError> {
+        self.verify_refresh_at(token, aud, chrono::Utc::now().timestamp())
+    }
+
+    /// [`Tokens::issue_refresh_at`] now.
+    pub fn issue_refresh(&self, sub: &str, aud: &str, fingerprint: &str) -> String {
+        self.issue_refresh_at(sub, aud, fingerprint, chrono::Utc::now().timestamp())
     }
 }
 

@@ -160,6 +160,13 @@ pub fn hash_password(password: &str) -> Result<String, StoreError> {
         .map_err(|e| StoreError::other_msg(format!("hashing a password failed: {e}")))
 }
 
+/// What a refresh token remembers of its user's password: a digest of the stored hash, which
+/// changes whenever the password is set (a new salt each time), even to the same password.
+pub fn password_fingerprint(u: &User) -> String {
+    let d = sha2::Sha256::digest(u.password_hash.as_bytes());
+    d[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A random password of 24 letters and digits.
 pub fn generate_password() -> String {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
@@ -229,6 +236,16 @@ impl Users {
             c.retain(|_, (u, _)| u.name != name);
         }
         Ok(())
+    }
+
+    /// The user a refresh token names, when it exists and still has the password the token
+    /// was issued under (`fingerprint`, [`password_fingerprint`]). One read.
+    pub async fn by_refresh(&self, name: &str, fingerprint: &str) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .store
+            .user(name)
+            .await?
+            .filter(|u| password_fingerprint(u) == fingerprint))
     }
 
     /// Checks credentials sent by `client` (its address, when the runtime knows it). Within
