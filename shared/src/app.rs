@@ -150,16 +150,18 @@ impl App {
     /// The registry: `/v2`, `/extensions/v2` and `/token`.
     pub fn registry_router(&self) -> Router {
         let auth = self.registry_auth();
-        http::oci_router(self.registry.clone(), auth.clone()).merge(http::auth::token_router(auth))
+        let router = http::oci_router(self.registry.clone(), auth.clone()).merge(http::auth::token_router(auth));
+        http::durable::durable_answers(router, self.store.table().clone())
     }
 
     /// The management API under `/pulp/api/v3/`.
     pub fn api_router(&self) -> Router {
-        http::pulp::router(http::pulp::PulpState {
+        let router = http::pulp::router(http::pulp::PulpState {
             manage: self.manage.clone(),
             users: self.users.clone(),
             public_url: self.settings.public_url.clone(),
-        })
+        });
+        http::durable::durable_answers(router, self.store.table().clone())
     }
 
     /// Every router this instance serves.

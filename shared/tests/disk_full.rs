@@ -323,7 +323,7 @@ async fn a_full_disk_answers_507_cleans_up_and_recovers_without_a_restart() {
     // repository creates answer 507 with Pulp's detail, pushes 507 with the OCI error
     fill(&fs.path().join("filler"));
     let mut refused = None;
-    for i in 0..200 {
+    for i in 0..3000 {
         let r = t.create_repository(&format!("full-{i}")).await;
         if r.status != StatusCode::CREATED {
             refused = Some(r);

@@ -14,15 +14,21 @@
 //! answered as [`StoreError::NoSpace`], and writes work again once space is freed.
 
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::ports::durability::{note_write, scope_state, ScopeState};
 use crate::ports::{
     check_cond, check_transact, expired, next_rev, query_matches, unix_now, Cond, Query, Row, StoreError, Table, Write,
     WriteOp,
 };
+
+/// How often the background thread makes pending writes durable.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 /// `(expires_at, pk, sk)` of every expiring item.
@@ -43,6 +49,16 @@ type Opener = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Syn
 struct Inner {
     open: Opener,
     handle: RwLock<Handle>,
+    /// Writes committed so far (each without an fsync).
+    written: AtomicU64,
+    /// How many of them are durable (or were lost by a reopen: nothing to flush).
+    durable: AtomicU64,
+    /// Bumped by each reopen that lost writes not yet durable.
+    lossy_reopens: AtomicU64,
+    /// Whether the last failure that reopened the database was a full disk.
+    full_disk: AtomicBool,
+    /// Held while a durable commit is made.
+    flushing: Mutex<()>,
 }
 
 /// The open database (`None` while a reopen has failed) and how many times it was reopened.
@@ -93,6 +109,10 @@ impl Inner {
                 }
                 None => None,
             };
+            if let Some(f) = &failure {
+                self.full_disk
+                    .store(matches!(f, StoreError::NoSpace(_)), Ordering::SeqCst);
+            }
             if let Err(e) = self.reopen(generation) {
                 // the operation's own error says more than the reopen's
                 return Err(failure.unwrap_or(e));
@@ -109,6 +129,12 @@ impl Inner {
             return Ok(());
         }
         h.db = None;
+        // what was committed without an fsync is gone with the old handle
+        let written = self.written.load(Ordering::SeqCst);
+        if self.durable.swap(written, Ordering::SeqCst) < written {
+            self.lossy_reopens.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!("the writes not yet durable were lost with the failed database handle");
+        }
         match (self.open)() {
             Ok(db) => {
                 h.db = Some(db);
@@ -123,6 +149,84 @@ impl Inner {
             }
         }
     }
+}
+
+impl Inner {
+    /// Makes every write committed before the call durable: one fsync'd commit, unless one that
+    /// started after them already ran. Blocking.
+    fn flush(&self) -> Result<(), StoreError> {
+        let target = self.written.load(Ordering::SeqCst);
+        if self.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let _one = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.durable.load(Ordering::SeqCst) >= target {
+            return Ok(());
+        }
+        let upto = self.written.load(Ordering::SeqCst);
+        let reopens = self.lossy_reopens.load(Ordering::SeqCst);
+        self.run(|db| {
+            let mut tx = db.begin_write().map_err(err)?;
+            tx.set_durability(Durability::Immediate);
+            tx.commit().map_err(err)
+        })?;
+        if self.lossy_reopens.load(Ordering::SeqCst) != reopens {
+            return Err(self.lost());
+        }
+        self.durable.fetch_max(upto, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Refuses a write or flush of a scope that wrote before a reopen lost writes.
+    fn check_scope(&self, scope: ScopeState) -> Result<(), StoreError> {
+        match scope {
+            ScopeState::Wrote(g) if g != self.lossy_reopens.load(Ordering::SeqCst) => Err(self.lost()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = ?e, "the last writes could not be made durable at close");
+        }
+    }
+}
+
+/// Makes pending writes durable every [`FLUSH_EVERY`] until the table is dropped.
+fn flush_in_background(inner: Weak<Inner>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = inner.flush() {
+            tracing::warn!(error = ?e, "making pending metadata writes durable failed");
+        }
+    }
+}
+
+impl Inner {
+    /// What a scope whose writes were lost gets: `NoSpace` when a full disk lost them.
+    fn lost(&self) -> StoreError {
+        if self.full_disk.load(Ordering::SeqCst) {
+            StoreError::NoSpace(Box::new(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "the disk filled up before this operation's metadata writes were durable; none of them is kept",
+            )))
+        } else {
+            StoreError::other_msg(
+                "the metadata database was reopened after an I/O error before this operation's writes were \
+                 durable; none of them is kept, try again",
+            )
+        }
+    }
+}
+
+/// A write transaction that commits without an fsync (see the module's documentation).
+fn begin(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut tx = db.begin_write().map_err(err)?;
+    tx.set_durability(Durability::None);
+    Ok(tx)
 }
 
 fn word(raw: &[u8], at: usize) -> Result<u64, StoreError> {
@@ -193,22 +297,31 @@ impl RedbTable {
         tx.open_table(ITEMS).map_err(err)?;
         tx.open_table(EXPIRY).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(RedbTable {
-            inner: Arc::new(Inner {
-                open,
-                handle: RwLock::new(Handle {
-                    db: Some(db),
-                    generation: 0,
-                }),
+        let inner = Arc::new(Inner {
+            open,
+            handle: RwLock::new(Handle {
+                db: Some(db),
+                generation: 0,
             }),
-        })
+            written: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            lossy_reopens: AtomicU64::new(0),
+            full_disk: AtomicBool::new(false),
+            flushing: Mutex::new(()),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("berth-flush".into())
+            .spawn(move || flush_in_background(weak))
+            .map_err(|e| StoreError::other_msg(format!("cannot start the flush thread: {e}")))?;
+        Ok(RedbTable { inner })
     }
 
     /// Removes the items that have expired; returns how many.
     pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
         self.write(|db| {
             let now = unix_now();
-            let tx = db.begin_write().map_err(err)?;
+            let tx = begin(db)?;
             let n = {
                 let mut items = tx.open_table(ITEMS).map_err(err)?;
                 let mut expiry = tx.open_table(EXPIRY).map_err(err)?;
@@ -239,15 +352,30 @@ impl RedbTable {
         .await
     }
 
-    /// Runs a write transaction on the blocking pool.
+    /// Runs a write transaction on the blocking pool, for the current write scope: refused when
+    /// the scope wrote before a reopen lost writes; noted in the scope when it commits.
     async fn write<T: Send + 'static>(
         &self,
         f: impl Fn(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.run(f))
-            .await
-            .map_err(|e| StoreError::other_msg(format!("blocking task failed: {e}")))?
+        let scope = scope_state();
+        let (v, generation) = tokio::task::spawn_blocking(move || {
+            inner.run(|db| {
+                // checked under the handle's read lock, so no reopen comes between it and the
+                // commit; a refusal is no I/O failure (the inner result), so it reopens nothing
+                if let Err(e) = inner.check_scope(scope) {
+                    return Ok(Err(e));
+                }
+                let v = f(db)?;
+                inner.written.fetch_add(1, Ordering::SeqCst);
+                Ok(Ok((v, inner.lossy_reopens.load(Ordering::SeqCst))))
+            })
+        })
+        .await
+        .map_err(|e| StoreError::other_msg(format!("blocking task failed: {e}")))???;
+        note_write(generation);
+        Ok(v)
     }
 }
 
@@ -274,7 +402,7 @@ impl Table for RedbTable {
     ) -> Result<u64, StoreError> {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
         self.write(move |db| {
-            let tx = db.begin_write().map_err(err)?;
+            let tx = begin(db)?;
             let rev = {
                 let mut t = tx.open_table(ITEMS).map_err(err)?;
                 let mut expiry = tx.open_table(EXPIRY).map_err(err)?;
@@ -300,7 +428,7 @@ impl Table for RedbTable {
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
         self.write(move |db| {
-            let tx = db.begin_write().map_err(err)?;
+            let tx = begin(db)?;
             {
                 let mut t = tx.open_table(ITEMS).map_err(err)?;
                 let mut expiry = tx.open_table(EXPIRY).map_err(err)?;
@@ -361,10 +489,25 @@ impl Table for RedbTable {
         })
     }
 
+    async fn flush(&self) -> Result<(), StoreError> {
+        let scope = scope_state();
+        if scope == ScopeState::Clean {
+            return Ok(()); // this unit of work wrote nothing
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner.check_scope(scope)?;
+            inner.flush()?;
+            inner.check_scope(scope)
+        })
+        .await
+        .map_err(|e| StoreError::other_msg(format!("blocking task failed: {e}")))?
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         check_transact(&writes)?;
         self.write(move |db| {
-            let tx = db.begin_write().map_err(err)?;
+            let tx = begin(db)?;
             {
                 let mut t = tx.open_table(ITEMS).map_err(err)?;
                 let mut expiry = tx.open_table(EXPIRY).map_err(err)?;
@@ -489,11 +632,99 @@ mod tests {
         t.get("p", sk).await.unwrap().map(|r| r.value)
     }
 
+    /// Given a unit of work that wrote, When its writes are lost before they were durable (the
+    /// flush meets a full disk and the handle is reopened), Then the flush fails, and so does
+    /// every later write and flush of that unit, so it never leaves its later writes without
+    /// its earlier ones; other units write again once space is freed, and what was durable
+    /// stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_unit_of_work_whose_writes_were_lost_cannot_go_on() {
+        let d = disk();
+        let t = &d.table;
+        t.put("p", "kept", b"k".to_vec(), Cond::Absent).await.unwrap();
+        t.flush().await.unwrap();
+        crate::ports::write_scope(async {
+            t.put("p", "a", b"1".to_vec(), Cond::Absent).await.unwrap();
+            assert_eq!(
+                value(t, "a").await.as_deref(),
+                Some(&b"1"[..]),
+                "visible before it is durable"
+            );
+            d.full.store(true, Ordering::SeqCst);
+            let e = t.flush().await.unwrap_err();
+            assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+            d.full.store(false, Ordering::SeqCst);
+            // (a read opens the database again: the last reopen, on the full disk, failed)
+            assert_eq!(value(t, "kept").await.as_deref(), Some(&b"k"[..]));
+            let opens = d.opens.load(Ordering::SeqCst);
+            // refused as the full disk it met, without reopening the (healthy) database again
+            let e = t.put("p", "b", b"2".to_vec(), Cond::Absent).await.unwrap_err();
+            assert!(matches!(e, StoreError::NoSpace(_)), "{e:?}");
+            assert!(t.flush().await.is_err());
+            assert_eq!(d.opens.load(Ordering::SeqCst), opens);
+        })
+        .await;
+        assert_eq!(value(t, "a").await, None);
+        assert_eq!(value(t, "b").await, None);
+        assert_eq!(value(t, "kept").await.as_deref(), Some(&b"k"[..]));
+        crate::ports::write_scope(async {
+            // a unit that has not written yet flushes nothing and fails nothing
+            t.flush().await.unwrap();
+            t.put("p", "c", b"3".to_vec(), Cond::Absent).await.unwrap();
+            t.flush().await.unwrap();
+        })
+        .await;
+        assert_eq!(value(t, "c").await.as_deref(), Some(&b"3"[..]));
+    }
+
+    /// Writes flushed, or left to the background thread, or pending when the table is
+    /// dropped, are all in the file when it is opened again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_are_durable_after_a_flush_the_background_thread_or_a_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let t = RedbTable::open(&path).unwrap();
+            t.put("p", "flushed", b"1".to_vec(), Cond::Absent).await.unwrap();
+            t.flush().await.unwrap();
+            assert_eq!(
+                t.inner.durable.load(Ordering::SeqCst),
+                t.inner.written.load(Ordering::SeqCst)
+            );
+            t.put("p", "background", b"2".to_vec(), Cond::Absent).await.unwrap();
+            let written = t.inner.written.load(Ordering::SeqCst);
+            for _ in 0..50 {
+                if t.inner.durable.load(Ordering::SeqCst) >= written {
+                    break;
+                }
+                tokio::time::sleep(FLUSH_EVERY / 4).await;
+            }
+            assert!(
+                t.inner.durable.load(Ordering::SeqCst) >= written,
+                "the background thread flushed"
+            );
+            t.put("p", "closed", b"3".to_vec(), Cond::Absent).await.unwrap();
+        }
+        // the background thread may still hold the table for a moment
+        let t = (0..100)
+            .find_map(|_| {
+                RedbTable::open(&path).ok().or_else(|| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                })
+            })
+            .unwrap();
+        for sk in ["flushed", "background", "closed"] {
+            assert!(t.get("p", sk).await.unwrap().is_some(), "{sk}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_disk_refuses_writes_and_they_work_again_once_space_is_freed() {
         let d = disk();
         let t = &d.table;
         let one = t.put("p", "a", b"one".to_vec(), Cond::Any).await.unwrap();
+        t.flush().await.unwrap();
 
         // When the disk fills up, a write is refused as NoSpace and nothing of it is committed
         d.full.store(true, Ordering::SeqCst);
@@ -523,6 +754,7 @@ mod tests {
         let d = disk();
         let t = &d.table;
         t.put("p", "a", b"one".to_vec(), Cond::Any).await.unwrap();
+        t.flush().await.unwrap();
         let generation = t.inner.handle.read().unwrap().generation;
 
         // Given a handle redb has marked as failed (an I/O error it has not been reopened after)
@@ -553,7 +785,7 @@ mod tests {
         }
         assert_eq!(d.opens.load(Ordering::SeqCst), opens + 1);
         assert_eq!(t.inner.handle.read().unwrap().generation, generation + 1);
-        // the failed transaction was not committed; what was committed before it is there
+        // the failed transaction was not committed; what was durable before it is there
         assert_eq!(value(t, "x").await, None);
         assert_eq!(value(t, "a").await.as_deref(), Some(&b"one"[..]));
         assert_eq!(t.query("p", Query::default()).await.unwrap().len(), 9);

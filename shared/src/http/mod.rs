@@ -4,10 +4,12 @@
 //! - [`errors`]: the one table from service errors to OCI codes and statuses.
 //! - [`path`]: the `/v2` path parser (one wildcard route, nested names).
 //! - [`range`]: `Range` and `Content-Range` headers.
+//! - [`durable`]: answers held until the request's writes are durable.
 //!
 //! Layering: http knows services and domain; handlers are parse → one service call → answer.
 
 pub mod auth;
+pub mod durable;
 pub mod errors;
 pub mod oci;
 pub mod path;

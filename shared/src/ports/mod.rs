@@ -13,6 +13,7 @@
 //! - [`Upstream`]: an upstream registry repository a remote names (reqwest; fakes in tests).
 
 mod blob;
+pub mod durability;
 mod error;
 mod jobs;
 mod lease;
@@ -20,6 +21,7 @@ mod table;
 mod upstream;
 
 pub use blob::{collect, BlobReader, BlobStore, ByteRange, ByteStream};
+pub use durability::write_scope;
 pub use error::StoreError;
 pub use jobs::{
     attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RepairJob, RetryPolicy,

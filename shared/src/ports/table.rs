@@ -129,7 +129,9 @@ impl Query {
 /// - Each call is atomic on its one item, except [`Table::transact`], which is atomic on the
 ///   few items it names. Conditional writes are the only concurrency control: a failed
 ///   condition is `StoreError::Conflict` and changes nothing.
-/// - A successful write is visible to every later read (read-after-write).
+/// - A successful write is visible to every later read (read-after-write). It is durable once
+///   a [`Table::flush`] called after it has returned (on adapters that make each write durable
+///   before it returns, at once); see [`crate::ports::durability`].
 /// - Queries touch one partition and return items in sort-key byte order.
 /// - An item written with an expiry is gone once that second has passed: reads skip it,
 ///   `Cond::Absent` holds and `Cond::Rev` fails, whether or not the adapter has removed it
@@ -168,6 +170,14 @@ pub trait Table: Send + Sync + 'static {
     /// and removed together (DESIGN invariant 6), so no state exists in which one is there
     /// without the other.
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+
+    /// Makes every write that returned before this call durable, and fails when a write of the
+    /// current write scope was lost ([`crate::ports::durability`]). What a client is told
+    /// about writes waits for this. Adapters whose writes are durable as they return (DynamoDB,
+    /// the in-memory table) have nothing to do.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Checks a transaction's shape: not empty, not too long, no item twice.

@@ -123,6 +123,9 @@ impl Orphans {
     }
 
     async fn delete_bytes(&self, d: &Digest) -> Result<bool, StoreError> {
+        // the unit is forgotten durably before its bytes go: after a crash no record is left
+        // naming bytes that are gone
+        self.store.table().flush().await?;
         if self.blobs.stat(d).await?.is_none() {
             return Ok(false);
         }

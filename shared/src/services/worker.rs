@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use super::orphans::Orphans;
 use super::repair::Repair;
 use super::tasks::{Outcome, Tasks};
-use crate::ports::{Job, JobError, JobHandler, JobKind, SyncJob};
+use crate::ports::{write_scope, Job, JobError, JobHandler, JobKind, SyncJob};
 use crate::store::Store;
 
 pub struct Worker {
@@ -52,7 +52,24 @@ impl Worker {
 
 #[async_trait]
 impl JobHandler for Worker {
+    /// Runs the job as one write scope ([`crate::ports::durability`]) and makes its writes
+    /// durable before it counts as done.
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        write_scope(async {
+            let outcome = self.dispatch(job).await;
+            match self.store.table().flush().await {
+                Ok(()) => outcome,
+                Err(e) => Err(JobError::Retry(format!(
+                    "the job's writes could not be made durable: {e}"
+                ))),
+            }
+        })
+        .await
+    }
+}
+
+impl Worker {
+    async fn dispatch(&self, job: &Job) -> Result<(), JobError> {
         match &job.kind {
             JobKind::Sync(s) => match &self.sync {
                 Some(runner) => runner.run(s, job.deadline_ms).await,

@@ -14,7 +14,7 @@
 
 mod content;
 mod distributions;
-mod errors;
+pub(crate) mod errors;
 pub mod input;
 mod lookups;
 mod namespaces;
