@@ -100,14 +100,16 @@ def fill(base, repo, n, moves, token=None):
         times.append((time.perf_counter() - t0) * 1000)
         manifests.append(m)
         if (i + 1) % 2000 == 0:
-            print(f"  {i + 1} images", file=sys.stderr, flush=True)
+            recent = statistics.median(times[-2000:])
+            print(f"  {i + 1} images; median push of the last 2000: {recent:.2f} ms", file=sys.stderr, flush=True)
     move_times = []
     for j in range(moves):
         t0 = time.perf_counter()
         c.manifest(repo, "latest", manifests[j % n])
         move_times.append((time.perf_counter() - t0) * 1000)
         if (j + 1) % 2000 == 0:
-            print(f"  {j + 1} moves of latest", file=sys.stderr, flush=True)
+            recent = statistics.median(move_times[-2000:])
+            print(f"  {j + 1} moves of latest; median move of the last 2000: {recent:.2f} ms", file=sys.stderr, flush=True)
     k = min(100, n)
     out = {
         "push_first_ms": statistics.median(times[:k]),
