@@ -509,6 +509,9 @@ struct Counting {
     writes: std::sync::atomic::AtomicUsize,
     /// The partitions written to.
     written: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Writes (`'w'`) and flushes (`'F'` from a write scope that wrote, `'f'` from one that did
+    /// not, `'-'` from no scope), in order.
+    log: std::sync::Mutex<String>,
 }
 
 impl Counting {
@@ -518,6 +521,7 @@ impl Counting {
             reads: Default::default(),
             writes: Default::default(),
             written: Default::default(),
+            log: Default::default(),
         })
     }
 
@@ -535,6 +539,9 @@ impl Counting {
     fn wrote(&self, pk: &str) {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.written.lock().unwrap().insert(pk.to_owned());
+        self.log.lock().unwrap().push('w');
+        // as a table whose writes wait for a flush marks them in the write scope
+        berth::ports::durability::note_write(0);
     }
 }
 
@@ -573,6 +580,35 @@ impl berth::ports::Table for Counting {
         }
         self.inner.transact(writes).await
     }
+    async fn flush(&self) -> Result<(), berth::ports::StoreError> {
+        use berth::ports::durability::{scope_state, ScopeState};
+        self.log.lock().unwrap().push(match scope_state() {
+            ScopeState::Wrote(_) => 'F',
+            ScopeState::Clean => 'f',
+            ScopeState::Unscoped => '-',
+        });
+        Ok(())
+    }
+}
+
+/// Every request runs as one write scope, and its answer waits for a flush after its writes:
+/// each request of a push writes and then flushes (from a scope that wrote), nothing is written
+/// after the last flush, and a pull flushes from a scope that wrote nothing (which costs the
+/// embedded table nothing).
+#[tokio::test]
+async fn answers_wait_for_a_flush_after_the_writes() {
+    let table = Counting::new();
+    let t = table.app();
+    t.image("flush/app", "1", &[b"layer one", b"layer two"]).await;
+    let log = table.log.lock().unwrap().clone();
+    // config, two layers, manifest: four requests that write, each ending in its flush
+    assert_eq!(log.matches('F').count(), 4, "{log}");
+    assert!(log.ends_with('F'), "{log}");
+    assert!(!log.contains("FF") && !log.contains('-') && !log.contains('f'), "{log}");
+    let before = log.len();
+    let r = t.get("/v2/flush/app/manifests/1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&table.log.lock().unwrap()[before..], "f");
 }
 
 /// Serving a manifest by tag costs a fixed, small number of metadata reads (DynamoDB requests
