@@ -204,6 +204,8 @@ run "registry auth with real clients, both modes" bash tests/e2e/auth.sh
 run "registry auth with real clients, both modes, AWS adapters on moto" on_aws auth bash tests/e2e/auth.sh
 run "the pulp CLI" bash tests/e2e/pulp_cli.sh
 run "the pulp CLI, AWS adapters on moto" on_aws cli bash tests/e2e/pulp_cli.sh
+run "teams and access with the pulp CLI and real clients, both modes" bash tests/e2e/teams.sh
+run "teams and access, AWS adapters on moto" on_aws teams bash tests/e2e/teams.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
 run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh

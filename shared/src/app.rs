@@ -12,8 +12,8 @@ use crate::http;
 use crate::http::auth::RegistryAuth;
 use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
 use crate::services::{
-    AccessRules, AuthMode, Heartbeats, Manage, Orphans, Registry, RegistryConfig, Repair, SyncRunner, SyncService,
-    Users, Worker,
+    AccessRules, Accounts, AuthMode, Heartbeats, Manage, Orphans, Registry, RegistryConfig, Repair, SyncRunner,
+    SyncService, Users, Worker,
 };
 use crate::store::{FieldKey, NodeLife, Retention, Store};
 
@@ -39,6 +39,10 @@ pub struct Settings {
     pub remote_urls: UrlPolicy,
 }
 
+/// The role the read-only users of `BERTH_READONLY_USERS` hold everywhere: they view and pull
+/// every namespace's distributions.
+pub const READONLY_ROLE: &str = "container.containernamespace_consumer";
+
 /// The services of one Berth instance.
 #[derive(Clone)]
 pub struct App {
@@ -47,6 +51,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub manage: Arc<Manage>,
     pub users: Arc<Users>,
+    /// Identities, users, groups and roles.
+    pub accounts: Arc<Accounts>,
     /// Clients for upstream registries (syncs, on-demand pulls); `None` in a build without
     /// the `upstream` feature.
     pub upstreams: Option<Arc<dyn UpstreamFactory>>,
@@ -90,12 +96,20 @@ impl App {
         let store = Store::with_retention(table, settings.retention)
             .with_field_key(settings.field_key.clone())
             .with_node(settings.node.clone());
+        let accounts = Arc::new(Accounts::new(store.clone()));
         let registry = Arc::new(
-            Registry::new(store.clone(), blobs.clone(), settings.registry.clone()).with_upstreams(upstreams.clone()),
+            Registry::new(store.clone(), blobs.clone(), settings.registry.clone())
+                .with_upstreams(upstreams.clone())
+                .with_accounts(accounts.clone()),
         );
         App {
-            manage: Arc::new(Manage::new(store.clone(), jobs).with_url_policy(settings.remote_urls)),
+            manage: Arc::new(
+                Manage::new(store.clone(), jobs)
+                    .with_url_policy(settings.remote_urls)
+                    .with_accounts(accounts.clone()),
+            ),
             users: Arc::new(Users::new(store.clone())),
+            accounts,
             store,
             blobs,
             registry,
@@ -143,6 +157,7 @@ impl App {
             mode: self.settings.auth.clone(),
             rules: AccessRules::new(self.store.clone()),
             users: self.users.clone(),
+            accounts: self.accounts.clone(),
             public_url: self.settings.public_url.clone(),
         })
     }
@@ -159,6 +174,7 @@ impl App {
         let router = http::pulp::router(http::pulp::PulpState {
             manage: self.manage.clone(),
             users: self.users.clone(),
+            accounts: self.accounts.clone(),
             public_url: self.settings.public_url.clone(),
         });
         http::durable::durable_answers(router, self.store.table().clone())
@@ -185,6 +201,10 @@ impl App {
         for user in readonly {
             self.users
                 .set_user(&user.name, user.password.expose(), false)
+                .await
+                .map_err(|e| format!("cannot set up user {}: {e:?}", user.name))?;
+            self.accounts
+                .ensure_global_role(&user.name, READONLY_ROLE)
                 .await
                 .map_err(|e| format!("cannot set up user {}: {e:?}", user.name))?;
         }

@@ -40,8 +40,11 @@ impl T {
             auth,
             ..Default::default()
         });
-        local.app.users.ensure_admin(Some(PW)).await.unwrap();
-        local.app.users.set_user("reader", "reader-pw", false).await.unwrap();
+        let reader = berth::config::ReadonlyUser {
+            name: "reader".into(),
+            password: berth::config::Secret::new("reader-pw"),
+        };
+        local.app.ensure_accounts(Some(PW), &[reader]).await.unwrap();
         // a public and a private distribution with content
         let t = T {
             router: local.app.router(),

@@ -23,7 +23,7 @@ use super::errors::{HttpAnswer, OciCode, OciError};
 use crate::domain::RepoName;
 use crate::services::tokens::{parse_scope, Claims, TokenError};
 use crate::services::{
-    grant_token, AccessRules, AuthMode, Credentials, GrantError, Identity, Login, TokenRequest, Users,
+    grant_token, AccessRules, Accounts, AuthMode, Credentials, GrantError, Identity, Login, TokenRequest, Users,
 };
 
 tokio::task_local! {
@@ -82,6 +82,7 @@ pub struct RegistryAuth {
     pub mode: AuthMode,
     pub rules: AccessRules,
     pub users: Arc<Users>,
+    pub accounts: Arc<Accounts>,
     pub public_url: Option<String>,
 }
 
@@ -183,10 +184,7 @@ impl RegistryAuth {
     pub async fn check(&self, headers: &HeaderMap, need: &Need) -> Result<Granted, OciError> {
         match &self.mode {
             AuthMode::Open => Ok(Granted {
-                identity: Identity {
-                    user: None,
-                    admin: true,
-                },
+                identity: Identity::superuser(""),
                 claims: None,
             }),
             AuthMode::Token(tokens) => {
@@ -211,9 +209,23 @@ impl RegistryAuth {
                 if !ok {
                     return Err(self.challenge(headers, need, Some("insufficient_scope"), "insufficient scope"));
                 }
-                let identity = Identity {
-                    user: (!claims.sub.is_empty()).then(|| claims.sub.clone()),
-                    admin: false,
+                // the token's access was granted when it was issued; its user must still be
+                // there (and active) for it to work
+                let identity = if claims.sub.is_empty() {
+                    Identity::anonymous()
+                } else {
+                    match self.accounts.identity(&claims.sub).await {
+                        Ok(Some(id)) => id,
+                        Ok(None) => {
+                            return Err(self.challenge(
+                                headers,
+                                need,
+                                Some("invalid_token"),
+                                "the token's user no longer exists or is disabled",
+                            ))
+                        }
+                        Err(e) => return Err(crate::services::RegistryError::from(e).into()),
+                    }
                 };
                 Ok(Granted {
                     identity,
@@ -225,9 +237,12 @@ impl RegistryAuth {
                     None => Identity::anonymous(),
                     Some(Err(())) => return Err(self.challenge(headers, need, None, "malformed credentials")),
                     Some(Ok((u, p))) => match self.users.authenticate(&u, &p, client_addr()).await {
-                        Ok(Login::User(user)) => Identity {
-                            user: Some(user.name),
-                            admin: user.admin,
+                        Ok(Login::User(user)) => match self.accounts.identity(&user.name).await {
+                            Ok(Some(id)) => id,
+                            Ok(None) => {
+                                return Err(self.challenge(headers, need, None, "invalid username or password"))
+                            }
+                            Err(e) => return Err(crate::services::RegistryError::from(e).into()),
                         },
                         Ok(Login::Denied) => {
                             return Err(self.challenge(headers, need, None, "invalid username or password"))
@@ -249,7 +264,11 @@ impl RegistryAuth {
                         .may_pull(&identity, name)
                         .await
                         .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
-                    Need::Repo(_, _) => self.rules.may_push(&identity),
+                    Need::Repo(name, _) => self
+                        .rules
+                        .may_push(&identity, name)
+                        .await
+                        .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
                 };
                 if ok {
                     Ok(Granted { identity, claims: None })
@@ -378,7 +397,7 @@ async fn issue(auth: &RegistryAuth, request: TokenRequest, oauth: bool) -> Respo
     let AuthMode::Token(tokens) = &auth.mode else {
         return OciError::http(HttpAnswer::NoSuchEndpoint, "token authentication is off").into_response();
     };
-    let issued = match grant_token(tokens, &auth.users, &auth.rules, request, client_addr()).await {
+    let issued = match grant_token(tokens, &auth.users, &auth.accounts, &auth.rules, request, client_addr()).await {
         Ok(i) => i,
         Err(GrantError::Denied(msg)) => return token_unauthorized(msg),
         Err(GrantError::Throttled(retry_after)) => return throttled(retry_after).into_response(),

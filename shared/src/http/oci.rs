@@ -183,13 +183,26 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
             });
         }
     };
+    let granted = auth.check(&parts.headers, &need(&route, &parts.method)).await?;
+    let actor = std::sync::Arc::new(granted.identity.clone());
+    crate::services::acting::with_actor(actor, serve(reg, auth, &granted, route, &parts, body)).await
+}
+
+/// Serves a request that passed its check, acting for its caller.
+async fn serve(
+    reg: &Registry,
+    auth: &RegistryAuth,
+    granted: &Granted,
+    route: V2Path,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Answer {
     let q = query_pairs(parts.uri.query());
     let m = &parts.method;
     let h = &parts.headers;
-    let granted = auth.check(h, &need(&route, m)).await?;
     match (route, m.clone()) {
         (V2Path::Base, Method::GET | Method::HEAD) => Ok(json_response(json!({}), "application/json")),
-        (V2Path::Catalog, Method::GET) => catalog(reg, auth, &granted, &q).await,
+        (V2Path::Catalog, Method::GET) => catalog(reg, auth, granted, &q).await,
         (V2Path::Tags(name), Method::GET) => tags(reg, &name, &q).await,
         (V2Path::Manifest(name, r), Method::GET | Method::HEAD) => {
             get_manifest(reg, &name, &r, h, m == Method::HEAD).await
@@ -204,7 +217,7 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
             reg.delete_blob(&name, &d).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
-        (V2Path::Uploads(name), Method::POST) => start_upload(reg, auth, &granted, &name, &q, body).await,
+        (V2Path::Uploads(name), Method::POST) => start_upload(reg, auth, granted, &name, &q, body).await,
         (V2Path::Upload(name, id), Method::GET) => {
             let size = reg.upload_status(&name, id).await?;
             Ok(upload_progress(StatusCode::NO_CONTENT, &name, id, size))
@@ -251,10 +264,17 @@ fn link(path: &str, n: usize, last: &str) -> HeaderValue {
 async fn catalog(reg: &Registry, auth: &RegistryAuth, who: &Granted, q: &[(String, String)]) -> Answer {
     let n = page_size(q)?;
     let last = page_after(q, RepoName::parse)?;
+    let view = match auth.mode {
+        AuthMode::Open => None,
+        _ => Some(
+            auth.rules
+                .catalog_view(&who.identity)
+                .await
+                .map_err(RegistryError::from)?,
+        ),
+    };
     let page = reg
-        .catalog(n, last.as_ref(), |private| {
-            auth.rules.may_list(&who.identity, private) || matches!(auth.mode, AuthMode::Open)
-        })
+        .catalog(n, last.as_ref(), |d| view.as_ref().is_none_or(|v| v.sees(d)))
         .await?;
     let names: Vec<&str> = page.repositories.iter().map(|r| r.as_str()).collect();
     let mut r = json_response(json!({ "repositories": names }), "application/json");

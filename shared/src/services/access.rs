@@ -1,18 +1,34 @@
-//! Who may do what on the registry: token grants (the intersection of what was asked and
-//! what the user may do) and the same rules for Basic auth when tokens are off.
+//! Who may do what on the registry, from roles as pulp_container decides it: token grants
+//! (the intersection of what was asked and what the caller may do), the same rules for Basic
+//! auth when tokens are off, and the catalog.
 //!
-//! - Public distributions: anyone pulls. Private ones: authenticated users pull.
-//! - Push (and delete): admins only; pushes into mirrors are refused later with DENIED.
-//! - A name with no distribution: admins only (they may create it by pushing), so anonymous
-//!   callers cannot tell a private distribution from a missing one.
-//! - The catalog: everyone; it lists only what the caller may pull.
+//! - **Pull** `<path>`: a public distribution, anyone. A private one: `pull_containerdistribution`
+//!   on it, or `namespace_pull_containerdistribution` on its namespace (either also everywhere).
+//!   No distribution: `namespace_view_containerdistribution` on the namespace when it exists, else
+//!   what creating the namespace needs, so a caller learns only that a name is free that it may
+//!   take; anonymous callers cannot tell a private distribution from a missing one.
+//! - **Push** (and delete) `<path>`: a distribution: `push_containerdistribution` on it, or
+//!   `namespace_push_containerdistribution` on its namespace. A new distribution in a namespace
+//!   that exists: `namespace_add_containerdistribution` on the namespace. A new namespace:
+//!   `add_containernamespace` everywhere (the namespace creator role), or the namespace is the
+//!   caller's user name. Pushes into mirrors are refused later with DENIED.
+//! - **The catalog**: everyone; it lists exactly what the caller may pull.
+//!
+//! A superuser may do everything.
+//!
+//! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
+//! part of `services`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use uuid::Uuid;
+
+use super::accounts::Identity;
 use super::tokens::{Access, Tokens};
 use crate::domain::RepoName;
 use crate::ports::StoreError;
-use crate::store::Store;
+use crate::store::{Distribution, ObjectKind, ObjectRef, Store};
 
 /// How the registry authenticates.
 #[derive(Clone, Default)]
@@ -36,16 +52,36 @@ impl std::fmt::Debug for AuthMode {
     }
 }
 
-/// Who is calling.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub user: Option<String>,
-    pub admin: bool,
+/// The first segment of a base path: its namespace's name.
+pub fn namespace_of(path: &str) -> &str {
+    path.split('/').next().unwrap_or(path)
 }
 
-impl Identity {
-    pub fn anonymous() -> Self {
-        Identity::default()
+/// Whether `who` has `container.<base>` on distribution `d` (or everywhere), or
+/// `container.namespace_<base>` on namespace `ns` (or everywhere).
+pub fn on_namespace_or_object(who: &Identity, base: &str, d: Uuid, ns: Option<Uuid>) -> bool {
+    who.has(
+        &format!("container.{base}"),
+        Some(ObjectRef::new(ObjectKind::Distribution, d)),
+    ) || who.has(
+        &format!("container.namespace_{base}"),
+        ns.map(|n| ObjectRef::new(ObjectKind::Namespace, n)),
+    )
+}
+
+/// What a caller sees in the catalog: public distributions, and private ones it may pull.
+pub struct CatalogView {
+    all: bool,
+    namespaces: HashSet<String>,
+    distributions: HashSet<Uuid>,
+}
+
+impl CatalogView {
+    pub fn sees(&self, d: &Distribution) -> bool {
+        self.all
+            || !d.private
+            || self.distributions.contains(&d.id)
+            || self.namespaces.contains(namespace_of(d.base_path.as_str()))
     }
 }
 
@@ -58,24 +94,86 @@ impl AccessRules {
         AccessRules { store }
     }
 
+    async fn namespace_id(&self, path: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self.store.namespace_by_name(namespace_of(path)).await?.map(|n| n.id))
+    }
+
+    /// Whether `who` may make namespace `name`.
+    pub fn may_create_namespace(who: &Identity, name: &str) -> bool {
+        who.has_global("container.add_containernamespace") || who.user.as_deref() == Some(name)
+    }
+
     /// Whether `who` may pull `name`.
     pub async fn may_pull(&self, who: &Identity, name: &RepoName) -> Result<bool, StoreError> {
         if who.admin {
             return Ok(true);
         }
-        Ok(match self.store.distribution_by_base_path(name).await? {
-            Some(d) => !d.private || who.user.is_some(),
-            None => false,
+        match self.store.distribution_by_base_path(name).await? {
+            Some(d) if !d.private => Ok(true),
+            Some(d) => {
+                let ns = self.namespace_id(name.as_str()).await?;
+                Ok(on_namespace_or_object(who, "pull_containerdistribution", d.id, ns))
+            }
+            None => self.may_reach_missing(who, name).await,
+        }
+    }
+
+    /// A name with no distribution: whether `who` may see that it is free.
+    async fn may_reach_missing(&self, who: &Identity, name: &RepoName) -> Result<bool, StoreError> {
+        if !who.is_authenticated() {
+            return Ok(false);
+        }
+        Ok(match self.namespace_id(name.as_str()).await? {
+            Some(ns) => who.has(
+                "container.namespace_view_containerdistribution",
+                Some(ObjectRef::new(ObjectKind::Namespace, ns)),
+            ),
+            None => Self::may_create_namespace(who, namespace_of(name.as_str())),
         })
     }
 
-    pub fn may_push(&self, who: &Identity) -> bool {
-        who.admin
+    /// Whether `who` may push to (or delete from) `name`, making its distribution (and
+    /// namespace) when they are missing.
+    pub async fn may_push(&self, who: &Identity, name: &RepoName) -> Result<bool, StoreError> {
+        if who.admin {
+            return Ok(true);
+        }
+        if !who.is_authenticated() {
+            return Ok(false);
+        }
+        let ns = self.namespace_id(name.as_str()).await?;
+        Ok(match self.store.distribution_by_base_path(name).await? {
+            Some(d) => on_namespace_or_object(who, "push_containerdistribution", d.id, ns),
+            None => match ns {
+                Some(ns) => who.has(
+                    "container.namespace_add_containerdistribution",
+                    Some(ObjectRef::new(ObjectKind::Namespace, ns)),
+                ),
+                None => Self::may_create_namespace(who, namespace_of(name.as_str())),
+            },
+        })
     }
 
-    /// Whether `who` sees a distribution in the catalog.
-    pub fn may_list(&self, who: &Identity, private: bool) -> bool {
-        !private || who.user.is_some()
+    /// What `who` sees in the catalog (a read for each namespace it was given pulls in).
+    pub async fn catalog_view(&self, who: &Identity) -> Result<CatalogView, StoreError> {
+        let mut namespaces = HashSet::new();
+        for o in who.objects_with("container.namespace_pull_containerdistribution") {
+            if o.kind == ObjectKind::Namespace {
+                if let Some(ns) = self.store.namespace(o.id).await? {
+                    namespaces.insert(ns.name);
+                }
+            }
+        }
+        Ok(CatalogView {
+            all: who.has_global("container.pull_containerdistribution")
+                || who.has_global("container.namespace_pull_containerdistribution"),
+            namespaces,
+            distributions: who
+                .objects_with("container.pull_containerdistribution")
+                .filter(|o| o.kind == ObjectKind::Distribution)
+                .map(|o| o.id)
+                .collect(),
+        })
     }
 
     /// The part of `requested` that `who` may have.
@@ -89,10 +187,12 @@ impl AccessRules {
                 }
                 "repository" => {
                     let Ok(name) = RepoName::parse(&a.name) else { continue };
+                    let mut pull = None;
+                    let mut push = None;
                     for action in &a.actions {
                         let ok = match action.as_str() {
-                            "pull" => self.may_pull(who, &name).await?,
-                            "push" | "delete" => self.may_push(who),
+                            "pull" => *pull.get_or_insert(self.may_pull(who, &name).await?),
+                            "push" | "delete" => *push.get_or_insert(self.may_push(who, &name).await?),
                             "*" => who.admin,
                             _ => false,
                         };

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::invalid::ManageError;
 use super::manage::Manage;
+use super::policy::Scope;
 use crate::domain::{ContentKey, ContentType, LabelSelect};
 use crate::store::{
     content_id, ContentOrder, ContentSet, ContentUnit, Distribution, Listing, Page, Remote, Repository, RepositoryKind,
@@ -337,12 +338,15 @@ fn content_sets(
 /// The read side of the management service.
 pub struct Catalog<'a> {
     manage: &'a Manage,
+    /// What the caller sees (`None`: everything).
+    scope: Option<&'a Scope>,
 }
 
 impl Manage {
-    /// Lists and lookups for the management API.
-    pub fn catalog(&self) -> Catalog<'_> {
-        Catalog { manage: self }
+    /// Lists and lookups for the management API, showing what `scope` sees (`None`:
+    /// everything).
+    pub fn catalog<'a>(&'a self, scope: Option<&'a Scope>) -> Catalog<'a> {
+        Catalog { manage: self, scope }
     }
 }
 
@@ -351,8 +355,13 @@ impl Catalog<'_> {
         self.manage.store()
     }
 
+    /// Whether the lists need no filtering for the caller.
+    fn sees_all(&self) -> bool {
+        self.scope.is_none_or(Scope::all)
+    }
+
     pub async fn repositories(&self, kind: RepositoryKind, f: &NameFilter, page: Page) -> Result<Listing<Repository>> {
-        if *f == NameFilter::default() {
+        if *f == NameFilter::default() && self.sees_all() {
             return Ok(self.store().repository_range(kind, page).await?);
         }
         Ok(self
@@ -360,7 +369,7 @@ impl Catalog<'_> {
             .repository_page(
                 kind,
                 |name, id| f.matches(name, id),
-                |r| f.matches_labels(&r.pulp_labels),
+                |r| f.matches_labels(&r.pulp_labels) && self.scope.is_none_or(|s| s.sees_repository(r)),
                 page,
             )
             .await?)
@@ -371,6 +380,7 @@ impl Catalog<'_> {
             f.names.matches(&r.name, r.id)
                 && f.names.matches_labels(&r.pulp_labels)
                 && f.updated.holds(Some(&r.updated))
+                && self.scope.is_none_or(|s| s.sees_remote(r))
         };
         Ok(self.store().remote_page(keep, page).await?)
     }
@@ -416,8 +426,9 @@ impl Catalog<'_> {
                     .as_ref()
                     .is_none_or(|x| bp.to_lowercase().contains(&x.to_lowercase()))
                 && serving.is_none_or(|s| s.is_some() && d.repository == s && d.version.is_none())
+                && self.scope.is_none_or(|s| s.sees_distribution(d))
         };
-        let listing = if *f == DistributionFilter::default() {
+        let listing = if *f == DistributionFilter::default() && self.sees_all() {
             self.store().distribution_range(page).await?
         } else {
             self.store().distribution_page(keep, page).await?
@@ -435,10 +446,16 @@ impl Catalog<'_> {
 
     /// Tasks, newest first; `name_of` names a resource the way the filter's values do.
     pub async fn tasks(&self, f: &TaskFilter, name_of: ResourceName, page: Page) -> Result<Listing<Task>> {
-        if *f == TaskFilter::default() {
+        if *f == TaskFilter::default() && self.sees_all() {
             return Ok(self.store().task_range(page).await?);
         }
-        Ok(self.store().task_page(|t| f.matches(t, name_of), page).await?)
+        Ok(self
+            .store()
+            .task_page(
+                |t| f.matches(t, name_of) && self.scope.is_none_or(|s| s.sees_task(t)),
+                page,
+            )
+            .await?)
     }
 
     /// A repository's versions, newest first unless the filter asks otherwise.
@@ -491,6 +508,21 @@ impl Catalog<'_> {
     /// Content units: of a version, or added or removed by one (every unit in all that are
     /// given), or every unit of the type when none is.
     pub async fn content(&self, f: &ContentFilter, page: Page) -> Result<Listing<ContentUnit>> {
+        if !self.sees_all() {
+            let named = [f.in_version, f.added_in, f.removed_in];
+            if named.iter().all(Option::is_none) {
+                let keep = |u: &ContentUnit| {
+                    f.keeps(&u.key)
+                        && f.media_types
+                            .as_ref()
+                            .is_none_or(|ts| u.manifest.as_ref().is_some_and(|m| ts.contains(&m.parsed.media_type)))
+                };
+                return self.visible_content(&[f.ty], keep, page).await;
+            }
+            if !self.sees_repositories(named.iter().flatten().map(|(r, _)| *r)).await? {
+                return Ok(page.cut(Vec::new()));
+            }
+        }
         if let Some((repo, number)) = f.whole_version() {
             return Ok(match self.store().repository(repo).await? {
                 Some(repo) => self.store().version_content_page(&repo, number, f.ty, page).await?,
@@ -519,6 +551,21 @@ impl Catalog<'_> {
             .into_iter()
             .filter(|t| f.types.as_ref().is_none_or(|ts| ts.contains(t)))
             .collect();
+        if !self.sees_all() {
+            let named = [f.in_version, f.added_in, f.removed_in];
+            if named.iter().all(Option::is_none) {
+                let keep = |u: &ContentUnit| {
+                    f.ids.is_empty() || {
+                        let id = content_id(&u.key);
+                        f.ids.iter().all(|ids| ids.contains(&id))
+                    }
+                };
+                return self.visible_content(&types, keep, page).await;
+            }
+            if !self.sees_repositories(named.iter().flatten().map(|(r, _)| *r)).await? {
+                return Ok(page.cut(Vec::new()));
+            }
+        }
         if sets.is_empty() && f.ids.is_empty() && f.order == ContentOrder::Type {
             return Ok(self.store().all_content_page(&types, page).await?);
         }
@@ -532,6 +579,49 @@ impl Catalog<'_> {
             .store()
             .mixed_content_page(&types, &sets, keep, f.order, page)
             .await?)
+    }
+
+    /// Whether the caller sees every one of these repositories.
+    async fn sees_repositories(&self, ids: impl Iterator<Item = Uuid>) -> Result<bool> {
+        for id in ids {
+            let seen = match (self.scope, self.store().repository(id).await?) {
+                (Some(s), Some(r)) => s.sees_repository(&r),
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            if !seen {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The units of `types` in the latest version of any repository the caller sees (a list
+    /// with no version named, for a caller who does not see everything), by type and key.
+    async fn visible_content(
+        &self,
+        types: &[ContentType],
+        keep: impl Fn(&ContentUnit) -> bool,
+        page: Page,
+    ) -> Result<Listing<ContentUnit>> {
+        let mut units = BTreeMap::new();
+        for repo in self.store().repositories().await? {
+            if !self.scope.is_none_or(|s| s.sees_repository(&repo)) {
+                continue;
+            }
+            for ty in types {
+                let listing = self
+                    .store()
+                    .version_content_page(&repo, repo.latest_version, *ty, Page::ALL)
+                    .await?;
+                for u in listing.items {
+                    if keep(&u) {
+                        units.entry((ty.prefix(), u.key.encode())).or_insert(u);
+                    }
+                }
+            }
+        }
+        Ok(page.cut(units.into_values()))
     }
 
     /// One content unit of type `ty` by id.

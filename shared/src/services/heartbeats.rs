@@ -220,7 +220,7 @@ fn worker_value(w: &WorkerRecord, key: SortKey) -> SortValue {
         SortKey::Name => SortValue::Text(w.name.clone()),
         SortKey::Id => SortValue::Id(w.id),
         SortKey::Created => SortValue::Time(w.created),
-        SortKey::Updated | SortKey::LastHeartbeat => SortValue::Time(w.last_heartbeat),
+        SortKey::Updated | SortKey::LastHeartbeat | SortKey::Field(_) => SortValue::Time(w.last_heartbeat),
     }
 }
 

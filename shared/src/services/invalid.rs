@@ -17,6 +17,19 @@ pub enum ManageError {
     /// Refused as a whole, naming no field.
     #[error("{0}")]
     Refused(Invalid),
+    /// Refused as a whole for reasons naming no field (Pulp's `non_field_errors`).
+    #[error("refused")]
+    NonField(Vec<Invalid>),
+    /// One item of a list field is refused (`{"users": {"0": […]}}`).
+    #[error("{field}[{index}]: {reason}")]
+    FieldItem {
+        field: &'static str,
+        index: usize,
+        reason: Invalid,
+    },
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden,
     #[error("not found")]
     NotFound,
     #[error("busy")]
@@ -70,9 +83,42 @@ pub enum Invalid {
     /// The task has not finished yet and cannot be deleted.
     #[error("the task has not finished")]
     TaskUnfinished,
+    /// No role has this name.
+    #[error("no role {0}")]
+    NoRole(String),
+    /// No user has this name.
+    #[error("no user {0}")]
+    NoUser(String),
+    /// No group has this name.
+    #[error("no group {0}")]
+    NoGroup(String),
+    /// The role (named when given) carries no permission for the object's kind.
+    #[error("the role carries no permission for that object")]
+    RoleNotForObject(Option<String>),
+    /// The role is given to them there already.
+    #[error("the role is already assigned")]
+    RoleAssigned(Who),
+    /// The role is not given to them there.
+    #[error("the role is not assigned")]
+    RoleNotAssigned(Who),
+    #[error("the password is shorter than {0} characters")]
+    PasswordTooShort(usize),
+    #[error("the password is too similar to the username")]
+    PasswordLikeUsername,
+    #[error("the password is entirely numeric")]
+    PasswordNumeric,
     /// A value the domain refused, with its own explanation (TLS settings, names).
     #[error("{0}")]
     Message(String),
+}
+
+/// Whom a role assignment names, as an error speaks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    ThisUser,
+    ThisGroup,
+    User(String),
+    Group(String),
 }
 
 impl ManageError {

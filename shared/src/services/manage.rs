@@ -17,7 +17,8 @@ use super::versions::Versions;
 use crate::domain::{ContentKey, RepoName, UrlPolicy};
 use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, RepairJob, StoreError, SyncJob};
 use crate::store::{
-    Deleted, Distribution, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef, Store, Task,
+    Deleted, Distribution, ObjectKind, ObjectRef, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef,
+    Store, Task,
 };
 
 pub use super::invalid::{Invalid, ManageError};
@@ -71,6 +72,8 @@ pub struct Manage {
     store: Store,
     jobs: Arc<dyn JobQueue>,
     urls: UrlPolicy,
+    /// Gives creators what they make (none: nobody owns anything).
+    pub(crate) accounts: Option<Arc<super::Accounts>>,
 }
 
 impl Manage {
@@ -79,7 +82,14 @@ impl Manage {
             store,
             jobs,
             urls: UrlPolicy::default(),
+            accounts: None,
         }
+    }
+
+    /// Makes creators the owners of what they make.
+    pub fn with_accounts(mut self, accounts: Arc<super::Accounts>) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// The remote URL policy remotes' `url`, `proxy_url` and `sigstore` are checked against
@@ -160,6 +170,9 @@ impl Manage {
             }
         }
         self.store.delete_repository(&repo).await?;
+        if repo.kind == RepositoryKind::Mirror {
+            self.drop_roles(ObjectRef::new(ObjectKind::Repository, id)).await?;
+        }
         Ok(())
     }
 
@@ -255,7 +268,7 @@ impl Manage {
             }
         }
         self.store.delete_remote(&r).await?;
-        Ok(())
+        self.drop_roles(ObjectRef::new(ObjectKind::Remote, id)).await
     }
 
     // ---- distributions ---------------------------------------------------------------------
@@ -420,7 +433,7 @@ impl Manage {
             ManageError::NotFound => ManageError::invalid("remote", Invalid::NoObject),
             e => e,
         })?;
-        let mut t = Task::new(SYNC_TASK_NAME);
+        let mut t = owned(Task::new(SYNC_TASK_NAME));
         t.reserved_resources = vec![ResourceRef::Repository {
             id: repo.id,
             kind: repo.kind,
@@ -444,7 +457,7 @@ impl Manage {
     /// repository as a shared resource, as pulpcore's, and a job for the worker.
     pub async fn repair_version(&self, repo: &Repository, number: u64, verify_checksums: bool) -> Result<Task> {
         self.version(repo, number).await?;
-        let mut t = Task::new(super::REPAIR_TASK_NAME);
+        let mut t = owned(Task::new(super::REPAIR_TASK_NAME));
         t.shared_resources = vec![ResourceRef::Repository {
             id: repo.id,
             kind: repo.kind,
@@ -464,7 +477,7 @@ impl Manage {
 
     /// Starts an orphan cleanup: a waiting task and a job for the worker.
     pub async fn orphan_cleanup(&self, protection: std::time::Duration, only: Option<Vec<ContentKey>>) -> Result<Task> {
-        let t = Task::new(super::ORPHAN_CLEANUP_TASK_NAME);
+        let t = owned(Task::new(super::ORPHAN_CLEANUP_TASK_NAME));
         self.store.create_task(&t).await?;
         let job = OrphanJob {
             task: t.id,
@@ -476,4 +489,10 @@ impl Manage {
             .await?;
         Ok(t)
     }
+}
+
+/// A task owned by the caller the current request acts for (see [`super::acting`]).
+pub(crate) fn owned(mut t: Task) -> Task {
+    t.owner = super::acting::actor().map(|a| a.user_id).filter(|id| *id != 0);
+    t
 }

@@ -2,15 +2,18 @@
 //!
 //! Layering: services know `domain`, `ports` and `store`; never axum, redb, SDKs or reqwest.
 
-mod access;
+pub mod access;
+pub mod accounts;
+pub mod acting;
 mod catalog;
 mod content;
 mod heartbeats;
 mod invalid;
 mod manage;
 mod modify;
-mod namespaces;
+pub(crate) mod namespaces;
 mod orphans;
+pub mod policy;
 mod registry;
 mod repair;
 mod sync;
@@ -23,17 +26,21 @@ mod worker;
 
 /// The job types, made here and carried by the queue adapters (defined with the queue port).
 pub use crate::ports::{OrphanJob, RepairJob, SyncJob};
-pub use access::{AccessRules, AuthMode, Identity};
+pub use access::{AccessRules, AuthMode};
+pub use accounts::{
+    Accounts, GroupFilter, Identity, NestedRoles, ObjectRoles, RoleFilter, UserChange, UserFilter, UserView,
+};
 pub use catalog::{
     AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, NamePattern, RemoteFilter, ResourceName,
     TaskFilter, TaskResources, TimeRange, VersionFilter,
 };
 pub use heartbeats::{Heartbeats, TimeFilter, WorkerFilter, HEARTBEAT_EVERY, WORKER_TTL};
-pub use invalid::{check_url_shape, Invalid};
+pub use invalid::{check_url_shape, Invalid, Who};
 pub use manage::{DistributionSpec, Manage, ManageError, Serves, DELETE_VERSION_TASK_NAME, SYNC_TASK_NAME};
 pub use modify::{CopySelection, CopySource};
 pub use namespaces::{NamespaceFilter, Sort, SortKey};
 pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
+pub use policy::{Act, Scope, Target};
 pub use repair::{Repair, RepairSettings, REPAIR_CONCURRENCY, REPAIR_TASK_NAME};
 pub use sync::{SyncService, SyncSettings};
 pub use tasks::{CancelError, Outcome, Started, Tasks};

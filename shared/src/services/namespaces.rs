@@ -16,7 +16,7 @@ use super::catalog::NameFilter;
 use super::invalid::{Invalid, ManageError};
 use super::manage::Manage;
 use crate::ports::StoreError;
-use crate::store::{Listing, Namespace, NamespaceRemoval, Page, RepositoryKind, ResourceRef};
+use crate::store::{Listing, Namespace, NamespaceRemoval, ObjectKind, ObjectRef, Page, RepositoryKind, ResourceRef};
 
 type Result<T, E = ManageError> = std::result::Result<T, E>;
 
@@ -28,6 +28,8 @@ pub enum SortKey {
     Created,
     Updated,
     LastHeartbeat,
+    /// Another field of the resource, by its API name.
+    Field(&'static str),
 }
 
 /// A value items are compared by.
@@ -75,7 +77,7 @@ fn namespace_value(ns: &Namespace, key: SortKey) -> SortValue {
         SortKey::Name => SortValue::Text(ns.name.clone()),
         SortKey::Id => SortValue::Id(ns.id),
         SortKey::Created => SortValue::Time(ns.created),
-        SortKey::Updated | SortKey::LastHeartbeat => SortValue::Time(ns.updated),
+        SortKey::Updated | SortKey::LastHeartbeat | SortKey::Field(_) => SortValue::Time(ns.updated),
     }
 }
 
@@ -86,13 +88,19 @@ const DELETE_ROUNDS: usize = 8;
 impl Manage {
     /// Namespaces the filter accepts, in its order (by name when it gives none). One scan of
     /// the namespaces.
-    pub async fn namespaces(&self, f: &NamespaceFilter, page: Page) -> Result<Listing<Namespace>> {
+    pub async fn namespaces(
+        &self,
+        f: &NamespaceFilter,
+        page: Page,
+        scope: Option<&super::Scope>,
+    ) -> Result<Listing<Namespace>> {
         let mut all: Vec<Namespace> = self
             .store()
             .namespaces()
             .await?
             .into_iter()
             .filter(|ns| f.names.matches(&ns.name, ns.id))
+            .filter(|ns| scope.is_none_or(|s| s.sees_namespace(ns.id)))
             .collect();
         f.sort.order(&mut all, namespace_value);
         Ok(page.cut(all))
@@ -122,6 +130,7 @@ impl Manage {
         for _ in 0..DELETE_ROUNDS {
             let held = match self.store().remove_namespace(id).await {
                 Ok(NamespaceRemoval::Removed) => {
+                    self.drop_roles(ObjectRef::new(ObjectKind::Namespace, id)).await?;
                     deleted.push(ResourceRef::Namespace { id });
                     return Ok(deleted);
                 }

@@ -217,7 +217,7 @@ impl<'a> Tasks<'a> {
 
     /// Records a task that ran and ended inside the request (operations that finish at once).
     pub async fn record(&self, name: &str, reserved: Vec<ResourceRef>, outcome: Outcome) -> Result<Task, StoreError> {
-        let mut t = Task::new(name);
+        let mut t = super::manage::owned(Task::new(name));
         let now = Utc::now();
         t.state = outcome.state;
         t.started = Some(now);

@@ -13,7 +13,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::access::{AccessRules, Identity};
+use super::access::AccessRules;
+use super::accounts::{Accounts, Identity};
 use super::tokens::{Access, Claims, Tokens};
 use super::users::{password_fingerprint, Login, Users};
 use crate::ports::StoreError;
@@ -61,6 +62,7 @@ pub enum GrantError {
 pub async fn grant_token(
     tokens: &Tokens,
     users: &Users,
+    accounts: &Accounts,
     rules: &AccessRules,
     req: TokenRequest,
     client: Option<IpAddr>,
@@ -85,10 +87,10 @@ pub async fn grant_token(
         }
     };
     let identity = match &user {
-        Some(u) => Identity {
-            user: Some(u.name.clone()),
-            admin: u.admin,
-        },
+        Some(u) => accounts
+            .identity(&u.name)
+            .await?
+            .ok_or(GrantError::Denied("the account is disabled"))?,
         None => Identity::anonymous(),
     };
     let access = rules.grant(&identity, req.scopes).await?;

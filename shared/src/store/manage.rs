@@ -8,7 +8,7 @@
 //! | `dist-ids` | `<id>` | base path |
 //! | `tasks` | `<inverted creation time>#<id>` | [`Task`] (newest first) |
 //! | `task#<id>` | `_` | the task's sort key in `tasks` |
-//! | `users` | `<name>` | [`User`] |
+//! | `users` | `<name>` | [`User`] (see `accounts.rs`) |
 //! | `cid#<uuid>` | `_` | an encoded content key |
 //! | `content#<type prefix>/<shard>` | `<content key>` | [`IndexRow`]: `{"id", "at", "created"}` (every unit ever added; when it last was, and when first) |
 
@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::repo_kinds::Listed;
 use super::tally::Counted;
-use super::{decode, encode, Distribution, Remote, Repository, Store, User};
+use super::{decode, encode, Distribution, Remote, Repository, Store};
 use crate::domain::{ContentKey, ContentType};
 use crate::ports::{Cond, Query, StoreError, Write};
 
@@ -421,28 +421,6 @@ impl Store {
             }
         }
         Ok(None)
-    }
-
-    // ---- users -----------------------------------------------------------------------------
-
-    pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        Ok(match self.t.get("users", name).await? {
-            Some(row) => Some(decode(&row)?),
-            None => None,
-        })
-    }
-
-    pub async fn put_user(&self, u: &User) -> Result<(), StoreError> {
-        self.t.put("users", &u.name, encode(u)?, Cond::Any).await.map(|_| ())
-    }
-
-    /// Creates the user only when none of that name exists; `false` if one did.
-    pub async fn create_user(&self, u: &User) -> Result<bool, StoreError> {
-        match self.t.put("users", &u.name, encode(u)?, Cond::Absent).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     // ---- content ids -----------------------------------------------------------------------

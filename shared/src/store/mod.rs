@@ -43,6 +43,7 @@
 //!
 //! Deleting a version (squashed into the next, or the latest reverted) is in `deletion.rs`.
 
+mod accounts;
 mod deletion;
 mod lists;
 mod manage;
@@ -68,6 +69,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use accounts::{Group, Holder, ObjectKind, ObjectRef, RoleAssignment};
 pub use deletion::Deleted;
 pub use lists::{ContentOrder, ContentSet, ContentUnit, Listing, Page};
 pub use manage::content_id;

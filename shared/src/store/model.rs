@@ -495,6 +495,10 @@ pub struct Task {
     #[serde(default)]
     pub result: Option<ResourceRef>,
     pub logging_cid: String,
+    /// The number of the user who started it (none: Berth itself, or a superuser of the
+    /// configuration).
+    #[serde(default)]
+    pub owner: Option<u64>,
 }
 
 impl Task {
@@ -515,18 +519,59 @@ impl Task {
             shared_resources: Vec::new(),
             result: None,
             logging_cid: Uuid::new_v4().simple().to_string(),
+            owner: None,
         }
     }
 }
 
-/// A user of the management API and the registry.
+/// A user of the management API and the registry, with Pulp's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
     /// PHC string (argon2id).
     pub password_hash: String,
-    /// May push, sync and manage; otherwise read-only.
+    /// A superuser: may do everything, whatever the roles say (Pulp's `is_superuser`).
     pub admin: bool,
+    /// The user's number (Pulp's `id`); 0 in a record stored before users had numbers, which
+    /// gets one at its next write (see `accounts.rs`).
+    #[serde(default)]
+    pub id: u64,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub email: String,
+    /// Pulp's `is_staff` (kept and shown; it grants nothing by itself, as in Pulp).
+    #[serde(default)]
+    pub is_staff: bool,
+    /// An inactive user cannot log in, and tokens issued to it stop working.
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub date_joined: Option<DateTime<Utc>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl User {
+    /// A new active user.
+    pub fn new(name: &str, password_hash: String, admin: bool) -> Self {
+        User {
+            name: name.to_owned(),
+            password_hash,
+            admin,
+            id: 0,
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            is_staff: admin,
+            is_active: true,
+            date_joined: Some(Utc::now()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -109,8 +109,11 @@ pub struct Api {
 impl Api {
     /// The API of `app`, with the admin and the read-only user set up.
     pub async fn over(app: App) -> Api {
-        app.users.ensure_admin(Some(PW)).await.unwrap();
-        app.users.set_user("reader", "reader-pw", false).await.unwrap();
+        let reader = berth::config::ReadonlyUser {
+            name: "reader".into(),
+            password: berth::config::Secret::new("reader-pw"),
+        };
+        app.ensure_accounts(Some(PW), &[reader]).await.unwrap();
         Api {
             router: app.router(),
             app,

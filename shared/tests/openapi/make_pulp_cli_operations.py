@@ -1,16 +1,29 @@
 #!/usr/bin/env python3
 """Writes pulp_cli_operations.json: what real Pulp declares for the operations and
 parameters that pulp-cli 0.41.1 sends for its `container`, `task`, `worker`, `status`,
-`orphan` and `content` commands, and for every other operation Berth serves.
+`orphan`, `content`, `user`, `group` and `role` commands, and for every other operation
+Berth serves.
 
 Inputs (made with pulpcore 3.85.0 and pulp-container 2.26.0 installed from PyPI, pulpcore's
 settings pointed at scratch folders, no database needed):
   api.json      `pulpcore-manager openapi --format openapi-json --file api.json`
   sources.json  operationId -> viewset, filterset and pagination class (file and class), from
                 wrapping PulpAutoSchema.get_operation while PulpSchemaGenerator runs
-  ops.rs        Berth's operation table (shared/src/http/pulp/ops.rs), for the operations it serves
+  ops.rs …      Berth's operation tables (shared/src/http/pulp/ops.rs and ops_accounts.rs), for
+                the operations it serves: every quoted operationId of Pulp's found in them
 
-    python3 make_pulp_cli_operations.py api.json sources.json ../../src/http/pulp/ops.rs > pulp_cli_operations.json
+    python3 make_pulp_cli_operations.py api.json sources.json ../../src/http/pulp/ops.rs \
+        ../../src/http/pulp/ops_accounts.rs > pulp_cli_operations.json
+
+sources.json can be made by running, with the same settings (DJANGO_SETTINGS_MODULE=
+pulpcore.app.settings, PULP_SECRET_KEY, PULP_MEDIA_ROOT, PULP_STATIC_ROOT, PULP_WORKING_DIRECTORY
+set to scratch values), a script that sets sys.argv[1:] = ["openapi"] (pulpcore's settings skip
+their database-key check for that command), calls django.setup(), replaces
+pulpcore.openapi.PulpAutoSchema.get_operation by a wrapper that records, for each operation it
+returns, type(self.view), self.view.filterset_class (or "<viewset>.filterset_fields" where
+django-filter makes the filterset from those), self.view.pagination_class and self.view.action as
+"<file relative to site-packages> <class>", then call_command("openapi", format="openapi-json",
+file="api.json") and dumps the records with sort_keys=True.
 """
 import json
 import re
@@ -99,16 +112,78 @@ use("workers_read", [], "worker show --href")
 use("status_read", [], "status, and the plugin version checks")
 use("orphans_cleanup_cleanup", [], "orphan cleanup")
 
+# Role commands (pulp_cli/generic.py role_command: role list|add|remove|my-permissions, after the
+# entity's lookup by --name or --href); they send no query parameter, only the entity's href.
+ROLE_ACTIONS = {
+    "_list_roles": "role list (pulp_glue/common/context.py PulpEntityContext.list_roles)",
+    "_add_role": "role add --role --user --group (PulpEntityContext.add_role)",
+    "_remove_role": "role remove --role --user --group (PulpEntityContext.remove_role)",
+    "_my_permissions": "role my-permissions (PulpEntityContext.my_permissions)",
+}
+for holder, cmd in [(N, "container namespace"), (D, "container distribution"),
+                    (P, "container repository (-t container)"), (R, "container remote"), ("groups", "group")]:
+    for suffix, why in ROLE_ACTIONS.items():
+        use(holder + suffix, [], f"{cmd} {why}")
+
+# pulpcore/cli/core/user.py, group.py, role.py. Lookups (`--username`, `--name`, `--group`, the
+# role-assignment remove's `--role`/`--object`/`--domain`) find the entity with the list operation
+# and offset=0, limit=1 (pulp_glue/common/context.py find); `--href prn:…` finds it by prn__in.
+# List commands always send fields and exclude_fields (empty lists), and the `multiple` options'
+# lists (name__in, role__in) even when empty; ordering only when given.
+use("users_list", GENERIC_LIST + ["username"] + PRN,
+    "pulpcore/cli/core/user.py list; --username lookups of user show/update/destroy and role-assignment, "
+    "group user remove --username (PulpGroupContext.remove_user); --href prn: lookups")
+use("users_read", [], "user show --href, and every lookup by href")
+use("users_create", [], "user create")
+use("users_partial_update", [], "user update (PulpEntityContext.update)")
+use("users_delete", [], "user destroy")
+ROLE_ASSIGNMENT_FILTERS = ["role", "role__in", "role__contains", "role__icontains", "role__startswith",
+                           "content_object", "domain"]
+for holder, cmd in [("users", "user role-assignment"), ("groups", "group role-assignment")]:
+    use(f"{holder}_roles_list", GENERIC_LIST + ROLE_ASSIGNMENT_FILTERS,
+        f"{cmd} list --role --role-in --role-contains --role-icontains --role-startswith --object --domain; "
+        f"{cmd} remove finds the assignment by role, content_object and domain")
+    use(f"{holder}_roles_create", [], f"{cmd} add")
+    use(f"{holder}_roles_delete", [], f"{cmd} remove")
+use("groups_list", GENERIC_LIST + ["name"] + PRN,
+    "pulpcore/cli/core/group.py list; --name/--group lookups of group show/destroy/role and its user and "
+    "role-assignment subcommands; --href prn: lookups")
+use("groups_read", [], "group show --href, and every lookup by href")
+use("groups_create", [], "group create")
+use("groups_delete", [], "group destroy")
+use("groups_users_list", ["limit", "offset", "fields", "exclude_fields"],
+    "group user list (Pulp declares no ordering here; pulp-cli sends it only when given)")
+use("groups_users_create", [], "group user add --username")
+use("groups_users_delete", [], "group user remove --username (PulpGroupContext.remove_user)")
+use("roles_list", GENERIC_LIST + ["name", "name__contains", "name__icontains", "name__in", "locked",
+                                  "name__startswith"] + PRN,
+    "pulpcore/cli/core/role.py list (name_filter_options, --locked/--unlocked, --name-startswith); "
+    "--name lookups of role show/update/destroy; --href prn: lookups")
+use("roles_read", [], "role show --href, and every lookup by href")
+use("roles_create", [], "role create")
+use("roles_partial_update", [], "role update (PulpEntityContext.update)")
+use("roles_delete", [], "role destroy")
+use("domains_list", ["name", "offset", "limit"] + PRN,
+    "role-assignment list/add/remove --domain NAME (pulp_cli/generic.py resource_option looks the domain up)")
+
 # Commands of these groups that reach operations Berth does not serve, and why.
 NOT_SERVED = {
     "_set_label": "label set/unset: Berth keeps no labels on entities",
     "_unset_label": "label set/unset: Berth keeps no labels on entities",
-    "_list_roles": "role commands: Berth has no role-based access control",
-    "_add_role": "role commands: Berth has no role-based access control",
-    "_remove_role": "role commands: Berth has no role-based access control",
-    "_my_permissions": "role commands: Berth has no role-based access control",
+    f"{P}_push_list_roles": "role commands on push repositories: not served (roles on them are given with user/group role-assignment add --object)",
+    f"{P}_push_add_role": "role commands on push repositories: not served (roles on them are given with user/group role-assignment add --object)",
+    f"{P}_push_remove_role": "role commands on push repositories: not served (roles on them are given with user/group role-assignment add --object)",
+    f"{P}_push_my_permissions": "role commands on push repositories: not served (roles on them are given with user/group role-assignment add --object)",
+    "tasks_list_roles": "task role commands: not served (Berth assigns no roles on single tasks)",
+    "tasks_add_role": "task role commands: not served (Berth assigns no roles on single tasks)",
+    "tasks_remove_role": "task role commands: not served (Berth assigns no roles on single tasks)",
+    "tasks_my_permissions": "task role commands: not served (Berth assigns no roles on single tasks)",
     "tasks_purge": "task purge: not served",
     "tasks_profile_artifacts": "task profile-artifact-urls: Berth records no task profiles",
+    "roles_create": "role create/update/destroy: Berth's roles are pulp_container's and pulpcore's built-in (locked) ones",
+    "roles_partial_update": "role create/update/destroy: Berth's roles are pulp_container's and pulpcore's built-in (locked) ones",
+    "roles_delete": "role create/update/destroy: Berth's roles are pulp_container's and pulpcore's built-in (locked) ones",
+    "domains_list": "--domain: Berth has no domains (Pulp's domains are not enabled)",
 }
 ROLE_LABEL_HOLDERS = [f"{P}", f"{P}_push", R, D, N, "content_container_blobs", "content_container_manifests",
                       "content_container_tags", "tasks"]
@@ -148,8 +223,10 @@ def ops_of(doc):
 def main():
     real = json.load(open(sys.argv[1]))
     sources = json.load(open(sys.argv[2]))
-    berth = set(re.findall(r'"([a-z_]+_(?:list|read|create|update|delete|cleanup|[a-z_]+))",', open(sys.argv[3]).read()))
     real_ops = ops_of(real)
+    berth = set()
+    for ops_rs in sys.argv[3:]:
+        berth |= set(re.findall(r'"([a-z][a-z0-9_]*)"', open(ops_rs).read())) & set(real_ops)
     for holder in ROLE_LABEL_HOLDERS:
         for suffix in ["_set_label", "_unset_label", "_list_roles", "_add_role", "_remove_role", "_my_permissions"]:
             if holder + suffix in real_ops and not (holder == "tasks" and "label" in suffix):
@@ -173,8 +250,9 @@ def main():
         }
         if cli_params is not None:
             entry["pulp_cli"] = {"sends": sorted(cli_params), "from": why}
-            reason = next((r for k, r in NOT_SERVED.items() if op_id.endswith(k) or op_id == k), None)
-            if reason:
+            if op_id not in berth:
+                reason = next((r for k, r in NOT_SERVED.items() if op_id.endswith(k) or op_id == k), None)
+                assert reason, f"{op_id}: pulp-cli reaches it, Berth does not serve it, and NOT_SERVED says not why"
                 entry["not_served"] = reason
         entry["parameters"] = dict(sorted(params.items()))
         body = o.get("requestBody")
@@ -184,8 +262,8 @@ def main():
     out = {
         "about": [
             "What real Pulp declares in its OpenAPI document (/pulp/api/v3/docs/api.json) for the operations",
-            "pulp-cli 0.41.1 uses in its container, task, worker, status, orphan and content commands",
-            "(pulp_cli.sends: the query parameters it may send and where they come from), and for every other",
+            "pulp-cli 0.41.1 uses in its container, task, worker, status, orphan, content, user, group and role",
+            "commands (pulp_cli.sends: the query parameters it may send and where they come from), and for every other",
             "operation Berth serves. Generated by make_pulp_cli_operations.py from the document of pulpcore",
             f"{real['info']['x-pulp-app-versions']['core']} with pulp_container {real['info']['x-pulp-app-versions']['container']}",
             "(drf-spectacular 0.27.2 over the django-filter filtersets); source names the viewset, filterset and",

@@ -47,7 +47,7 @@ pub(super) async fn read(c: &Ctx<'_>) -> Answer {
 
 pub(super) async fn delete(c: &Ctx<'_>) -> Answer {
     let id = c.id();
-    c.manage().delete_distribution(id).await?;
+    c.manage().delete_distribution_for(&c.who, id).await?;
     c.done(
         "pulpcore.app.tasks.base.general_delete",
         ResourceRef::Distribution { id },
@@ -164,7 +164,7 @@ fn dist_spec(c: &Ctx<'_>, before: Option<&Distribution>, partial: bool) -> Resul
 
 pub(super) async fn create(c: &Ctx<'_>) -> Answer {
     let spec = dist_spec(c, None, false)?;
-    let d = c.manage().create_distribution(spec).await?;
+    let d = c.manage().create_distribution_for(&c.who, spec).await?;
     let r = ResourceRef::Distribution { id: d.id };
     let t = c
         .manage()
@@ -182,7 +182,7 @@ pub(super) async fn update(c: &Ctx<'_>, partial: bool) -> Answer {
     let id = c.id();
     let before = c.manage().distribution(id).await?;
     let spec = dist_spec(c, Some(&before), partial)?;
-    c.manage().update_distribution(id, |_| Ok(spec)).await?;
+    c.manage().update_distribution_for(&c.who, id, |_| Ok(spec)).await?;
     c.done(
         "pulpcore.app.tasks.base.general_update",
         ResourceRef::Distribution { id },

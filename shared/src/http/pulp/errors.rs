@@ -12,7 +12,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use crate::domain::url_policy::Refusal;
-use crate::services::{Invalid, ManageError};
+use crate::services::{Invalid, ManageError, Who};
 
 /// A management API error.
 #[derive(Debug)]
@@ -21,6 +21,8 @@ pub enum ApiError {
     Fields(BTreeMap<String, Vec<String>>),
     /// 400 with `["message", …]`: a refusal naming no field (a view's `ValidationError`).
     List(Vec<String>),
+    /// Any status with this body.
+    Body(StatusCode, Value),
     /// Any status with `{"detail": "…"}`.
     Detail(StatusCode, String),
     Unauthenticated(&'static str),
@@ -43,6 +45,10 @@ impl ApiError {
         let mut m = BTreeMap::new();
         m.insert(field.to_owned(), vec![msg.into()]);
         ApiError::Fields(m)
+    }
+
+    pub fn forbidden() -> Self {
+        ApiError::detail(403, "You do not have permission to perform this action.")
     }
 
     pub fn not_found() -> Self {
@@ -71,7 +77,28 @@ pub fn message(reason: &Invalid) -> String {
         Invalid::UrlCredentials => "The URL must not contain credentials; use the username and password fields.".into(),
         Invalid::TaskFinished(state) => format!("Task is already {} and cannot be canceled.", state.as_str()),
         Invalid::TaskUnfinished => "Only finished tasks can be deleted.".into(),
+        Invalid::NoRole(r) => format!("Object with name={r} does not exist."),
+        Invalid::NoUser(u) => format!("Object with username={u} does not exist."),
+        Invalid::NoGroup(g) => format!("Object with name={g} does not exist."),
+        Invalid::RoleNotForObject(Some(r)) => format!("The role '{r}' does not carry any permission for that object."),
+        Invalid::RoleNotForObject(None) => "The role does not contain any permission for that object.".into(),
+        Invalid::RoleAssigned(w) => format!("The role is already assigned to {}.", who(w)),
+        Invalid::RoleNotAssigned(w) => format!("The role is not assigned to {}.", who(w)),
+        Invalid::PasswordTooShort(n) => {
+            format!("This password is too short. It must contain at least {n} characters.")
+        }
+        Invalid::PasswordLikeUsername => "The password is too similar to the username.".into(),
+        Invalid::PasswordNumeric => "This password is entirely numeric.".into(),
         Invalid::Message(m) => m.clone(),
+    }
+}
+
+fn who(w: &Who) -> String {
+    match w {
+        Who::ThisUser => "this user".into(),
+        Who::ThisGroup => "this group".into(),
+        Who::User(u) => format!("user '{u}'"),
+        Who::Group(g) => format!("group '{g}'"),
     }
 }
 
@@ -79,7 +106,18 @@ impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> Self {
         match e {
             ManageError::Field { field, reason } => ApiError::field(field, message(&reason)),
+            ManageError::Refused(Invalid::NoUser(u)) => ApiError::List(vec![format!("Could not find user {u}")]),
             ManageError::Refused(reason) => ApiError::List(vec![message(&reason)]),
+            ManageError::NonField(reasons) => {
+                let mut m = BTreeMap::new();
+                m.insert("non_field_errors".to_owned(), reasons.iter().map(message).collect());
+                ApiError::Fields(m)
+            }
+            ManageError::FieldItem { field, index, reason } => ApiError::Body(
+                StatusCode::BAD_REQUEST,
+                json!({ field: { index.to_string(): [message(&reason)] } }),
+            ),
+            ManageError::Forbidden => ApiError::forbidden(),
             ManageError::NotFound => ApiError::not_found(),
             ManageError::Busy => ApiError::detail(409, "The repository is busy with another operation; try again."),
             ManageError::Internal(e) => ApiError::Internal(e),
@@ -107,6 +145,7 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Fields(m) => json_response(StatusCode::BAD_REQUEST, &json!(m)),
             ApiError::List(l) => json_response(StatusCode::BAD_REQUEST, &json!(l)),
+            ApiError::Body(s, v) => json_response(s, &v),
             ApiError::Detail(s, d) => json_response(s, &json!({ "detail": d })),
             ApiError::Throttled(secs) => {
                 let detail = format!("Request was throttled. Expected available in {secs} seconds.");

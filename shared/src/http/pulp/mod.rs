@@ -12,6 +12,7 @@
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `http`, over the services only (never the store).
 
+mod accounts;
 mod content;
 mod distributions;
 pub(crate) mod errors;
@@ -20,6 +21,7 @@ mod lookups;
 mod namespaces;
 pub mod openapi;
 pub mod ops;
+mod ops_accounts;
 pub mod params;
 mod remotes;
 pub mod render;
@@ -37,7 +39,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -46,7 +48,7 @@ pub use self::errors::ApiError;
 use self::input::Input;
 use self::ops::{Matched, OpId, Route};
 use crate::domain::LabelSelect;
-use crate::services::{Catalog, Login, Manage, NameFilter, TimeRange, Users};
+use crate::services::{Accounts, Act, Catalog, Identity, Login, Manage, NameFilter, Scope, Target, TimeRange, Users};
 use crate::store::{Listing, Page, RepositoryKind, ResourceRef, Task, TaskState, User};
 
 /// The versions the OpenAPI document claims (the CLI checks `core >= 3.49`, `container >= 2.19`).
@@ -58,6 +60,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub struct PulpState {
     pub manage: Arc<Manage>,
     pub users: Arc<Users>,
+    pub accounts: Arc<Accounts>,
     /// The URL clients use (for absolute links); derived from `Host` when unset.
     pub public_url: Option<String>,
 }
@@ -112,6 +115,10 @@ struct Ctx<'a> {
     /// The host clients pull from (`registry_path`).
     host: String,
     path: String,
+    /// Who is calling (anonymous for public operations).
+    who: Identity,
+    /// What the caller's lists show (list operations only).
+    scope: Option<Scope>,
 }
 
 impl Ctx<'_> {
@@ -119,8 +126,12 @@ impl Ctx<'_> {
         &self.s.manage
     }
 
+    fn accounts(&self) -> &Accounts {
+        &self.s.accounts
+    }
+
     fn catalog(&self) -> Catalog<'_> {
-        self.s.manage.catalog()
+        self.s.manage.catalog(self.scope.as_ref())
     }
 
     fn q(&self, k: &str) -> Option<&str> {
@@ -379,15 +390,15 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
         }
         Route::NotFound => return Err(ApiError::not_found()),
     };
-    if !m.op.public {
+    let who = if m.op.public {
+        Identity::anonymous()
+    } else {
         let user = authenticate(&s.users, &parts.headers).await?;
-        if parts.method != Method::GET && !user.admin {
-            return Err(ApiError::detail(
-                403,
-                "You do not have permission to perform this action.",
-            ));
-        }
-    }
+        s.accounts
+            .identity(&user.name)
+            .await?
+            .ok_or(ApiError::Unauthenticated("Invalid username/password."))?
+    };
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::detail(413, "Request body too large or unreadable."))?;
@@ -405,6 +416,26 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
         .query()
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
         .unwrap_or_default();
+    if let Some((target, act)) = gate(&m) {
+        s.manage.authorize(&who, target, act).await?;
+    }
+    let scope = match m.op.id {
+        OpId::RepoList
+        | OpId::PushList
+        | OpId::RemoteList
+        | OpId::DistList
+        | OpId::TaskList
+        | OpId::NamespaceList
+        | OpId::BlobList
+        | OpId::ManifestList
+        | OpId::TagList
+        | OpId::SignatureList
+        | OpId::ContentList => Some(s.manage.scope(&who).await?),
+        _ => None,
+    };
+    if m.op.id == OpId::OrphansCleanup && !who.admin {
+        return Err(ApiError::forbidden());
+    }
     let ctx = Ctx {
         s,
         m,
@@ -413,8 +444,53 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
         base_url,
         host,
         path,
+        who: who.clone(),
+        scope,
     };
-    dispatch(&ctx).await
+    crate::services::acting::with_actor(Arc::new(who), dispatch(&ctx)).await
+}
+
+/// What an operation on one object needs of its caller, checked before it runs (creates,
+/// lists and the accounts operations check inside their service calls).
+fn gate(m: &Matched) -> Option<(Target, Act)> {
+    use crate::store::RepositoryKind::{Mirror, Push};
+    use OpId::*;
+    let id = m.id?;
+    let (target, act) = match m.op.id {
+        RepoRead | RepoVersionsList | RepoVersionsRead => (Target::Repository(id, Mirror), Act::View),
+        RepoPartialUpdate | RepoUpdate => (Target::Repository(id, Mirror), Act::Change),
+        RepoDelete => (Target::Repository(id, Mirror), Act::Delete),
+        RepoCopyTags | RepoCopyManifests | RepoRemove | RepoAdd | RepoTag | RepoUntag => {
+            (Target::Repository(id, Mirror), Act::Modify)
+        }
+        RepoVersionsDelete => (Target::Repository(id, Mirror), Act::DeleteVersions),
+        RepoVersionsRepair => (Target::Repository(id, Mirror), Act::Repair),
+        PushRead | PushVersionsList | PushVersionsRead => (Target::Repository(id, Push), Act::View),
+        PushPartialUpdate | PushUpdate => (Target::Repository(id, Push), Act::Change),
+        PushDelete => (Target::Repository(id, Push), Act::Delete),
+        PushTag | PushUntag | PushRemoveImage | PushVersionsDelete => (Target::Repository(id, Push), Act::Modify),
+        PushVersionsRepair => (Target::Repository(id, Push), Act::Repair),
+        RemoteRead => (Target::Remote(id), Act::View),
+        RemotePartialUpdate | RemoteUpdate => (Target::Remote(id), Act::Change),
+        RemoteDelete => (Target::Remote(id), Act::Delete),
+        DistRead => (Target::Distribution(id), Act::View),
+        TaskRead => (Target::Task(id), Act::View),
+        TaskCancel => (Target::Task(id), Act::Change),
+        TaskDelete => (Target::Task(id), Act::Delete),
+        NamespaceRead => (Target::Namespace(id), Act::View),
+        NamespaceDelete => (Target::Namespace(id), Act::Delete),
+        // checked by their service calls: syncs (the remote is in the body), distribution
+        // changes (the repository served), and role actions
+        _ => return None,
+    };
+    Some((target, act))
+}
+
+/// `204 No Content`.
+fn no_content() -> Response {
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
 }
 
 async fn dispatch(c: &Ctx<'_>) -> Answer {
@@ -481,6 +557,32 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         NamespaceDelete => namespaces::delete(c).await,
         WorkerList => workers::list(c).await,
         WorkerRead => workers::read(c).await,
+        UserList => accounts::user_list(c).await,
+        UserCreate => accounts::user_create(c).await,
+        UserRead => accounts::user_read(c).await,
+        UserPartialUpdate => accounts::user_update(c, true).await,
+        UserUpdate => accounts::user_update(c, false).await,
+        UserDelete => accounts::user_delete(c).await,
+        UserRoleList => accounts::assignment_list(c, false).await,
+        UserRoleCreate => accounts::assignment_create(c, false).await,
+        UserRoleRead => accounts::assignment_read(c, false).await,
+        UserRoleDelete => accounts::assignment_delete(c, false).await,
+        GroupList => accounts::group_list(c).await,
+        GroupCreate => accounts::group_create(c).await,
+        GroupRead => accounts::group_read(c).await,
+        GroupPartialUpdate => accounts::group_update(c, true).await,
+        GroupUpdate => accounts::group_update(c, false).await,
+        GroupDelete => accounts::group_delete(c).await,
+        GroupUserList => accounts::group_user_list(c).await,
+        GroupUserCreate => accounts::group_user_add(c).await,
+        GroupUserDelete => accounts::group_user_remove(c).await,
+        GroupRoleList => accounts::assignment_list(c, true).await,
+        GroupRoleCreate => accounts::assignment_create(c, true).await,
+        GroupRoleRead => accounts::assignment_read(c, true).await,
+        GroupRoleDelete => accounts::assignment_delete(c, true).await,
+        RoleList => accounts::role_list(c).await,
+        RoleRead => accounts::role_read(c).await,
+        Roles(op, kind) => accounts::object_roles(c, op, kind).await,
     }
 }
 

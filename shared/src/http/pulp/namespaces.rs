@@ -31,7 +31,7 @@ pub(super) async fn list(c: &Ctx<'_>) -> Answer {
         )?,
     };
     let page = c.paging()?;
-    let listing = c.manage().namespaces(&f, page).await?;
+    let listing = c.manage().namespaces(&f, page, c.scope.as_ref()).await?;
     c.page(page, listing.map(|ns| render::namespace(&ns)))
 }
 
@@ -52,7 +52,7 @@ pub(super) async fn create(c: &Ctx<'_>) -> Answer {
     i.finish()?;
     let ns = c
         .manage()
-        .create_namespace(&name.unwrap_or_default(), labels.unwrap_or_default())
+        .create_namespace_for(&c.who, &name.unwrap_or_default(), labels.unwrap_or_default())
         .await?;
     Ok(json_response(StatusCode::CREATED, &render::namespace(&ns)))
 }

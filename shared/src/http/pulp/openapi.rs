@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::ops::{Op, ParamType, OPS};
+use super::ops::{all, Op, ParamType};
 
 /// The spec key of an operation: its pattern, or `{href_param}` plus the rest.
 fn spec_path(op: &Op) -> String {
@@ -41,7 +41,7 @@ fn schema(t: ParamType) -> Value {
 /// The OpenAPI 3 document the `pulp` CLI reads.
 pub fn openapi(core_version: &str, container_version: &str) -> Value {
     let mut paths = Map::new();
-    for op in OPS {
+    for op in all() {
         let mut params = Vec::new();
         if let Some((name, _)) = op.href {
             params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
@@ -116,7 +116,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(n, OPS.len());
+        assert_eq!(n, all().count());
         assert!(paths.contains_key("{container_container_repository_href}sync/"));
         assert!(paths.contains_key("{container_container_repository_version_href}"));
         let tasks = &paths["/pulp/api/v3/tasks/"]["get"]["parameters"];

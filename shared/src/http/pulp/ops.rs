@@ -72,6 +72,42 @@ pub enum OpId {
     NamespaceDelete,
     WorkerList,
     WorkerRead,
+    UserList,
+    UserCreate,
+    UserRead,
+    UserPartialUpdate,
+    UserUpdate,
+    UserDelete,
+    UserRoleList,
+    UserRoleCreate,
+    UserRoleRead,
+    UserRoleDelete,
+    GroupList,
+    GroupCreate,
+    GroupRead,
+    GroupPartialUpdate,
+    GroupUpdate,
+    GroupDelete,
+    GroupUserList,
+    GroupUserCreate,
+    GroupUserDelete,
+    GroupRoleList,
+    GroupRoleCreate,
+    GroupRoleRead,
+    GroupRoleDelete,
+    RoleList,
+    RoleRead,
+    /// A role action on an object of this kind.
+    Roles(RoleOp, crate::store::ObjectKind),
+}
+
+/// The role actions every object with roles has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoleOp {
+    List,
+    Add,
+    Remove,
+    MyPermissions,
 }
 
 pub struct Op {
@@ -451,10 +487,25 @@ pub struct Matched {
     pub op: &'static Op,
     pub id: Option<uuid::Uuid>,
     pub n: Option<u64>,
+    /// A second number (`{m}`: a user in a group).
+    pub m: Option<u64>,
+}
+
+/// Every operation: the container ones and the accounts ones.
+pub fn all() -> impl Iterator<Item = &'static Op> {
+    OPS.iter().chain(super::ops_accounts::ops())
+}
+
+fn number(x: &str) -> Option<u64> {
+    x.parse::<u64>().ok().filter(|_| x.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn match_pattern(pattern: &str, path: &str) -> Option<(Option<uuid::Uuid>, Option<u64>)> {
-    let (mut id, mut n) = (None, None);
+    match_full(pattern, path).map(|(id, n, _)| (id, n))
+}
+
+fn match_full(pattern: &str, path: &str) -> Option<(Option<uuid::Uuid>, Option<u64>, Option<u64>)> {
+    let (mut id, mut n, mut m) = (None, None, None);
     let ps: Vec<&str> = pattern.split('/').collect();
     let xs: Vec<&str> = path.split('/').collect();
     if ps.len() != xs.len() {
@@ -463,18 +514,13 @@ fn match_pattern(pattern: &str, path: &str) -> Option<(Option<uuid::Uuid>, Optio
     for (p, x) in ps.iter().zip(xs.iter()) {
         match *p {
             "{id}" => id = Some(uuid::Uuid::parse_str(x).ok()?),
-            "{n}" => {
-                n = Some(
-                    x.parse::<u64>()
-                        .ok()
-                        .filter(|_| x.bytes().all(|b| b.is_ascii_digit()))?,
-                )
-            }
+            "{n}" => n = Some(number(x)?),
+            "{m}" => m = Some(number(x)?),
             lit if lit == *x => {}
             _ => return None,
         }
     }
-    Some((id, n))
+    Some((id, n, m))
 }
 
 /// The result of routing a request.
@@ -487,11 +533,11 @@ pub enum Route {
 
 pub fn route(method: &Method, path: &str) -> Route {
     let mut path_known = false;
-    for op in OPS {
-        if let Some((id, n)) = match_pattern(op.pattern, path) {
+    for op in all() {
+        if let Some((id, n, m)) = match_full(op.pattern, path) {
             path_known = true;
             if op.method == *method {
-                return Route::Found(Matched { op, id, n });
+                return Route::Found(Matched { op, id, n, m });
             }
         }
     }
@@ -519,15 +565,15 @@ mod tests {
     #[test]
     fn every_operation_routes_to_itself() {
         let id = uuid::Uuid::new_v4().to_string();
-        for op in OPS {
-            let path = op.pattern.replace("{id}", &id).replace("{n}", "3");
+        for op in all() {
+            let path = op.pattern.replace("{id}", &id).replace("{n}", "3").replace("{m}", "4");
             match route(&op.method, &path) {
                 Route::Found(m) => assert_eq!(m.op.operation_id, op.operation_id),
                 _ => panic!("{} does not route", op.operation_id),
             }
         }
-        let ids: std::collections::HashSet<_> = OPS.iter().map(|o| o.operation_id).collect();
-        assert_eq!(ids.len(), OPS.len(), "operationIds are unique");
+        let ids: std::collections::HashSet<_> = all().map(|o| o.operation_id).collect();
+        assert_eq!(ids.len(), all().count(), "operationIds are unique");
     }
 
     #[test]

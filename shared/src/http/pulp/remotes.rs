@@ -43,7 +43,7 @@ pub(super) async fn create(c: &Ctx<'_>) -> Answer {
     let placeholder = RepoName::parse("upstream").map_err(|e| ApiError::Internal(Box::new(e)))?;
     let mut r = Remote::new("", "", placeholder);
     apply_remote(c, &mut r, false)?;
-    let r = c.manage().create_remote(r).await?;
+    let r = c.manage().create_remote_for(&c.who, r).await?;
     Ok(json_response(StatusCode::CREATED, &render::remote(&r)))
 }
 

@@ -87,7 +87,7 @@ pub(super) async fn create(c: &Ctx<'_>) -> Answer {
     r.retain_repo_versions = inp.retain.flatten();
     r.remote = inp.remote.flatten();
     r.pulp_labels = inp.labels.unwrap_or_default();
-    let r = c.manage().create_repository(r).await?;
+    let r = c.manage().create_repository_for(&c.who, r).await?;
     Ok(json_response(StatusCode::CREATED, &render::repository(&r)))
 }
 
@@ -151,7 +151,7 @@ pub(super) async fn sync(c: &Ctx<'_>) -> Answer {
             ))
         }
     };
-    let t = c.manage().sync(&repo, remote, mirror, signed_only).await?;
+    let t = c.manage().sync_for(&c.who, &repo, remote, mirror, signed_only).await?;
     c.task(&t)
 }
 

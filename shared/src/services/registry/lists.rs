@@ -32,7 +32,7 @@ impl Registry {
         &self,
         n: Option<usize>,
         last: Option<&RepoName>,
-        visible: impl Fn(bool) -> bool,
+        visible: impl Fn(&crate::store::Distribution) -> bool,
     ) -> Result<CatalogPage> {
         let limit = n.unwrap_or(10_000);
         let mut out = Vec::new();
@@ -42,7 +42,7 @@ impl Registry {
             let full = page.len() == 500;
             cursor = page.last().map(|d| d.base_path.to_string());
             for d in page {
-                if visible(d.private) {
+                if visible(&d) {
                     if out.len() == limit {
                         return Ok(CatalogPage {
                             repositories: out,

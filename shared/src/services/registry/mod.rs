@@ -174,6 +174,8 @@ pub struct Registry {
     cfg: RegistryConfig,
     /// Fetches blobs that on-demand and streamed syncs left upstream.
     upstreams: Option<Arc<dyn UpstreamFactory>>,
+    /// Gives pushers what they make (none: nobody owns anything, as with open access).
+    accounts: Option<Arc<crate::services::Accounts>>,
 }
 
 impl Registry {
@@ -183,7 +185,14 @@ impl Registry {
             blobs,
             cfg,
             upstreams: None,
+            accounts: None,
         }
+    }
+
+    /// Makes a pusher the owner of the namespace and distribution its push creates.
+    pub fn with_accounts(mut self, accounts: Arc<crate::services::Accounts>) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// Lets pulls fetch blobs that syncs left upstream (policies `on_demand`, `streamed`).

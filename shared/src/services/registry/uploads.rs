@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::{Registry, RegistryError, Result, UploadStart};
 use crate::domain::{Digest, RepoName};
 use crate::ports::{ByteStream, StoreError};
-use crate::store::{BlobRecord, Distribution, Repository, RepositoryKind, UploadSession};
+use crate::store::{BlobRecord, Distribution, ObjectKind, ObjectRef, Repository, RepositoryKind, UploadSession};
 
 impl Registry {
     /// The push repository behind `name`, created with its distribution when the base path
@@ -40,9 +40,12 @@ impl Registry {
                 )));
             }
             let dist = Distribution::new(name.as_str(), name.clone(), Some(repo.id));
+            let ns_name = crate::services::access::namespace_of(name.as_str());
+            let new_namespace = self.store.namespace_by_name(ns_name).await?.is_none();
             match self.store.create_distribution(&dist).await {
                 Ok(()) => {
                     tracing::info!(base_path = %name, repository = %repo.id, "created push repository and distribution");
+                    self.own_pushed(&dist, new_namespace.then_some(ns_name)).await?;
                     return Ok(repo);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -50,6 +53,32 @@ impl Registry {
             }
         }
         Err(RegistryError::Busy)
+    }
+
+    /// The pusher who made `dist` (and namespace `new_namespace`) owns them, as in Pulp.
+    async fn own_pushed(&self, dist: &Distribution, new_namespace: Option<&str>) -> Result<()> {
+        let (Some(accounts), Some(who)) = (&self.accounts, crate::services::acting::actor()) else {
+            return Ok(());
+        };
+        if let Some(ns) = new_namespace {
+            if let Some(ns) = self.store.namespace_by_name(ns).await? {
+                accounts
+                    .give_owner(
+                        &who,
+                        "container.containernamespace_owner",
+                        ObjectRef::new(ObjectKind::Namespace, ns.id),
+                    )
+                    .await?;
+            }
+        }
+        accounts
+            .give_owner(
+                &who,
+                "container.containerdistribution_owner",
+                ObjectRef::new(ObjectKind::Distribution, dist.id),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn pushable(&self, dist: &Distribution) -> Result<Repository> {

@@ -210,32 +210,40 @@ impl Users {
                     return Ok(None);
                 }
                 let p = generate_password();
-                let created = self
+                let created = match self
                     .store
-                    .create_user(&User {
-                        name: "admin".into(),
-                        password_hash: hash_password(&p)?,
-                        admin: true,
-                    })
-                    .await?;
+                    .create_user(&User::new("admin", hash_password(&p)?, true))
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(StoreError::Conflict(_)) => false,
+                    Err(e) => return Err(e),
+                };
                 Ok(created.then_some(p))
             }
         }
     }
 
-    /// Creates or replaces a user.
+    /// Creates a user or sets the password (and superuser flag) of the one stored, keeping
+    /// everything else it has (its number, groups and roles).
     pub async fn set_user(&self, name: &str, password: &str, admin: bool) -> Result<(), StoreError> {
+        let hash = hash_password(password)?;
         self.store
-            .put_user(&User {
-                name: name.to_owned(),
-                password_hash: hash_password(password)?,
-                admin,
+            .upsert_user(&User::new(name, hash.clone(), admin), |u| {
+                u.password_hash = hash.clone();
+                u.admin = admin;
             })
             .await?;
+        self.forget(name);
+        Ok(())
+    }
+
+    /// Drops what the password cache knows of `name` (its password or flags changed, or it
+    /// was deleted).
+    pub fn forget(&self, name: &str) {
         if let Ok(mut c) = self.cache.lock() {
             c.retain(|_, (u, _)| u.name != name);
         }
-        Ok(())
     }
 
     /// The user a refresh token names, when it exists and still has the password the token
@@ -343,7 +351,7 @@ impl Users {
             }
         };
         match user {
-            Some(u) if ok => {
+            Some(u) if ok && u.is_active => {
                 if let Ok(mut t) = self.throttle.lock() {
                     t.reset(&keys);
                 }
