@@ -198,6 +198,10 @@ impl App {
             .ensure_admin(admin_password)
             .await
             .map_err(|e| format!("cannot set up the admin account: {e:?}"))?;
+        self.store
+            .number_users()
+            .await
+            .map_err(|e| format!("cannot number the users: {e:?}"))?;
         for user in readonly {
             self.users
                 .set_user(&user.name, user.password.expose(), false)

@@ -370,6 +370,7 @@ impl Manage {
     pub async fn delete_distribution(&self, id: Uuid) -> Result<()> {
         let d = self.distribution(id).await?;
         self.store.delete_distribution(&d).await?;
+        self.drop_roles(ObjectRef::new(ObjectKind::Distribution, id)).await?;
         if let Some(repo) = d.repository {
             match self.store.repository(repo).await? {
                 Some(r) if r.kind == RepositoryKind::Push => self.delete_repository(repo).await?,

@@ -515,10 +515,39 @@ impl Manage {
         self.sync(repo, remote, mirror, signed_only).await
     }
 
-    /// Deletes a distribution the caller may delete, and the roles given on it.
+    /// Deletes a distribution the caller may delete (and the roles given on it).
     pub async fn delete_distribution_for(&self, who: &Identity, id: Uuid) -> Result<()> {
         self.authorize(who, Target::Distribution(id), Act::Delete).await?;
-        self.delete_distribution(id).await?;
-        self.drop_roles(ObjectRef::new(ObjectKind::Distribution, id)).await
+        self.delete_distribution(id).await
+    }
+}
+
+impl Manage {
+    /// Copies tags or manifests into `repo` (checked by the caller through
+    /// [`Manage::authorize`]) from a source the caller sees: one it does not see is refused as
+    /// one that does not exist.
+    pub async fn copy_for(
+        &self,
+        who: &Identity,
+        repo: &Repository,
+        source: super::CopySource,
+        selection: super::CopySelection,
+    ) -> Result<Option<crate::store::RepositoryVersion>> {
+        let (id, field) = match source {
+            super::CopySource::Latest(id) => (id, "source_repository"),
+            super::CopySource::Version(id, _) => (id, "source_repository_version"),
+        };
+        if let Some(src) = self.store().repository(id).await? {
+            match self
+                .authorize(who, Target::Repository(src.id, src.kind), Act::View)
+                .await
+            {
+                Err(ManageError::NotFound) => {
+                    return Err(ManageError::invalid(field, super::invalid::Invalid::NoObject))
+                }
+                other => other?,
+            }
+        }
+        self.copy(repo, source, selection).await
     }
 }

@@ -248,6 +248,17 @@ impl Store {
         Err(StoreError::Conflict(format!("user {name} kept changing")))
     }
 
+    /// Gives a number to every user stored before users had numbers (at start: one scan of the
+    /// users, a write for each such user).
+    pub async fn number_users(&self) -> Result<(), StoreError> {
+        for u in self.users().await? {
+            if u.id == 0 {
+                self.update_user(&u.name, |_| {}).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Creates user `u.name`, or changes the stored one with `f`.
     pub async fn upsert_user(&self, u: &User, f: impl Fn(&mut User)) -> Result<User, StoreError> {
         loop {
@@ -265,13 +276,24 @@ impl Store {
     /// Deletes user `name`, then the groups memberships and roles it had. `NotFound` when
     /// there is none.
     pub async fn delete_user(&self, name: &str) -> Result<User, StoreError> {
-        let row = self.t.get(USERS, name).await?.ok_or(StoreError::NotFound)?;
-        let u: User = decode(&row)?;
-        let mut writes = vec![Write::delete(USERS, name, Cond::Rev(row.rev))];
-        if u.id != 0 {
-            writes.push(Write::delete(USER_IDS, num(u.id), Cond::Any));
-        }
-        self.t.transact(writes).await?;
+        let mut attempt = 0;
+        let u = loop {
+            let row = self.t.get(USERS, name).await?.ok_or(StoreError::NotFound)?;
+            let u: User = decode(&row)?;
+            let mut writes = vec![Write::delete(USERS, name, Cond::Rev(row.rev))];
+            if u.id != 0 {
+                writes.push(Write::delete(USER_IDS, num(u.id), Cond::Any));
+            }
+            // a membership or assignment written meanwhile held the row: look again
+            match self.t.transact(writes).await {
+                Err(StoreError::Conflict(_)) if attempt < ID_ATTEMPTS => {
+                    super::namespaces::hold_backoff(attempt.min(6)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => break u,
+            }
+        };
         if u.id != 0 {
             for (gid, _) in self.user_groups(u.id).await? {
                 self.t
@@ -343,35 +365,54 @@ impl Store {
 
     /// Renames group `id`; `Conflict` when the new name is taken, `NotFound` when it is gone.
     pub async fn rename_group(&self, id: u64, name: &str) -> Result<Group, StoreError> {
-        let g = self.group_by_id(id).await?.ok_or(StoreError::NotFound)?;
-        if g.name == name {
-            return Ok(g);
-        }
-        let row = self.t.get(GROUPS, &g.name).await?.ok_or(StoreError::NotFound)?;
         let renamed = Group {
             id,
             name: name.to_owned(),
         };
-        self.t
-            .transact(vec![
+        for attempt in 0..ID_ATTEMPTS {
+            let g = self.group_by_id(id).await?.ok_or(StoreError::NotFound)?;
+            if g.name == name {
+                return Ok(g);
+            }
+            let row = self.t.get(GROUPS, &g.name).await?.ok_or(StoreError::NotFound)?;
+            let writes = vec![
                 Write::delete(GROUPS, &g.name, Cond::Rev(row.rev)),
                 Write::put(GROUPS, name, encode(&renamed)?, Cond::Absent),
                 Write::put(GROUP_IDS, num(id), encode(&renamed.name)?, Cond::Any),
-            ])
-            .await?;
-        Ok(renamed)
+            ];
+            match self.t.transact(writes).await {
+                Ok(()) => return Ok(renamed),
+                Err(StoreError::Conflict(c)) => {
+                    if self.t.get(GROUPS, name).await?.is_some() {
+                        return Err(StoreError::Conflict(c));
+                    }
+                    super::namespaces::hold_backoff(attempt.min(6)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(format!("group {id} kept changing")))
     }
 
     /// Deletes group `id`, then its memberships and roles. `NotFound` when there is none.
     pub async fn delete_group(&self, id: u64) -> Result<Group, StoreError> {
-        let g = self.group_by_id(id).await?.ok_or(StoreError::NotFound)?;
-        let row = self.t.get(GROUPS, &g.name).await?.ok_or(StoreError::NotFound)?;
-        self.t
-            .transact(vec![
+        let mut attempt = 0;
+        let g = loop {
+            let g = self.group_by_id(id).await?.ok_or(StoreError::NotFound)?;
+            let row = self.t.get(GROUPS, &g.name).await?.ok_or(StoreError::NotFound)?;
+            let writes = vec![
                 Write::delete(GROUPS, &g.name, Cond::Rev(row.rev)),
                 Write::delete(GROUP_IDS, num(id), Cond::Any),
-            ])
-            .await?;
+            ];
+            match self.t.transact(writes).await {
+                Err(StoreError::Conflict(_)) if attempt < ID_ATTEMPTS => {
+                    super::namespaces::hold_backoff(attempt.min(6)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => break g,
+            }
+        };
         for (uid, _) in self.group_users(id).await? {
             self.t
                 .transact(vec![
@@ -387,8 +428,22 @@ impl Store {
     /// Puts user `user` into group `group`; `NotFound` when either is missing (or goes while
     /// this runs). Idempotent.
     pub async fn add_group_user(&self, group: &Group, user: &User) -> Result<(), StoreError> {
+        for attempt in 0..ID_ATTEMPTS {
+            match self.try_add_group_user(group, user).await {
+                // the user or the group changed meanwhile (or went: the next round finds out)
+                Err(StoreError::Conflict(_)) => super::namespaces::hold_backoff(attempt.min(6)).await,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict("the user or the group kept changing".into()))
+    }
+
+    async fn try_add_group_user(&self, group: &Group, user: &User) -> Result<(), StoreError> {
         let grow = self.t.get(GROUPS, &group.name).await?.ok_or(StoreError::NotFound)?;
         let urow = self.t.get(USERS, &user.name).await?.ok_or(StoreError::NotFound)?;
+        if decode::<Group>(&grow)?.id != group.id || decode::<User>(&urow)?.id != user.id {
+            return Err(StoreError::NotFound);
+        }
         let writes = vec![
             hold(GROUPS, &grow),
             hold(USERS, &urow),
@@ -405,10 +460,7 @@ impl Store {
                 Cond::Any,
             ),
         ];
-        match self.t.transact(writes).await {
-            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict("the user or the group changed".into())),
-            other => other,
-        }
+        self.t.transact(writes).await
     }
 
     /// Takes user `user_id` out of group `group_id`; `false` when it was not in it.
@@ -510,5 +562,32 @@ impl Store {
             self.unassign(&a).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::memory::MemoryTable;
+
+    #[tokio::test]
+    async fn users_stored_before_numbers_get_one_and_keep_their_password() {
+        // Given a user as Berth stored them before users had numbers
+        let store = Store::new(Arc::new(MemoryTable::new()));
+        let legacy = br#"{"name":"old","password_hash":"$argon2id$x","admin":false}"#.to_vec();
+        store.table().put(USERS, "old", legacy, Cond::Absent).await.unwrap();
+        let new = store.create_user(&User::new("new", "h".into(), false)).await.unwrap();
+        // When the users are numbered
+        store.number_users().await.unwrap();
+        // Then the old one has a number of its own, active, the hash kept
+        let old = store.user("old").await.unwrap().unwrap();
+        assert!(old.id != 0 && old.id != new.id);
+        assert!(old.is_active);
+        assert_eq!(old.password_hash, "$argon2id$x");
+        assert_eq!(store.user_by_id(old.id).await.unwrap().unwrap().name, "old");
+        store.number_users().await.unwrap();
+        assert_eq!(store.user("old").await.unwrap().unwrap().id, old.id, "numbered once");
     }
 }

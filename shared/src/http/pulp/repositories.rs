@@ -196,7 +196,7 @@ pub(super) async fn copy(c: &Ctx<'_>, tags: bool) -> Answer {
         }
         (None, None) => return Err(ApiError::not_found()),
     };
-    let v = c.manage().copy(&repo, source, selection).await?;
+    let v = c.manage().copy_for(&c.who, &repo, source, selection).await?;
     modified(c, "pulp_container.app.tasks.recursive_add_content", &repo, v).await
 }
 

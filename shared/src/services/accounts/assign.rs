@@ -63,6 +63,24 @@ pub struct NestedRoles {
     pub groups: Vec<String>,
 }
 
+/// The error for a user or group of `n` that went while its role was being given.
+fn gone(n: &NestedRoles, who: Who) -> ManageError {
+    let at = |list: &[String], name: &str| list.iter().position(|x| x == name).unwrap_or(0);
+    match who {
+        Who::Group(g) => ManageError::FieldItem {
+            field: "groups",
+            index: at(&n.groups, &g),
+            reason: Invalid::NoGroup(g),
+        },
+        Who::User(u) => ManageError::FieldItem {
+            field: "users",
+            index: at(&n.users, &u),
+            reason: Invalid::NoUser(u),
+        },
+        Who::ThisUser | Who::ThisGroup => ManageError::NotFound,
+    }
+}
+
 /// The stable id of a role (its href): derived from its name.
 pub fn role_id(name: &str) -> Uuid {
     let h = sha2::Sha256::digest(format!("role:{name}").as_bytes());
@@ -320,6 +338,8 @@ impl Accounts {
                 Err(StoreError::Conflict(_)) => {
                     return Err(ManageError::NonField(vec![Invalid::RoleAssigned(name)]));
                 }
+                // deleted since it was looked up: as if it never was
+                Err(StoreError::NotFound) => return Err(gone(n, name)),
                 Err(e) => return Err(e.into()),
             }
         }
