@@ -734,3 +734,155 @@ async fn racing_creates_and_grants_make_each_name_and_role_once() {
     let r = t.admin(Method::GET, &format!("{again_href}roles/"), None).await;
     assert_eq!(r["count"], 0, "nothing given to the old one reaches the new one");
 }
+
+#[tokio::test]
+async fn groups_belong_to_their_makers_and_inactive_users_are_shut_out() {
+    let t = T::new(false, Store::Memory).await;
+    for (name, pw) in [ALICE, BOB] {
+        t.admin(Method::POST, USERS, Some(json!({"username": name, "password": pw})))
+            .await;
+    }
+    let alice = t.admin(Method::GET, &format!("{USERS}?username=alice"), None).await;
+    let alice = alice["results"][0]["pulp_href"].as_str().unwrap().to_owned();
+    // Given alice may make groups (a global role, given and taken back and given again)
+    let given = t
+        .admin(
+            Method::POST,
+            &format!("{alice}roles/"),
+            Some(json!({"role": "core.group_creator", "content_object": null})),
+        )
+        .await;
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{alice}roles/"),
+            ("admin", PW),
+            Some(json!({"role": "core.group_creator", "content_object": null})),
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"non_field_errors": ["The role is already assigned to this user."]})
+    );
+    let found = t
+        .admin(
+            Method::GET,
+            &format!("{alice}roles/?role=core.group_creator&content_object=null"),
+            None,
+        )
+        .await;
+    assert_eq!(found["count"], 1);
+    assert_eq!(found["results"][0]["pulp_href"], given["pulp_href"]);
+    t.admin(Method::DELETE, given["pulp_href"].as_str().unwrap(), None)
+        .await;
+    let r = t.api(Method::POST, GROUPS, ALICE, Some(json!({"name": "devs"}))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the role was taken back");
+    t.admin(
+        Method::POST,
+        &format!("{alice}roles/"),
+        Some(json!({"role": "core.group_creator", "content_object": null})),
+    )
+    .await;
+    // When she makes a group, Then she owns it: she adds and removes members, bob cannot
+    let r = t.api(Method::POST, GROUPS, ALICE, Some(json!({"name": "devs"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let devs = r.json()["pulp_href"].as_str().unwrap().to_owned();
+    let roles = t.api(Method::GET, &format!("{devs}list_roles/"), ALICE, None).await;
+    assert_eq!(
+        roles.json(),
+        json!({"roles": [{"role": "core.group_owner", "users": ["alice"], "groups": []}]})
+    );
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{devs}users/"),
+            ALICE,
+            Some(json!({"username": "bob"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{devs}users/"),
+            ALICE,
+            Some(json!({"username": "nobody"})),
+        )
+        .await;
+    assert_eq!(r.json(), json!(["Could not find user nobody"]));
+    assert_eq!(t.names(ALICE, GROUPS, "name").await, ["devs"]);
+    assert!(
+        t.names(BOB, GROUPS, "name").await.is_empty(),
+        "bob is in it, not its viewer"
+    );
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{devs}users/"),
+            BOB,
+            Some(json!({"username": "alice"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = t.api(Method::GET, &format!("{devs}my_permissions/"), ALICE, None).await;
+    assert!(r.json()["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("core.change_group")));
+    // a group's roles reach its members: the group gets a consumer role on a namespace
+    let ns = t.admin(Method::POST, NS, Some(json!({"name": "shared"}))).await;
+    let ns = ns["pulp_href"].as_str().unwrap().to_owned();
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{devs}roles/"),
+            ("admin", PW),
+            Some(json!({"role": "container.containernamespace_consumer", "content_object": ns})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(t.names(BOB, NS, "name").await, ["shared"]);
+    t.admin(Method::DELETE, &devs, None).await;
+    assert!(
+        t.names(BOB, NS, "name").await.is_empty(),
+        "the group is gone, and what it gave"
+    );
+
+    // When alice is made inactive, Then she cannot log in anywhere; active again, she can
+    let r = t.admin(Method::PATCH, &alice, Some(json!({"is_active": false}))).await;
+    assert_eq!(r["is_active"], false);
+    assert_eq!(
+        t.api(Method::GET, GROUPS, ALICE, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(denied(t.pull(Some(ALICE), "shared/x", "1").await.status));
+    t.admin(Method::PATCH, &alice, Some(json!({"is_active": true}))).await;
+    assert_eq!(t.api(Method::GET, GROUPS, ALICE, None).await.status, StatusCode::OK);
+    // a new password replaces the old one; a user cannot be renamed; the admin not deleted by itself
+    t.admin(Method::PATCH, &alice, Some(json!({"password": "another-secret-9"})))
+        .await;
+    assert_eq!(
+        t.api(Method::GET, GROUPS, ALICE, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.api(Method::GET, GROUPS, ("alice", "another-secret-9"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = t
+        .api(Method::PATCH, &alice, ("admin", PW), Some(json!({"username": "eve"})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let me = t.admin(Method::GET, &format!("{USERS}?username=admin"), None).await;
+    let r = t
+        .api(
+            Method::DELETE,
+            me["results"][0]["pulp_href"].as_str().unwrap(),
+            ("admin", PW),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -118,6 +118,15 @@ teams_with_the_cli() {
     why "role-assignment list: $(cat "$W/out.json" "$W/err.txt")"
   admin role show --name container.containernamespace_consumer && has namespace_pull_containerdistribution ||
     why "role show: $(cat "$W/out.json" "$W/err.txt")"
+  # a global role given and taken back; a user changed
+  admin user role-assignment add --username bob --role container.containerremote_creator --object "" ||
+    why "role-assignment add: $(cat "$W/err.txt")"
+  admin user role-assignment list --username bob && has container.containerremote_creator || why "not listed: $(cat "$W/out.json")"
+  admin user role-assignment remove --username bob --role container.containerremote_creator --object "" ||
+    why "role-assignment remove: $(cat "$W/err.txt")"
+  admin user role-assignment list --username bob && ! has container.containerremote_creator || why "still listed: $(cat "$W/out.json")"
+  admin user update --username alice --first-name Alice || why "user update: $(cat "$W/err.txt")"
+  admin user show --username alice && has '"first_name": "Alice"' || why "user show: $(cat "$W/out.json")"
   # what does not exist is refused with Pulp's words
   if admin container namespace role add --name team-a --role container.nope --user bob; then why "an unknown role was given"; fi
   grep -q 'does not exist' "$W/out.json" "$W/err.txt" || why "unknown role said: $(cat "$W/out.json" "$W/err.txt")"

@@ -237,7 +237,7 @@ impl RegistryAuth {
                     None => Identity::anonymous(),
                     Some(Err(())) => return Err(self.challenge(headers, need, None, "malformed credentials")),
                     Some(Ok((u, p))) => match self.users.authenticate(&u, &p, client_addr()).await {
-                        Ok(Login::User(user)) => match self.accounts.identity(&user.name).await {
+                        Ok(Login::User(user)) => match self.accounts.login_identity(&user).await {
                             Ok(Some(id)) => id,
                             Ok(None) => {
                                 return Err(self.challenge(headers, need, None, "invalid username or password"))

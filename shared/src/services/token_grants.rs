@@ -88,9 +88,9 @@ pub async fn grant_token(
     };
     let identity = match &user {
         Some(u) => accounts
-            .identity(&u.name)
+            .login_identity(u)
             .await?
-            .ok_or(GrantError::Denied("the account is disabled"))?,
+            .ok_or(GrantError::Denied("invalid username or password"))?,
         None => Identity::anonymous(),
     };
     let access = rules.grant(&identity, req.scopes).await?;

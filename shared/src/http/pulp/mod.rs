@@ -395,7 +395,7 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
     } else {
         let user = authenticate(&s.users, &parts.headers).await?;
         s.accounts
-            .identity(&user.name)
+            .login_identity(&user)
             .await?
             .ok_or(ApiError::Unauthenticated("Invalid username/password."))?
     };

@@ -50,6 +50,8 @@ pub struct Identity {
     /// A superuser may do everything.
     pub admin: bool,
     perms: Perms,
+    /// The fingerprint of the user's password hash when the identity was built.
+    password: String,
 }
 
 /// Permissions given everywhere and on single objects.
@@ -81,18 +83,6 @@ impl Identity {
             user: Some(name.to_owned()),
             admin: true,
             ..Identity::default()
-        }
-    }
-
-    /// A user holding `role` everywhere (tests).
-    pub fn with_global_role(name: &str, id: u64, role: &str) -> Self {
-        let mut perms = Perms::default();
-        perms.add(role, None);
-        Identity {
-            user: Some(name.to_owned()),
-            user_id: id,
-            admin: false,
-            perms,
         }
     }
 
@@ -264,6 +254,7 @@ impl Accounts {
             user_id: u.id,
             admin: u.admin,
             perms,
+            password: super::users::password_fingerprint(&u),
         };
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= IDENTITY_CACHE {
@@ -272,6 +263,16 @@ impl Accounts {
             c.insert(u.name, (id.clone(), Instant::now()));
         }
         Ok(Some(id))
+    }
+
+    /// The identity of a user whose password was just checked (`login`, as the check found
+    /// it): `None` when the user is gone, inactive, or has had another password set since
+    /// (a password check remembers a success for a while; this is what ends it).
+    pub async fn login_identity(&self, login: &User) -> Result<Option<Identity>, StoreError> {
+        Ok(self
+            .identity(&login.name)
+            .await?
+            .filter(|id| id.password == super::users::password_fingerprint(login)))
     }
 
     /// Forgets what this process knows of `name` (it changed here).
