@@ -18,7 +18,6 @@ BERTH_BIN=${BERTH_BIN:-$HERE/../../target/release/berth}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 e2e_init berth-auth
-CTD_PID=""
 cleanup() {
   set +e
   stop_pid "$CTD_PID"
@@ -114,29 +113,6 @@ skopeo_pushes() {
 }
 check "token: skopeo pushes the test image" skopeo_pushes
 
-start_containerd() {
-  mkdir -p "$W/ctd"
-  cat >"$W/ctd/config.toml" <<TOML
-version = 2
-root = "$W/ctd/root"
-state = "$W/ctd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$W/ctd/sock"
-[ttrpc]
-  address = "$W/ctd/sock.ttrpc"
-[debug]
-  address = ""
-TOML
-  containerd --config "$W/ctd/config.toml" >"$W/ctd/log" 2>&1 &
-  CTD_PID=$!
-  for _ in $(seq 1 100); do
-    ctr --address "$W/ctd/sock" version >/dev/null 2>&1 && return 0
-    alive "$CTD_PID" || break
-    sleep 0.1
-  done
-  why "containerd did not start: $(tail -5 "$W/ctd/log")"
-}
 ctr_pulls_with_user() {
   start_containerd || return 1
   local before log

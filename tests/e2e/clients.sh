@@ -17,25 +17,9 @@ DOCKERD=${DOCKERD:-dockerd}   # override (e.g. a missing path) to exercise the S
 . "$(dirname "$0")/lib.sh"
 e2e_init berth-e2e
 T0=$(date +%s%N)
-BERTH_PID=""; DOCKERD_PID=""
+BERTH_PID=""
 
 # --- cleanup ------------------------------------------------------------------
-stop_dockerd() {
-  alive "$DOCKERD_PID" || return 0
-  kill -TERM "$DOCKERD_PID" 2>/dev/null
-  wait_gone "$DOCKERD_PID" 200 || kill -KILL "$DOCKERD_PID" 2>/dev/null
-  wait "$DOCKERD_PID" 2>/dev/null
-  # dockerd's own containerd child normally exits with it; if it was orphaned, stop it by its pidfile
-  local cpid
-  for f in "$W"/d/exec/containerd/containerd.pid "$W"/d/exec/*/containerd.pid; do
-    [ -f "$f" ] || continue
-    cpid=$(cat "$f" 2>/dev/null)
-    if alive "$cpid" && grep -q "$W/d" "/proc/$cpid/cmdline" 2>/dev/null; then
-      kill -TERM "$cpid"; wait_gone "$cpid" 50 || kill -KILL "$cpid" 2>/dev/null
-    fi
-  done
-  DOCKERD_PID=""
-}
 cleanup() {
   set +e
   stop_dockerd
@@ -212,23 +196,6 @@ check "3b podman pull by digest" check_pod_digest
 check "3c podman pull --arch arm64 from the index gets the arm64 child" check_pod_arch
 
 # --- 4. docker pull / tag / push through a private dockerd -------------------------------
-DOCKER_REASON=""
-start_dockerd() {
-  command -v "$DOCKERD" >/dev/null || { DOCKER_REASON="dockerd not installed ($DOCKERD)"; return 1; }
-  command -v docker >/dev/null || { DOCKER_REASON="docker CLI not installed"; return 1; }
-  mkdir -p "$W/d" "$W/dc"
-  export DOCKER_HOST="unix://$W/d/docker.sock" DOCKER_CONFIG="$W/dc"
-  "$DOCKERD" --host "unix://$W/d/docker.sock" --data-root "$W/d/root" --exec-root "$W/d/exec" --pidfile "$W/d/dockerd.pid" \
-    --bridge none --iptables=false --ip6tables=false --ip-masq=false >"$W/d/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  for _ in $(seq 1 200); do
-    docker version >/dev/null 2>&1 && return 0
-    alive "$DOCKERD_PID" || break
-    sleep 0.1
-  done
-  DOCKER_REASON="dockerd did not come up: $(grep -iE 'level=(error|fatal)|failed' "$W/d/dockerd.log" | tail -1 | cut -c1-200)"
-  stop_dockerd; return 1
-}
 check_docker_login() {
   printf '%s' "$ADMIN_PW" | docker login -u admin --password-stdin "$REG" >"$W/dl.out" 2>&1 || why "docker login failed: $(cat "$W/dl.out")"
   jq -e --arg r "$REG" '.auths[$r].identitytoken | length > 0' "$W/dc/config.json" >/dev/null ||

@@ -1,7 +1,8 @@
 # What the end-to-end scripts (tests/e2e/*.sh) and the benchmarks (bench/lib.sh) share: the
 # check lines and their count, processes and free loopback ports, waiting for a server, starting
-# a Berth, and reading JSON. Sourced, never run; it sets nothing but functions and, through
-# e2e_init, W (the work folder), PASS, FAIL and PIDS.
+# a Berth, a containerd and a dockerd of the test's own, and reading JSON. Sourced, never run; it
+# sets nothing but functions, the daemons' process variables and, through e2e_init, W (the work
+# folder), PASS, FAIL and PIDS.
 #
 # A script prints `OK   name` / `FAIL name` (/ `SKIP name`) lines and ends with `e2e_summary`.
 
@@ -89,6 +90,68 @@ berth_start() {
   env "$@" BERTH_ADMIN_PASSWORD="$pw" NO_COLOR=1 "$bin" --listen "$addr" --data-dir "$data" >>"$log" 2>&1 &
   STARTED_PID=$!; PIDS+=("$STARTED_PID")
   wait_http "http://$addr/v2/" "$STARTED_PID"
+}
+
+# --- daemons of the test's own: containerd and dockerd on sockets under $W ------------------------
+CTD_PID=""; DOCKERD_PID=""; DOCKER_REASON=""
+# start_containerd: Debian's containerd on $W/ctd/sock (CTD_PID), waited for; the CRI plugin off
+start_containerd() {
+  mkdir -p "$W/ctd"
+  cat >"$W/ctd/config.toml" <<TOML
+version = 2
+root = "$W/ctd/root"
+state = "$W/ctd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$W/ctd/sock"
+[ttrpc]
+  address = "$W/ctd/sock.ttrpc"
+[debug]
+  address = ""
+TOML
+  containerd --config "$W/ctd/config.toml" >"$W/ctd/log" 2>&1 &
+  CTD_PID=$!
+  for _ in $(seq 1 100); do
+    ctr --address "$W/ctd/sock" version >/dev/null 2>&1 && return 0
+    alive "$CTD_PID" || break
+    sleep 0.1
+  done
+  why "containerd did not start: $(tail -5 "$W/ctd/log")"
+}
+# start_dockerd: a dockerd (${DOCKERD:-dockerd}) on $W/d/docker.sock with no networking of its
+# own (DOCKERD_PID; DOCKER_HOST and DOCKER_CONFIG exported); on failure DOCKER_REASON says why
+start_dockerd() {
+  local dockerd=${DOCKERD:-dockerd}
+  command -v "$dockerd" >/dev/null || { DOCKER_REASON="dockerd not installed ($dockerd)"; return 1; }
+  command -v docker >/dev/null || { DOCKER_REASON="docker CLI not installed"; return 1; }
+  mkdir -p "$W/d" "$W/dc"
+  export DOCKER_HOST="unix://$W/d/docker.sock" DOCKER_CONFIG="$W/dc"
+  "$dockerd" --host "unix://$W/d/docker.sock" --data-root "$W/d/root" --exec-root "$W/d/exec" --pidfile "$W/d/dockerd.pid" \
+    --bridge none --iptables=false --ip6tables=false --ip-masq=false >"$W/d/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  for _ in $(seq 1 200); do
+    docker version >/dev/null 2>&1 && return 0
+    alive "$DOCKERD_PID" || break
+    sleep 0.1
+  done
+  DOCKER_REASON="dockerd did not come up: $(grep -iE 'level=(error|fatal)|failed' "$W/d/dockerd.log" | tail -1 | cut -c1-200)"
+  stop_dockerd; return 1
+}
+# stop_dockerd: the dockerd start_dockerd started, and its containerd if it was orphaned
+stop_dockerd() {
+  alive "$DOCKERD_PID" || return 0
+  kill -TERM "$DOCKERD_PID" 2>/dev/null
+  wait_gone "$DOCKERD_PID" 200 || kill -KILL "$DOCKERD_PID" 2>/dev/null
+  wait "$DOCKERD_PID" 2>/dev/null
+  local f cpid
+  for f in "$W"/d/exec/containerd/containerd.pid "$W"/d/exec/*/containerd.pid; do
+    [ -f "$f" ] || continue
+    cpid=$(cat "$f" 2>/dev/null)
+    if alive "$cpid" && grep -q "$W/d" "/proc/$cpid/cmdline" 2>/dev/null; then
+      kill -TERM "$cpid"; wait_gone "$cpid" 50 || kill -KILL "$cpid" 2>/dev/null
+    fi
+  done
+  DOCKERD_PID=""
 }
 
 # --- JSON -------------------------------------------------------------------------------------------

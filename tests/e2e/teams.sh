@@ -18,26 +18,9 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BERTH_BIN=${BERTH_BIN:-$HERE/../../target/release/berth}
 PULP_BIN=${PULP_BIN:-pulp}
-DOCKERD=${DOCKERD:-dockerd}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 e2e_init berth-teams
-CTD_PID=""; DOCKERD_PID=""
-stop_dockerd() {
-  alive "$DOCKERD_PID" || return 0
-  kill -TERM "$DOCKERD_PID" 2>/dev/null
-  wait_gone "$DOCKERD_PID" 200 || kill -KILL "$DOCKERD_PID" 2>/dev/null
-  wait "$DOCKERD_PID" 2>/dev/null
-  local f cpid
-  for f in "$W"/d/exec/containerd/containerd.pid "$W"/d/exec/*/containerd.pid; do
-    [ -f "$f" ] || continue
-    cpid=$(cat "$f" 2>/dev/null)
-    if alive "$cpid" && grep -q "$W/d" "/proc/$cpid/cmdline" 2>/dev/null; then
-      kill -TERM "$cpid"; wait_gone "$cpid" 50 || kill -KILL "$cpid" 2>/dev/null
-    fi
-  done
-  DOCKERD_PID=""
-}
 cleanup() {
   set +e
   stop_dockerd
@@ -193,20 +176,6 @@ a_deleted_user_cannot_log_in() {
   if as bob "$BOB_PW" container distribution list; then why "a deleted user used the API"; fi
 }
 
-start_dockerd() {
-  command -v "$DOCKERD" >/dev/null && command -v docker >/dev/null || return 1
-  mkdir -p "$W/d" "$W/dc"
-  export DOCKER_HOST="unix://$W/d/docker.sock" DOCKER_CONFIG="$W/dc"
-  "$DOCKERD" --host "unix://$W/d/docker.sock" --data-root "$W/d/root" --exec-root "$W/d/exec" --pidfile "$W/d/dockerd.pid" \
-    --bridge none --iptables=false --ip6tables=false --ip-masq=false >"$W/d/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  for _ in $(seq 1 200); do
-    docker version >/dev/null 2>&1 && return 0
-    alive "$DOCKERD_PID" || break
-    sleep 0.1
-  done
-  stop_dockerd; return 1
-}
 alice_pushes_with_docker() {
   printf '%s' "$ALICE_PW" | docker login -u alice --password-stdin "$REG" >"$W/dl.out" 2>&1 || why "docker login: $(cat "$W/dl.out")"
   docker pull -q "$REG/team-a/app:1" >"$W/dp.out" 2>&1 || why "alice's docker pull: $(cat "$W/dp.out")"
@@ -215,29 +184,6 @@ alice_pushes_with_docker() {
   docker tag "$REG/team-a/app:1" "$REG/team-b/app:docker" || why "docker tag"
   if docker push "$REG/team-b/app:docker" >"$W/dp.out" 2>&1; then why "alice's docker push to team-b landed"; fi
   docker rmi -f "$REG/team-a/app:1" "$REG/team-a/app:docker" "$REG/team-b/app:docker" >/dev/null 2>&1
-}
-start_containerd() {
-  mkdir -p "$W/ctd"
-  cat >"$W/ctd/config.toml" <<TOML
-version = 2
-root = "$W/ctd/root"
-state = "$W/ctd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$W/ctd/sock"
-[ttrpc]
-  address = "$W/ctd/sock.ttrpc"
-[debug]
-  address = ""
-TOML
-  containerd --config "$W/ctd/config.toml" >"$W/ctd/log" 2>&1 &
-  CTD_PID=$!
-  for _ in $(seq 1 100); do
-    ctr --address "$W/ctd/sock" version >/dev/null 2>&1 && return 0
-    alive "$CTD_PID" || break
-    sleep 0.1
-  done
-  why "containerd did not start: $(tail -5 "$W/ctd/log")"
 }
 bob_pulls_with_ctr() {
   start_containerd || return 1
@@ -262,7 +208,7 @@ if start_dockerd; then
   check "token: alice pushes to team-a with docker, not to team-b" alice_pushes_with_docker
   stop_dockerd; unset DOCKER_HOST DOCKER_CONFIG; umount_under "$W/d"
 else
-  skip "token: docker (dockerd not available)"
+  skip "token: docker: $DOCKER_REASON"
 fi
 check "token: bob (a consumer through his group) pulls the private image with skopeo and podman, pushes nothing" bob_pulls_and_cannot_push
 if command -v containerd >/dev/null && command -v ctr >/dev/null; then
