@@ -886,3 +886,69 @@ async fn groups_belong_to_their_makers_and_inactive_users_are_shut_out() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// Two instances over one store (as two Lambda instances over one table): a role given
+/// through one counts at once on the other, which last read the caller without it.
+async fn a_role_given_elsewhere_counts_at_once(token_auth: bool) {
+    let table: Arc<dyn berth::ports::Table> = Arc::new(berth::adapters::memory::MemoryTable::new());
+    let blobs: Arc<dyn berth::ports::BlobStore> = Arc::new(berth::adapters::memory::MemoryBlobStore::new());
+    let pem = TokenKey::generate().to_pem().unwrap();
+    let make = |pem: &str| {
+        let key = TokenKey::from_pem(pem).unwrap();
+        let auth = if token_auth {
+            AuthMode::Token(Arc::new(Tokens::new(key, Duration::from_secs(300))))
+        } else {
+            AuthMode::Basic
+        };
+        LocalApp::over(
+            table.clone(),
+            blobs.clone(),
+            Settings {
+                auth,
+                ..Default::default()
+            },
+        )
+    };
+    let (a, b) = (make(&pem), make(&pem));
+    a.app.ensure_accounts(Some(PW), &[]).await.unwrap();
+    let t = |local: &LocalApp| T {
+        router: local.app.router(),
+        token_auth,
+        _local: LocalApp::in_memory(),
+        _dir: None,
+    };
+    let (ta, tb) = (t(&a), t(&b));
+    ta.admin(
+        Method::POST,
+        USERS,
+        Some(json!({"username": "alice", "password": ALICE.1})),
+    )
+    .await;
+    let ns = ta.admin(Method::POST, NS, Some(json!({"name": "elsewhere"}))).await;
+    let ns = ns["pulp_href"].as_str().unwrap().to_owned();
+    // instance b reads alice without a role
+    assert!(denied(tb.push(Some(ALICE), "elsewhere/app", "1").await));
+    assert_eq!(
+        tb.api(Method::GET, &ns, ALICE, None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // When instance a gives her the collaborator role, Then instance b lets her push and see
+    ta.admin(
+        Method::POST,
+        &format!("{ns}add_role/"),
+        Some(json!({"role": "container.containernamespace_collaborator", "users": ["alice"]})),
+    )
+    .await;
+    assert_eq!(tb.push(Some(ALICE), "elsewhere/app", "1").await, StatusCode::CREATED);
+    assert_eq!(tb.api(Method::GET, &ns, ALICE, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_role_given_elsewhere_counts_at_once_with_tokens() {
+    a_role_given_elsewhere_counts_at_once(true).await;
+}
+
+#[tokio::test]
+async fn a_role_given_elsewhere_counts_at_once_with_basic_auth() {
+    a_role_given_elsewhere_counts_at_once(false).await;
+}

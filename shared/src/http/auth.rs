@@ -233,7 +233,7 @@ impl RegistryAuth {
                 })
             }
             AuthMode::Basic => {
-                let identity = match basic(headers) {
+                let mut identity = match basic(headers) {
                     None => Identity::anonymous(),
                     Some(Err(())) => return Err(self.challenge(headers, need, None, "malformed credentials")),
                     Some(Ok((u, p))) => match self.users.authenticate(&u, &p, client_addr()).await {
@@ -253,23 +253,19 @@ impl RegistryAuth {
                         }
                     },
                 };
-                let ok = match need {
-                    // an anonymous ping is challenged, so that clients holding credentials
-                    // (`login`, skopeo and podman pushes) learn they should send them; anonymous
-                    // pulls of public content go on without a ping's answer
-                    Need::Session => identity.user.is_some(),
-                    Need::Catalog => true,
-                    Need::Repo(name, "pull") => self
-                        .rules
-                        .may_pull(&identity, name)
+                let mut ok = self.allows(&identity, need).await?;
+                if !ok && identity.is_authenticated() {
+                    // roles given moments ago elsewhere count at once
+                    if let Some(fresh) = self
+                        .accounts
+                        .refreshed(&identity)
                         .await
-                        .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
-                    Need::Repo(name, _) => self
-                        .rules
-                        .may_push(&identity, name)
-                        .await
-                        .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?,
-                };
+                        .map_err(|e| OciError::from(crate::services::RegistryError::from(e)))?
+                    {
+                        ok = self.allows(&fresh, need).await?;
+                        identity = fresh;
+                    }
+                }
                 if ok {
                     Ok(Granted { identity, claims: None })
                 } else if identity.user.is_none() {
@@ -282,6 +278,22 @@ impl RegistryAuth {
                 }
             }
         }
+    }
+}
+
+impl RegistryAuth {
+    /// Whether `identity` may do what `need` asks (Basic mode).
+    async fn allows(&self, identity: &Identity, need: &Need) -> Result<bool, OciError> {
+        let store = |e| OciError::from(crate::services::RegistryError::from(e));
+        Ok(match need {
+            // an anonymous ping is challenged, so that clients holding credentials
+            // (`login`, skopeo and podman pushes) learn they should send them; anonymous
+            // pulls of public content go on without a ping's answer
+            Need::Session => identity.user.is_some(),
+            Need::Catalog => true,
+            Need::Repo(name, "pull") => self.rules.may_pull(identity, name).await.map_err(store)?,
+            Need::Repo(name, _) => self.rules.may_push(identity, name).await.map_err(store)?,
+        })
     }
 }
 

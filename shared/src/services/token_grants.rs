@@ -93,7 +93,15 @@ pub async fn grant_token(
             .ok_or(GrantError::Denied("invalid username or password"))?,
         None => Identity::anonymous(),
     };
-    let access = rules.grant(&identity, req.scopes).await?;
+    let mut access = rules.grant(&identity, req.scopes.clone()).await?;
+    let asked: usize = req.scopes.iter().map(|a| a.actions.len()).sum();
+    let given: usize = access.iter().map(|a| a.actions.len()).sum();
+    if given < asked && identity.is_authenticated() {
+        // roles given moments ago through another process count at once
+        if let Some(fresh) = accounts.refreshed(&identity).await? {
+            access = rules.grant(&fresh, req.scopes).await?;
+        }
+    }
     let sub = identity.user.as_deref().unwrap_or("");
     let (token, claims) = tokens.issue(sub, &req.service, access);
     let refresh_token = match (&user, req.offline) {

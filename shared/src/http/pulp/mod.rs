@@ -48,7 +48,9 @@ pub use self::errors::ApiError;
 use self::input::Input;
 use self::ops::{Matched, OpId, Route};
 use crate::domain::LabelSelect;
-use crate::services::{Accounts, Act, Catalog, Identity, Login, Manage, NameFilter, Scope, Target, TimeRange, Users};
+use crate::services::{
+    Accounts, Act, Catalog, Identity, Login, Manage, ManageError, NameFilter, Scope, Target, TimeRange, Users,
+};
 use crate::store::{Listing, Page, RepositoryKind, ResourceRef, Task, TaskState, User};
 
 /// The versions the OpenAPI document claims (the CLI checks `core >= 3.49`, `container >= 2.19`).
@@ -416,8 +418,16 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
         .query()
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
         .unwrap_or_default();
+    let mut who = who;
     if let Some((target, act)) = gate(&m) {
-        s.manage.authorize(&who, target, act).await?;
+        match s.manage.authorize(&who, target, act).await {
+            Err(ManageError::NotFound | ManageError::Forbidden) if who.is_authenticated() && !who.admin => {
+                // roles given moments ago through another process count at once
+                who = s.accounts.refreshed(&who).await?.ok_or(ApiError::not_found())?;
+                s.manage.authorize(&who, target, act).await?;
+            }
+            other => other?,
+        }
     }
     let scope = match m.op.id {
         OpId::RepoList
@@ -474,6 +484,8 @@ fn gate(m: &Matched) -> Option<(Target, Act)> {
         RemotePartialUpdate | RemoteUpdate => (Target::Remote(id), Act::Change),
         RemoteDelete => (Target::Remote(id), Act::Delete),
         DistRead => (Target::Distribution(id), Act::View),
+        DistPartialUpdate | DistUpdate => (Target::Distribution(id), Act::Change),
+        DistDelete => (Target::Distribution(id), Act::Delete),
         TaskRead => (Target::Task(id), Act::View),
         TaskCancel => (Target::Task(id), Act::Change),
         TaskDelete => (Target::Task(id), Act::Delete),

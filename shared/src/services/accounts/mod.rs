@@ -265,6 +265,20 @@ impl Accounts {
         Ok(Some(id))
     }
 
+    /// `who` built again from the store, for a caller refused with what this process last
+    /// read of it: a role given moments ago through another process (another Lambda
+    /// instance) counts at once. `None` when the user is gone or inactive; anonymous callers
+    /// and superusers come back as they are.
+    pub async fn refreshed(&self, who: &Identity) -> Result<Option<Identity>, StoreError> {
+        match &who.user {
+            Some(name) if !who.admin => {
+                self.forget(name);
+                self.identity(name).await
+            }
+            _ => Ok(Some(who.clone())),
+        }
+    }
+
     /// The identity of a user whose password was just checked (`login`, as the check found
     /// it): `None` when the user is gone, inactive, or has had another password set since
     /// (a password check remembers a success for a while; this is what ends it).
