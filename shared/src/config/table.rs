@@ -119,7 +119,8 @@ pub const READONLY_USERS: Setting = Setting {
     default: None,
     kind: Kind::Secret,
     runtimes: Runtimes::Both,
-    help: "Read-only users, as `name:password[,name:password…]` (they may pull private content).",
+    help: "Read-only users, as `name:password[,name:password…]`: ordinary users holding the namespace consumer \
+           role everywhere (they view and pull every namespace's distributions, private ones too).",
 };
 
 pub const TOKEN_AUTH: Setting = Setting {
