@@ -952,3 +952,73 @@ async fn a_role_given_elsewhere_counts_at_once_with_tokens() {
 async fn a_role_given_elsewhere_counts_at_once_with_basic_auth() {
     a_role_given_elsewhere_counts_at_once(false).await;
 }
+
+#[tokio::test]
+async fn a_distribution_role_reaches_that_distribution_only() {
+    let t = T::new(true, Store::Memory).await;
+    t.admin(
+        Method::POST,
+        USERS,
+        Some(json!({"username": "carol", "password": CAROL.1})),
+    )
+    .await;
+    // Given two private distributions of one namespace
+    for name in ["ops/one", "ops/two"] {
+        assert_eq!(t.push(Some(("admin", PW)), name, "1").await, StatusCode::CREATED);
+        let href = t.dist_href(name).await;
+        t.admin(Method::PATCH, &href, Some(json!({"private": true}))).await;
+    }
+    let one = t.dist_href("ops/one").await;
+    // When carol is a consumer of the first, through the distribution's own roles
+    let r = t
+        .admin(
+            Method::POST,
+            &format!("{one}add_role/"),
+            Some(json!({"role": "container.containerdistribution_consumer", "users": ["carol"], "groups": []})),
+        )
+        .await;
+    assert_eq!(r["role"], "container.containerdistribution_consumer");
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{one}add_role/"),
+            ("admin", PW),
+            Some(json!({"role": "container.containernamespace_owner", "users": ["carol"]})),
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"non_field_errors": ["The role does not contain any permission for that object."]})
+    );
+    // Then she pulls it, sees it, and nothing of the other; she cannot push to it
+    assert_eq!(t.pull(Some(CAROL), "ops/one", "1").await.status, StatusCode::OK);
+    assert!(denied(t.pull(Some(CAROL), "ops/two", "1").await.status));
+    assert!(denied(t.push(Some(CAROL), "ops/one", "2").await));
+    assert_eq!(t.catalog(Some(CAROL)).await, ["ops/one"]);
+    assert_eq!(t.names(CAROL, DISTS, "base_path").await, ["ops/one"]);
+    let r = t.api(Method::GET, &format!("{one}my_permissions/"), CAROL, None).await;
+    assert_eq!(
+        r.json(),
+        json!({"permissions": ["container.pull_containerdistribution", "container.view_containerdistribution"]})
+    );
+    // and when the role is taken, she loses it
+    t.admin(
+        Method::POST,
+        &format!("{one}remove_role/"),
+        Some(json!({"role": "container.containerdistribution_consumer", "users": ["carol"], "groups": []})),
+    )
+    .await;
+    assert!(denied(t.pull(Some(CAROL), "ops/one", "1").await.status));
+    let r = t
+        .api(
+            Method::POST,
+            &format!("{one}remove_role/"),
+            ("admin", PW),
+            Some(json!({"role": "container.containerdistribution_consumer", "users": ["carol"]})),
+        )
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"non_field_errors": ["The role is not assigned to user 'carol'."]})
+    );
+}
