@@ -16,6 +16,7 @@ pub mod http;
 pub mod moto;
 pub mod oci;
 pub mod pulp;
+pub mod teams;
 
 /// Where `docker-registry` is, or a panic saying how to install it (tests must not pass
 /// silently without it).
