@@ -6,7 +6,7 @@
 //! A schedule that was not fired for a while (the server was down) fires once and then at its
 //! next slot after now: [`Cadence::next_after`] skips every slot already past.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SubsecRound, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The shortest interval a schedule may have.
@@ -44,10 +44,10 @@ impl Cadence {
         Ok(Cadence::Every { secs })
     }
 
-    /// The first slot after creation at `now`.
+    /// The first slot after creation at `now` (in whole seconds).
     pub fn first_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            Cadence::Every { secs } => now + secs_duration(*secs),
+            Cadence::Every { secs } => now.trunc_subsecs(0) + secs_duration(*secs),
             Cadence::Cron { .. } => self.next_after(now, now),
         }
     }

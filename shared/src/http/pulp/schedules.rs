@@ -110,7 +110,8 @@ pub(super) async fn delete(c: &Ctx<'_>) -> Answer {
 fn spec(c: &Ctx<'_>, before: Option<(&crate::store::Schedule, bool)>) -> Result<ScheduleSpec, ApiError> {
     let partial = before.is_some_and(|(_, p)| p);
     let mut i = c.input(partial)?;
-    let old = before.map(|(s, _)| ScheduleSpec::of(s));
+    // a full update (PUT) replaces: what it leaves out takes its default, as on create
+    let old = before.filter(|(_, p)| *p).map(|(s, _)| ScheduleSpec::of(s));
     let name = match i.string("name", true) {
         Some(n) if n.len() > 255 => {
             i.err("name", "Ensure this field has no more than 255 characters.");
