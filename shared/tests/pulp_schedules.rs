@@ -306,10 +306,61 @@ async fn the_schedules_job_fires_what_is_due(t: On) {
     assert_eq!(task["state"], "completed", "{task}");
 }
 
+/// A user who may sync a repository schedules its syncs; once that right is taken away, the
+/// schedule's next run records a failed task saying why and starts nothing.
+async fn a_run_checks_its_owner_still_may(t: On) {
+    let (repo, remote) = repo_and_remote(&t, "app").await;
+    let pw = "tide-lantern-97-orbit";
+    let u = t
+        .post("/pulp/api/v3/users/", json!({"username": "carol", "password": pw}))
+        .await;
+    assert_eq!(u.status, StatusCode::CREATED, "{}", u.json());
+    let carol = u.json()["pulp_href"].as_str().unwrap().to_owned();
+    let mut grants = Vec::new();
+    for (role, object) in [
+        ("container.containerrepository_owner", &repo),
+        ("container.containerremote_viewer", &remote),
+    ] {
+        let r = t
+            .post(&format!("{carol}roles/"), json!({"role": role, "content_object": object}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+        grants.push(r.json()["pulp_href"].as_str().unwrap().to_owned());
+    }
+    let who = Some(("carol", pw));
+    let body = json!({"name": "carols", "repository": repo, "remote": remote, "dispatch_interval": "5"});
+    let r = t.call(Method::POST, SCHEDULES, who, Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    let href = r.json()["pulp_href"].as_str().unwrap().to_owned();
+    assert_eq!(t.call(Method::GET, SCHEDULES, who, None).await.json()["count"], 1);
+    // carol may not schedule cleanups
+    let r = t
+        .call(
+            Method::POST,
+            SCHEDULES,
+            who,
+            Some(json!({"name": "c", "task_name": ORPHAN_CLEANUP_TASK_NAME, "dispatch_interval": "5"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    assert_eq!(t.delete(&grants[0]).await.status, StatusCode::NO_CONTENT);
+    let slot = time(&schedule(&t, &href).await["next_dispatch"]);
+    let f = t.app.manage.fire_schedules(slot).await.unwrap();
+    assert_eq!(f.started.len(), 1);
+    let task = t.get(&format!("/pulp/api/v3/tasks/{}/", f.started[0])).await.json();
+    assert_eq!(task["state"], "failed", "{task}");
+    let why = task["error"]["description"].as_str().unwrap();
+    assert!(why.contains("carol may no longer run it"), "{why}");
+    // nothing was queued for it
+    assert!(t.local.jobs.run_one(&*t.app.worker()).await.unwrap().is_none());
+}
+
 common::pulp::on_every_store!(
     schedules_are_made_listed_changed_and_removed,
     a_due_schedule_fires_once_and_waits_for_its_task,
     a_missed_run_fires_once,
     racing_firers_start_one_task,
     the_schedules_job_fires_what_is_due,
+    a_run_checks_its_owner_still_may,
 );

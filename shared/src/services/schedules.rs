@@ -341,14 +341,26 @@ impl Manage {
         let Some(who) = accounts.identity(&user.name).await? else {
             return Ok(Some(format!("its owner {} is inactive", user.name)));
         };
-        Ok(match self.may_schedule(&who, &s.work).await {
-            Ok(()) => None,
-            Err(ManageError::Forbidden | ManageError::NotFound) => {
-                Some(format!("its owner {} may no longer run it", user.name))
+        let may = match &s.work {
+            ScheduledWork::OrphanCleanup { .. } => who.admin,
+            ScheduledWork::Sync {
+                repository, remote, ..
+            } => {
+                if self.store().repository(*repository).await?.is_none() {
+                    return Ok(Some("the repository no longer exists".into()));
+                }
+                if self.store().remote(*remote).await?.is_none() {
+                    return Ok(Some("the remote no longer exists".into()));
+                }
+                let target = Target::Repository(*repository, RepositoryKind::Mirror);
+                match self.authorize(&who, target, Act::Sync(*remote)).await {
+                    Ok(()) => true,
+                    Err(ManageError::Internal(e)) => return Err(ManageError::Internal(e)),
+                    Err(_) => false,
+                }
             }
-            Err(ManageError::Field { field, .. }) => Some(format!("its {field} no longer exists")),
-            Err(e) => return Err(e),
-        })
+        };
+        Ok((!may).then(|| format!("its owner {} may no longer run it", user.name)))
     }
 }
 
