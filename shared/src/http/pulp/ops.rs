@@ -167,6 +167,8 @@ macro_rules! op {
     };
 }
 
+pub(super) use op;
+
 pub static OPS: &[Op] = &[
     op! {
         RepoList, "repositories_container_container_list", GET,

@@ -4,7 +4,7 @@
 
 use http::Method;
 
-use super::ops::{Op, OpId};
+use super::ops::{op, Op, OpId};
 use super::params::ParamType;
 use super::params::READ;
 
@@ -41,30 +41,13 @@ const SCHEDULES_Q: &[(&str, ParamType)] = &[
     ("prn__in", A),
 ];
 
-macro_rules! op {
-    ($id:ident, $oid:literal, $m:ident, $pat:expr, $href:expr, $q:expr, $body:literal, $status:literal) => {
-        Op {
-            id: OpId::$id,
-            operation_id: $oid,
-            method: Method::$m,
-            pattern: $pat,
-            href: $href,
-            query: $q,
-            body: $body,
-            status: $status,
-            public: false,
-            tag: "Task-Schedules",
-        }
-    };
-}
-
 static OPS: &[Op] = &[
-    op!(ScheduleList, "task_schedules_list", GET, SCHEDULES, None, SCHEDULES_Q, false, 200),
-    op!(ScheduleCreate, "task_schedules_create", POST, SCHEDULES, None, &[], true, 201),
-    op!(ScheduleRead, "task_schedules_read", GET, SCHEDULE, HREF, READ, false, 200),
-    op!(SchedulePartialUpdate, "task_schedules_partial_update", PATCH, SCHEDULE, HREF, &[], true, 200),
-    op!(ScheduleUpdate, "task_schedules_update", PUT, SCHEDULE, HREF, &[], true, 200),
-    op!(ScheduleDelete, "task_schedules_delete", DELETE, SCHEDULE, HREF, &[], false, 204),
+    op! { ScheduleList, "task_schedules_list", GET, SCHEDULES, None, SCHEDULES_Q, false, 200, "Task-Schedules" },
+    op! { ScheduleCreate, "task_schedules_create", POST, SCHEDULES, None, &[], true, 201, "Task-Schedules" },
+    op! { ScheduleRead, "task_schedules_read", GET, SCHEDULE, HREF, READ, false, 200, "Task-Schedules" },
+    op! { SchedulePartialUpdate, "task_schedules_partial_update", PATCH, SCHEDULE, HREF, &[], true, 200, "Task-Schedules" },
+    op! { ScheduleUpdate, "task_schedules_update", PUT, SCHEDULE, HREF, &[], true, 200, "Task-Schedules" },
+    op! { ScheduleDelete, "task_schedules_delete", DELETE, SCHEDULE, HREF, &[], false, 204, "Task-Schedules" },
 ];
 
 pub(super) fn ops() -> impl Iterator<Item = &'static Op> {
