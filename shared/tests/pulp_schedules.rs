@@ -36,7 +36,9 @@ async fn repo_and_remote(t: &On, name: &str) -> (String, String) {
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 async fn schedule(t: &On, href: &str) -> Value {
@@ -74,7 +76,10 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
     assert_eq!(next.timestamp_subsec_nanos(), 0, "slots are whole seconds");
     let href = s["pulp_href"].as_str().unwrap().to_owned();
     assert!(href.starts_with(SCHEDULES));
-    assert_eq!(s["prn"], format!("prn:core.taskschedule:{}", &href[SCHEDULES.len()..href.len() - 1]));
+    assert_eq!(
+        s["prn"],
+        format!("prn:core.taskschedule:{}", &href[SCHEDULES.len()..href.len() - 1])
+    );
 
     // an orphan cleanup every day, protecting an hour
     let r = t
@@ -89,20 +94,62 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
 
     // what each bad body gets: Pulp's field errors, and nothing is made
     let bad = [
-        (json!({"name": "nightly", "repository": repo, "remote": remote, "dispatch_interval": "5"}), "name"),
-        (json!({"name": "x", "repository": repo, "remote": remote, "dispatch_interval": "soon"}), "dispatch_interval"),
-        (json!({"name": "x", "repository": repo, "remote": remote, "dispatch_interval": "0"}), "dispatch_interval"),
-        (json!({"name": "x", "repository": repo, "remote": remote, "cron": "61 * * * *"}), "cron"),
-        (json!({"name": "x", "repository": repo, "remote": remote, "cron": "* * * *"}), "cron"),
-        (json!({"name": "x", "repository": repo, "remote": remote, "cron": "* * * * *", "dispatch_interval": "5"}), "cron"),
-        (json!({"name": "x", "repository": repo, "remote": remote}), "dispatch_interval"),
-        (json!({"name": "x", "repository": "/nope/", "remote": remote, "dispatch_interval": "5"}), "repository"),
-        (json!({"name": "x", "repository": format!("{REPOS}{}/", uuid::Uuid::new_v4()), "remote": remote, "dispatch_interval": "5"}), "repository"),
-        (json!({"name": "x", "repository": repo, "remote": format!("{REMOTES}{}/", uuid::Uuid::new_v4()), "dispatch_interval": "5"}), "remote"),
-        (json!({"name": "x", "repository": repo, "dispatch_interval": "5"}), "remote"),
-        (json!({"name": "x", "task_name": "pulpcore.app.tasks.export", "dispatch_interval": "5"}), "task_name"),
-        (json!({"name": "", "repository": repo, "remote": remote, "dispatch_interval": "5"}), "name"),
-        (json!({"repository": repo, "remote": remote, "dispatch_interval": "5"}), "name"),
+        (
+            json!({"name": "nightly", "repository": repo, "remote": remote, "dispatch_interval": "5"}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": remote, "dispatch_interval": "soon"}),
+            "dispatch_interval",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": remote, "dispatch_interval": "0"}),
+            "dispatch_interval",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": remote, "cron": "61 * * * *"}),
+            "cron",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": remote, "cron": "* * * *"}),
+            "cron",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": remote, "cron": "* * * * *", "dispatch_interval": "5"}),
+            "cron",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": remote}),
+            "dispatch_interval",
+        ),
+        (
+            json!({"name": "x", "repository": "/nope/", "remote": remote, "dispatch_interval": "5"}),
+            "repository",
+        ),
+        (
+            json!({"name": "x", "repository": format!("{REPOS}{}/", uuid::Uuid::new_v4()), "remote": remote, "dispatch_interval": "5"}),
+            "repository",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "remote": format!("{REMOTES}{}/", uuid::Uuid::new_v4()), "dispatch_interval": "5"}),
+            "remote",
+        ),
+        (
+            json!({"name": "x", "repository": repo, "dispatch_interval": "5"}),
+            "remote",
+        ),
+        (
+            json!({"name": "x", "task_name": "pulpcore.app.tasks.export", "dispatch_interval": "5"}),
+            "task_name",
+        ),
+        (
+            json!({"name": "", "repository": repo, "remote": remote, "dispatch_interval": "5"}),
+            "name",
+        ),
+        (
+            json!({"repository": repo, "remote": remote, "dispatch_interval": "5"}),
+            "name",
+        ),
     ];
     for (body, field) in bad {
         let r = t.post(SCHEDULES, body.clone()).await;
@@ -129,7 +176,9 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // changes: to a cron expression, disabled, enabled again, renamed
-    let r = t.patch(&href, json!({"cron": "*/5 * * * *", "dispatch_interval": null})).await;
+    let r = t
+        .patch(&href, json!({"cron": "*/5 * * * *", "dispatch_interval": null}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json());
     assert_eq!(r.json()["cron"], "*/5 * * * *");
     assert_eq!(r.json()["dispatch_interval"], Value::Null);
@@ -139,7 +188,12 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
     let r = t.patch(&href, json!({"enabled": false})).await;
     assert_eq!(r.json()["enabled"], false);
     assert_eq!(r.json()["next_dispatch"], Value::Null);
-    let r = t.patch(&href, json!({"enabled": true, "dispatch_interval": "PT10S", "cron": null})).await;
+    let r = t
+        .patch(
+            &href,
+            json!({"enabled": true, "dispatch_interval": "PT10S", "cron": null}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json());
     assert_eq!(r.json()["dispatch_interval"], "00:00:10");
     assert!(r.json()["next_dispatch"].is_string());
@@ -148,7 +202,11 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
     assert!(r.json()["name"].is_array(), "{}", r.json());
     let r = t.patch(&href, json!({"dispatch_interval": "x"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(schedule(&t, &href).await["dispatch_interval"], "00:00:10", "a refused change changes nothing");
+    assert_eq!(
+        schedule(&t, &href).await["dispatch_interval"],
+        "00:00:10",
+        "a refused change changes nothing"
+    );
     let r = t.patch(&href, json!({"name": "hourly"})).await;
     assert_eq!(r.json()["name"], "hourly");
     // PUT replaces: what it leaves out takes its default
@@ -169,7 +227,10 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
     let reader = Some(("reader", "reader-pw"));
     let listed = t.call(Method::GET, SCHEDULES, reader, None).await.json();
     assert_eq!(listed["count"], 0, "{listed}");
-    assert_eq!(t.call(Method::GET, &href, reader, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        t.call(Method::GET, &href, reader, None).await.status,
+        StatusCode::NOT_FOUND
+    );
     let r = t.call(Method::DELETE, &href, reader, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = t
@@ -322,7 +383,10 @@ async fn a_run_checks_its_owner_still_may(t: On) {
         ("container.containerremote_viewer", &remote),
     ] {
         let r = t
-            .post(&format!("{carol}roles/"), json!({"role": role, "content_object": object}))
+            .post(
+                &format!("{carol}roles/"),
+                json!({"role": role, "content_object": object}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
         grants.push(r.json()["pulp_href"].as_str().unwrap().to_owned());

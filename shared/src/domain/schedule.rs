@@ -130,7 +130,9 @@ pub fn parse_interval(s: &str) -> Result<u64, String> {
     let mut unit = 60u64;
     for p in rest.iter().rev() {
         let v: u64 = p.parse().map_err(|_| bad())?;
-        total = total.checked_add(v.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
+        total = total
+            .checked_add(v.checked_mul(unit).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
         unit *= 60;
     }
     days.checked_mul(86_400)
@@ -263,7 +265,11 @@ impl Cron {
         let mut first_day = true;
         while day <= last {
             if self.day_matches(day) {
-                let (h0, m0) = if first_day { (start.hour(), start.minute()) } else { (0, 0) };
+                let (h0, m0) = if first_day {
+                    (start.hour(), start.minute())
+                } else {
+                    (0, 0)
+                };
                 for h in h0..24 {
                     if self.hours & (1 << h) == 0 {
                         continue;
@@ -366,14 +372,20 @@ mod tests {
         // fired on time: the next slot
         assert_eq!(c.next_after(due, due), at("2026-01-01T00:00:10Z"));
         // fired 2 s late: still in phase
-        assert_eq!(c.next_after(due, at("2026-01-01T00:00:02Z")), at("2026-01-01T00:00:10Z"));
+        assert_eq!(
+            c.next_after(due, at("2026-01-01T00:00:02Z")),
+            at("2026-01-01T00:00:10Z")
+        );
         // down for an hour: one firing now, the next slot after now (not 360 catch-ups)
         assert_eq!(
             c.next_after(due, at("2026-01-01T01:00:03Z")),
             at("2026-01-01T01:00:10Z")
         );
         // exactly on a slot: the one after it
-        assert_eq!(c.next_after(due, at("2026-01-01T00:00:30Z")), at("2026-01-01T00:00:40Z"));
+        assert_eq!(
+            c.next_after(due, at("2026-01-01T00:00:30Z")),
+            at("2026-01-01T00:00:40Z")
+        );
         assert!(Cadence::every(0).is_err());
     }
 
@@ -385,15 +397,35 @@ mod tests {
         assert_eq!(next("0 3 * * *", "2026-01-01T03:00:00Z"), at("2026-01-02T03:00:00Z"));
         assert_eq!(next("30 2 1 * *", "2026-01-15T00:00:00Z"), at("2026-02-01T02:30:00Z"));
         // 2026-01-05 is a Monday
-        assert_eq!(next("0 9 * * mon-fri", "2026-01-03T12:00:00Z"), at("2026-01-05T09:00:00Z"));
+        assert_eq!(
+            next("0 9 * * mon-fri", "2026-01-03T12:00:00Z"),
+            at("2026-01-05T09:00:00Z")
+        );
         assert_eq!(next("0 0 * * 7", "2026-01-01T00:00:00Z"), at("2026-01-04T00:00:00Z"));
         // both day fields restricted: either matches (the 10th, or a Sunday)
         assert_eq!(next("0 0 10 * sun", "2026-01-05T00:00:00Z"), at("2026-01-10T00:00:00Z"));
         assert_eq!(next("0 0 29 feb *", "2026-03-01T00:00:00Z"), at("2028-02-29T00:00:00Z"));
         assert_eq!(next("@daily", "2026-12-31T23:59:59Z"), at("2027-01-01T00:00:00Z"));
-        assert_eq!(next("5,10-12 1 * * *", "2026-01-01T01:10:00Z"), at("2026-01-01T01:11:00Z"));
-        assert_eq!(Cron::parse("0 0 30 2 *").unwrap().next_after(at("2026-01-01T00:00:00Z")), None);
-        for bad in ["", "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "*/0 * * * *", "5-1 * * * *", "* * * foo *"] {
+        assert_eq!(
+            next("5,10-12 1 * * *", "2026-01-01T01:10:00Z"),
+            at("2026-01-01T01:11:00Z")
+        );
+        assert_eq!(
+            Cron::parse("0 0 30 2 *")
+                .unwrap()
+                .next_after(at("2026-01-01T00:00:00Z")),
+            None
+        );
+        for bad in [
+            "",
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "* * * foo *",
+        ] {
             assert!(Cron::parse(bad).is_err(), "{bad:?} should not parse");
         }
         let c = Cadence::cron("*/5 * * * *").unwrap();

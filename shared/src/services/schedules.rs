@@ -105,9 +105,7 @@ impl Manage {
                     Err(ManageError::Forbidden)
                 }
             }
-            ScheduledWork::Sync {
-                repository, remote, ..
-            } => {
+            ScheduledWork::Sync { repository, remote, .. } => {
                 match self.store().repository(*repository).await? {
                     Some(r) if r.kind == RepositoryKind::Mirror => {}
                     _ => return Err(ManageError::invalid("repository", Invalid::NoObject)),
@@ -286,7 +284,9 @@ impl Manage {
                     tracing::info!(schedule = %s.name, task = %id, "schedule fired");
                     fired.started.push(id);
                 }
-                Err(e) => tracing::warn!(schedule = %s.name, task = %id, error = %e, "schedule could not start its task"),
+                Err(e) => {
+                    tracing::warn!(schedule = %s.name, task = %id, error = %e, "schedule could not start its task")
+                }
             }
         }
         Ok(fired)
@@ -343,9 +343,7 @@ impl Manage {
         };
         let may = match &s.work {
             ScheduledWork::OrphanCleanup { .. } => who.admin,
-            ScheduledWork::Sync {
-                repository, remote, ..
-            } => {
+            ScheduledWork::Sync { repository, remote, .. } => {
                 if self.store().repository(*repository).await?.is_none() {
                     return Ok(Some("the repository no longer exists".into()));
                 }

@@ -110,7 +110,9 @@ impl Worker {
                     }
                     Err(e) => Err(JobError::Permanent(format!("firing schedules: {e}"))),
                 },
-                None => Err(JobError::Permanent("schedules are not available in this runtime".into())),
+                None => Err(JobError::Permanent(
+                    "schedules are not available in this runtime".into(),
+                )),
             },
             #[cfg(test)]
             JobKind::Test { .. } => Err(JobError::Permanent("test jobs have no handler".into())),

@@ -119,7 +119,9 @@ fn spec(c: &Ctx<'_>, before: Option<(&crate::store::Schedule, bool)>) -> Result<
         }
         n => n,
     };
-    let name = name.or_else(|| old.as_ref().map(|o| o.name.clone())).unwrap_or_default();
+    let name = name
+        .or_else(|| old.as_ref().map(|o| o.name.clone()))
+        .unwrap_or_default();
 
     // what runs: named by task_name, or a sync when a repository is given
     let old_task = old.as_ref().map(|o| crate::services::schedule_task_name(&o.work));
@@ -186,17 +188,17 @@ fn sync_work(i: &mut Input, old: Option<&ScheduledWork>, partial: bool) -> Optio
         }) => (Some(*repository), Some(*remote), *mirror, *signed_only),
         _ => (None, None, false, false),
     };
-    let href = |i: &mut Input, field: &'static str, pattern: &str, old: Option<uuid::Uuid>| {
-        match i.string(field, old.is_none() || !partial) {
-            Some(h) => match ops::parse_href(pattern, &h) {
-                Some((Some(id), None)) => Some(id),
-                _ => {
-                    i.err(field, format!("Invalid hyperlink - No URL match. ({h})"));
-                    None
-                }
-            },
-            None => old,
-        }
+    let href = |i: &mut Input, field: &'static str, pattern: &str, old: Option<uuid::Uuid>| match i
+        .string(field, old.is_none() || !partial)
+    {
+        Some(h) => match ops::parse_href(pattern, &h) {
+            Some((Some(id), None)) => Some(id),
+            _ => {
+                i.err(field, format!("Invalid hyperlink - No URL match. ({h})"));
+                None
+            }
+        },
+        None => old,
     };
     let repository = href(i, "repository", REPO, old_repo);
     let remote = href(i, "remote", REMOTE, old_remote);
@@ -244,7 +246,10 @@ fn cadence(i: &mut Input, old: Option<&Cadence>, partial: bool) -> Option<Cadenc
             // a partial update that names neither keeps the cadence
             Some(c) if partial && !(i.has("dispatch_interval") && i.has("cron")) => Some(c.clone()),
             _ => {
-                i.err("dispatch_interval", "Give dispatch_interval (a duration) or cron (a cron expression).");
+                i.err(
+                    "dispatch_interval",
+                    "Give dispatch_interval (a duration) or cron (a cron expression).",
+                );
                 None
             }
         },
