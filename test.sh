@@ -7,14 +7,14 @@
 #     checks presigned URLs as S3 does (the LocalStack tier; the last line says whether it ran);
 #   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
 #     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
-#     a crash in the middle of a sync;
+#     scheduled syncs; a crash in the middle of a sync;
 #   - the torture suite (tests/chaos): racing pushes and creates, password and connection floods,
 #     kill -9 in the middle of pushes, SSRF refusals, a full disk; on both stores;
 #   - the Lambda function binaries under a Lambda Runtime API emulator, the functions under
 #     `cargo lambda watch` (when cargo-lambda is installed; BERTH_CARGO_LAMBDA=1 installs it,
 #     which takes about 15 minutes; BERTH_CARGO_LAMBDA=0 skips it), with BERTH_ARM64=1 the
 #     functions built for arm64 by cargo lambda and run under qemu, and the SAM template's
-#     linters (cfn-lint, sam validate --lint).
+#     linters (cfn-lint, sam validate --lint); infra/compose.yaml checked by docker-compose.
 #
 #   ./test.sh              everything
 #   ./test.sh --quick      the Rust tests only
@@ -34,7 +34,7 @@ fi
 
 # the Rust tests sync from a real docker-registry; the end-to-end tests need real clients
 tools=(docker-registry curl)
-[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc gcc jq gpg:gnupg htpasswd:apache2-utils)
+[ "$quick" = 0 ] && tools+=(skopeo podman buildah umoci dockerd:docker.io runc gcc jq gpg:gnupg htpasswd:apache2-utils docker-compose)
 need=()
 for p in "${tools[@]}"; do
   bin=${p%%:*}; pkg=${p#*:}
@@ -206,6 +206,8 @@ run "the pulp CLI" bash tests/e2e/pulp_cli.sh
 run "the pulp CLI, AWS adapters on moto" on_aws cli bash tests/e2e/pulp_cli.sh
 run "teams and access with the pulp CLI and real clients, both modes" bash tests/e2e/teams.sh
 run "teams and access, AWS adapters on moto" on_aws teams bash tests/e2e/teams.sh
+run "schedules: a sync every 5 s from a changing upstream" bash tests/e2e/schedules.sh
+run "schedules, AWS adapters on moto" on_aws sched bash tests/e2e/schedules.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
 run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh
@@ -246,6 +248,9 @@ venv target/infra-venv cfn-lint aws-sam-cli
 run "cfn-lint template.yaml" target/infra-venv/bin/cfn-lint template.yaml
 run "sam validate --lint" env AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   SAM_CLI_TELEMETRY=0 target/infra-venv/bin/sam validate --lint --template template.yaml
+# infra/: the compose file that runs Berth against LocalStack and DynamoDB Local
+run "docker-compose config infra/compose.yaml" env BERTH_ADMIN_PASSWORD=lint \
+  docker-compose -f infra/compose.yaml config -q
 run "template.yaml and BERTH_AWS_INIT agree" env INFRA_PY="$PWD/target/infra-venv/bin/python" \
   MOTO_PY="$PWD/target/moto-venv/bin/python" bash tests/infra/template_vs_init.sh
 exit $failed

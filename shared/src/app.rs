@@ -134,8 +134,30 @@ impl App {
         Arc::new(
             Worker::new(self.store.clone(), sync)
                 .with_orphans(orphans)
-                .with_repair(repair),
+                .with_repair(repair)
+                .with_schedules(self.manage.clone()),
         )
+    }
+
+    /// Fires due schedules now and then every `every` (the embedded runtime's timer; on AWS a
+    /// schedules job does it), until `stop` turns true.
+    pub fn start_schedules(
+        &self,
+        every: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let manage = self.manage.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = manage.fire_schedules(chrono::Utc::now()).await {
+                    tracing::warn!(error = %e, "firing schedules failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
     }
 
     /// The workers of this instance's job runner, named `names` (one per job it runs at once),

@@ -24,10 +24,19 @@ use serde_json::{json, Value};
 const FIXTURE: &str = include_str!("openapi/pulp_cli_operations.json");
 
 /// Operations Berth serves that Pulp does not have, and why.
-const BERTH_ONLY: &[(&str, &str)] = &[(
-    "repositories_container_container_push_delete",
-    "push repositories are deleted through the API too (Pulp deletes them only with their distribution)",
-)];
+const BERTH_ONLY: &[(&str, &str)] = &[
+    (
+        "repositories_container_container_push_delete",
+        "push repositories are deleted through the API too (Pulp deletes them only with their distribution)",
+    ),
+    (
+        "task_schedules_create",
+        "schedules are made through the API (pulpcore's are made by plugins' code only)",
+    ),
+    ("task_schedules_update", "schedules are changed through the API"),
+    ("task_schedules_partial_update", "schedules are changed through the API"),
+    ("task_schedules_delete", "schedules are removed through the API"),
+];
 
 /// operationId -> (method, path key, operation).
 fn operations(doc: &Value) -> BTreeMap<String, (String, String, Value)> {

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -158,6 +159,29 @@ try:
     check("sync-worker: a batch is answered with its batch item failures (none to retry here)",
           r0 is not None and r0.get("batchItemFailures") == [], json.dumps(out)[:300])
     sw_init, sw_first = out["init_ms"], out["first_ms"]
+
+    # --- schedules: the job template.yaml's EventBridge Scheduler schedule sends, through the worker -
+    template = open(os.path.join(HERE, "..", "..", "template.yaml")).read()
+    tick = re.search(r"SchedulesTick:.*?Input: '([^']*)'", template, re.S)
+    check("template.yaml's SchedulesTick sends a job", tick is not None)
+    out = invoke("berth-api", [
+        http_event("POST", "/pulp/api/v3/task-schedules/", "",
+                   {"authorization": basic("admin", PW), "content-type": "application/json"},
+                   json.dumps({"name": "fn-cleanup", "task_name": "pulpcore.app.tasks.orphan.orphan_cleanup",
+                               "dispatch_interval": "1", "orphan_protection_time": 0}).encode()),
+    ])
+    made = resp(out, 0)
+    check("api: a schedule is made (201)", made and made["statusCode"] == 201, json.dumps(made)[:300])
+    href = json.loads(made["body"])["pulp_href"] if made and made["statusCode"] == 201 else "/none/"
+    time.sleep(1.2)
+    out = invoke("berth-sync-worker", [{"Records": [record(2, tick.group(1) if tick else "{}")]}])
+    r0 = resp(out, 0)
+    check("sync-worker: the schedules job is done", r0 is not None and r0.get("batchItemFailures") == [],
+          json.dumps(out)[:300])
+    out = invoke("berth-api", [http_event("GET", href, "", {"authorization": basic("admin", PW)})])
+    got = resp(out, 0)
+    last = json.loads(got["body"]).get("last_task") if got and got["statusCode"] == 200 else None
+    check("the due schedule started its task (its last_task)", bool(last), json.dumps(got)[:300])
 
     print()
     print("| function | release binary | start-up (process start → asks for work) | process start → first request answered |")

@@ -159,6 +159,9 @@ fn worker_names(node: Option<&berth::store::NodeLife>, n: usize) -> Vec<String> 
 /// How often the embedded store removes expired items and abandoned uploads.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often due schedules are looked for (one query of the schedules partition).
+const SCHEDULES_EVERY: Duration = Duration::from_secs(1);
+
 /// What runs the jobs: the in-process runner over the embedded table, or an SQS poller.
 enum Runner {
     Local(Box<berth::app::LocalApp>),
@@ -257,7 +260,10 @@ async fn run(cfg: config::Config) -> Result<(), String> {
     // the job runner's workers heartbeat while the process runs, idle or not
     let beats = app.heartbeats(worker_names(app.settings.node.as_ref(), JOB_WORKERS));
     let handler = beats.attend(app.worker());
-    let mut workers = vec![beats.keep_beating(stop_rx.clone())];
+    let mut workers = vec![
+        beats.keep_beating(stop_rx.clone()),
+        app.start_schedules(SCHEDULES_EVERY, stop_rx.clone()),
+    ];
     match runner {
         Runner::Local(local) => {
             workers.extend(

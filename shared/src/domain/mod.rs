@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod media;
 mod names;
 mod resumable;
+pub mod schedule;
 pub mod url_policy;
 
 pub use content::{ContentKey, ContentSummary, ContentType, ContentTypeCounts};

@@ -51,11 +51,19 @@ pub enum JobKind {
     /// Check and mend the stored bytes of a repository version (Pulp's `…/versions/<n>/repair/`).
     #[serde(rename = "repair")]
     Repair(RepairJob),
+    /// Fire the schedules that are due (on AWS, an EventBridge Scheduler schedule sends this
+    /// every minute; the embedded runtime fires them in-process instead).
+    #[serde(rename = "schedules")]
+    Schedules(ScheduleTick),
     /// A job the queue suites run; no handler in the crate knows it.
     #[cfg(test)]
     #[serde(rename = "test")]
     Test { blob: u64 },
 }
+
+/// A schedules job's arguments: none (`{}`); the handler fires what is due by its own clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleTick {}
 
 /// A sync job's arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +125,7 @@ impl Job {
             JobKind::Sync(s) => Some(s.task),
             JobKind::Repair(r) => Some(r.task),
             JobKind::Orphans(o) => Some(o.task),
+            JobKind::Schedules(_) => None,
             #[cfg(test)]
             JobKind::Test { .. } => None,
         }

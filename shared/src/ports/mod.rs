@@ -25,7 +25,7 @@ pub use durability::write_scope;
 pub use error::StoreError;
 pub use jobs::{
     attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, RepairJob, RetryPolicy,
-    SyncJob, Verdict,
+    ScheduleTick, SyncJob, Verdict,
 };
 pub use lease::LeaseTimings;
 pub use table::{

@@ -430,11 +430,23 @@ impl Manage {
     /// Starts a sync: a waiting task and a job for the worker. Two syncs of one repository
     /// never interleave (the worker holds the repository's lease).
     pub async fn sync(&self, repo: &Repository, remote: Uuid, mirror: bool, signed_only: bool) -> Result<Task> {
+        self.start_sync(owned(Task::new(SYNC_TASK_NAME)), repo, remote, mirror, signed_only)
+            .await
+    }
+
+    /// [`Manage::sync`] as task `t` (made by the caller: a schedule names its task first).
+    pub(crate) async fn start_sync(
+        &self,
+        mut t: Task,
+        repo: &Repository,
+        remote: Uuid,
+        mirror: bool,
+        signed_only: bool,
+    ) -> Result<Task> {
         self.remote(remote).await.map_err(|e| match e {
             ManageError::NotFound => ManageError::invalid("remote", Invalid::NoObject),
             e => e,
         })?;
-        let mut t = owned(Task::new(SYNC_TASK_NAME));
         t.reserved_resources = vec![ResourceRef::Repository {
             id: repo.id,
             kind: repo.kind,
@@ -478,7 +490,17 @@ impl Manage {
 
     /// Starts an orphan cleanup: a waiting task and a job for the worker.
     pub async fn orphan_cleanup(&self, protection: std::time::Duration, only: Option<Vec<ContentKey>>) -> Result<Task> {
-        let t = owned(Task::new(super::ORPHAN_CLEANUP_TASK_NAME));
+        self.start_orphan_cleanup(owned(Task::new(super::ORPHAN_CLEANUP_TASK_NAME)), protection, only)
+            .await
+    }
+
+    /// [`Manage::orphan_cleanup`] as task `t`.
+    pub(crate) async fn start_orphan_cleanup(
+        &self,
+        t: Task,
+        protection: std::time::Duration,
+        only: Option<Vec<ContentKey>>,
+    ) -> Result<Task> {
         self.store.create_task(&t).await?;
         let job = OrphanJob {
             task: t.id,

@@ -18,6 +18,7 @@ pub struct Worker {
     sync: Option<Arc<dyn SyncRunner>>,
     orphans: Option<Arc<Orphans>>,
     repair: Option<Arc<Repair>>,
+    schedules: Option<Arc<super::Manage>>,
 }
 
 /// Runs one sync job to its end, recording progress and the outcome on the task.
@@ -34,12 +35,19 @@ impl Worker {
             sync,
             orphans: None,
             repair: None,
+            schedules: None,
         }
     }
 
     /// Runs orphan cleanups too.
     pub fn with_orphans(mut self, orphans: Arc<Orphans>) -> Self {
         self.orphans = Some(orphans);
+        self
+    }
+
+    /// Fires due schedules when a schedules job comes.
+    pub fn with_schedules(mut self, manage: Arc<super::Manage>) -> Self {
+        self.schedules = Some(manage);
         self
     }
 
@@ -92,6 +100,19 @@ impl Worker {
                     Tasks::new(&self.store).finish(r.task, Outcome::failed(msg)).await;
                     Err(JobError::Permanent(msg.into()))
                 }
+            },
+            // a firing that fails is not retried: the next tick fires what is still due
+            JobKind::Schedules(_) => match &self.schedules {
+                Some(manage) => match manage.fire_schedules(chrono::Utc::now()).await {
+                    Ok(f) => {
+                        tracing::debug!(started = f.started.len(), waiting = f.waiting, "schedules fired");
+                        Ok(())
+                    }
+                    Err(e) => Err(JobError::Permanent(format!("firing schedules: {e}"))),
+                },
+                None => Err(JobError::Permanent(
+                    "schedules are not available in this runtime".into(),
+                )),
             },
             #[cfg(test)]
             JobKind::Test { .. } => Err(JobError::Permanent("test jobs have no handler".into())),

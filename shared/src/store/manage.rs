@@ -91,7 +91,7 @@ impl Store {
     /// Updates a named item under its revision. A rename writes the new name row, the item
     /// and the removal of the old name row in one transaction; `Conflict` when the new name
     /// is taken.
-    async fn update_named<T, E>(
+    pub(super) async fn update_named<T, E>(
         &self,
         names: &str,
         (pk, sk): (&str, &str),
@@ -155,7 +155,7 @@ impl Store {
 
     /// Removes a named item and its name row (when the row names it) in one transaction.
     /// When `listed`, it is also taken off that index, and counted out of the name rows' tally.
-    async fn delete_named(
+    pub(super) async fn delete_named(
         &self,
         names: &str,
         name: &str,

@@ -54,6 +54,7 @@ mod orphans;
 mod remote;
 mod repair;
 mod repo_kinds;
+mod schedules;
 mod secrets;
 pub(crate) mod shards;
 mod synced;
@@ -79,6 +80,7 @@ pub use namespaces::NamespaceRemoval;
 pub use orphans::OrphanCandidate;
 pub use remote::{Policy, Remote, RemoteHeaders};
 pub use repair::NameRepairs;
+pub use schedules::{Schedule, ScheduledWork};
 pub use secrets::FieldKey;
 pub use versions::{VersionWriter, WriteError};
 

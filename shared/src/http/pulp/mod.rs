@@ -22,10 +22,12 @@ mod namespaces;
 pub mod openapi;
 pub mod ops;
 mod ops_accounts;
+mod ops_schedules;
 pub mod params;
 mod remotes;
 pub mod render;
 mod repositories;
+mod schedules;
 mod system;
 mod tasks;
 mod versions;
@@ -592,6 +594,12 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         GroupRoleCreate => accounts::assignment_create(c, true).await,
         GroupRoleRead => accounts::assignment_read(c, true).await,
         GroupRoleDelete => accounts::assignment_delete(c, true).await,
+        ScheduleList => schedules::list(c).await,
+        ScheduleCreate => schedules::create(c).await,
+        ScheduleRead => schedules::read(c).await,
+        SchedulePartialUpdate => schedules::update(c, true).await,
+        ScheduleUpdate => schedules::update(c, false).await,
+        ScheduleDelete => schedules::delete(c).await,
         RoleList => accounts::role_list(c).await,
         RoleRead => accounts::role_read(c).await,
         Roles(op, kind) => accounts::object_roles(c, op, kind).await,

@@ -97,6 +97,12 @@ pub enum OpId {
     GroupRoleDelete,
     RoleList,
     RoleRead,
+    ScheduleList,
+    ScheduleCreate,
+    ScheduleRead,
+    SchedulePartialUpdate,
+    ScheduleUpdate,
+    ScheduleDelete,
     /// A role action on an object of this kind.
     Roles(RoleOp, crate::store::ObjectKind),
 }
@@ -160,6 +166,8 @@ macro_rules! op {
         }
     };
 }
+
+pub(super) use op;
 
 pub static OPS: &[Op] = &[
     op! {
@@ -493,7 +501,9 @@ pub struct Matched {
 
 /// Every operation: the container ones and the accounts ones.
 pub fn all() -> impl Iterator<Item = &'static Op> {
-    OPS.iter().chain(super::ops_accounts::ops())
+    OPS.iter()
+        .chain(super::ops_accounts::ops())
+        .chain(super::ops_schedules::ops())
 }
 
 fn number(x: &str) -> Option<u64> {

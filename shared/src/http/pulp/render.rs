@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::domain::{ContentKey, ContentSummary, ContentType};
 use crate::store::{
     content_id, Distribution, ManifestRecord, Namespace, Remote, RemoteHeaders, Repository, RepositoryKind,
-    RepositoryVersion, ResourceRef, Task, WorkerRecord,
+    RepositoryVersion, ResourceRef, Schedule, ScheduledWork, Task, WorkerRecord,
 };
 
 pub const API: &str = "/pulp/api/v3/";
@@ -419,4 +419,47 @@ pub fn any_content(key: &ContentKey, created: Option<&DateTime<Utc>>) -> Value {
     };
     m.insert("artifacts".into(), artifacts);
     Value::Object(m)
+}
+
+pub fn schedule_href(id: Uuid) -> String {
+    format!("/pulp/api/v3/task-schedules/{id}/")
+}
+
+pub fn schedule_prn(id: Uuid) -> String {
+    format!("prn:core.taskschedule:{id}")
+}
+
+/// A schedule as pulpcore's `TaskScheduleSerializer` has it, with what it runs and its cron
+/// expression after (Berth's own fields).
+pub fn schedule(s: &Schedule) -> Value {
+    let mut v = json!({
+        "pulp_href": schedule_href(s.id),
+        "prn": schedule_prn(s.id),
+        "pulp_created": ts(&s.created),
+        "pulp_last_updated": ts(&s.updated),
+        "name": s.name,
+        "task_name": crate::services::schedule_task_name(&s.work),
+        "dispatch_interval": s.cadence.interval_secs().map(crate::domain::schedule::format_interval),
+        "next_dispatch": s.next_dispatch.as_ref().map(ts),
+        "last_task": s.last_task.map(task_href),
+        "cron": s.cadence.cron_expr(),
+        "enabled": s.enabled,
+    });
+    match &s.work {
+        ScheduledWork::Sync {
+            repository,
+            remote,
+            mirror,
+            signed_only,
+        } => {
+            v["repository"] = json!(repo_href(*repository, RepositoryKind::Mirror));
+            v["remote"] = json!(remote_href(*remote));
+            v["mirror"] = json!(mirror);
+            v["signed_only"] = json!(signed_only);
+        }
+        ScheduledWork::OrphanCleanup { protection_secs } => {
+            v["orphan_protection_time"] = json!(protection_secs / 60);
+        }
+    }
+    v
 }
