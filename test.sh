@@ -211,6 +211,7 @@ run "schedules, AWS adapters on moto" on_aws sched bash tests/e2e/schedules.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
 run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh
+run "HTTPS with real clients, certificate verification on" bash tests/e2e/tls.sh
 run "torture suite, embedded store" python3 tests/chaos/run.py
 run "torture suite, AWS adapters on moto" on_aws chaos python3 tests/chaos/run.py
 run "the Lambda functions under a Runtime API emulator" python3 tests/lambda/functions.py target/release

@@ -1,21 +1,58 @@
 //! The local binary's front end to the shared table of settings ([`berth::config`]): one flag
 //! with its environment variable per setting the local binary reads, parsed by the same code
-//! as on Lambda, so a setting means the same on both runtimes.
+//! as on Lambda, so a setting means the same on both runtimes. The settings of this binary's
+//! own server ([`SERVER_ONLY`]: HTTPS) are declared here the same way.
 
 use std::path::PathBuf;
 
-use berth::config::{Kind, Runtime, Setting, ALL};
+use berth::config::{Kind, Runtime, Runtimes, Setting, ALL};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 pub use berth::config::Config;
 
-/// The command line: every setting the local binary reads, from the table.
+use crate::tls::TlsFiles;
+
+pub const TLS_CERT: Setting = Setting {
+    flag: "tls-cert",
+    env: "BERTH_TLS_CERT",
+    default: None,
+    kind: Kind::Path,
+    runtimes: Runtimes::Local,
+    help: "Serve HTTPS with the certificate chain in this PEM file (the server's certificate first, then \
+           its intermediates), with --tls-key; read again when it changes.",
+};
+
+pub const TLS_KEY: Setting = Setting {
+    flag: "tls-key",
+    env: "BERTH_TLS_KEY",
+    default: None,
+    kind: Kind::Path,
+    runtimes: Runtimes::Local,
+    help: "The PEM file with the private key of --tls-cert's certificate (PKCS#8, RSA or EC); read again when \
+           it changes.",
+};
+
+/// The settings only this binary's server reads.
+pub const SERVER_ONLY: [&Setting; 2] = [&TLS_CERT, &TLS_KEY];
+
+/// What the command line and the environment ask for.
+pub struct Parsed {
+    pub config: Config,
+    /// Serve HTTPS with these files.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The command line: every setting the local binary reads, from the table, then this
+/// binary's own.
 pub fn command() -> Command {
     let mut cmd = Command::new("berth")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Berth: a container registry mirror and host");
     for s in ALL.iter().filter(|s| s.runtimes.includes(Runtime::Local)) {
         cmd = cmd.arg(arg(s));
+    }
+    for s in SERVER_ONLY {
+        cmd = cmd.arg(arg(s).value_hint(clap::ValueHint::FilePath));
     }
     cmd
 }
@@ -48,24 +85,46 @@ fn arg(s: &'static Setting) -> Arg {
 }
 
 /// The configuration from parsed arguments.
-fn from_matches(m: &ArgMatches) -> Result<Config, String> {
+fn from_matches(m: &ArgMatches) -> Result<Parsed, String> {
     let value = |s: &Setting| match s.kind {
         Kind::Switch => Some(m.get_flag(s.flag).to_string()),
         _ => m.get_one::<String>(s.flag).cloned(),
     };
     let aws_env = |name: &str| std::env::var(name).ok();
-    Config::load(Runtime::Local, &value, &aws_env).map_err(|e| e.to_string())
+    let config = Config::load(Runtime::Local, &value, &aws_env).map_err(|e| e.to_string())?;
+    let path = |s: &Setting| value(s).filter(|v| !v.trim().is_empty()).map(PathBuf::from);
+    let tls = match (path(&TLS_CERT), path(&TLS_KEY)) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(format!(
+                "{} and {} go together: give both to serve HTTPS, or neither",
+                TLS_CERT.name(),
+                TLS_KEY.name()
+            ))
+        }
+    };
+    Ok(Parsed { config, tls })
 }
 
 /// The configuration from this process's arguments and environment; `--help`, `--version`
 /// and malformed command lines end the process as clap does.
-pub fn parse() -> Result<Config, String> {
+pub fn parse() -> Result<Parsed, String> {
     from_matches(&command().get_matches())
 }
 
 /// The configuration from `args` (the first is the program's name) and the environment.
 #[cfg(test)]
 pub fn try_parse_from<I, T>(args: I) -> Result<Config, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    try_parse_all_from(args).map(|p| p.config)
+}
+
+#[cfg(test)]
+pub fn try_parse_all_from<I, T>(args: I) -> Result<Parsed, String>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -134,6 +193,39 @@ mod tests {
             "q",
         ]);
         assert!(cfg.aws().unwrap_err().contains("not both"));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_files_go_together() {
+        let p = try_parse_all_from(["berth", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(
+            p.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert!(try_parse_all_from(["berth"]).unwrap().tls.is_none());
+        assert!(try_parse_all_from(["berth", "--tls-cert", " "]).unwrap().tls.is_none());
+        let err = try_parse_all_from(["berth", "--tls-cert", "c.pem"]).err().unwrap();
+        assert!(err.contains("BERTH_TLS_KEY (--tls-key)"), "{err}");
+    }
+
+    #[test]
+    fn the_readme_lists_the_server_settings() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("## Configuration").unwrap();
+        let section = &readme[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+        for s in SERVER_ONLY {
+            assert!(section.contains(&format!("`{}`", s.env)), "README lacks {}", s.env);
+            assert!(section.contains(&format!("--{}", s.flag)), "README lacks --{}", s.flag);
+        }
     }
 }
 

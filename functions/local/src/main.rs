@@ -6,6 +6,7 @@
 
 mod config;
 mod serve;
+mod tls;
 
 use std::io::Write;
 use std::path::Path;
@@ -16,8 +17,8 @@ use berth::services::tokens::TokenKey;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cfg = match config::parse() {
-        Ok(cfg) => cfg,
+    let config::Parsed { config: cfg, tls } = match config::parse() {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("berth: {e}");
             return std::process::ExitCode::from(2);
@@ -29,7 +30,15 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match run(cfg).await {
+    // a certificate and key that do not load are a configuration error
+    let tls = match tls.map(tls::Tls::load).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(cfg, tls).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -206,7 +215,7 @@ async fn aws_backend(aws: AwsSetup, _: berth::app::Settings) -> Result<(berth::a
     match aws {}
 }
 
-async fn run(cfg: config::Config) -> Result<(), String> {
+async fn run(cfg: config::Config, tls: Option<tls::Tls>) -> Result<(), String> {
     // settings are checked before anything is written
     let aws = match cfg.backend {
         Backend::Aws => Some(aws_settings(&cfg)?),
@@ -283,9 +292,19 @@ async fn run(cfg: config::Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), backend = %cfg.backend, "berth is serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, %scheme, data_dir = %data_dir.display(), backend = %cfg.backend, "berth is serving");
+    if let (Some(_), Some(url)) = (&tls, &cfg.public_url) {
+        if url.starts_with("http://") {
+            tracing::warn!(public_url = %url, "serving HTTPS, but BERTH_PUBLIC_URL says http://");
+        }
+    }
     let limits = serve::Limits::from_config(&cfg);
-    serve::serve(listener, app.router(), limits, serve::shutdown_signal()).await;
+    let acceptor = tls.as_ref().map(|t| {
+        t.keep_current();
+        t.acceptor()
+    });
+    serve::serve(listener, app.router(), limits, acceptor, serve::shutdown_signal()).await;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

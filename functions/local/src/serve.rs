@@ -1,6 +1,10 @@
-//! The HTTP server: plain HTTP/1.1 and h2c on one port, graceful shutdown, and an immediate
-//! refusal of TLS handshakes (clients probe `https://` first; closing at once lets them fall
-//! back to `http://` without waiting for a timeout).
+//! The HTTP server: HTTP/1.1 and HTTP/2 on one port, graceful shutdown; either
+//! - plain (h2c for HTTP/2), with an immediate refusal of TLS handshakes (clients probe
+//!   `https://` first; closing at once lets them fall back to `http://` without waiting for a
+//!   timeout), or
+//! - HTTPS ([`crate::tls`]; HTTP/2 by ALPN), answering a plain-HTTP request with a `400` that
+//!   says so, and telling the routers the scheme is `https` (`X-Forwarded-Proto`), so the
+//!   URLs they derive from requests (the token realm, absolute links) are `https://` ones.
 //!
 //! What a client can make the server hold is bounded ([`Limits`], each a setting):
 //! - open connections: at most `max_connections` (the default is derived from the open-files
@@ -11,7 +15,8 @@
 //!   and closed;
 //! - a request head (request line and headers) must be complete within `header_timeout` of the
 //!   connection's accept (the wait for the TLS probe's first byte counts) or of its first byte;
-//!   a head is at most [`MAX_HEAD_BYTES`];
+//!   a head is at most [`MAX_HEAD_BYTES`]; with HTTPS the handshake counts too (the TLS
+//!   layer reads through the same watch as the requests);
 //! - a connection with no request in flight and no bytes for `idle_timeout` is closed, and so is
 //!   one whose client stopped reading its response for that long;
 //! - while the server is near its cap ([`NEAR_CAP_PERCENT`] of it), both timeouts shrink to
@@ -42,9 +47,10 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use self::conn::{ConnState, IdleLimitedBody, Timeouts, TrackedBody, Watched};
 
@@ -201,9 +207,13 @@ const REFUSAL: &str = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nCon
                        Content-Length: 46\r\nConnection: close\r\n\r\n\
                        too many open connections, try again shortly\r\n";
 
-/// Answers `503` without waiting: first takes what the client already sent (closing over
-/// unread bytes would reset the connection, and the answer with it).
-fn refuse_now(stream: &TcpStream) {
+/// The answer to a plain-HTTP request on the HTTPS port.
+const PLAIN_ON_TLS: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\n\
+                            Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Answers `answer` (a whole response) without waiting: first takes what the client already
+/// sent (closing over unread bytes would reset the connection, and the answer with it).
+fn answer_now(stream: &TcpStream, answer: &str) {
     let mut sink = [0u8; 4096];
     for _ in 0..16 {
         match stream.try_read(&mut sink) {
@@ -211,10 +221,10 @@ fn refuse_now(stream: &TcpStream) {
             _ => break,
         }
     }
-    let _ = stream.try_write(REFUSAL.as_bytes());
+    let _ = stream.try_write(answer.as_bytes());
 }
 
-/// After [`refuse_now`]: closes our side and reads what the client still sends for a moment,
+/// After [`answer_now`]: closes our side and reads what the client still sends for a moment,
 /// so the close does not turn into a reset before the client has read the answer.
 async fn linger(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
@@ -343,6 +353,8 @@ struct ConnService {
     state: Arc<ConnState>,
     peer: SocketAddr,
     body_timeout: Duration,
+    /// The connection is HTTPS.
+    https: bool,
 }
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response<TrackedBody<axum::body::Body>>, Infallible>> + Send>>;
@@ -352,8 +364,9 @@ impl Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = ServiceFuture;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let in_flight = self.state.request_started();
+        with_scheme_and_host(&mut req, self.https);
         // the access log (target `berth::access`, debug): method, path (never the query, which
         // may carry credentials), status and time to the response's head
         let logged = tracing::enabled!(target: "berth::access", tracing::Level::DEBUG)
@@ -379,7 +392,47 @@ impl Service<Request<Incoming>> for ConnService {
     }
 }
 
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+/// What the routers derive URLs from: `X-Forwarded-Proto: https` on an HTTPS connection
+/// (replacing what the client sent), and a `Host` header from an HTTP/2 request's authority
+/// (HTTP/2 has no `Host` header).
+fn with_scheme_and_host<B>(req: &mut Request<B>, https: bool) {
+    if https {
+        req.headers_mut()
+            .insert("x-forwarded-proto", hyper::header::HeaderValue::from_static("https"));
+    }
+    if !req.headers().contains_key(hyper::header::HOST) {
+        let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+        if let Some(host) = authority.and_then(|a| hyper::header::HeaderValue::from_str(&a).ok()) {
+            req.headers_mut().insert(hyper::header::HOST, host);
+        }
+    }
+}
+
+/// Serves one connection's requests over `io` until it ends or the server shuts down.
+async fn serve_io<I>(
+    builder: &Builder<TokioExecutor>,
+    io: I,
+    service: ConnService,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves `router` on `listener` within `limits`: HTTPS through `tls` when given, else plain
+/// HTTP; until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
     // the header timeout is the watchdog's (hyper's would also cut idle keep-alive connections)
@@ -433,7 +486,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
                     "at the connection cap with no waiting connection to close: refusing new connections"
                 );
             }
-            refuse_now(&stream);
+            answer_now(&stream, REFUSAL);
             if refusing.load(Relaxed) < MAX_REFUSING {
                 let counted = Counted::new(&refusing);
                 tokio::spawn(async move {
@@ -451,7 +504,9 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
             state: state.clone(),
             peer,
             body_timeout: limits.body_timeout,
+            https: tls.is_some(),
         };
+        let tls = tls.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let open = open.clone();
@@ -459,14 +514,24 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
             let _registered = registered;
             let io_state = state.clone();
             let serve = async move {
-                if is_tls(&stream).await {
-                    tracing::debug!(%peer, "refused a TLS handshake on the plain-HTTP port");
-                    return; // dropping the stream closes it at once
-                }
-                let io = TokioIo::new(Watched::new(stream, io_state));
-                let conn = builder.serve_connection_with_upgrades(io, service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                match (is_tls(&stream).await, tls) {
+                    (false, None) => serve_io(&builder, Watched::new(stream, io_state), service, watcher, peer).await,
+                    (true, None) => {
+                        tracing::debug!(%peer, "refused a TLS handshake on the plain-HTTP port");
+                        // dropping the stream closes it at once
+                    }
+                    (true, Some(tls)) => {
+                        // the handshake reads through the watch: the header timeout bounds it
+                        match tls.accept(Watched::new(stream, io_state)).await {
+                            Ok(io) => serve_io(&builder, io, service, watcher, peer).await,
+                            Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        }
+                    }
+                    (false, Some(_)) => {
+                        tracing::debug!(%peer, "answered a plain-HTTP request on the HTTPS port");
+                        answer_now(&stream, PLAIN_ON_TLS);
+                        linger(stream).await;
+                    }
                 }
             };
             tokio::select! {
@@ -491,11 +556,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_refusal_is_a_whole_http_response() {
+    fn the_refusals_are_whole_http_responses() {
         let (head, body) = REFUSAL.split_once("\r\n\r\n").unwrap_or_default();
         assert!(head.starts_with("HTTP/1.1 503 "));
         assert!(head.contains("\r\nRetry-After: 1"));
         assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+        let (head, body) = PLAIN_ON_TLS.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.starts_with("HTTP/1.1 400 "));
+        assert!(head.contains(&format!("\r\nContent-Length: {}", body.len())));
+    }
+
+    #[test]
+    fn https_requests_say_so_and_http2_ones_get_a_host() {
+        let mut req = Request::get("https://reg.example:8443/v2/")
+            .header("x-forwarded-proto", "http")
+            .body(())
+            .unwrap_or_default();
+        with_scheme_and_host(&mut req, true);
+        assert_eq!(req.headers()["x-forwarded-proto"], "https");
+        assert_eq!(req.headers()["host"], "reg.example:8443");
+        let mut req = Request::get("/v2/").header("host", "a:1").body(()).unwrap_or_default();
+        with_scheme_and_host(&mut req, false);
+        assert_eq!(req.headers()["host"], "a:1");
+        assert!(!req.headers().contains_key("x-forwarded-proto"));
     }
 
     #[test]
