@@ -80,7 +80,7 @@ pub(super) fn secure(r: &mut Response) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; \
+            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
@@ -101,7 +101,7 @@ pub(super) fn document(who: Option<&Identity>, status: StatusCode, v: View) -> R
     h.raw("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     w!(h, "<title>{} · Berth</title>", v.title);
-    h.raw("<link rel=\"stylesheet\" href=\"/ui/static/berth.css\">");
+    h.raw("<link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/ui/static/berth.css\">");
     h.raw("<script src=\"/ui/static/berth.js\" defer></script>");
     if v.live {
         w!(

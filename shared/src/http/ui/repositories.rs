@@ -192,16 +192,8 @@ pub(super) async fn show(b: &Browse, who: &Identity, site: &Site, q: &Query, id:
         }
         w!(h, "</td><td data-label=\"Created\">{}</td>", html::when(&ver.created));
         w!(h, "<td data-label=\"Content\">{}</td>", counts(&s.present, ""));
-        w!(
-            h,
-            "<td data-label=\"Added\" class=\"added\">{}</td>",
-            counts(&s.added, "+")
-        );
-        w!(
-            h,
-            "<td data-label=\"Removed\" class=\"removed\">{}</td>",
-            counts(&s.removed, "−")
-        );
+        change_cell(&mut h, "Added", "added", &counts(&s.added, "+"));
+        change_cell(&mut h, "Removed", "removed", &counts(&s.removed, "−"));
         h.raw("<td data-label=\"Served by\">");
         let serving: Vec<&Distribution> = v
             .distributions
@@ -235,6 +227,15 @@ pub(super) async fn show(b: &Browse, who: &Identity, site: &Site, q: &Query, id:
         main: h,
         live: false,
     })
+}
+
+/// A cell of what a version added or removed, coloured when it is something.
+fn change_cell(h: &mut Html, label: &str, class: &str, text: &str) {
+    if text == "none" || text == "0" {
+        w!(h, "<td data-label=\"{}\">{}</td>", label, text);
+    } else {
+        w!(h, "<td data-label=\"{}\" class=\"{}\">{}</td>", label, class, text);
+    }
 }
 
 /// Tags added or removed by a version: name → digest.
@@ -310,12 +311,9 @@ pub(super) async fn version(b: &Browse, who: &Identity, site: &Site, q: &Query, 
             name
         );
         w!(h, "<td data-label=\"Present\">{}</td>", n(&s.present));
-        w!(h, "<td data-label=\"Added\" class=\"added\">{}</td>", n(&s.added));
-        w!(
-            h,
-            "<td data-label=\"Removed\" class=\"removed\">{}</td></tr>",
-            n(&s.removed)
-        );
+        change_cell(&mut h, "Added", "added", &n(&s.added).to_string());
+        change_cell(&mut h, "Removed", "removed", &n(&s.removed).to_string());
+        h.raw("</tr>");
     }
     h.raw("</tbody></table></div>");
     changed_tags(&mut h, "Tags added", "added", &v.added);
