@@ -13,6 +13,7 @@
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`;
 //! part of `services`.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -268,9 +269,8 @@ impl Browse {
             let ContentKey::Tag { name, manifest } = u.key else {
                 continue;
             };
-            if !records.contains_key(&manifest) {
-                let rec = store.manifest(&manifest).await?;
-                records.insert(manifest.clone(), rec);
+            if let Entry::Vacant(e) = records.entry(manifest.clone()) {
+                e.insert(store.manifest(&manifest).await?);
             }
             let view = match records.get(&manifest).cloned().flatten() {
                 None => None,
@@ -278,10 +278,11 @@ impl Browse {
                     let mut children = Vec::new();
                     if record.parsed.kind == ManifestKind::Index {
                         for c in &record.parsed.manifests {
-                            if child_reads < MAX_CHILD_READS && !records.contains_key(&c.digest) {
-                                child_reads += 1;
-                                let rec = store.manifest(&c.digest).await?;
-                                records.insert(c.digest.clone(), rec);
+                            if child_reads < MAX_CHILD_READS {
+                                if let Entry::Vacant(e) = records.entry(c.digest.clone()) {
+                                    child_reads += 1;
+                                    e.insert(store.manifest(&c.digest).await?);
+                                }
                             }
                             let size = records.get(&c.digest).and_then(|r| r.as_ref()).map(image_size);
                             children.push(ChildView {
@@ -322,9 +323,9 @@ impl Browse {
         for (d, _) in listing.items {
             let repo = match d.repository {
                 Some(id) => {
-                    if !repos.contains_key(&id) {
+                    if let Entry::Vacant(e) = repos.entry(id) {
                         let r = self.manage.store().repository(id).await?;
-                        repos.insert(id, r.filter(|r| scope.sees_repository(r)));
+                        e.insert(r.filter(|r| scope.sees_repository(r)));
                     }
                     repos.get(&id).cloned().flatten()
                 }
