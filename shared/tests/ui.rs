@@ -409,6 +409,14 @@ async fn a_version_shows_its_tags_platforms_sizes_and_changes() {
         StatusCode::OK,
     );
     assert!(past.contains("none past 50 of 3"), "{past}");
+    for far in [
+        "/ui/?pushed=18446744073709551615",
+        "/ui/distributions/?offset=18446744073709551615",
+    ] {
+        html(&get(&t, far, admin, None).await, StatusCode::OK);
+    }
+    let far = format!("/ui/repositories/{id}/?versions=18446744073709551615&tags=18446744073709551615");
+    html(&get(&t, &far, admin, None).await, StatusCode::OK);
     let bad = html(&get(&t, "/ui/?synced=x", admin, None).await, StatusCode::BAD_REQUEST);
     assert!(bad.contains("synced"), "{bad}");
 }
