@@ -8,6 +8,8 @@
 #   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
 #     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
 #     scheduled syncs; a crash in the middle of a sync;
+#   - the web page in a real browser (Debian's chromium and chromedriver, selenium from PyPI): the
+#     browser tier, skipped with BERTH_UI=0 (the last lines say whether it ran);
 #   - the torture suite (tests/chaos): racing pushes and creates, password and connection floods,
 #     kill -9 in the middle of pushes, SSRF refusals, a full disk; on both stores;
 #   - the Lambda function binaries under a Lambda Runtime API emulator, the functions under
@@ -20,6 +22,7 @@
 #   ./test.sh --quick      the Rust tests only
 #   ./test.sh --localstack the LocalStack tier only (it fails when LocalStack cannot start)
 #   BERTH_LOCALSTACK=0     skips the LocalStack tier
+#   BERTH_UI=0             skips the browser tier
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -69,6 +72,8 @@ free_port() {
 # LocalStack's shutdown can hang); then the LocalStack tier's line
 pids=()
 localstack_tier="skipped (BERTH_LOCALSTACK=0)"
+ui_tier="skipped (BERTH_UI=0)"
+[ "$quick" = 1 ] && ui_tier="skipped (--quick)"
 alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${s:0:1}" != Z ]; }
 on_exit() {
   local p i
@@ -84,6 +89,7 @@ on_exit() {
     failed=$(grep -c '^test port_suite::localstack::.* FAILED$' target/cargo-test.log 2>/dev/null || true)
     localstack_tier="ran (${passed:-0} tests passed, ${failed:-0} failed: port_suite::localstack, S3 and SQS at LocalStack)"
   fi
+  echo "Browser tier: $ui_tier"
   echo "LocalStack tier: $localstack_tier"
 }
 trap on_exit EXIT
@@ -212,6 +218,31 @@ run "sync from real upstreams" bash tests/e2e/sync.sh
 run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh
 run "HTTPS with real clients, certificate verification on" bash tests/e2e/tls.sh
+# The browser tier: the web page in Debian's chromium, driven through chromedriver by selenium
+# (tests/ui/browser.py, about 30 s): a synced repository opened after a login through the form,
+# checked against the API, screenshots into target/ui-screenshots/ and docs/screenshots/.
+# chromium and chromium-driver are installed for this tier only; BERTH_UI=0 skips it.
+if [ "${BERTH_UI:-1}" != 0 ]; then
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "== installing chromium chromium-driver (the browser tier)"
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium chromium-driver; } || true
+  fi
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    ui_tier="skipped (installing Debian's chromium and chromium-driver failed; see above)"
+  elif ! venv target/ui-venv 'selenium==4.51.0'; then
+    ui_tier="skipped (installing selenium into target/ui-venv failed; see above)"
+  else
+    echo "== the web page in a real browser (chromium)"
+    t0=$SECONDS
+    if target/ui-venv/bin/python tests/ui/browser.py 2>&1 | tee target/ui-browser.log; then
+      ui_tier="ran ($(tail -1 target/ui-browser.log), $((SECONDS - t0)) s: tests/ui/browser.py in chromium)"
+    else
+      failed=1
+      ui_tier="ran and FAILED ($(tail -1 target/ui-browser.log); see target/ui-browser.log)"
+    fi
+  fi
+fi
 run "torture suite, embedded store" python3 tests/chaos/run.py
 run "torture suite, AWS adapters on moto" on_aws chaos python3 tests/chaos/run.py
 run "the Lambda functions under a Runtime API emulator" python3 tests/lambda/functions.py target/release

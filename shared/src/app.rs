@@ -191,14 +191,21 @@ impl App {
         http::durable::durable_answers(router, self.store.table().clone())
     }
 
-    /// The management API under `/pulp/api/v3/`.
+    /// The management API under `/pulp/api/v3/`, and the web page under `/ui/`.
     pub fn api_router(&self) -> Router {
         let router = http::pulp::router(http::pulp::PulpState {
             manage: self.manage.clone(),
             users: self.users.clone(),
             accounts: self.accounts.clone(),
             public_url: self.settings.public_url.clone(),
-        });
+        })
+        .merge(http::ui::router(http::ui::UiState::new(
+            self.manage.clone(),
+            self.users.clone(),
+            self.accounts.clone(),
+            self.settings.field_key.clone(),
+            self.settings.public_url.clone(),
+        )));
         http::durable::durable_answers(router, self.store.table().clone())
     }
 

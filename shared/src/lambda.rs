@@ -42,7 +42,8 @@ async fn secret_field(sdk: &aws_config::SdkConfig, arn: &str, field: &str) -> Re
 /// template.yaml allows only those).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The management API: the admin password (Basic auth).
+    /// The management API and the web page (`/ui`): the admin password (Basic auth) and the
+    /// field key (remote credentials, web page sessions).
     Api,
     /// The registry: the admin password (`/token` logins) and the token key.
     Registry,

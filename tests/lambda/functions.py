@@ -146,6 +146,34 @@ try:
     check("api: a wrong password gets 401", rs[3] and rs[3]["statusCode"] == 401, json.dumps(rs[3])[:200])
     api_init, api_first = out["init_ms"], out["first_ms"]
 
+    # --- the web page, served by the API function ----------------------------------------------------
+    def text(r):
+        b = (r or {}).get("body") or ""
+        return base64.b64decode(b).decode() if r.get("isBase64Encoded") else b
+    form = urllib.parse.urlencode({"username": "admin", "password": PW, "next": "/ui/"}).encode()
+    out = invoke("berth-api", [
+        http_event("GET", "/ui/", "", {"accept": "text/html"}),
+        http_event("POST", "/ui/login", "", {"origin": f"http://{HOST}",
+                                              "content-type": "application/x-www-form-urlencoded"}, form),
+        http_event("GET", "/ui/", "", {"authorization": basic("admin", PW)}),
+    ])
+    rs = [resp(out, i) for i in range(3)]
+    check("api: the web page sends an anonymous browser to its login form", rs[0] and rs[0]["statusCode"] == 303 and
+          header(rs[0], "location") == "/ui/login?next=%2Fui%2F", json.dumps(rs[0])[:300])
+    # API Gateway (payload 2.0) carries cookies in their own list, both ways
+    cookies = (rs[1] or {}).get("cookies") or []
+    session = next((c.split(";")[0].split("=", 1)[1] for c in cookies if c.startswith("berth_session=")), "")
+    check("api: the login form sets the session cookie", rs[1] and rs[1]["statusCode"] == 303 and session and
+          "HttpOnly" in cookies[0] and "SameSite=Strict" in cookies[0], json.dumps(rs[1])[:300])
+    check("api: the web page lists the repository (Basic credentials)", rs[2] and rs[2]["statusCode"] == 200 and
+          'data-repository="fn"' in text(rs[2]), json.dumps(rs[2])[:300])
+    later = http_event("GET", "/ui/", "", {"accept": "text/html"})
+    later["cookies"] = [f"berth_session={session}"]
+    out = invoke("berth-api", [later])
+    r0 = resp(out, 0)
+    check("api: another instance knows the session (the field key is shared)", r0 and r0["statusCode"] == 200 and
+          'data-repository="fn"' in text(r0), json.dumps(r0)[:300])
+
     # --- sync worker: an SQS batch with partial failures ----------------------------------------------
     def record(i, body):
         return {"messageId": f"m{i}", "receiptHandle": "h", "body": body, "md5OfBody": "",

@@ -5,6 +5,7 @@
 //! - [`path`]: the `/v2` path parser (one wildcard route, nested names).
 //! - [`range`]: `Range` and `Content-Range` headers.
 //! - [`durable`]: answers held until the request's writes are durable.
+//! - [`ui`]: the read-only web page under `/ui/`.
 //!
 //! Layering: http knows services and domain; handlers are parse → one service call → answer.
 
@@ -15,6 +16,7 @@ pub mod oci;
 pub mod path;
 pub mod pulp;
 pub mod range;
+pub mod ui;
 
 pub use oci::router as oci_router;
 

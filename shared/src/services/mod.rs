@@ -5,6 +5,7 @@
 pub mod access;
 pub mod accounts;
 pub mod acting;
+mod browse;
 mod catalog;
 mod content;
 mod heartbeats;
@@ -17,6 +18,7 @@ pub mod policy;
 mod registry;
 mod repair;
 mod schedules;
+mod sessions;
 mod sync;
 mod tasks;
 mod token_grants;
@@ -31,6 +33,10 @@ pub use access::{AccessRules, AuthMode};
 pub use accounts::{
     Accounts, GroupFilter, Identity, NestedRoles, ObjectRoles, RoleFilter, UserChange, UserFilter, UserView,
 };
+pub use browse::{
+    served_version, Browse, ChildView, DistributionRow, ManifestView, RepoRow, RepositoriesView, RepositoryView,
+    TagView, VersionView,
+};
 pub use catalog::{
     AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, NamePattern, RemoteFilter, ResourceName,
     TaskFilter, TaskResources, TimeRange, VersionFilter,
@@ -44,6 +50,7 @@ pub use orphans::{Orphans, DEFAULT_PROTECTION, ORPHAN_CLEANUP_TASK_NAME};
 pub use policy::{Act, Scope, Target};
 pub use repair::{Repair, RepairSettings, REPAIR_CONCURRENCY, REPAIR_TASK_NAME};
 pub use schedules::{task_name as schedule_task_name, Fired, ScheduleFilter, ScheduleOrder, ScheduleSpec};
+pub use sessions::{Checked, Sessions, SESSION_LIFETIME};
 pub use sync::{SyncService, SyncSettings};
 pub use tasks::{CancelError, Outcome, Started, Tasks};
 pub use token_grants::{grant_token, Credentials, GrantError, IssuedToken, TokenRequest};
