@@ -180,22 +180,32 @@ if [ "${BERTH_LOCALSTACK:-1}" != 0 ] || [ "$localstack_only" = 1 ]; then
 fi
 
 echo "== cargo test"
+t0=$SECONDS
 if [ "$localstack_only" = 1 ]; then
   cargo test -p berth-shared --lib --locked --features berth-shared/localstack port_suite::localstack \
     2>&1 | tee target/cargo-test.log
 else
   cargo test --workspace --locked --features "$features" 2>&1 | tee target/cargo-test.log
 fi
+echo "== cargo test took $((SECONDS - t0)) s"
 
 [ "$quick" = 1 ] && exit 0
 
 echo "== end-to-end"
+t0=$SECONDS
 cargo build --release --locked -p berth -p berth-api -p berth-registry -p berth-sync-worker
 # the unmodified pulp CLI and `cryptography` (cosign-format signatures), from PyPI
 venv target/e2e-venv 'pulp-cli==0.41.1' cryptography
+echo "== the release build took $((SECONDS - t0)) s"
 export BERTH_BIN="$PWD/target/release/berth" PULP_BIN="$PWD/target/e2e-venv/bin/pulp" FIXTURE_PY="$PWD/target/e2e-venv/bin/python"
 failed=0
-run() { echo "== $1"; shift; "$@" || failed=1; }
+# run NAME CMD…: CMD as a phase of its own, its time in seconds after it (and the run's so far)
+run() {
+  local name=$1 t=$SECONDS; shift
+  echo "== $name"
+  "$@" || failed=1
+  echo "== $name took $((SECONDS - t)) s ($SECONDS s since the start)"
+}
 run "real clients, embedded store" bash tests/e2e/clients.sh
 # on_aws NAME CMD…: CMD with the Berth it starts on the AWS adapters (moto), in a bucket, table
 # and queue of its own
