@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 const ORIGIN: &str = "http://reg.test:5000";
 const XSS: &str = "<script>alert('x')</script>";
+const SCHEDULES: &str = "/pulp/api/v3/task-schedules/";
 
 /// A page as a browser asks for it, with Basic credentials or a session cookie.
 async fn get(t: &T, path: &str, who: Option<(&str, &str)>, cookie: Option<&str>) -> Resp {
@@ -178,6 +179,28 @@ async fn pages_show_what_each_user_may_view(token_auth: bool, store: Store) {
     assert!(remotes.contains("<code>v*</code>"), "{remotes}");
     let tasks = html(&get(&t, "/ui/tasks/", admin, None).await, StatusCode::OK);
     assert!(tasks.contains("data-state=\"completed\""), "{tasks}");
+    // schedules: a sync of the repository every hour and a nightly cleanup, both shown, escaped
+    t.admin(
+        Method::POST,
+        SCHEDULES,
+        Some(json!({"name": XSS, "repository": repo["pulp_href"], "remote": remote["pulp_href"], "dispatch_interval": "01:00:00"})),
+    )
+    .await;
+    t.admin(
+        Method::POST,
+        SCHEDULES,
+        Some(json!({"name": "cleanup", "task_name": "pulpcore.app.tasks.orphan.orphan_cleanup", "cron": "0 3 * * *"})),
+    )
+    .await;
+    let schedules = html(&get(&t, "/ui/schedules/", admin, None).await, StatusCode::OK);
+    assert_escaped(&schedules);
+    assert_eq!(schedules.matches("data-schedule=").count(), 2, "{schedules}");
+    assert!(schedules.contains("every 01:00:00"), "{schedules}");
+    assert!(schedules.contains("cron <code>0 3 * * *</code>"), "{schedules}");
+    assert!(
+        schedules.contains(&format!("href=\"/ui/repositories/{repo_id}/\"")),
+        "{schedules}"
+    );
 
     // alice sees her repository with its tag, as the API lists it
     let a_repo = t
@@ -253,6 +276,12 @@ async fn pages_show_what_each_user_may_view(token_auth: bool, store: Store) {
     assert!(bob_dists.contains("public/app"), "{bob_dists}");
     let bob_remotes = html(&get(&t, "/ui/remotes/", Some(BOB), None).await, StatusCode::OK);
     assert!(!bob_remotes.contains("&lt;script"), "{bob_remotes}");
+    // bob sees the schedule of the repository he sees, as the API lists it, not the cleanup
+    let bob_schedules = html(&get(&t, "/ui/schedules/", Some(BOB), None).await, StatusCode::OK);
+    let api_schedules = t.names(BOB, SCHEDULES, "name").await;
+    assert_eq!(api_schedules, vec![XSS.to_owned()]);
+    assert_eq!(bob_schedules.matches("data-schedule=").count(), 1, "{bob_schedules}");
+    assert!(!bob_schedules.contains("orphan cleanup"), "{bob_schedules}");
     // bob started no task: he sees none, and not the admin's
     let bob_tasks = html(&get(&t, "/ui/tasks/", Some(BOB), None).await, StatusCode::OK);
     assert!(!bob_tasks.contains("data-task="), "{bob_tasks}");

@@ -1,6 +1,6 @@
 //! What the web page shows, one call per page: repositories with the distributions serving
 //! them, a repository with its versions, a version's tags with their manifests, the
-//! distributions, remotes and tasks. Every call reads through the lookups the management API
+//! distributions, remotes, tasks and schedules. Every call reads through the lookups the management API
 //! makes ([`Manage::authorize`], [`Manage::scope`], the [`Catalog`](super::Catalog)) and shows
 //! what the caller may view, as the API's lists and reads do: an object the caller may not
 //! see is `NotFound`.
@@ -36,6 +36,16 @@ pub const MAX_DISTRIBUTIONS: usize = 1000;
 
 /// The most child manifests of indexes one page reads (for their sizes).
 pub const MAX_CHILD_READS: usize = 200;
+
+/// A schedule in a list, with the names of the repository and remote it syncs (when they
+/// still exist) and the state of its last task (when it is still kept).
+#[derive(Debug, Clone)]
+pub struct ScheduleRow {
+    pub schedule: crate::store::Schedule,
+    pub repository: Option<String>,
+    pub remote: Option<String>,
+    pub last: Option<crate::store::TaskState>,
+}
 
 /// A repository in a list, with the distributions (the caller sees) serving it.
 #[derive(Debug, Clone)]
@@ -346,6 +356,44 @@ impl Browse {
             .catalog(Some(&scope))
             .remotes(&RemoteFilter::default(), page)
             .await
+    }
+
+    /// A page of the schedules `who` sees, by name, with the names of what each syncs and the
+    /// state of its last task: per schedule at most three reads (the schedules are few).
+    pub async fn schedules(&self, who: &Identity, page: Page) -> Result<Listing<ScheduleRow>> {
+        let f = super::ScheduleFilter {
+            order: super::ScheduleOrder::Name,
+            ..Default::default()
+        };
+        let list = self.manage.schedules_for(who, &f, page).await?;
+        let store = self.manage.store();
+        let mut items = Vec::with_capacity(list.items.len());
+        for schedule in list.items {
+            let (mut repository, mut remote) = (None, None);
+            if let crate::store::ScheduledWork::Sync {
+                repository: r,
+                remote: m,
+                ..
+            } = &schedule.work
+            {
+                repository = store.repository(*r).await?.map(|r| r.name);
+                remote = store.remote(*m).await?.map(|m| m.name);
+            }
+            let last = match schedule.last_task {
+                Some(t) => store.task(t).await?.map(|t| t.state),
+                None => None,
+            };
+            items.push(ScheduleRow {
+                schedule,
+                repository,
+                remote,
+                last,
+            });
+        }
+        Ok(Listing {
+            items,
+            count: list.count,
+        })
     }
 
     /// A page of the tasks `who` sees (the ones it started; a superuser sees all), newest

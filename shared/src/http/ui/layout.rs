@@ -19,8 +19,7 @@ pub struct NavEntry {
 }
 
 /// The pages the navigation bar lists, in order. A new page adds its entry here (and its
-/// path to `Route::parse`, its handler to the dispatch in `mod.rs`); a schedules page, once
-/// Berth has schedules, belongs here.
+/// path to `Route::parse`, its handler to the dispatch in `mod.rs`).
 pub fn nav_entries() -> Vec<NavEntry> {
     vec![
         NavEntry {
@@ -38,6 +37,10 @@ pub fn nav_entries() -> Vec<NavEntry> {
         NavEntry {
             label: "Tasks",
             href: "/ui/tasks/",
+        },
+        NavEntry {
+            label: "Schedules",
+            href: "/ui/schedules/",
         },
     ]
 }

@@ -7,8 +7,9 @@ use uuid::Uuid;
 use super::html::{self, w, Html};
 use super::parts::{pager, progress, pull_line, running, state};
 use super::{Query, Site, View};
+use crate::domain::schedule::format_interval;
 use crate::services::{served_version, Browse, Identity, ManageError};
-use crate::store::{ResourceRef, Task};
+use crate::store::{ResourceRef, ScheduledWork, Task};
 
 type Result<T, E = ManageError> = std::result::Result<T, E>;
 
@@ -112,6 +113,71 @@ pub(super) async fn remotes(b: &Browse, who: &Identity, q: &Query) -> Result<Vie
     Ok(View {
         title: "Remotes".into(),
         section: "/ui/remotes/",
+        main: h,
+        live: false,
+    })
+}
+
+pub(super) async fn schedules(b: &Browse, who: &Identity, q: &Query) -> Result<View> {
+    let page = q.page("offset")?;
+    let list = b.schedules(who, page).await?;
+    let mut h = Html::new();
+    w!(h, "<h1>Schedules <span class=\"count\">{}</span></h1>", list.count);
+    if list.items.is_empty() {
+        h.raw("<p class=\"empty\">None you may see.</p>");
+    } else {
+        h.raw("<div class=\"scroll\"><table class=\"rows\"><thead><tr><th>Name</th><th>Runs</th>");
+        h.raw("<th>When</th><th>Next</th><th>Last task</th></tr></thead><tbody>");
+        for row in &list.items {
+            let s = &row.schedule;
+            w!(
+                h,
+                "<tr data-schedule=\"{}\"><td data-label=\"Name\"><strong>{}</strong></td><td data-label=\"Runs\">",
+                s.name,
+                s.name
+            );
+            match &s.work {
+                ScheduledWork::Sync { repository, mirror, .. } => {
+                    let repo = row.repository.as_deref().unwrap_or("(deleted)");
+                    let remote = row.remote.as_deref().unwrap_or("(deleted)");
+                    w!(
+                        h,
+                        "sync of <a href=\"/ui/repositories/{}/\">{}</a> from <code>{}</code>{}",
+                        repository,
+                        repo,
+                        remote,
+                        if *mirror { " (mirror)" } else { "" }
+                    );
+                }
+                ScheduledWork::OrphanCleanup { protection_secs } => {
+                    w!(h, "orphan cleanup (protecting {} min)", protection_secs / 60);
+                }
+            }
+            h.raw("</td><td data-label=\"When\">");
+            match (s.cadence.interval_secs(), s.cadence.cron_expr()) {
+                (Some(secs), _) => w!(h, "every {}", format_interval(secs)),
+                (None, Some(expr)) => w!(h, "cron <code>{}</code> (UTC)", expr),
+                (None, None) => {}
+            }
+            h.raw("</td><td data-label=\"Next\">");
+            match (&s.next_dispatch, s.enabled) {
+                (Some(t), true) => w!(h, "{}", html::when(t)),
+                _ => h.raw("paused"),
+            }
+            h.raw("</td><td data-label=\"Last task\">");
+            match (s.last_task, row.last) {
+                (Some(t), Some(state)) => w!(h, "<a href=\"/ui/tasks/{}/\">{}</a>", t, state.as_str()),
+                (Some(_), None) => h.raw("(removed)"),
+                (None, _) => h.raw("none yet"),
+            }
+            h.raw("</td></tr>");
+        }
+        h.raw("</tbody></table></div>");
+    }
+    pager(&mut h, q, "offset", page, &list);
+    Ok(View {
+        title: "Schedules".into(),
+        section: "/ui/schedules/",
         main: h,
         live: false,
     })
