@@ -66,6 +66,29 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `BERTH_LOG_FORMAT` as written (any case; blank: unset), else the runtime's default:
+    /// text locally, JSON on Lambda. `Err` names the bad value.
+    pub fn parse(value: Option<&str>, runtime: Runtime) -> Result<LogFormat, String> {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(match runtime {
+                Runtime::Local => LogFormat::Text,
+                Runtime::Lambda => LogFormat::Json,
+            }),
+            Some(v) if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+            Some(v) => Err(format!("{} must be text or json, not {v:?}", LOG_FORMAT.name())),
+        }
+    }
+}
+
 /// Every setting, typed. Settings a runtime does not read keep their defaults there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -95,6 +118,11 @@ pub struct Config {
     pub s3_public_endpoint: Option<String>,
     pub aws_init: bool,
     pub log: String,
+    pub log_format: LogFormat,
+    /// The bearer token `GET /metrics` asks for (`None`: `/metrics` is off).
+    pub metrics_token: Option<Secret>,
+    /// Whether the Lambda functions write CloudWatch EMF lines.
+    pub metrics_emf: bool,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub busy_timeout: Duration,
@@ -207,6 +235,14 @@ impl Reader<'_> {
         }
     }
 
+    fn log_format(&mut self, runtime: Runtime) -> LogFormat {
+        let v = self.raw(&LOG_FORMAT);
+        LogFormat::parse(v.as_deref(), runtime).unwrap_or_else(|problem| {
+            self.problems.push(problem);
+            LogFormat::parse(None, runtime).unwrap_or(LogFormat::Text)
+        })
+    }
+
     fn readonly_users(&mut self, s: &Setting) -> Vec<ReadonlyUser> {
         let mut users = Vec::new();
         let Some(list) = self.raw(s) else { return users };
@@ -277,6 +313,9 @@ impl Config {
             s3_public_endpoint: r.url(&S3_PUBLIC_ENDPOINT),
             aws_init: r.switch(&AWS_INIT),
             log: r.text(&LOG).unwrap_or_default(),
+            log_format: r.log_format(runtime),
+            metrics_token: r.text(&METRICS_TOKEN).map(Secret),
+            metrics_emf: r.on(&METRICS_EMF).unwrap_or(true),
             header_timeout: r.seconds(&HEADER_TIMEOUT),
             idle_timeout: r.seconds(&IDLE_TIMEOUT),
             busy_timeout: r.seconds(&BUSY_TIMEOUT),
@@ -381,6 +420,7 @@ impl Config {
             field_key: Some(Arc::new(field_key)),
             node,
             remote_urls: UrlPolicy::new(self.remote_private_networks),
+            metrics_token: self.metrics_token.clone(),
             ..Default::default()
         };
         settings.registry.redirect_ttl = self.redirect_ttl;
