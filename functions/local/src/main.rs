@@ -26,7 +26,7 @@ async fn main() -> std::process::ExitCode {
     let logs = tracing_subscriber::fmt().with_env_filter(
         tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     );
-    match cfg.log_format {
+    match berth::config::LogFormat::or_default(cfg.log_format, berth::config::Runtime::Local) {
         // one JSON object a line, the event's fields at the top level
         berth::config::LogFormat::Json => logs
             .json()

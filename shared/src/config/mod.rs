@@ -74,14 +74,19 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
+    /// The format a runtime writes when none was given: text locally, JSON on Lambda.
+    pub fn or_default(given: Option<LogFormat>, runtime: Runtime) -> LogFormat {
+        given.unwrap_or(match runtime {
+            Runtime::Local => LogFormat::Text,
+            Runtime::Lambda => LogFormat::Json,
+        })
+    }
+
     /// `BERTH_LOG_FORMAT` as written (any case; blank: unset), else the runtime's default:
     /// text locally, JSON on Lambda. `Err` names the bad value.
     pub fn parse(value: Option<&str>, runtime: Runtime) -> Result<LogFormat, String> {
         match value.map(str::trim).filter(|v| !v.is_empty()) {
-            None => Ok(match runtime {
-                Runtime::Local => LogFormat::Text,
-                Runtime::Lambda => LogFormat::Json,
-            }),
+            None => Ok(Self::or_default(None, runtime)),
             Some(v) if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
             Some(v) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
             Some(v) => Err(format!("{} must be text or json, not {v:?}", LOG_FORMAT.name())),
@@ -118,7 +123,8 @@ pub struct Config {
     pub s3_public_endpoint: Option<String>,
     pub aws_init: bool,
     pub log: String,
-    pub log_format: LogFormat,
+    /// `BERTH_LOG_FORMAT` as given (`None`: the runtime's default, see [`LogFormat::or_default`]).
+    pub log_format: Option<LogFormat>,
     /// The bearer token `GET /metrics` asks for (`None`: `/metrics` is off).
     pub metrics_token: Option<Secret>,
     /// Whether the Lambda functions write CloudWatch EMF lines.
@@ -235,14 +241,6 @@ impl Reader<'_> {
         }
     }
 
-    fn log_format(&mut self, runtime: Runtime) -> LogFormat {
-        let v = self.raw(&LOG_FORMAT);
-        LogFormat::parse(v.as_deref(), runtime).unwrap_or_else(|problem| {
-            self.problems.push(problem);
-            LogFormat::parse(None, runtime).unwrap_or(LogFormat::Text)
-        })
-    }
-
     fn readonly_users(&mut self, s: &Setting) -> Vec<ReadonlyUser> {
         let mut users = Vec::new();
         let Some(list) = self.raw(s) else { return users };
@@ -313,7 +311,10 @@ impl Config {
             s3_public_endpoint: r.url(&S3_PUBLIC_ENDPOINT),
             aws_init: r.switch(&AWS_INIT),
             log: r.text(&LOG).unwrap_or_default(),
-            log_format: r.log_format(runtime),
+            log_format: r.choice(&LOG_FORMAT).map(|w| match w {
+                "json" => LogFormat::Json,
+                _ => LogFormat::Text,
+            }),
             metrics_token: r.text(&METRICS_TOKEN).map(Secret),
             metrics_emf: r.on(&METRICS_EMF).unwrap_or(true),
             header_timeout: r.seconds(&HEADER_TIMEOUT),

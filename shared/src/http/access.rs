@@ -67,6 +67,21 @@ pub fn client_request_id(headers: &HeaderMap) -> Option<String> {
     sane.then(|| v.to_owned())
 }
 
+/// A method as metrics label it: the standard ones by name, any other as `other` (clients may
+/// send any token as a method).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 /// Where a request went, as logs and metrics name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
@@ -193,7 +208,7 @@ impl Entry {
         let user = self.notes.user();
         let record = RequestRecord {
             route: &self.info.route,
-            method: self.method.as_str(),
+            method: method_label(&self.method),
             status: self.status,
             seconds,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
@@ -334,6 +349,9 @@ mod tests {
         // the rest by axum's matched route
         assert_eq!(route_of(&get, "/token", Some("/token")).route, "/token");
         assert_eq!(route_of(&get, "/elsewhere", None).route, UNMATCHED);
+        // methods are bounded too
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
     }
 
     #[test]
