@@ -9,8 +9,12 @@ use crate::adapters::local_jobs::LocalJobQueue;
 use crate::adapters::memory::{MemoryBlobStore, MemoryTable};
 use crate::domain::UrlPolicy;
 use crate::http;
+use crate::http::access::Observer;
 use crate::http::auth::RegistryAuth;
-use crate::ports::{BlobStore, JobHandler, JobQueue, StoreError, Table, UpstreamFactory};
+use crate::observe::emf::EmfSink;
+use crate::observe::Metrics;
+use crate::ports::{BlobStore, JobHandler, JobQueue, QueueDepth, StoreError, Table, UpstreamFactory};
+use crate::services::observed::{Gauges, MeteredSync};
 use crate::services::{
     AccessRules, Accounts, AuthMode, Heartbeats, Manage, Orphans, Registry, RegistryConfig, Repair, SyncRunner,
     SyncService, Users, Worker,
@@ -37,6 +41,11 @@ pub struct Settings {
     /// Which addresses remotes may make Berth contact (`BERTH_REMOTE_PRIVATE_NETWORKS`):
     /// checked when a remote is saved and again whenever the upstream client connects.
     pub remote_urls: UrlPolicy,
+    /// The bearer token `GET /metrics` asks for (`BERTH_METRICS_TOKEN`); none: `/metrics`
+    /// answers `404`.
+    pub metrics_token: Option<crate::config::Secret>,
+    /// Where CloudWatch EMF documents go (the Lambda functions); none: no EMF.
+    pub emf: Option<EmfSink>,
 }
 
 /// The role the read-only users of `BERTH_READONLY_USERS` hold everywhere: they view and pull
@@ -57,6 +66,10 @@ pub struct App {
     /// the `upstream` feature.
     pub upstreams: Option<Arc<dyn UpstreamFactory>>,
     pub settings: Settings,
+    /// This instance's counters and histograms (requests, syncs, upstream requests).
+    pub metrics: Arc<Metrics>,
+    /// The job queue's depth, for metrics (set by the runtime that knows its queue).
+    pub queue_depth: Option<Arc<dyn QueueDepth>>,
 }
 
 /// The upstream client this build has: reqwest with the `upstream` feature.
@@ -66,32 +79,54 @@ pub fn default_upstreams() -> Option<Arc<dyn UpstreamFactory>> {
 
 /// The upstream client this build has, connecting only where `urls` allows.
 pub fn upstreams_with(urls: UrlPolicy) -> Option<Arc<dyn UpstreamFactory>> {
+    metered_upstreams(urls, None)
+}
+
+/// The upstream client this build has, connecting only where `urls` allows and counting its
+/// requests in `metrics`.
+pub fn metered_upstreams(urls: UrlPolicy, metrics: Option<Arc<Metrics>>) -> Option<Arc<dyn UpstreamFactory>> {
     #[cfg(feature = "upstream")]
     {
-        Some(Arc::new(
-            crate::adapters::upstream_http::HttpUpstreamFactory::with_policy(urls),
-        ))
+        let factory = crate::adapters::upstream_http::HttpUpstreamFactory::with_policy(urls);
+        Some(Arc::new(match metrics {
+            Some(m) => factory.with_metrics(m),
+            None => factory,
+        }))
     }
     #[cfg(not(feature = "upstream"))]
     {
-        let _ = urls;
+        let _ = (urls, metrics);
         None
     }
 }
 
 impl App {
     pub fn new(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, jobs: Arc<dyn JobQueue>, settings: Settings) -> Self {
-        let upstreams = upstreams_with(settings.remote_urls);
-        Self::with_upstreams(table, blobs, jobs, settings, upstreams)
+        let metrics = Arc::new(Metrics::for_settings(&settings));
+        let upstreams = metered_upstreams(settings.remote_urls, Some(metrics.clone()));
+        Self::assemble(table, blobs, jobs, settings, upstreams, metrics)
     }
 
-    /// An instance with the given upstream clients (tests pass fakes).
+    /// An instance with the given upstream clients (tests pass fakes; their requests are not
+    /// counted).
     pub fn with_upstreams(
         table: Arc<dyn Table>,
         blobs: Arc<dyn BlobStore>,
         jobs: Arc<dyn JobQueue>,
         settings: Settings,
         upstreams: Option<Arc<dyn UpstreamFactory>>,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::for_settings(&settings));
+        Self::assemble(table, blobs, jobs, settings, upstreams, metrics)
+    }
+
+    fn assemble(
+        table: Arc<dyn Table>,
+        blobs: Arc<dyn BlobStore>,
+        jobs: Arc<dyn JobQueue>,
+        settings: Settings,
+        upstreams: Option<Arc<dyn UpstreamFactory>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let store = Store::with_retention(table, settings.retention)
             .with_field_key(settings.field_key.clone())
@@ -115,6 +150,8 @@ impl App {
             registry,
             upstreams,
             settings,
+            metrics,
+            queue_depth: None,
         }
     }
 
@@ -124,7 +161,8 @@ impl App {
         let sync = self
             .upstreams
             .clone()
-            .map(|u| Arc::new(SyncService::new(self.store.clone(), self.blobs.clone(), u)) as Arc<dyn SyncRunner>);
+            .map(|u| Arc::new(SyncService::new(self.store.clone(), self.blobs.clone(), u)) as Arc<dyn SyncRunner>)
+            .map(|s| Arc::new(MeteredSync::new(s, self.metrics.clone())) as Arc<dyn SyncRunner>);
         let orphans = Arc::new(Orphans::new(self.store.clone(), self.blobs.clone()));
         let repair = Arc::new(Repair::new(
             self.store.clone(),
@@ -184,15 +222,14 @@ impl App {
         })
     }
 
-    /// The registry: `/v2`, `/extensions/v2` and `/token`.
-    pub fn registry_router(&self) -> Router {
+    fn registry_routes(&self) -> Router {
         let auth = self.registry_auth();
         let router = http::oci_router(self.registry.clone(), auth.clone()).merge(http::auth::token_router(auth));
         http::durable::durable_answers(router, self.store.table().clone())
     }
 
     /// The management API under `/pulp/api/v3/`, and the web page under `/ui/`.
-    pub fn api_router(&self) -> Router {
+    fn api_routes(&self) -> Router {
         let router = http::pulp::router(http::pulp::PulpState {
             manage: self.manage.clone(),
             users: self.users.clone(),
@@ -209,9 +246,34 @@ impl App {
         http::durable::durable_answers(router, self.store.table().clone())
     }
 
-    /// Every router this instance serves.
+    /// `router` with each request logged and counted (see [`http::access`]).
+    fn observed(&self, router: Router) -> Router {
+        let observer = Arc::new(Observer {
+            metrics: self.metrics.clone(),
+            emf: self.settings.emf.clone(),
+        });
+        http::access::observed(router, observer)
+    }
+
+    /// The gauges metrics read: the content the store holds, the job queue's depth.
+    pub fn gauges(&self) -> Gauges {
+        Gauges::new(self.store.clone(), self.queue_depth.clone())
+    }
+
+    /// The registry: `/v2`, `/extensions/v2` and `/token`.
+    pub fn registry_router(&self) -> Router {
+        self.observed(self.registry_routes())
+    }
+
+    /// The management API under `/pulp/api/v3/`, and the web page under `/ui/`.
+    pub fn api_router(&self) -> Router {
+        self.observed(self.api_routes())
+    }
+
+    /// Every router this instance serves, and `/metrics`.
     pub fn router(&self) -> Router {
-        self.registry_router().merge(self.api_router())
+        let metrics = http::metrics::router(self.settings.metrics_token.clone(), self.metrics.clone(), self.gauges());
+        self.observed(self.registry_routes().merge(self.api_routes()).merge(metrics))
     }
 
     /// Sets up the accounts the configuration names: the admin (with `admin_password`, or a
@@ -259,8 +321,10 @@ pub struct LocalApp {
 impl LocalApp {
     fn with(table: Arc<dyn Table>, blobs: Arc<dyn BlobStore>, settings: Settings) -> Self {
         let jobs = LocalJobQueue::new(table.clone());
+        let mut app = App::new(table, blobs, Arc::new(jobs.clone()), settings);
+        app.queue_depth = Some(Arc::new(jobs.clone()));
         LocalApp {
-            app: App::new(table, blobs, Arc::new(jobs.clone()), settings),
+            app,
             jobs,
             #[cfg(feature = "local")]
             embedded: None,
@@ -507,9 +571,12 @@ impl AwsApp {
                 r => r.map_err(failed(format!("cannot find the SQS queue {name} at {sqs_at}")))?,
             },
         };
-        let jobs: Arc<dyn JobQueue> = Arc::new(SqsJobQueue::from_client(sqs.clone(), &url));
+        let queue = SqsJobQueue::from_client(sqs.clone(), &url);
+        let jobs: Arc<dyn JobQueue> = Arc::new(queue.clone());
+        let mut app = App::new(Arc::new(table), Arc::new(blobs), jobs.clone(), settings);
+        app.queue_depth = Some(Arc::new(queue));
         Ok(AwsApp {
-            app: App::new(Arc::new(table), Arc::new(blobs), jobs.clone(), settings),
+            app,
             poller: SqsPoller::new(sqs, &url),
             queue: jobs,
             queue_url: url,

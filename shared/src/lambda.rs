@@ -5,10 +5,14 @@
 //!
 //! Layering: like `app`, this wires adapters into services; nothing here holds a rule.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
-use crate::app::AwsApp;
-use crate::config::{Config, ConfigError, Secret};
+use crate::app::{App, AwsApp};
+use crate::config::{Config, ConfigError, LogFormat, Runtime, Secret};
+use crate::observe::emf::{Emf, EmfSink};
 use crate::ports::{attempts_from_receives, Job, RetryPolicy, Verdict};
 
 /// The functions' configuration from their environment (template.yaml sets it): the table
@@ -72,7 +76,10 @@ pub async fn build(cfg: &Config, role: Role) -> Result<AwsApp, String> {
         None
     };
     let field_seed = seed(&cfg.field_key_seed, &cfg.field_key_secret_arn, "field_key_seed").await?;
-    let settings = cfg.settings(token_key, crate::store::FieldKey::from_seed(&field_seed), None);
+    let mut settings = cfg.settings(token_key, crate::store::FieldKey::from_seed(&field_seed), None);
+    if cfg.metrics_emf {
+        settings.emf = Some(EmfSink::new(Emf::new(function_name(role)), write_line));
+    }
     let aws = cfg.aws()?;
     let app = AwsApp::connect_with(&sdk, &aws.settings, &aws.s3, settings)
         .await
@@ -197,15 +204,137 @@ pub async fn body_limit(req: axum::extract::Request, next: axum::middleware::Nex
     next.run(req).await
 }
 
-/// Structured JSON logs, filtered by `BERTH_LOG` (default `info`), as CloudWatch wants them.
+/// Logs filtered by `BERTH_LOG` (default `info`): one JSON object a line (the event's fields
+/// at the top level), as CloudWatch Logs Insights reads them, unless `BERTH_LOG_FORMAT=text`.
+/// CloudWatch stamps each line with its time.
 pub fn init_tracing() {
     let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .without_time()
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
+    let format = LogFormat::parse(std::env::var("BERTH_LOG_FORMAT").ok().as_deref(), Runtime::Lambda);
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).without_time();
+    match format {
+        Ok(LogFormat::Text) => fmt.with_ansi(false).init(),
+        _ => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+    if let Err(e) = format {
+        tracing::warn!("{e}; writing JSON");
+    }
+}
+
+/// The `Function` dimension of this function's EMF documents: its Lambda name.
+fn function_name(role: Role) -> String {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| {
+        match role {
+            Role::Api => "api",
+            Role::Registry => "registry",
+            Role::Worker => "sync-worker",
+        }
+        .into()
+    })
+}
+
+/// Writes one EMF document to standard output (which Lambda sends to CloudWatch Logs) in one
+/// write, so that log lines never interleave with it.
+fn write_line(doc: &str) {
+    use std::io::Write as _;
+    let line = format!("{doc}\n");
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
+/// Puts the request id API Gateway gave a request into its extensions, where the access log
+/// takes it from (when the client sent none of its own).
+pub async fn gateway_request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt as _;
+    let id = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(c)) => c.request_id.clone(),
+        _ => None,
+    };
+    if let Some(id) = id {
+        req.extensions_mut().insert(crate::http::access::GatewayRequestId(id));
+    }
+    next.run(req).await
+}
+
+/// How often one instance of a function writes the content totals as EMF (each write costs
+/// the totals' table reads, about a hundred).
+pub const CONTENT_EVERY: Duration = Duration::from_secs(300);
+
+/// Writes, after each invocation, the EMF documents of what the invocation did that the
+/// access log did not write (sync runs, upstream requests) and, at most every
+/// [`CONTENT_EVERY`], the content the registry holds. Does nothing when EMF is off.
+pub struct Emitter {
+    app: App,
+    last_content: Mutex<Option<Instant>>,
+}
+
+impl Emitter {
+    pub fn new(app: &App) -> Arc<Self> {
+        Arc::new(Emitter {
+            app: app.clone(),
+            last_content: Mutex::new(None),
+        })
+    }
+
+    /// Writes what is due.
+    pub async fn flush(&self) {
+        let Some(sink) = &self.app.settings.emf else { return };
+        let now = chrono::Utc::now().timestamp_millis();
+        for doc in sink.emf.pending(&self.app.metrics.take_pending(), now) {
+            sink.write(&doc);
+        }
+        let due = {
+            let mut last = self.last_content.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= CONTENT_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if !due {
+            return;
+        }
+        match self.app.gauges().content().await {
+            Ok(totals) => {
+                let rows: Vec<(&str, u64, Option<u64>)> = totals
+                    .iter()
+                    .map(|t| (crate::services::observed::type_label(t.content_type), t.units, t.bytes))
+                    .collect();
+                for doc in Emf::content(&rows, now) {
+                    sink.write(&doc);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the content totals"),
+        }
+    }
+}
+
+/// An HTTP function's router as it runs on Lambda: API Gateway's request ids for the access
+/// log, and the EMF documents each invocation owes written after its answer is made.
+pub fn observed(router: axum::Router, app: &App) -> axum::Router {
+    let emitter = Emitter::new(app);
+    router
+        .layer(axum::middleware::from_fn_with_state(emitter, flush_after))
+        .layer(axum::middleware::from_fn(gateway_request_id))
+}
+
+async fn flush_after(
+    axum::extract::State(emitter): axum::extract::State<Arc<Emitter>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(req).await;
+    emitter.flush().await;
+    response
 }
 
 #[cfg(test)]
@@ -310,6 +439,64 @@ mod tests {
         }
         let wire = serde_json::to_value(&resp).unwrap();
         assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], "m1");
+    }
+
+    #[tokio::test]
+    async fn each_request_writes_an_emf_document_under_api_gateway_s_request_id() {
+        use tower::ServiceExt as _;
+        // Given the API function's router with EMF on, When API Gateway hands it a request
+        let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+        let written = lines.clone();
+        let settings = crate::app::Settings {
+            emf: Some(EmfSink::new(Emf::new("berth-api"), move |l: &str| {
+                written.lock().unwrap().push(l.to_owned())
+            })),
+            ..Default::default()
+        };
+        let app = crate::app::LocalApp::in_memory_with(settings).app;
+        let router = observed(app.api_router(), &app);
+        let mut ctx = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+        ctx.request_id = Some("gw-123".into());
+        let mut req = http::Request::get("/pulp/api/v3/status/")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
+        let resp = router.clone().oneshot(req).await.unwrap();
+        // Then the answer carries API Gateway's id
+        assert_eq!(resp.headers()["x-request-id"], "gw-123");
+        axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        // and its EMF document names the function, the route, the status and the id; the
+        // content totals (due at an instance's first invocation) come along
+        let docs: Vec<serde_json::Value> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let request: Vec<_> = docs.iter().filter(|d| d.get("Requests").is_some()).collect();
+        assert_eq!(request.len(), 1, "{docs:?}");
+        let d = request[0];
+        assert_eq!(
+            (&d["Function"], &d["Route"], &d["Status"], &d["RequestId"]),
+            (
+                &serde_json::json!("berth-api"),
+                &serde_json::json!("/pulp/api/v3/status/"),
+                &serde_json::json!(200),
+                &serde_json::json!("gw-123")
+            )
+        );
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Berth");
+        let content: Vec<_> = docs.iter().filter(|d| d.get("ContentUnits").is_some()).collect();
+        assert_eq!(content.len(), 4, "one per content type");
+        // and the next invocation writes its own document only: the totals are not due again
+        let n = lines.lock().unwrap().len();
+        let req = http::Request::get("/pulp/api/v3/status/")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(lines.lock().unwrap().len(), n + 1);
     }
 
     #[tokio::test]

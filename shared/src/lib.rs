@@ -27,6 +27,8 @@
 //! - [`http`]: the only code that knows the wire formats: the OCI `/v2` router with its one
 //!   error table, `/token`, and the Pulp-compatible API (`http::pulp`, one module per
 //!   resource). A handler parses, makes one service call and renders.
+//! - [`observe`]: the metrics registry, the access log's notes, and the formats figures leave
+//!   in (Prometheus text, CloudWatch EMF); beside `domain`, recorded into from every layer.
 //! - [`config`]: the table of settings both runtimes read, parsed into one typed
 //!   configuration.
 //! - [`app`]: wiring adapters into services and routers, for either runtime.
@@ -39,6 +41,7 @@ pub mod domain;
 pub mod http;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod observe;
 pub mod ports;
 pub mod services;
 pub mod store;

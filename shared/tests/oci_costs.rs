@@ -226,15 +226,18 @@ async fn a_push_writes_no_registry_wide_partition() {
         assert!(!written.contains(*pk), "a push wrote the registry-wide partition {pk}");
         let tally = format!("tally#{pk}");
         assert!(!written.contains(&tally), "a push wrote the count of {pk}");
+        let bytes = format!("tally#bytes#{pk}");
+        assert!(!written.contains(&bytes), "a push wrote the bytes of {pk}");
     }
     // the registry-wide indexes took their writes in shards, spread over several
     let shards = |index: &str| written.iter().filter(|pk| pk.starts_with(&format!("{index}/"))).count();
     assert!(shards("stored") >= 4, "{written:?}");
     assert!(shards("content#b#") >= 4, "{written:?}");
     // and everything else written belongs to one repository, upload or unit (or is a
-    // shard's count, which lives beside its shard)
+    // shard's count or bytes, which live beside their shard)
     for pk in &written {
         let pk = pk.strip_prefix("tally#").unwrap_or(pk);
+        let pk = pk.strip_prefix("bytes#").unwrap_or(pk);
         let shard = REGISTRY_WIDE.iter().any(|index| {
             pk.strip_prefix(index)
                 .and_then(|r| r.strip_prefix('/'))

@@ -98,8 +98,10 @@ start_berth() {
 }
 
 PW=e2e-sync-$RANDOM-$RANDOM
+MT=e2e-metrics-$RANDOM-$RANDOM   # the bearer token of /metrics
 start_registry up || { echo "FAIL docker-registry did not start: $(tail -3 "$W/up/log")"; echo "0 passed, 1 failed"; exit 1; }
-start_berth berth "$BERTH_BIN" "$PW" || { echo "FAIL berth did not start: $(tail -5 "$W/berth/log")"; echo "0 passed, 1 failed"; exit 1; }
+# its log is JSON lines (checked at the end) and /metrics is on (checked after the first sync)
+start_berth berth "$BERTH_BIN" "$PW" BERTH_LOG_FORMAT=json BERTH_METRICS_TOKEN="$MT" || { echo "FAIL berth did not start: $(tail -5 "$W/berth/log")"; echo "0 passed, 1 failed"; exit 1; }
 UP=127.0.0.1:$up_PORT
 B=127.0.0.1:$berth_PORT
 echo "berth $B ($BERTH_BIN); upstream docker-registry $UP; $("$PULP_BIN" --version | head -1)"
@@ -242,6 +244,63 @@ t_podman_all() {
 check "2d podman pull of every synced image tag from Berth: image digests equal upstream's" t_podman_all
 check "2e the cosign signature of v1.0 still verifies when read from Berth" \
   fxc cosign-verify --registry "$B" --repo fx --pub "$W/cosign.pub" v1.0
+
+t_metrics() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$B/metrics")" = 401 ] || why "/metrics answers without the token"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong' "http://$B/metrics")" = 401 ] || why "/metrics answers a wrong token"
+  local code; code=$(curl -s -o "$W/metrics" -D "$W/h" -w '%{http_code}' -H "Authorization: Bearer $MT" -H 'X-Request-ID: e2e-scrape-1' "http://$B/metrics")
+  [ "$code" = 200 ] || { why "GET /metrics with the token: $code"; return 1; }
+  [ "$(hdr x-request-id)" = e2e-scrape-1 ] || why "the answer does not echo X-Request-ID"
+  pulp container repository version show --repository fx --version 1 >"$W/v1.json" || why "version 1 of fx"
+  python3 - "$W/metrics" "$W/v1.json" "$UP" <<'PY' || why "$(tail -3 "$W/metrics.why")"
+import json, re, sys
+text, version, up = open(sys.argv[1]).read(), json.load(open(sys.argv[2])), sys.argv[3]
+label = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:\\.|[^"\\])*"'
+sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{%s(?:,%s)*\})?) (\S+)$' % (label, label))
+m = {}
+note = open(3, "w", closefd=False)   # the script's informational lines
+with open(sys.argv[1] + ".why", "w") as why:
+    def fail(msg):
+        why.write(msg + "\n"); sys.exit(1)
+    for line in text.splitlines():
+        if re.match(r'^# (HELP|TYPE) \S+ .+$', line):
+            continue
+        s = sample.match(line)
+        if not s:
+            fail(f"not a sample: {line!r}")
+        m[s[1]] = float(s[2])
+    get = lambda k: m.get(k, 0.0)
+    total = lambda name, *having: sum(v for k, v in m.items() if k.startswith(name + "{") and all(h in k for h in having))
+    print(f"     {len(m)} samples", file=note)
+    if get('berth_sync_runs_total{outcome="completed"}') != 1 or total("berth_sync_runs_total") != 1:
+        fail(f"sync runs: {[(k, v) for k, v in m.items() if 'sync_runs' in k]}")
+    if get('berth_sync_duration_seconds_count{outcome="completed"}') != 1:
+        fail("the sync's duration is not counted once")
+    present = version["content_summary"]["present"]
+    for ty in ("blob", "manifest", "tag"):
+        want = present["container." + ty]["count"]
+        got = get(f'berth_content_units{{type="{ty}"}}')
+        print(f"     {ty}s: {got:.0f} (version 1 holds {want})", file=note)
+        if got != want:
+            fail(f"berth_content_units of {ty}: {got} != {want}")
+    if get('berth_content_bytes{type="blob"}') <= 0:
+        fail("no blob bytes")
+    if total("berth_upstream_requests_total", f'host="{up}"', 'class="2xx"') <= 0:
+        fail(f"no upstream requests to {up}")
+    if get('berth_job_queue_depth') != 0:
+        fail("the job queue is not empty")
+    if get('berth_http_requests_total{route="/v2/{name}/manifests/{reference}",method="GET",status="200"}') <= 0:
+        fail("no manifest pulls counted")
+    blob_gets = total("berth_http_requests_total", 'route="/v2/{name}/blobs/{digest}"', 'method="GET"')
+    served = get('berth_http_response_bytes_total{route="/v2/{name}/blobs/{digest}",method="GET"}')
+    print(f"     blob GETs: {blob_gets:.0f}, {served:.0f} bytes served", file=note)
+    if blob_gets <= 0 or (served <= 0 and 'status="307"' not in text):
+        fail("no blob pulls counted")
+    if '"fx"' in text or 'fx/app' in text:
+        fail("a repository name is in the metrics")
+PY
+}
+check "2f GET /metrics after the sync and the pulls: 401 without the token; 1 sync run; units equal version 1's content; upstream requests, pulls counted" t_metrics
 
 # ====================================================================================================
 # 3. include/exclude wildcard filters (before the upstream changes)
@@ -588,6 +647,48 @@ check "8 version repair (pulp CLI): a truncated layer and a deleted config are f
 
 t_alive() { alive "$berth_PID" || why "berth is no longer running"; }
 check "berth still running; nothing left behind by the faults" t_alive
+
+t_json_logs() {
+  python3 - "$W/berth/log" <<'PY' || why "$(cat "$W/logs.why")"
+import json, os, sys
+access, lines = [], 0
+note = open(3, "w", closefd=False)   # the script's informational lines
+with open(os.path.join(os.path.dirname(os.path.dirname(sys.argv[1])), "logs.why"), "w") as why:
+    def fail(msg):
+        why.write(msg + "\n"); sys.exit(1)
+    for i, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
+        lines += 1
+        try:
+            v = json.loads(line)
+        except ValueError:
+            fail(f"line {i} is not JSON: {line[:200]!r}")
+        if not isinstance(v, dict):
+            fail(f"line {i} is no object: {line[:200]!r}")
+        if v.get("target") == "berth::access":
+            access.append(v)
+    routes = {a["route"] for a in access}
+    for need in ("/v2/{name}/manifests/{reference}", "/v2/{name}/blobs/{digest}", "/metrics",
+                 "/pulp/api/v3/repositories/container/container/{id}/sync/"):
+        if need not in routes:
+            fail(f"no access event for {need}: {sorted(routes)}")
+    for a in access:
+        for k in ("request_id", "method", "route", "status", "latency_ms", "bytes_in", "bytes_out", "user"):
+            if k not in a:
+                fail(f"access event without {k}: {a}")
+        if "sha256:" in a["route"] or "?" in a["route"]:
+            fail(f"a raw path as the route: {a}")
+    users = {a["user"] for a in access}
+    if not {"admin", "anonymous"} <= users:
+        fail(f"users: {users}")
+    if not any(a.get("repository") == "fx" for a in access):
+        fail("no event names the repository fx")
+    scrape = [a for a in access if a["request_id"] == "e2e-scrape-1"]
+    if len(scrape) != 1 or scrape[0]["route"] != "/metrics" or scrape[0]["status"] != 200:
+        fail(f"the scrape's event: {scrape}")
+    print(f"     {lines} lines, all JSON; {len(access)} access events; routes: {len(routes)}; users: {sorted(users)}", file=note)
+PY
+}
+check "9 BERTH_LOG_FORMAT=json: every line of Berth's log is one JSON object; access events name route templates, users, repositories, request ids" t_json_logs
 
 echo "runtime $(( $(date +%s) - T0 )) s"
 if [ "$FAIL" -gt 0 ]; then echo "--- berth log (last 20 lines) ---"; tail -20 "$W/berth/log"; fi

@@ -49,6 +49,7 @@ def invoke(binary, events):
                AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
                AWS_LAMBDA_FUNCTION_NAME=binary, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
                AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="s", AWS_LAMBDA_LOG_GROUP_NAME="g")
+    env["BERTH_LOG"] = "info"  # the access log, checked below
     t0 = time.monotonic()
     started = time.time()
     fn = subprocess.Popen(RUNNER + [function_path(binary)], env=env, stdout=open(os.path.join(W, binary + ".log"), "a"),
@@ -210,6 +211,37 @@ try:
     got = resp(out, 0)
     last = json.loads(got["body"]).get("last_task") if got and got["statusCode"] == 200 else None
     check("the due schedule started its task (its last_task)", bool(last), json.dumps(got)[:300])
+
+    # --- logs: JSON lines, with CloudWatch EMF documents --------------------------------------------
+    logs = {}
+    for name in ("berth-registry", "berth-api", "berth-sync-worker"):
+        docs, bad, runtime_panic = [], [], False
+        for line in open(os.path.join(W, name + ".log"), encoding="utf-8"):
+            # the emulator ends a run by answering without a request id, which the Lambda runtime
+            # panics on (a blank line, the message, its backtrace): not the function's output
+            if line.startswith("thread '") and "lambda_runtime" in line:
+                runtime_panic = True
+            if runtime_panic and not line.startswith("{") or not line.strip():
+                continue
+            runtime_panic = False
+            try:
+                v = json.loads(line)
+                (docs if isinstance(v, dict) else bad).append(v)
+            except ValueError:
+                bad.append(line)
+        logs[name] = docs
+        check(f"{name}: every log line is one JSON object ({len(docs)} lines)", docs and not bad, repr(bad[:2])[:300])
+    emf = [d for d in logs["berth-registry"] if "_aws" in d and d.get("Route") == "/v2/{name}/blobs/{digest}"]
+    check("registry: each request writes an EMF document (the blob GET: Status 307, API Gateway's request id)",
+          any(d["Status"] == 307 and d["RequestId"] == "r" and d["Function"] == "berth-registry" and d["Requests"] == 1
+              for d in emf), json.dumps(emf)[:300])
+    access = [d for d in logs["berth-registry"] if d.get("target") == "berth::access"]
+    check("registry: the access log names the route template, the user, the repository and the request id",
+          any(a["route"] == "/v2/{name}/blobs/uploads/" and a["user"] == "admin" and a.get("repository") == "fn/app"
+              and a["request_id"] == "r" and a["bytes_in"] == len(blob) for a in access), json.dumps(access)[:300])
+    content = {d["ContentType"] for d in logs["berth-api"] if "ContentUnits" in d}
+    check("api: the content totals as EMF (ContentUnits per content type)",
+          content == {"blob", "manifest", "tag", "signature"}, str(content))
 
     print()
     print("| function | release binary | start-up (process start → asks for work) | process start → first request answered |")

@@ -24,12 +24,19 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cfg.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    match berth::config::LogFormat::or_default(cfg.log_format, berth::config::Runtime::Local) {
+        // one JSON object a line, the event's fields at the top level
+        berth::config::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        berth::config::LogFormat::Text => logs.init(),
+    }
     // a certificate and key that do not load are a configuration error
     let tls = match tls.map(tls::Tls::load).transpose() {
         Ok(tls) => tls,

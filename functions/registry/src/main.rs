@@ -8,9 +8,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     berth::lambda::init_tracing();
     let cfg = berth::lambda::config_from_env()?;
     let app = berth::lambda::build(&cfg, berth::lambda::Role::Registry).await?;
-    let router = app
-        .app
-        .registry_router()
+    let router = berth::lambda::observed(app.app.registry_router(), &app.app)
         .layer(axum::middleware::from_fn(berth::lambda::body_limit))
         .layer(axum::middleware::from_fn(berth::lambda::client_addr));
     lambda_http::run(router).await

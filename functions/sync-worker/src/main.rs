@@ -13,12 +13,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // this execution environment is one worker; it heartbeats while it runs a job
     let beats = app.app.heartbeats(vec![berth::lambda::worker_name()]);
     let worker = beats.attend(app.app.worker());
-    let (worker, queue) = (&worker, &app.queue);
+    // the EMF documents of each batch's sync runs and upstream requests, written after it
+    let emitter = berth::lambda::Emitter::new(&app.app);
+    let (worker, queue, emitter) = (&worker, &app.queue, &emitter);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = i64::try_from(event.context.deadline).ok();
-        Ok::<_, lambda_runtime::Error>(
-            berth::lambda::handle_sqs(worker.as_ref(), queue.as_ref(), event.payload, deadline).await,
-        )
+        let response = berth::lambda::handle_sqs(worker.as_ref(), queue.as_ref(), event.payload, deadline).await;
+        emitter.flush().await;
+        Ok::<_, lambda_runtime::Error>(response)
     }))
     .await
 }

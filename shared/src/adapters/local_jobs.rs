@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::ports::{Cond, Job, JobHandler, JobQueue, Query, RetryPolicy, Row, StoreError, Table, Verdict};
+use crate::ports::{Cond, Job, JobHandler, JobQueue, Query, QueueDepth, RetryPolicy, Row, StoreError, Table, Verdict};
 
 /// Deliveries after which a job that keeps failing moves to the dead jobs.
 pub const MAX_ATTEMPTS: u32 = match RetryPolicy::LOCAL.max_attempts {
@@ -227,6 +227,13 @@ impl JobQueue for LocalJobQueue {
         self.wake.notify_waiters();
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueDepth for LocalJobQueue {
+    async fn depth(&self) -> Result<u64, StoreError> {
+        Ok(self.pending().await? as u64)
     }
 }
 

@@ -61,6 +61,31 @@ impl SqsJobQueue {
     }
 }
 
+#[async_trait]
+impl crate::ports::QueueDepth for SqsJobQueue {
+    /// `ApproximateNumberOfMessages` plus `ApproximateNumberOfMessagesNotVisible`: one request.
+    async fn depth(&self) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let attrs = out.attributes();
+        let n = |name: QueueAttributeName| -> u64 {
+            attrs
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+}
+
 fn is_fifo(url: &str) -> bool {
     url.ends_with(".fifo")
 }

@@ -66,6 +66,34 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// The format a runtime writes when none was given: text locally, JSON on Lambda.
+    pub fn or_default(given: Option<LogFormat>, runtime: Runtime) -> LogFormat {
+        given.unwrap_or(match runtime {
+            Runtime::Local => LogFormat::Text,
+            Runtime::Lambda => LogFormat::Json,
+        })
+    }
+
+    /// `BERTH_LOG_FORMAT` as written (any case; blank: unset), else the runtime's default:
+    /// text locally, JSON on Lambda. `Err` names the bad value.
+    pub fn parse(value: Option<&str>, runtime: Runtime) -> Result<LogFormat, String> {
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(Self::or_default(None, runtime)),
+            Some(v) if v.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+            Some(v) => Err(format!("{} must be text or json, not {v:?}", LOG_FORMAT.name())),
+        }
+    }
+}
+
 /// Every setting, typed. Settings a runtime does not read keep their defaults there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -95,6 +123,12 @@ pub struct Config {
     pub s3_public_endpoint: Option<String>,
     pub aws_init: bool,
     pub log: String,
+    /// `BERTH_LOG_FORMAT` as given (`None`: the runtime's default, see [`LogFormat::or_default`]).
+    pub log_format: Option<LogFormat>,
+    /// The bearer token `GET /metrics` asks for (`None`: `/metrics` is off).
+    pub metrics_token: Option<Secret>,
+    /// Whether the Lambda functions write CloudWatch EMF lines.
+    pub metrics_emf: bool,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub busy_timeout: Duration,
@@ -277,6 +311,12 @@ impl Config {
             s3_public_endpoint: r.url(&S3_PUBLIC_ENDPOINT),
             aws_init: r.switch(&AWS_INIT),
             log: r.text(&LOG).unwrap_or_default(),
+            log_format: r.choice(&LOG_FORMAT).map(|w| match w {
+                "json" => LogFormat::Json,
+                _ => LogFormat::Text,
+            }),
+            metrics_token: r.text(&METRICS_TOKEN).map(Secret),
+            metrics_emf: r.on(&METRICS_EMF).unwrap_or(true),
             header_timeout: r.seconds(&HEADER_TIMEOUT),
             idle_timeout: r.seconds(&IDLE_TIMEOUT),
             busy_timeout: r.seconds(&BUSY_TIMEOUT),
@@ -381,6 +421,7 @@ impl Config {
             field_key: Some(Arc::new(field_key)),
             node,
             remote_urls: UrlPolicy::new(self.remote_private_networks),
+            metrics_token: self.metrics_token.clone(),
             ..Default::default()
         };
         settings.registry.redirect_ttl = self.redirect_ttl;

@@ -268,6 +268,36 @@ pub const LOG: Setting = Setting {
     help: "Log filter, e.g. `info` or `berth=debug`.",
 };
 
+pub const LOG_FORMAT: Setting = Setting {
+    flag: "log-format",
+    env: "BERTH_LOG_FORMAT",
+    default: None,
+    kind: Kind::Choice(&["text", "json"]),
+    runtimes: Runtimes::Both,
+    help: "How log lines are written: `text` (readable) or `json` (one JSON object a line) [default: `text` \
+           locally, `json` on Lambda].",
+};
+
+pub const METRICS_TOKEN: Setting = Setting {
+    flag: "metrics-token",
+    env: "BERTH_METRICS_TOKEN",
+    default: None,
+    kind: Kind::Secret,
+    runtimes: Runtimes::Local,
+    help: "Serve GET /metrics (Prometheus text format) to requests with `Authorization: Bearer <this token>` \
+           [default: /metrics is off and answers 404].",
+};
+
+pub const METRICS_EMF: Setting = Setting {
+    flag: "metrics-emf",
+    env: "BERTH_METRICS_EMF",
+    default: Some("on"),
+    kind: Kind::Choice(ON_OFF),
+    runtimes: Runtimes::Lambda,
+    help: "Write CloudWatch Embedded Metric Format lines (namespace `Berth`) for each request and sync worker \
+           invocation.",
+};
+
 pub const HEADER_TIMEOUT: Setting = Setting {
     flag: "header-timeout",
     env: "BERTH_HEADER_TIMEOUT",
@@ -411,6 +441,9 @@ pub const ALL: &[Setting] = &[
     S3_PUBLIC_ENDPOINT,
     AWS_INIT,
     LOG,
+    LOG_FORMAT,
+    METRICS_TOKEN,
+    METRICS_EMF,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
     BUSY_TIMEOUT,

@@ -196,3 +196,40 @@ fn the_readme_lists_every_setting() {
         assert!(section.contains(&format!("--{}", s.flag)), "README lacks --{}", s.flag);
     }
 }
+
+#[test]
+fn logs_are_text_locally_and_json_on_lambda_unless_told() {
+    let none = |_: &Setting| None;
+    let no_env = |_: &str| None;
+    let local = Config::load(Runtime::Local, &none, &no_env).unwrap();
+    assert_eq!(LogFormat::or_default(local.log_format, Runtime::Local), LogFormat::Text);
+    let on_lambda = lambda_with(&[]).unwrap();
+    assert_eq!(
+        LogFormat::or_default(on_lambda.log_format, Runtime::Lambda),
+        LogFormat::Json
+    );
+    assert!(on_lambda.metrics_emf);
+    let given = lambda_with(&[("BERTH_LOG_FORMAT", "TEXT"), ("BERTH_METRICS_EMF", "off")]).unwrap();
+    assert_eq!(given.log_format, Some(LogFormat::Text));
+    assert!(!given.metrics_emf);
+    let err = lambda_with(&[("BERTH_LOG_FORMAT", "xml")]).unwrap_err().to_string();
+    assert!(
+        err.contains("BERTH_LOG_FORMAT") && err.contains("text or json"),
+        "{err}"
+    );
+    // the functions read it before the configuration, the same way
+    assert_eq!(LogFormat::parse(Some(" json "), Runtime::Local), Ok(LogFormat::Json));
+    assert_eq!(LogFormat::parse(None, Runtime::Lambda), Ok(LogFormat::Json));
+    assert!(LogFormat::parse(Some("xml"), Runtime::Lambda)
+        .unwrap_err()
+        .contains("BERTH_LOG_FORMAT"));
+    // the metrics token is the local binary's, never shown
+    let value = |s: &Setting| (s.env == "BERTH_METRICS_TOKEN").then(|| "s3cret".to_owned());
+    let local = Config::load(Runtime::Local, &value, &no_env).unwrap();
+    assert_eq!(local.metrics_token.as_ref().map(Secret::expose), Some("s3cret"));
+    assert!(!format!("{local:?}").contains("s3cret"));
+    assert_eq!(
+        local.settings(None, FieldKey::from_seed("f"), None).metrics_token,
+        local.metrics_token
+    );
+}

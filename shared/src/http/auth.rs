@@ -416,6 +416,7 @@ async fn issue(auth: &RegistryAuth, request: TokenRequest, oauth: bool) -> Respo
         Err(GrantError::Store(e)) => return OciError::from(crate::services::RegistryError::from(e)).into_response(),
     };
     let claims = &issued.claims;
+    crate::observe::notes::note_user(Some(&claims.sub));
     let issued_at = chrono::DateTime::from_timestamp(claims.iat, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default();

@@ -6,12 +6,16 @@
 //! - [`range`]: `Range` and `Content-Range` headers.
 //! - [`durable`]: answers held until the request's writes are durable.
 //! - [`ui`]: the read-only web page under `/ui/`.
+//! - [`access`]: the access log and the request metrics, around every router.
+//! - [`metrics`]: `GET /metrics` (Prometheus text format).
 //!
 //! Layering: http knows services and domain; handlers are parse → one service call → answer.
 
+pub mod access;
 pub mod auth;
 pub mod durable;
 pub mod errors;
+pub mod metrics;
 pub mod oci;
 pub mod path;
 pub mod pulp;

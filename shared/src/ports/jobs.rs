@@ -169,6 +169,14 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn enqueue(&self, job: Job) -> Result<(), StoreError>;
 }
 
+/// How many jobs a queue holds, for metrics.
+#[async_trait]
+pub trait QueueDepth: Send + Sync + 'static {
+    /// Jobs not finished: waiting or running (SQS: messages visible and in flight, as SQS
+    /// approximates them). One request or one read of the queue.
+    async fn depth(&self) -> Result<u64, StoreError>;
+}
+
 /// Runs jobs. Handlers must be idempotent: the same job may be delivered more than once.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {

@@ -15,8 +15,9 @@ tokio::task_local! {
     static ACTOR: Arc<Identity>;
 }
 
-/// Runs `request` acting for `who`.
+/// Runs `request` acting for `who` (noted for the request's access log entry).
 pub async fn with_actor<F: Future>(who: Arc<Identity>, request: F) -> F::Output {
+    crate::observe::notes::note_user(who.user.as_deref());
     ACTOR.scope(who, request).await
 }
 

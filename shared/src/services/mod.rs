@@ -13,6 +13,7 @@ mod invalid;
 mod manage;
 mod modify;
 pub(crate) mod namespaces;
+pub mod observed;
 mod orphans;
 pub mod policy;
 mod registry;

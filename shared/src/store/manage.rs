@@ -10,7 +10,7 @@
 //! | `task#<id>` | `_` | the task's sort key in `tasks` |
 //! | `users` | `<name>` | [`User`] (see `accounts.rs`) |
 //! | `cid#<uuid>` | `_` | an encoded content key |
-//! | `content#<type prefix>/<shard>` | `<content key>` | [`IndexRow`]: `{"id", "at", "created"}` (every unit ever added; when it last was, and when first) |
+//! | `content#<type prefix>/<shard>` | `<content key>` | [`IndexRow`]: `{"id", "at", "created", "size"}` (every unit ever added; when it last was, and when first; a blob's or manifest's bytes, see `totals.rs`) |
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -32,6 +32,11 @@ pub fn content_id(key: &ContentKey) -> Uuid {
     uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
+/// A size as a tally's amount.
+fn signed(size: Option<u64>) -> i64 {
+    size.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// A unit's row in its type's content index.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct IndexRow {
@@ -41,9 +46,23 @@ pub(crate) struct IndexRow {
     /// When it was first added to a version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     created: Option<DateTime<Utc>>,
+    /// A blob's or manifest's bytes when it was first added (rows written before sizes were
+    /// kept have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
 }
 
 impl IndexRow {
+    /// The size a stored row records.
+    pub(crate) fn size_of(value: &[u8]) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct Size {
+            #[serde(default)]
+            size: Option<u64>,
+        }
+        serde_json::from_slice::<Size>(value).ok()?.size
+    }
+
     /// The creation time a stored row gives. Rows written before creation times were kept
     /// give the earliest time they record: when the unit was last added to a version then
     /// (`{"id", "at"}`), or nothing (the first rows held the id alone). When the unit is next
@@ -440,7 +459,10 @@ impl Store {
             id,
             at: crate::ports::unix_now(),
             created: Some(now),
+            size: None,
         };
+        let weighed = matches!(key, ContentKey::Blob(_) | ContentKey::Manifest(_));
+        let mut size = None;
         for attempt in 0u32.. {
             if attempt > 0 {
                 super::namespaces::hold_backoff(attempt - 1).await;
@@ -448,6 +470,7 @@ impl Store {
             if let Some(old) = self.t.get(&pk, &enc).await? {
                 // recorded before: keep the time it was created
                 row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
+                row.size = IndexRow::size_of(&old.value);
                 match self.t.put(&pk, &enc, encode(&row)?, Cond::Rev(old.rev)).await {
                     Err(StoreError::Conflict(_)) => continue,
                     other => return other.map(|_| id),
@@ -457,10 +480,17 @@ impl Store {
             // index's own partition keeps its time, and moves
             let mut writes = vec![self.tally_write(&pk, &[Counted::added(&enc)]).await?];
             row.created = Some(now);
+            if weighed && size.is_none() {
+                size = Some(self.unit_size(key).await?);
+            }
+            row.size = size;
+            writes.extend(self.bytes_write(&pk, &enc, signed(size)).await?);
             if let Some(old) = self.t.get(&index, &enc).await? {
                 row.created = Some(IndexRow::created_of(&old.value).unwrap_or(now));
                 writes.push(Write::delete(&index, &enc, Cond::Rev(old.rev)));
                 writes.push(self.tally_write(&index, &[Counted::removed(&enc)]).await?);
+                let old_bytes = self.row_bytes(&enc, &old.value).await?;
+                writes.extend(self.bytes_write(&index, &enc, -signed(Some(old_bytes))).await?);
             }
             writes.push(Write::put(&pk, &enc, encode(&row)?, Cond::Absent));
             match self.t.transact(writes).await {

@@ -28,7 +28,8 @@
 //! Tasks finished longer than [`Retention::tasks`] ago are removed as new tasks are made (see
 //! `manage.rs`). Counted partitions keep their counts in `tally#<partition>` (see `tally.rs`).
 //!
-//! Signatures and on-demand blob pointers: see `synced.rs`.
+//! Signatures and on-demand blob pointers: see `synced.rs`. What the registry holds, counted for
+//! metrics: see `totals.rs`.
 //!
 //! Numbers in sort keys are zero-padded to 10 digits so they sort numerically.
 //!
@@ -60,6 +61,7 @@ pub(crate) mod shards;
 mod synced;
 mod tally;
 mod tasks;
+mod totals;
 mod versions;
 mod workers;
 
@@ -82,6 +84,7 @@ pub use remote::{Policy, Remote, RemoteHeaders};
 pub use repair::NameRepairs;
 pub use schedules::{Schedule, ScheduledWork};
 pub use secrets::FieldKey;
+pub use totals::ContentTotal;
 pub use versions::{VersionWriter, WriteError};
 
 use crate::domain::{ContentKey, ContentType, Digest, RepoName};

@@ -117,6 +117,7 @@ impl Store {
             let mut writes = vec![Write::delete(pk, sk, Cond::Rev(rev))];
             if pk.starts_with("content#") {
                 writes.push(self.tally_write(pk, &[Counted::removed(sk)]).await?);
+                writes.extend(self.bytes_removed(pk, sk, rev).await?);
             }
             match self.t.transact(writes).await {
                 Ok(()) => return Ok(true),

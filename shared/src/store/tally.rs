@@ -170,9 +170,23 @@ impl Store {
         F: Fn(Vec<Row>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<Option<String>>, StoreError>>,
     {
-        let pk = tally_pk(partition);
+        let classify = &classify;
+        self.tally_weighed(partition, &tally_pk(partition), |rows| {
+            let classes = classify(rows);
+            async move { Ok(classes.await?.into_iter().map(|c| c.map(|c| (c, 1))).collect()) }
+        })
+        .await
+    }
+
+    /// The tally item `pk` of the rows of `partition`, where each row counts an amount: as
+    /// [`Store::tally`], with `weigh` giving each row's class and amount (`None`: not counted).
+    pub(crate) async fn tally_weighed<F, Fut>(&self, partition: &str, pk: &str, weigh: F) -> Result<Tally, StoreError>
+    where
+        F: Fn(Vec<Row>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<Option<(String, u64)>>, StoreError>>,
+    {
         loop {
-            let (cond, mut tally) = self.read_tally(&pk).await?;
+            let (cond, mut tally) = self.read_tally(pk).await?;
             if tally.complete {
                 return Ok(tally);
             }
@@ -180,8 +194,9 @@ impl Store {
             let rows = self.t.query(partition, q).await?;
             let full = rows.len() == COUNT_BATCH;
             let last = rows.last().map(|r| r.sk.clone());
-            for class in classify(rows).await?.into_iter().flatten() {
-                *tally.counts.entry(class).or_default() += 1;
+            for (class, amount) in weigh(rows).await?.into_iter().flatten() {
+                let n = tally.counts.entry(class).or_default();
+                *n = n.saturating_add(amount);
             }
             if full {
                 tally.through = last;
@@ -189,7 +204,7 @@ impl Store {
                 tally.complete = true;
                 tally.through = None;
             }
-            match self.t.put(&pk, "_", encode(&tally)?, cond).await {
+            match self.t.put(pk, "_", encode(&tally)?, cond).await {
                 Ok(_) | Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }

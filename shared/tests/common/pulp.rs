@@ -43,7 +43,11 @@ impl T {
 
     /// On `backend`, with the in-process job queue in the same store.
     pub async fn on(backend: Backend) -> On {
-        let settings = berth::app::Settings::default();
+        Self::on_with(backend, berth::app::Settings::default()).await
+    }
+
+    /// On `backend` with `settings`, with the in-process job queue in the same store.
+    pub async fn on_with(backend: Backend, settings: berth::app::Settings) -> On {
         let (local, dir) = match backend {
             Backend::Memory => (LocalApp::in_memory_with(settings), None),
             Backend::Embedded => {

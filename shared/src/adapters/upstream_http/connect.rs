@@ -251,6 +251,7 @@ impl HttpUpstream {
             cfg,
             policy,
             proxy: proxy_shown,
+            metrics: None,
         })
     }
 

@@ -39,6 +39,9 @@
 //! - [`send`]: one request with retries, pacing, redirects and the concurrency slots.
 //! - [`api`]: the port's operations: tags, manifests, blobs, referrers, signatures.
 //!
+//! Every attempt of every request (token realms, redirect targets and lookaside signatures
+//! included) is counted by host and status class when the factory was given metrics.
+//!
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; this is
 //! an adapter of `ports::Upstream` and knows nothing of services or the store.
 
@@ -55,6 +58,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::domain::UrlPolicy;
+use crate::observe::Metrics;
 use crate::ports::{Upstream, UpstreamConfig, UpstreamError, UpstreamFactory};
 
 use auth::AuthState;
@@ -72,6 +76,7 @@ pub const DEFAULT_RETRIES: u64 = 3;
 pub struct HttpUpstreamFactory {
     clients: Mutex<HashMap<String, Arc<HttpUpstream>>>,
     policy: UrlPolicy,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl HttpUpstreamFactory {
@@ -85,7 +90,14 @@ impl HttpUpstreamFactory {
         HttpUpstreamFactory {
             clients: Mutex::default(),
             policy,
+            metrics: None,
         }
+    }
+
+    /// Clients that count their requests in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -100,7 +112,9 @@ impl UpstreamFactory for HttpUpstreamFactory {
                 return Ok(c.clone());
             }
         }
-        let c = Arc::new(HttpUpstream::with_policy(config.clone(), self.policy)?);
+        let mut c = HttpUpstream::with_policy(config.clone(), self.policy)?;
+        c.metrics = self.metrics.clone();
+        let c = Arc::new(c);
         if clients.len() > 256 {
             clients.clear();
         }
@@ -123,6 +137,8 @@ pub struct HttpUpstream {
     policy: UrlPolicy,
     /// The remote's proxy as shown in messages (no credentials).
     proxy: Option<String>,
+    /// Where each request is counted, by host and status class.
+    metrics: Option<Arc<Metrics>>,
 }
 
 fn is_docker_hub(host: &str) -> bool {

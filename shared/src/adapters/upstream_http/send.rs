@@ -38,6 +38,15 @@ pub(super) fn backoff(attempt: u64) -> Duration {
     d.min(MAX_BACKOFF)
 }
 
+/// `host:port` of a URL, as metrics name upstream hosts (never a path or credentials).
+pub(super) fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
 pub(super) fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }
@@ -82,6 +91,9 @@ impl HttpUpstream {
         loop {
             self.pace().await;
             let result = make().send().await;
+            if let Some(m) = &self.metrics {
+                m.record_upstream(&authority(url), result.as_ref().ok().map(|r| r.status().as_u16()));
+            }
             let wait = match result {
                 Err(e) => {
                     if let Some(r) = policy_refusal(&e) {
