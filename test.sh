@@ -293,6 +293,7 @@ run "sam validate --lint" env AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS
 # infra/: the compose file that runs Berth against LocalStack and DynamoDB Local
 run "docker-compose config infra/compose.yaml" env BERTH_ADMIN_PASSWORD=lint \
   docker-compose -f infra/compose.yaml config -q
+run "the CloudWatch dashboard and alarms (template.yaml, infra/dashboard.json)" python3 tests/infra/dashboard.py
 run "template.yaml and BERTH_AWS_INIT agree" env INFRA_PY="$PWD/target/infra-venv/bin/python" \
   MOTO_PY="$PWD/target/moto-venv/bin/python" bash tests/infra/template_vs_init.sh
 exit $failed
