@@ -218,10 +218,13 @@ try:
         docs, bad, runtime_panic = [], [], False
         for line in open(os.path.join(W, name + ".log"), encoding="utf-8"):
             # the emulator ends a run by answering without a request id, which the Lambda runtime
-            # panics on (a blank line, the message, its backtrace): not the function's output
+            # panics on (a blank line, the message, its backtrace), or by closing its connection,
+            # which ends the runtime's loop with an error main prints: not the function's output
             if line.startswith("thread '") and "lambda_runtime" in line:
                 runtime_panic = True
             if runtime_panic and not line.startswith("{") or not line.strip():
+                continue
+            if line.startswith("Error: hyper_util::client::legacy::Error("):
                 continue
             runtime_panic = False
             try:
