@@ -35,6 +35,19 @@ async fn repo_and_remote(t: &On, name: &str) -> (String, String) {
     )
 }
 
+/// A sync of a new repository every 5 s, made by the admin; the schedule's JSON.
+async fn often(t: &On) -> Value {
+    let (repo, remote) = repo_and_remote(t, "app").await;
+    let r = t
+        .post(
+            SCHEDULES,
+            json!({"name": "often", "repository": repo, "remote": remote, "dispatch_interval": "00:00:05"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    r.json()
+}
+
 fn time(v: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(v.as_str().unwrap())
         .unwrap()
@@ -252,14 +265,7 @@ async fn schedules_are_made_listed_changed_and_removed(t: On) {
 /// A schedule every 5 s: not due before its slot; due, it starts one sync task; while that
 /// task is unfinished nothing more starts; once it is, the schedule fires again.
 async fn a_due_schedule_fires_once_and_waits_for_its_task(t: On) {
-    let (repo, remote) = repo_and_remote(&t, "app").await;
-    let s = t
-        .post(
-            SCHEDULES,
-            json!({"name": "often", "repository": repo, "remote": remote, "dispatch_interval": "5"}),
-        )
-        .await
-        .json();
+    let s = often(&t).await;
     let href = s["pulp_href"].as_str().unwrap().to_owned();
     let slot = time(&s["next_dispatch"]);
     let manage = t.app.manage.clone();
@@ -299,14 +305,7 @@ async fn a_due_schedule_fires_once_and_waits_for_its_task(t: On) {
 
 /// Down for an hour: the schedule fires once, then at its next slot after now.
 async fn a_missed_run_fires_once(t: On) {
-    let (repo, remote) = repo_and_remote(&t, "app").await;
-    let s = t
-        .post(
-            SCHEDULES,
-            json!({"name": "often", "repository": repo, "remote": remote, "dispatch_interval": "00:00:05"}),
-        )
-        .await
-        .json();
+    let s = often(&t).await;
     let slot = time(&s["next_dispatch"]);
     let later = slot + Duration::seconds(3600 + 2);
     let f = t.app.manage.fire_schedules(later).await.unwrap();
@@ -319,14 +318,7 @@ async fn a_missed_run_fires_once(t: On) {
 
 /// Sixteen firers at once (ticks, processes): one task starts.
 async fn racing_firers_start_one_task(t: On) {
-    let (repo, remote) = repo_and_remote(&t, "app").await;
-    let s = t
-        .post(
-            SCHEDULES,
-            json!({"name": "often", "repository": repo, "remote": remote, "dispatch_interval": "5"}),
-        )
-        .await
-        .json();
+    let s = often(&t).await;
     let slot = time(&s["next_dispatch"]);
     let tasks0 = task_count(&t).await;
     let manage = t.app.manage.clone();

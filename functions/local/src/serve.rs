@@ -367,26 +367,11 @@ impl Service<Request<Incoming>> for ConnService {
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let in_flight = self.state.request_started();
         with_scheme_and_host(&mut req, self.https);
-        // the access log (target `berth::access`, debug): method, path (never the query, which
-        // may carry credentials), status and time to the response's head
-        let logged = tracing::enabled!(target: "berth::access", tracing::Level::DEBUG)
-            .then(|| (req.method().clone(), req.uri().path().to_owned(), Instant::now()));
         let req = req.map(|b| IdleLimitedBody::new(b, self.body_timeout));
         let client = self.peer.ip();
         let response = berth::http::auth::with_client_addr(client, self.router.call(req));
         Box::pin(async move {
             let response = response.await?;
-            if let Some((method, path, started)) = logged {
-                tracing::debug!(
-                    target: "berth::access",
-                    %method,
-                    path = %path,
-                    status = response.status().as_u16(),
-                    ms = started.elapsed().as_secs_f64() * 1000.0,
-                    %client,
-                    "request"
-                );
-            }
             Ok(response.map(|body| TrackedBody::new(body, in_flight)))
         })
     }
