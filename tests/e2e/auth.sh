@@ -120,16 +120,16 @@ ctr_pulls_with_user() {
   ctr --address "$W/ctd/sock" -n auth content fetch --plain-http --user "admin:$PW" "$REG/auth/ctr:1" >"$W/ctr.out" 2>&1 ||
     why "ctr fetch with --user failed: $(tail -5 "$W/ctr.out")"
   log=$(tail -n +"$((before + 1))" "$LOG")
-  grep -q 'method=POST path=/token status=200' <<<"$log" || why "no POST /token answered 200 in the access log: $(grep token <<<"$log" | head -5)"
+  grep -q 'method=POST route=/token status=200' <<<"$log" || why "no POST /token answered 200 in the access log: $(grep token <<<"$log" | head -5)"
   if grep -q 'status=405' <<<"$log"; then why "a 405 in the access log: $(grep 'status=405' <<<"$log" | head -3)"; fi
-  if grep -q 'method=GET path=/token' <<<"$log"; then why "containerd fell back to GET /token: $(grep 'path=/token' <<<"$log" | head -3)"; fi
+  if grep -q 'method=GET route=/token' <<<"$log"; then why "containerd fell back to GET /token: $(grep 'route=/token' <<<"$log" | head -3)"; fi
   # a wrong password: refused on the POST (containerd then tries the GET, refused too)
   before=$(wc -l <"$LOG")
   if ctr --address "$W/ctd/sock" -n auth content fetch --plain-http --user "admin:wrong" "$REG/auth/ctr:1" >"$W/ctr-bad.out" 2>&1; then
     why "ctr fetched with a wrong password"
   fi
   log=$(tail -n +"$((before + 1))" "$LOG")
-  grep -q 'method=POST path=/token status=401' <<<"$log" || why "the wrong password was not refused on the POST: $(grep token <<<"$log" | head -5)"
+  grep -q 'method=POST route=/token status=401' <<<"$log" || why "the wrong password was not refused on the POST: $(grep token <<<"$log" | head -5)"
   if grep -q 'status=405' <<<"$log"; then why "a 405 in the access log: $(grep 'status=405' <<<"$log" | head -3)"; fi
 }
 if command -v containerd >/dev/null && command -v ctr >/dev/null; then

@@ -105,6 +105,7 @@ pub struct Config {
     pub token_auth: bool,
     pub token_lifetime: Duration,
     pub redirect_ttl: Duration,
+    pub pull_through_ttl: Duration,
     /// How long a finished task is kept (`None`: until deleted).
     pub task_retention: Option<Duration>,
     pub remote_private_networks: PrivateNetworks,
@@ -290,6 +291,7 @@ impl Config {
             token_auth: r.on(&TOKEN_AUTH).unwrap_or(true),
             token_lifetime: r.seconds(&TOKEN_LIFETIME),
             redirect_ttl: r.seconds(&REDIRECT_TTL),
+            pull_through_ttl: r.seconds(&PULL_THROUGH_TTL),
             task_retention: r
                 .number(&TASK_RETENTION_DAYS)
                 .filter(|d| *d > 0)
@@ -425,6 +427,7 @@ impl Config {
             ..Default::default()
         };
         settings.registry.redirect_ttl = self.redirect_ttl;
+        settings.registry.pull_through_ttl = self.pull_through_ttl;
         settings
     }
 }

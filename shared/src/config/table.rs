@@ -159,6 +159,19 @@ pub const REDIRECT_TTL: Setting = Setting {
     help: "Lifetime of the presigned S3 URLs blob GETs redirect to, in seconds (backend `aws`).",
 };
 
+pub const PULL_THROUGH_TTL: Setting = Setting {
+    flag: "pull-through-ttl",
+    env: "BERTH_PULL_THROUGH_TTL",
+    default: Some("300"),
+    kind: Kind::Number {
+        min: 0,
+        max: 604_800,
+        unit: SECONDS,
+    },
+    runtimes: Runtimes::Both,
+    help: "How long a tag pulled through a cache is served before it is checked upstream again (one HEAD), in seconds.",
+};
+
 pub const TASK_RETENTION_DAYS: Setting = Setting {
     flag: "task-retention-days",
     env: "BERTH_TASK_RETENTION_DAYS",
@@ -429,6 +442,7 @@ pub const ALL: &[Setting] = &[
     TOKEN_AUTH,
     TOKEN_LIFETIME,
     REDIRECT_TTL,
+    PULL_THROUGH_TTL,
     TASK_RETENTION_DAYS,
     REMOTE_PRIVATE_NETWORKS,
     READONLY_USERS,

@@ -12,6 +12,16 @@ impl Pattern {
     /// Validates `p`: non-empty, at most 256 characters, tag characters and wildcards only,
     /// every `[` closed.
     pub fn parse(p: &str) -> Result<Self, DomainError> {
+        Self::parse_with(p, false)
+    }
+
+    /// Validates a pattern over repository names: as [`Pattern::parse`], and `/` too (which
+    /// `*` matches, as in Python's `fnmatch`).
+    pub fn parse_name(p: &str) -> Result<Self, DomainError> {
+        Self::parse_with(p, true)
+    }
+
+    fn parse_with(p: &str, names: bool) -> Result<Self, DomainError> {
         let bad = |why: &str| DomainError::InvalidPattern(format!("{p:?}: {why}"));
         if p.is_empty() {
             return Err(bad("empty"));
@@ -40,6 +50,8 @@ impl Pattern {
                     i = j + 1;
                 }
                 c if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'*' | b'?' | b':') => i += 1,
+                b'/' if names => i += 1,
+                _ if names => return Err(bad("only name characters and the wildcards * ? [ ] are allowed")),
                 _ => return Err(bad("only tag characters and the wildcards * ? [ ] are allowed")),
             }
         }
@@ -263,5 +275,52 @@ mod tests {
             prop_assert_eq!(Pattern::parse(&a).unwrap().matches(&b), a == b);
             prop_assert!(Pattern::parse("*").unwrap().matches(&b));
         }
+    }
+}
+
+/// Which upstream repositories a pull-through remote caches: shell wildcards over whole
+/// names (`library/*`, `org/app`), includes first (none: every name), then excludes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameFilter {
+    pub includes: Vec<Pattern>,
+    pub excludes: Vec<Pattern>,
+}
+
+impl NameFilter {
+    pub fn new(includes: &[String], excludes: &[String]) -> Result<Self, DomainError> {
+        Ok(NameFilter {
+            includes: includes
+                .iter()
+                .map(|p| Pattern::parse_name(p))
+                .collect::<Result<_, _>>()?,
+            excludes: excludes
+                .iter()
+                .map(|p| Pattern::parse_name(p))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Whether `name` is cached: it matches an include (or there are none) and no exclude.
+    pub fn selects(&self, name: &str) -> bool {
+        (self.includes.is_empty() || self.includes.iter().any(|p| p.matches(name)))
+            && !self.excludes.iter().any(|p| p.matches(name))
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::NameFilter;
+
+    #[test]
+    fn name_filters_match_whole_names_with_slashes() {
+        let f = NameFilter::new(&["library/*".into(), "org/app".into()], &["library/bad*".into()]).unwrap();
+        assert!(f.selects("library/busybox"));
+        assert!(f.selects("org/app"));
+        assert!(!f.selects("org/app2"));
+        assert!(!f.selects("library/badger"));
+        assert!(!f.selects("other/busybox"));
+        assert!(NameFilter::default().selects("any/thing"));
+        assert!(NameFilter::new(&["a b".into()], &[]).is_err());
+        assert!(NameFilter::new(&["a/[b".into()], &[]).is_err());
     }
 }

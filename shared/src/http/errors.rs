@@ -118,6 +118,10 @@ pub enum HttpAnswer {
     /// is stored as a blob too); `MANIFEST_INVALID` or `DIGEST_INVALID` would send the user to
     /// fix content that is fine.
     NoSpace,
+    /// 502: a pull through a cache needs the upstream registry, and it failed (unreachable,
+    /// timed out, refused the credentials). Only for content Berth does not hold; what it
+    /// holds is served from the cache. No spec code fits: no code.
+    UpstreamFailed,
     /// 500: anything else that went wrong on the server. No spec code fits: no code.
     Internal,
 }
@@ -133,6 +137,7 @@ impl HttpAnswer {
             A::UploadRangeInvalid => (StatusCode::RANGE_NOT_SATISFIABLE, Some(OciCode::BlobUploadInvalid)),
             A::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Some(OciCode::SizeInvalid)),
             A::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, Some(OciCode::BlobUploadInvalid)),
+            A::UpstreamFailed => (StatusCode::BAD_GATEWAY, None),
             A::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }
@@ -234,6 +239,10 @@ impl From<RegistryError> for OciError {
             E::Denied(_) => spec(C::Denied, &e),
             E::Unsupported(_) => spec(C::Unsupported, &e),
             E::Busy => spec(C::TooManyRequests, &e).header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            E::UpstreamThrottled(_) => {
+                spec(C::TooManyRequests, &e).header(header::RETRY_AFTER, HeaderValue::from_static("10"))
+            }
+            E::UpstreamFailed(_) => OciError::http(HttpAnswer::UpstreamFailed, e.to_string()),
             E::RangeNotSatisfiable { size } => {
                 let err = OciError::http(HttpAnswer::RangeNotSatisfiable, e.to_string());
                 match HeaderValue::from_str(&format!("bytes */{size}")) {
@@ -337,6 +346,7 @@ mod tests {
             (HttpAnswer::UploadRangeInvalid, 416, Some("BLOB_UPLOAD_INVALID")),
             (HttpAnswer::BodyTooLarge, 413, Some("SIZE_INVALID")),
             (HttpAnswer::NoSpace, 507, Some("BLOB_UPLOAD_INVALID")),
+            (HttpAnswer::UpstreamFailed, 502, None),
             (HttpAnswer::Internal, 500, None),
         ];
         for (answer, status, code) in cases {

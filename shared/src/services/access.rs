@@ -114,7 +114,15 @@ impl AccessRules {
                 let ns = self.namespace_id(name.as_str()).await?;
                 Ok(on_namespace_or_object(who, "pull_containerdistribution", d.id, ns))
             }
-            None => self.may_reach_missing(who, name).await,
+            None => match self.store.pull_through_of(name).await? {
+                // a path not cached yet: as its pull-through distribution allows
+                Some((d, _)) if !d.private => Ok(true),
+                Some((d, _)) => {
+                    let ns = self.namespace_id(name.as_str()).await?;
+                    Ok(on_namespace_or_object(who, "pull_containerdistribution", d.id, ns))
+                }
+                None => self.may_reach_missing(who, name).await,
+            },
         }
     }
 

@@ -287,6 +287,13 @@ impl Store {
         })
     }
 
+    pub async fn remote_by_name(&self, name: &str) -> Result<Option<Remote>, StoreError> {
+        match self.get_json::<Uuid>("remote-names", name).await? {
+            Some((_, id)) => self.remote(id).await,
+            None => Ok(None),
+        }
+    }
+
     /// Every remote, in name order.
     pub async fn remotes(&self) -> Result<Vec<Remote>, StoreError> {
         let mut all: Vec<Remote> = self.all("remotes").await?;

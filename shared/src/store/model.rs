@@ -253,6 +253,19 @@ pub struct Distribution {
     /// writes the distribution; `None` only in records older versions wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<Uuid>,
+    /// For a pull-through distribution: the pull-through remote whose registry it caches
+    /// (`repository` is then `None`). For a distribution a pull through the cache made: the
+    /// container remote its repository's content comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Uuid>,
+    /// A pull-through distribution: `<base_path>/<upstream path>` pulls `<upstream path>`
+    /// from `remote`'s registry, making a distribution of its own on first pull.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pull_through: bool,
+    /// For a distribution a pull through the cache made: the pull-through distribution it
+    /// belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_by: Option<Uuid>,
 }
 
 impl Distribution {
@@ -271,6 +284,9 @@ impl Distribution {
             created: now,
             updated: now,
             namespace: None,
+            remote: None,
+            pull_through: false,
+            cached_by: None,
         }
     }
 

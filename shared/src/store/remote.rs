@@ -42,13 +42,29 @@ impl Policy {
     }
 }
 
-/// An upstream repository to sync from.
+/// What a remote is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteKind {
+    /// One upstream repository (`upstream_name`), synced into a repository (Pulp's container
+    /// remote).
+    #[default]
+    Container,
+    /// A whole upstream registry, mirrored on demand through a pull-through distribution
+    /// (Pulp's pull-through remote): `includes` / `excludes` filter upstream repository
+    /// names, and `upstream_name` means nothing.
+    PullThrough,
+}
+
+/// An upstream repository to sync from, or (kind `PullThrough`) an upstream registry to cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Remote {
     pub id: Uuid,
     pub name: String,
     pub url: String,
     pub upstream_name: RepoName,
+    #[serde(default)]
+    pub kind: RemoteKind,
     #[serde(default)]
     pub includes: Option<Vec<String>>,
     #[serde(default)]
@@ -204,6 +220,7 @@ impl Remote {
             name: name.to_owned(),
             url: url.to_owned(),
             upstream_name,
+            kind: RemoteKind::Container,
             includes: None,
             excludes: None,
             policy: Policy::Immediate,

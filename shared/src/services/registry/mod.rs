@@ -17,9 +17,11 @@
 //! Layering: `domain ← ports ← {store, adapters} ← services ← http ← app ← functions/*`; this is
 //! `services`: it knows `domain`, `ports` and `store`, never HTTP.
 
+mod flights;
 mod lists;
 mod on_demand;
 mod pull;
+mod pull_through;
 mod uploads;
 mod versions;
 
@@ -31,7 +33,7 @@ use uuid::Uuid;
 
 use crate::domain::{Digest, RepoName, Tag};
 use crate::ports::{BlobReader, BlobStore, StoreError, UpstreamFactory};
-use crate::store::{Repository, Store, WriteError};
+use crate::store::{Distribution, Repository, Store, WriteError};
 
 /// Errors with a meaning for clients; `http` maps each to its OCI code and status.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,12 @@ pub enum RegistryError {
     UploadOutOfOrder { size: u64, upload: Uuid },
     #[error("repository is busy, try again")]
     Busy,
+    /// A pull through a cache needs the upstream, which failed; nothing cached could answer.
+    #[error("the upstream registry failed: {0}")]
+    UpstreamFailed(String),
+    /// A pull through a cache needs the upstream, which answers 429.
+    #[error("the upstream registry is rate limiting pulls: {0}")]
+    UpstreamThrottled(String),
     /// The server's storage is full; nothing was stored. Answered 507 (never a bare 500), with
     /// the source kept for the log.
     #[error("the server is out of storage space")]
@@ -106,6 +114,8 @@ pub struct RegistryConfig {
     pub lease_wait: Duration,
     /// Lifetime of redirect (presigned) blob URLs.
     pub redirect_ttl: Duration,
+    /// How long a tag pulled through a cache is served before it is checked upstream again.
+    pub pull_through_ttl: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -114,11 +124,13 @@ impl Default for RegistryConfig {
             lease_ttl: crate::ports::LeaseTimings::PUSH.ttl,
             lease_wait: crate::ports::LeaseTimings::PUSH.wait,
             redirect_ttl: Duration::from_secs(600),
+            pull_through_ttl: Duration::from_secs(300),
         }
     }
 }
 
 /// A repository as a pull sees it.
+#[derive(Clone)]
 struct Target {
     repo: Repository,
     version: u64,
@@ -176,6 +188,8 @@ pub struct Registry {
     upstreams: Option<Arc<dyn UpstreamFactory>>,
     /// Gives pushers what they make (none: nobody owns anything, as with open access).
     accounts: Option<Arc<crate::services::Accounts>>,
+    /// One upstream fetch per manifest or blob at a time.
+    flights: Arc<flights::Flights>,
 }
 
 impl Registry {
@@ -186,6 +200,7 @@ impl Registry {
             cfg,
             upstreams: None,
             accounts: None,
+            flights: Arc::default(),
         }
     }
 
@@ -206,11 +221,25 @@ impl Registry {
     }
 
     async fn target(&self, name: &RepoName) -> Result<Target> {
-        let unknown = || RegistryError::NameUnknown(name.to_string());
-        let dist = self.store.distribution_by_base_path(name).await?.ok_or_else(unknown)?;
-        let repo_id = dist.repository.ok_or_else(unknown)?;
-        let repo = self.store.repository(repo_id).await?.ok_or_else(unknown)?;
+        self.target_and_distribution(name)
+            .await?
+            .map(|(t, _)| t)
+            .ok_or_else(|| RegistryError::NameUnknown(name.to_string()))
+    }
+
+    /// The repository and version `name` serves, with its distribution; `None` when no
+    /// distribution serves a repository there.
+    async fn target_and_distribution(&self, name: &RepoName) -> Result<Option<(Target, Distribution)>> {
+        let Some(dist) = self.store.distribution_by_base_path(name).await? else {
+            return Ok(None);
+        };
+        let Some(repo_id) = dist.repository else {
+            return Ok(None);
+        };
+        let Some(repo) = self.store.repository(repo_id).await? else {
+            return Ok(None);
+        };
         let version = dist.version.unwrap_or(repo.latest_version);
-        Ok(Target { repo, version })
+        Ok(Some((Target { repo, version }, dist)))
     }
 }

@@ -27,22 +27,37 @@ impl Registry {
             tracing::warn!(%digest, remote = %lazy.remote, "the remote of an on-demand blob is gone");
             return Err(unknown());
         };
+        let keep = remote.policy != Policy::Streamed;
+        // one fetch per blob at a time: the others wait for it and read what it stored
+        let turn = if keep {
+            let turn = self.flights.enter(format!("blob {digest}")).await;
+            if self.blobs.stat(digest).await?.is_some() {
+                drop(turn);
+                return self.stored_blob(digest).await;
+            }
+            Some(turn)
+        } else {
+            None
+        };
         let up = factory
             .client(&remote.upstream_config())
             .map_err(|e| RegistryError::Internal(Box::new(e)))?;
         let blob = match up.get_blob(digest).await {
             Ok(b) => b,
             Err(UpstreamError::NotFound { .. }) => return Err(unknown()),
+            Err(e @ UpstreamError::TooManyRequests { .. }) => {
+                return Err(RegistryError::UpstreamThrottled(e.to_string()));
+            }
             Err(e) => {
                 tracing::warn!(%digest, remote = %remote.name, error = %e, "fetching an on-demand blob failed");
-                return Err(RegistryError::Internal(Box::new(e)));
+                return Err(RegistryError::UpstreamFailed(e.to_string()));
             }
         };
-        let keep = remote.policy != Policy::Streamed;
         let body = tee_verified(
             digest.clone(),
             blob.body,
             keep.then(|| (self.store.clone(), self.blobs.clone())),
+            turn,
         );
         Ok(BlobBody::Stream(BlobReader {
             size: lazy.size,
@@ -55,7 +70,15 @@ impl Registry {
 /// Passes `body` on, hashing it; holds back the last chunk until the digest verified (and,
 /// with `keep`, the blob store accepted the same bytes), else ends with an error. The
 /// transfer runs to its end even when the client goes away, so a kept blob is stored.
-fn tee_verified(digest: Digest, mut body: ByteStream, keep: Option<(Store, Arc<dyn BlobStore>)>) -> ByteStream {
+///
+/// `turn` (the blob's single-flight guard) is held until the blob is stored or the transfer
+/// failed, so those waiting for it find it stored.
+fn tee_verified(
+    digest: Digest,
+    mut body: ByteStream,
+    keep: Option<(Store, Arc<dyn BlobStore>)>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+) -> ByteStream {
     use futures::StreamExt;
     type Chunk = std::result::Result<Bytes, std::io::Error>;
     let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(8);
@@ -82,6 +105,7 @@ fn tee_verified(digest: Digest, mut body: ByteStream, keep: Option<(Store, Arc<d
         None => (None, None),
     };
     tokio::spawn(async move {
+        let _turn = turn;
         let mut hasher = crate::domain::Hasher::new(digest.algorithm());
         let mut held: Option<Bytes> = None;
         let mut client = true;

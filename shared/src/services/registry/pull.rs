@@ -16,22 +16,12 @@ impl Registry {
     /// The manifest `reference` names. A tag pull whose `accept` excludes the stored media
     /// type is `ManifestUnknown`; a digest pull ignores `accept`.
     pub async fn manifest(&self, name: &RepoName, reference: &Reference, accept: &Accept) -> Result<ManifestBody> {
-        let t = self.target(name).await?;
-        let digest = match reference {
-            Reference::Tag(tag) => self
-                .store
-                .tag(&t.repo, t.version, tag)
-                .await?
-                .ok_or_else(|| RegistryError::ManifestUnknown(format!("tag {tag} not found")))?,
-            Reference::Digest(d) => {
-                if !self
-                    .store
-                    .contains(t.repo.id, t.version, &ContentKey::Manifest(d.clone()))
-                    .await?
-                {
-                    return Err(RegistryError::ManifestUnknown(format!("manifest {d} not found")));
-                }
-                d.clone()
+        let served = self.target_and_distribution(name).await?;
+        let digest = match self.through_cache(name, served.clone(), reference).await? {
+            Some(digest) => digest,
+            None => {
+                let (t, _) = served.ok_or_else(|| RegistryError::NameUnknown(name.to_string()))?;
+                self.local_digest(&t, reference).await?
             }
         };
         let rec = self
@@ -58,6 +48,27 @@ impl Registry {
             size: rec.size,
             bytes,
         })
+    }
+
+    /// The manifest `reference` names in the served version.
+    async fn local_digest(&self, t: &Target, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Tag(tag) => self
+                .store
+                .tag(&t.repo, t.version, tag)
+                .await?
+                .ok_or_else(|| RegistryError::ManifestUnknown(format!("tag {tag} not found"))),
+            Reference::Digest(d) => {
+                if !self
+                    .store
+                    .contains(t.repo.id, t.version, &ContentKey::Manifest(d.clone()))
+                    .await?
+                {
+                    return Err(RegistryError::ManifestUnknown(format!("manifest {d} not found")));
+                }
+                Ok(d.clone())
+            }
+        }
     }
 
     /// Whether a pull of `name` may read `digest`: it is in the served version, or (for a
@@ -122,6 +133,25 @@ impl Registry {
                 }
             }
         };
+        self.stored_range(digest, size, range).await
+    }
+
+    /// A stored blob, whole: a redirect to the blob store, or its bytes.
+    pub(super) async fn stored_blob(&self, digest: &Digest) -> Result<BlobBody> {
+        let size = self
+            .blobs
+            .stat(digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        self.stored_range(digest, size, |_| Ok(None)).await
+    }
+
+    async fn stored_range(
+        &self,
+        digest: &Digest,
+        size: u64,
+        range: impl FnOnce(u64) -> Result<Option<ByteRange>>,
+    ) -> Result<BlobBody> {
         if let Some(url) = self.blobs.redirect_url(digest, self.cfg.redirect_ttl).await? {
             return Ok(BlobBody::Redirect(url));
         }

@@ -22,6 +22,12 @@ impl Registry {
             if let Some(dist) = self.store.distribution_by_base_path(name).await? {
                 return self.pushable(&dist).await;
             }
+            if let Some((pt, _)) = self.store.pull_through_of(name).await? {
+                return Err(RegistryError::Denied(format!(
+                    "{name} is under the pull-through cache {}, which cannot be pushed to",
+                    pt.base_path
+                )));
+            }
             let repo = match self.store.repository_by_name(name.as_str()).await? {
                 Some(r) => r,
                 None => {
@@ -82,6 +88,12 @@ impl Registry {
     }
 
     async fn pushable(&self, dist: &Distribution) -> Result<Repository> {
+        if dist.pull_through || dist.cached_by.is_some() {
+            return Err(RegistryError::Denied(format!(
+                "distribution {} is a pull-through cache and cannot be pushed to",
+                dist.name
+            )));
+        }
         if dist.version.is_some() {
             return Err(RegistryError::Denied(format!(
                 "distribution {} serves a pinned repository version",
