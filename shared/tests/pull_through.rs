@@ -1,0 +1,395 @@
+//! Pull-through caching end to end: a real `docker-registry` upstream behind a proxy that
+//! counts every request it gets, the whole app (memory and embedded stores), and pulls
+//! through `/v2/cache/<upstream path>`. The second pull asks upstream nothing; a tag past the
+//! TTL costs one HEAD; an index's other platforms are never fetched; concurrent first pulls
+//! make one upstream GET each; an upstream outage still serves what is cached.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "upstream")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use berth::app::{LocalApp, Settings};
+use berth::domain::{ContentType, Digest, RepoName};
+use berth::services::RegistryConfig;
+use berth::store::{Distribution, Policy, Remote, RemoteKind, RepositoryKind};
+use common::http::{Req, Resp};
+use common::{DockerRegistry, Fixture};
+use http::{Method, StatusCode};
+
+const ACCEPT_ALL: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A proxy in front of the upstream that records `METHOD /path` of every request, and can
+/// pretend the upstream is down.
+#[derive(Clone)]
+struct Counter {
+    seen: Arc<Mutex<Vec<String>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    url: String,
+}
+
+impl Counter {
+    async fn start(target: String) -> Self {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let down: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let http = reqwest::Client::new();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (s, d) = (seen.clone(), down.clone());
+        let router = Router::new().fallback(any(move |req: Request| {
+            let (seen, down, http, target) = (s.clone(), d.clone(), http.clone(), target.clone());
+            async move {
+                let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                if path != "/v2/" {
+                    seen.lock().unwrap().push(format!("{} {}", req.method(), req.uri().path()));
+                }
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Response::builder().status(503).body(Body::empty()).unwrap();
+                }
+                let mut out = http.request(req.method().clone(), format!("{target}{path}"));
+                for (k, v) in req.headers() {
+                    if k != http::header::HOST {
+                        out = out.header(k, v);
+                    }
+                }
+                let r = out.send().await.unwrap();
+                let mut b = Response::builder().status(r.status());
+                for (k, v) in r.headers() {
+                    b = b.header(k, v);
+                }
+                b.body(Body::from_stream(r.bytes_stream())).unwrap()
+            }
+        }));
+        tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+        Counter { seen, down, url }
+    }
+
+    /// The requests since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+struct Cache {
+    local: LocalApp,
+    router: Router,
+    up: Counter,
+    fx: Fixture,
+    _reg: DockerRegistry,
+    _dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Memory,
+    Embedded,
+}
+
+const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Embedded];
+
+impl Cache {
+    /// An upstream holding the fixture at `test/fixture`, and a Berth caching it at `cache/`.
+    async fn start(backend: Backend, ttl: Duration, includes: &[&str], excludes: &[&str]) -> Self {
+        let reg = DockerRegistry::start().await;
+        let fx = common::fill(&reg, "test/fixture").await;
+        let up = Counter::start(reg.base()).await;
+        let settings = Settings {
+            registry: RegistryConfig {
+                pull_through_ttl: ttl,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (local, dir) = match backend {
+            Backend::Memory => (LocalApp::in_memory_with(settings), None),
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().unwrap();
+                (LocalApp::embedded(dir.path(), settings).await.unwrap(), Some(dir))
+            }
+        };
+        let store = &local.app.store;
+        let mut remote = Remote::new("hub", &up.url, RepoName::parse("unused").unwrap());
+        remote.kind = RemoteKind::PullThrough;
+        remote.policy = Policy::OnDemand;
+        remote.max_retries = Some(0);
+        let list = |v: &[&str]| (!v.is_empty()).then(|| v.iter().map(|s| s.to_string()).collect());
+        remote.includes = list(includes);
+        remote.excludes = list(excludes);
+        store.create_remote(&remote).await.unwrap();
+        let mut dist = Distribution::new("cache", RepoName::parse("cache").unwrap(), None);
+        dist.pull_through = true;
+        dist.remote = Some(remote.id);
+        store.create_distribution(&dist).await.unwrap();
+        up.take();
+        Cache {
+            router: local.app.router(),
+            local,
+            up,
+            fx,
+            _reg: reg,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        Req::new(Method::GET, path)
+            .headers(&[("accept", ACCEPT_ALL)])
+            .send(&self.router)
+            .await
+    }
+
+    async fn manifest(&self, reference: &str) -> Resp {
+        self.get(&format!("/v2/cache/test/fixture/manifests/{reference}")).await
+    }
+
+    async fn blob(&self, d: &Digest) -> Resp {
+        self.get(&format!("/v2/cache/test/fixture/blobs/{d}")).await
+    }
+
+    /// Pulls `tag` (an image) and its config and layers, checking every byte.
+    async fn pull(&self, tag: &str) -> Digest {
+        let m = self.manifest(tag).await;
+        assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+        let digest = Digest::sha256_of(&m.body);
+        assert_eq!(m.header("docker-content-digest"), digest.as_str());
+        for d in blob_digests(&m.body) {
+            let b = self.blob(&d).await;
+            assert_eq!(b.status, StatusCode::OK, "{d}: {}", b.text());
+            assert_eq!(Digest::sha256_of(&b.body), d);
+        }
+        digest
+    }
+
+    async fn present(&self) -> BTreeMap<ContentType, u64> {
+        let store = &self.local.app.store;
+        let repo = store.repository_by_name("cache/test/fixture").await.unwrap().unwrap();
+        let v = store.version(&repo, repo.latest_version).await.unwrap().unwrap();
+        v.content_summary.present
+    }
+}
+
+fn blob_digests(manifest: &[u8]) -> Vec<Digest> {
+    let v: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    let mut out = Vec::new();
+    if let Some(c) = v["config"]["digest"].as_str() {
+        out.push(Digest::parse(c).unwrap());
+    }
+    for l in v["layers"].as_array().into_iter().flatten() {
+        out.push(Digest::parse(l["digest"].as_str().unwrap()).unwrap());
+    }
+    out
+}
+
+fn count(seen: &[String], prefix: &str) -> usize {
+    seen.iter().filter(|s| s.starts_with(prefix)).count()
+}
+
+#[tokio::test]
+async fn the_first_pull_fetches_and_the_second_asks_upstream_nothing() {
+    for backend in BACKENDS {
+        let c = Cache::start(backend, Duration::from_secs(300), &[], &[]).await;
+        let digest = c.pull("docker").await;
+        assert_eq!(digest, c.fx.docker, "{backend:?}");
+        let seen = c.up.take();
+        assert_eq!(count(&seen, "GET /v2/test/fixture/manifests/"), 1, "{backend:?} {seen:?}");
+        assert_eq!(count(&seen, "GET /v2/test/fixture/blobs/"), 2, "{backend:?} {seen:?}");
+        // a repository keeping one version, a distribution and a remote, named after the path
+        let store = &c.local.app.store;
+        let repo = store.repository_by_name("cache/test/fixture").await.unwrap().unwrap();
+        assert_eq!(repo.kind, RepositoryKind::Mirror);
+        assert_eq!(repo.retain_repo_versions, Some(1));
+        let dist = store
+            .distribution_by_base_path(&RepoName::parse("cache/test/fixture").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(dist.cached_by.is_some() && dist.repository == Some(repo.id));
+        let remote = store.remote(dist.remote.unwrap()).await.unwrap().unwrap();
+        assert_eq!(remote.kind, RemoteKind::Container);
+        assert_eq!(remote.upstream_name.as_str(), "test/fixture");
+        let present = c.present().await;
+        assert_eq!(present[&ContentType::Tag], 1);
+        assert_eq!(present[&ContentType::Manifest], 1);
+        assert_eq!(present[&ContentType::Blob], 2);
+
+        // the second pull, by tag and by digest, is served from the cache
+        assert_eq!(c.pull("docker").await, digest);
+        assert_eq!(c.pull(digest.as_str()).await, digest);
+        let h = Req::new(Method::HEAD, "/v2/cache/test/fixture/manifests/docker")
+            .headers(&[("accept", ACCEPT_ALL)])
+            .send(&c.router)
+            .await;
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(c.up.take(), Vec::<String>::new(), "{backend:?}");
+
+        // a second tag adds to the one version kept
+        c.pull("v2-rc").await;
+        let present = c.present().await;
+        assert_eq!(present[&ContentType::Tag], 2, "{backend:?}");
+        let repo = store.repository_by_name("cache/test/fixture").await.unwrap().unwrap();
+        // retention as pulpcore applies it: the served (latest) version and one more
+        let kept: Vec<u64> = store.versions(&repo).await.unwrap().iter().map(|v| v.number).collect();
+        assert_eq!(kept, vec![2, 1], "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn past_the_ttl_a_tag_costs_one_head_and_a_moved_tag_is_seen() {
+    for backend in BACKENDS {
+        let c = Cache::start(backend, Duration::ZERO, &[], &[]).await;
+        let first = c.pull("docker").await;
+        c.up.take();
+        // nothing changed: one HEAD, no GET
+        assert_eq!(c.pull("docker").await, first);
+        let seen = c.up.take();
+        assert_eq!(seen, vec!["HEAD /v2/test/fixture/manifests/docker".to_owned()], "{backend:?}");
+        // the tag moves upstream: one HEAD, one GET, the new image
+        let (_, rc, mt) = c.fx.tags.iter().find(|(t, ..)| t == "v2-rc").unwrap().clone();
+        c._reg.push_manifest("test/fixture", "docker", &mt, &rc).await;
+        c.up.take();
+        let moved = c.pull("docker").await;
+        assert_eq!(moved, Digest::sha256_of(&rc), "{backend:?}");
+        let seen = c.up.take();
+        assert_eq!(count(&seen, "HEAD /v2/test/fixture/manifests/docker"), 1, "{seen:?}");
+        assert_eq!(count(&seen, "GET /v2/test/fixture/manifests/docker"), 1, "{seen:?}");
+        assert_eq!(c.present().await[&ContentType::Tag], 1, "{backend:?}: the tag moved");
+    }
+}
+
+#[tokio::test]
+async fn an_index_fetches_only_the_platform_pulled() {
+    let c = Cache::start(Backend::Memory, Duration::from_secs(300), &[], &[]).await;
+    let m = c.manifest("multi").await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+    assert_eq!(Digest::sha256_of(&m.body), c.fx.index);
+    let amd = c.pull(c.fx.amd64.as_str()).await;
+    assert_eq!(amd, c.fx.amd64);
+    let seen = c.up.take();
+    assert!(
+        !seen.iter().any(|s| s.contains(c.fx.arm64.as_str())),
+        "the arm64 manifest was fetched: {seen:?}"
+    );
+    assert_eq!(count(&seen, "GET /v2/test/fixture/manifests/"), 2, "{seen:?}");
+    assert_eq!(count(&seen, "GET /v2/test/fixture/blobs/"), 3, "{seen:?}");
+    assert_eq!(c.present().await[&ContentType::Manifest], 2);
+}
+
+#[tokio::test]
+async fn filters_refuse_other_names_and_pushes_are_denied() {
+    let c = Cache::start(Backend::Memory, Duration::from_secs(300), &["other/*"], &[]).await;
+    let m = c.manifest("docker").await;
+    assert_eq!(m.status, StatusCode::NOT_FOUND, "{}", m.text());
+    assert_eq!(m.code(), "NAME_UNKNOWN");
+    assert_eq!(c.up.take(), Vec::<String>::new());
+    let c = Cache::start(Backend::Memory, Duration::from_secs(300), &[], &["test/*"]).await;
+    assert_eq!(c.manifest("docker").await.code(), "NAME_UNKNOWN");
+    let c = Cache::start(Backend::Memory, Duration::from_secs(300), &["test/*"], &["*/other"]).await;
+    c.pull("docker").await;
+    // no pushes into a cache, cached path or not
+    for name in ["cache/test/fixture", "cache/new/thing"] {
+        let r = Req::new(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
+            .send(&c.router)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{name}: {}", r.text());
+        assert_eq!(r.code(), "DENIED");
+    }
+    // a tag upstream lacks is unknown, and nothing is made for a path upstream lacks
+    assert_eq!(c.manifest("nope").await.code(), "MANIFEST_UNKNOWN");
+    let r = c.get("/v2/cache/test/missing/manifests/latest").await;
+    assert_eq!(r.code(), "MANIFEST_UNKNOWN", "{}", r.text());
+    assert!(c
+        .local
+        .app
+        .store
+        .repository_by_name("cache/test/missing")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn an_upstream_outage_still_serves_what_is_cached() {
+    for backend in BACKENDS {
+        let c = Cache::start(backend, Duration::ZERO, &[], &[]).await;
+        let d = c.pull("docker").await;
+        c.up.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(c.pull("docker").await, d, "{backend:?}");
+        assert_eq!(c.pull(d.as_str()).await, d, "{backend:?}");
+        let r = c.manifest("v2-rc").await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{backend:?}: {}", r.text());
+        c.up.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        c.pull("v2-rc").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_first_pulls_make_one_upstream_get_each() {
+    for backend in BACKENDS {
+        let c = Arc::new(Cache::start(backend, Duration::from_secs(300), &[], &[]).await);
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move { c.pull("multi").await }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), c.fx.index);
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move { c.pull(c.fx.docker.as_str()).await }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), c.fx.docker);
+        }
+        let seen = c.up.take();
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &seen {
+            *per.entry(s.as_str()).or_default() += 1;
+        }
+        assert!(per.values().all(|n| *n == 1), "{backend:?}: {per:#?}");
+        assert_eq!(count(&seen, "GET /v2/test/fixture/manifests/"), 2, "{seen:?}");
+        assert_eq!(count(&seen, "GET /v2/test/fixture/blobs/"), 2, "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_layer_leaves_no_partial_blob() {
+    use futures::StreamExt as _;
+    use tower::ServiceExt as _;
+    for backend in BACKENDS {
+        let c = Cache::start(backend, Duration::from_secs(300), &[], &[]).await;
+        let m = c.manifest("docker").await;
+        let layer = blob_digests(&m.body).pop().unwrap();
+        let req = http::Request::get(format!("/v2/cache/test/fixture/blobs/{layer}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = c.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.into_body().into_data_stream();
+        let first = body.next().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+        drop(body);
+        // the transfer finishes without the client, and only the whole blob is stored
+        let blobs = c.local.app.blobs.clone();
+        for _ in 0..100 {
+            if blobs.stat(&layer).await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let b = c.blob(&layer).await;
+        assert_eq!(b.status, StatusCode::OK);
+        assert_eq!(Digest::sha256_of(&b.body), layer, "{backend:?}");
+        let seen = c.up.take();
+        assert_eq!(count(&seen, &format!("GET /v2/test/fixture/blobs/{layer}")), 1, "{seen:?}");
+    }
+}
