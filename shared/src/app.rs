@@ -215,7 +215,7 @@ impl App {
     fn registry_auth(&self) -> Arc<RegistryAuth> {
         Arc::new(RegistryAuth {
             mode: self.settings.auth.clone(),
-            rules: AccessRules::new(self.store.clone()),
+            rules: AccessRules::new(self.store.clone()).with_mirrors(self.settings.registry.mirrors.clone()),
             users: self.users.clone(),
             accounts: self.accounts.clone(),
             public_url: self.settings.public_url.clone(),

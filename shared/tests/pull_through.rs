@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use berth::app::{LocalApp, Settings};
-use berth::domain::{ContentType, Digest, RepoName};
+use berth::domain::{ContentType, Digest, MirrorRoutes, RepoName};
 use berth::services::RegistryConfig;
 use berth::store::{Distribution, Policy, Remote, RemoteKind, RepositoryKind};
 use common::http::{Req, Resp};
@@ -49,7 +49,9 @@ impl Counter {
             async move {
                 let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
                 if path != "/v2/" {
-                    seen.lock().unwrap().push(format!("{} {}", req.method(), req.uri().path()));
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{} {}", req.method(), req.uri().path()));
                 }
                 if down.load(std::sync::atomic::Ordering::SeqCst) {
                     return Response::builder().status(503).body(Body::empty()).unwrap();
@@ -98,12 +100,23 @@ const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Embedded];
 impl Cache {
     /// An upstream holding the fixture at `test/fixture`, and a Berth caching it at `cache/`.
     async fn start(backend: Backend, ttl: Duration, includes: &[&str], excludes: &[&str]) -> Self {
+        Self::start_with(backend, ttl, includes, excludes, MirrorRoutes::default()).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        ttl: Duration,
+        includes: &[&str],
+        excludes: &[&str],
+        mirrors: MirrorRoutes,
+    ) -> Self {
         let reg = DockerRegistry::start().await;
         let fx = common::fill(&reg, "test/fixture").await;
         let up = Counter::start(reg.base()).await;
         let settings = Settings {
             registry: RegistryConfig {
                 pull_through_ttl: ttl,
+                mirrors,
                 ..Default::default()
             },
             ..Default::default()
@@ -199,7 +212,11 @@ async fn the_first_pull_fetches_and_the_second_asks_upstream_nothing() {
         let digest = c.pull("docker").await;
         assert_eq!(digest, c.fx.docker, "{backend:?}");
         let seen = c.up.take();
-        assert_eq!(count(&seen, "GET /v2/test/fixture/manifests/"), 1, "{backend:?} {seen:?}");
+        assert_eq!(
+            count(&seen, "GET /v2/test/fixture/manifests/"),
+            1,
+            "{backend:?} {seen:?}"
+        );
         assert_eq!(count(&seen, "GET /v2/test/fixture/blobs/"), 2, "{backend:?} {seen:?}");
         // a repository keeping one version, a distribution and a remote, named after the path
         let store = &c.local.app.store;
@@ -250,7 +267,11 @@ async fn past_the_ttl_a_tag_costs_one_head_and_a_moved_tag_is_seen() {
         // nothing changed: one HEAD, no GET
         assert_eq!(c.pull("docker").await, first);
         let seen = c.up.take();
-        assert_eq!(seen, vec!["HEAD /v2/test/fixture/manifests/docker".to_owned()], "{backend:?}");
+        assert_eq!(
+            seen,
+            vec!["HEAD /v2/test/fixture/manifests/docker".to_owned()],
+            "{backend:?}"
+        );
         // the tag moves upstream: one HEAD, one GET, the new image
         let (_, rc, mt) = c.fx.tags.iter().find(|(t, ..)| t == "v2-rc").unwrap().clone();
         c._reg.push_manifest("test/fixture", "docker", &mt, &rc).await;
@@ -390,6 +411,66 @@ async fn a_client_gone_mid_layer_leaves_no_partial_blob() {
         assert_eq!(b.status, StatusCode::OK);
         assert_eq!(Digest::sha256_of(&b.body), layer, "{backend:?}");
         let seen = c.up.take();
-        assert_eq!(count(&seen, &format!("GET /v2/test/fixture/blobs/{layer}")), 1, "{seen:?}");
+        assert_eq!(
+            count(&seen, &format!("GET /v2/test/fixture/blobs/{layer}")),
+            1,
+            "{seen:?}"
+        );
     }
+}
+
+#[tokio::test]
+async fn daemons_pull_unprefixed_names_through_the_mirror_routes() {
+    // docker's registry-mirrors: names no distribution serves go to the default cache
+    let routes = MirrorRoutes {
+        default: Some(RepoName::parse("cache").unwrap()),
+        by_ns: vec![],
+    };
+    let c = Cache::start_with(Backend::Memory, Duration::from_secs(300), &[], &[], routes).await;
+    let m = c.get("/v2/test/fixture/manifests/docker").await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+    assert_eq!(Digest::sha256_of(&m.body), c.fx.docker);
+    for d in blob_digests(&m.body) {
+        let b = c.get(&format!("/v2/test/fixture/blobs/{d}")).await;
+        assert_eq!(Digest::sha256_of(&b.body), d);
+    }
+    // the same cache as the prefixed path
+    assert_eq!(c.pull("docker").await, c.fx.docker);
+    let seen = c.up.take();
+    assert_eq!(count(&seen, "GET /v2/test/fixture/manifests/"), 1, "{seen:?}");
+    // a name a distribution serves stays Berth's own
+    let config = b"{}".to_vec();
+    let cd = Digest::sha256_of(&config);
+    let up = Req::new(Method::POST, &format!("/v2/mine/app/blobs/uploads/?digest={cd}"))
+        .body(config)
+        .send(&c.router)
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{}", up.text());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":2}},"layers":[]}}"#
+    );
+    let put = Req::new(Method::PUT, "/v2/mine/app/manifests/v1")
+        .headers(&[("content-type", "application/vnd.oci.image.manifest.v1+json")])
+        .body(manifest.clone().into_bytes())
+        .send(&c.router)
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.text());
+    let own = c.get("/v2/mine/app/manifests/v1").await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text());
+    assert_eq!(own.body, manifest.as_bytes());
+    assert!(c.up.take().iter().all(|s| !s.contains("mine/app")));
+
+    // containerd's hosts.toml mirrors: ?ns=<upstream host> picks the cache
+    let routes = MirrorRoutes {
+        default: None,
+        by_ns: MirrorRoutes::parse_ns("upstream.example=cache").unwrap(),
+    };
+    let c = Cache::start_with(Backend::Memory, Duration::from_secs(300), &[], &[], routes).await;
+    let m = c.get("/v2/test/fixture/manifests/docker?ns=upstream.example").await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+    assert_eq!(Digest::sha256_of(&m.body), c.fx.docker);
+    let other = c.get("/v2/test/fixture/manifests/docker?ns=other.example").await;
+    assert_eq!(other.code(), "NAME_UNKNOWN", "{}", other.text());
+    let none = c.get("/v2/test/fixture/manifests/docker").await;
+    assert_eq!(none.code(), "NAME_UNKNOWN", "{}", none.text());
 }

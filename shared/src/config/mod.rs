@@ -17,7 +17,7 @@ use std::time::Duration;
 use sha2::Digest as _;
 
 use crate::app::Settings;
-use crate::domain::{PrivateNetworks, UrlPolicy};
+use crate::domain::{PrivateNetworks, RepoName, UrlPolicy};
 use crate::services::tokens::{TokenKey, Tokens};
 use crate::services::AuthMode;
 use crate::store::{FieldKey, NodeLife, Retention};
@@ -106,6 +106,7 @@ pub struct Config {
     pub token_lifetime: Duration,
     pub redirect_ttl: Duration,
     pub pull_through_ttl: Duration,
+    pub mirrors: crate::domain::MirrorRoutes,
     /// How long a finished task is kept (`None`: until deleted).
     pub task_retention: Option<Duration>,
     pub remote_private_networks: PrivateNetworks,
@@ -242,6 +243,30 @@ impl Reader<'_> {
         }
     }
 
+    fn mirrors(&mut self) -> crate::domain::MirrorRoutes {
+        let default = self
+            .text(&PULL_THROUGH_DEFAULT)
+            .and_then(|v| match RepoName::parse(v.trim()) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.problems.push(format!("{}: {e}", PULL_THROUGH_DEFAULT.env));
+                    None
+                }
+            });
+        let by_ns = match self
+            .text(&PULL_THROUGH_NS)
+            .map(|v| crate::domain::MirrorRoutes::parse_ns(&v))
+        {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                self.problems.push(format!("{}: {e}", PULL_THROUGH_NS.env));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        crate::domain::MirrorRoutes { default, by_ns }
+    }
+
     fn readonly_users(&mut self, s: &Setting) -> Vec<ReadonlyUser> {
         let mut users = Vec::new();
         let Some(list) = self.raw(s) else { return users };
@@ -292,6 +317,7 @@ impl Config {
             token_lifetime: r.seconds(&TOKEN_LIFETIME),
             redirect_ttl: r.seconds(&REDIRECT_TTL),
             pull_through_ttl: r.seconds(&PULL_THROUGH_TTL),
+            mirrors: r.mirrors(),
             task_retention: r
                 .number(&TASK_RETENTION_DAYS)
                 .filter(|d| *d > 0)
@@ -428,6 +454,7 @@ impl Config {
         };
         settings.registry.redirect_ttl = self.redirect_ttl;
         settings.registry.pull_through_ttl = self.pull_through_ttl;
+        settings.registry.mirrors = self.mirrors.clone();
         settings
     }
 }

@@ -172,6 +172,26 @@ pub const PULL_THROUGH_TTL: Setting = Setting {
     help: "How long a tag pulled through a cache is served before it is checked upstream again (one HEAD), in seconds.",
 };
 
+pub const PULL_THROUGH_DEFAULT: Setting = Setting {
+    flag: "pull-through-default",
+    env: "BERTH_PULL_THROUGH_DEFAULT",
+    default: None,
+    kind: Kind::Text,
+    runtimes: Runtimes::Both,
+    help: "The base path of the pull-through distribution that serves names no distribution serves, \
+           so docker daemons can use Berth in their `registry-mirrors` (`library/busybox` pulls `<base path>/library/busybox`).",
+};
+
+pub const PULL_THROUGH_NS: Setting = Setting {
+    flag: "pull-through-ns",
+    env: "BERTH_PULL_THROUGH_NS",
+    default: None,
+    kind: Kind::Text,
+    runtimes: Runtimes::Both,
+    help: "Upstream hosts and the pull-through distributions caching them, as `host=base_path[,…]` \
+           (`docker.io=hub,quay.io=quay`): a pull with containerd's `?ns=<host>` goes to that distribution.",
+};
+
 pub const TASK_RETENTION_DAYS: Setting = Setting {
     flag: "task-retention-days",
     env: "BERTH_TASK_RETENTION_DAYS",
@@ -443,6 +463,8 @@ pub const ALL: &[Setting] = &[
     TOKEN_LIFETIME,
     REDIRECT_TTL,
     PULL_THROUGH_TTL,
+    PULL_THROUGH_DEFAULT,
+    PULL_THROUGH_NS,
     TASK_RETENTION_DAYS,
     REMOTE_PRIVATE_NETWORKS,
     READONLY_USERS,

@@ -184,8 +184,26 @@ async fn dispatch(reg: &Registry, auth: &RegistryAuth, req: Request) -> Answer {
         }
     };
     let granted = auth.check(&parts.headers, &need(&route, &parts.method)).await?;
+    let route = mirrored(reg, route, &parts).await?;
     let actor = std::sync::Arc::new(granted.identity.clone());
     crate::services::acting::with_actor(actor, serve(reg, auth, &granted, route, &parts, body)).await
+}
+
+/// A pull of a name no Berth path serves, as a mirror gets it (docker's `registry-mirrors`,
+/// containerd's `?ns=`): the same route under the pull-through distribution it goes to.
+async fn mirrored(reg: &Registry, route: V2Path, parts: &http::request::Parts) -> Result<V2Path, OciError> {
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return Ok(route);
+    }
+    let q = query_pairs(parts.uri.query());
+    let ns = param(&q, "ns");
+    Ok(match route {
+        V2Path::Tags(n) => V2Path::Tags(reg.mirror_route(&n, ns).await?.unwrap_or(n)),
+        V2Path::Manifest(n, r) => V2Path::Manifest(reg.mirror_route(&n, ns).await?.unwrap_or(n), r),
+        V2Path::Blob(n, d) => V2Path::Blob(reg.mirror_route(&n, ns).await?.unwrap_or(n), d),
+        V2Path::Referrers(n, d) => V2Path::Referrers(reg.mirror_route(&n, ns).await?.unwrap_or(n), d),
+        other => other,
+    })
 }
 
 /// Serves a request that passed its check, acting for its caller.

@@ -87,11 +87,49 @@ impl CatalogView {
 
 pub struct AccessRules {
     store: Store,
+    mirrors: crate::domain::MirrorRoutes,
 }
 
 impl AccessRules {
     pub fn new(store: Store) -> Self {
-        AccessRules { store }
+        AccessRules {
+            store,
+            mirrors: Default::default(),
+        }
+    }
+
+    /// Lets pulls of names no distribution serves reach the pull-through distributions
+    /// `mirrors` routes them to.
+    pub fn with_mirrors(mut self, mirrors: crate::domain::MirrorRoutes) -> Self {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// Whether `who` may pull through `dist`, a pull-through distribution.
+    async fn may_pull_through(&self, who: &Identity, dist: &crate::store::Distribution) -> Result<bool, StoreError> {
+        if !dist.private {
+            return Ok(true);
+        }
+        let ns = self.namespace_id(dist.base_path.as_str()).await?;
+        Ok(on_namespace_or_object(who, "pull_containerdistribution", dist.id, ns))
+    }
+
+    /// A name routed to a mirror (see `MirrorRoutes`): which route a pull takes is known only
+    /// with its request, so every pull-through distribution a route leads to must allow it.
+    async fn may_pull_mirrored(&self, who: &Identity) -> Result<bool, StoreError> {
+        let mut any = false;
+        for base in self.mirrors.targets() {
+            match self.store.distribution_by_base_path(base).await? {
+                Some(d) if d.pull_through => {
+                    if !self.may_pull_through(who, &d).await? {
+                        return Ok(false);
+                    }
+                    any = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(any)
     }
 
     async fn namespace_id(&self, path: &str) -> Result<Option<Uuid>, StoreError> {
@@ -116,11 +154,8 @@ impl AccessRules {
             }
             None => match self.store.pull_through_of(name).await? {
                 // a path not cached yet: as its pull-through distribution allows
-                Some((d, _)) if !d.private => Ok(true),
-                Some((d, _)) => {
-                    let ns = self.namespace_id(name.as_str()).await?;
-                    Ok(on_namespace_or_object(who, "pull_containerdistribution", d.id, ns))
-                }
+                Some((d, _)) => self.may_pull_through(who, &d).await,
+                None if !self.mirrors.is_empty() && self.may_pull_mirrored(who).await? => Ok(true),
                 None => self.may_reach_missing(who, name).await,
             },
         }

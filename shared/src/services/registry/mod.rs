@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::domain::{Digest, RepoName, Tag};
+use crate::domain::{Digest, MirrorRoutes, RepoName, Tag};
 use crate::ports::{BlobReader, BlobStore, StoreError, UpstreamFactory};
 use crate::store::{Distribution, Repository, Store, WriteError};
 
@@ -116,6 +116,8 @@ pub struct RegistryConfig {
     pub redirect_ttl: Duration,
     /// How long a tag pulled through a cache is served before it is checked upstream again.
     pub pull_through_ttl: Duration,
+    /// Which pull-through distribution serves names no distribution serves.
+    pub mirrors: MirrorRoutes,
 }
 
 impl Default for RegistryConfig {
@@ -125,6 +127,7 @@ impl Default for RegistryConfig {
             lease_wait: crate::ports::LeaseTimings::PUSH.wait,
             redirect_ttl: Duration::from_secs(600),
             pull_through_ttl: Duration::from_secs(300),
+            mirrors: MirrorRoutes::default(),
         }
     }
 }

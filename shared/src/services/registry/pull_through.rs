@@ -381,6 +381,44 @@ impl Registry {
     }
 }
 
+/// Where a pull of `name` that names no Berth path goes: `<base path>/<name>` of the
+/// pull-through distribution `ns` (containerd's mirror parameter) maps to, else of the default
+/// one when no distribution serves `name` and no pull-through distribution covers it. `None`:
+/// `name` as it is.
+pub async fn mirror_route(
+    store: &crate::store::Store,
+    routes: &crate::domain::MirrorRoutes,
+    name: &RepoName,
+    ns: Option<&str>,
+) -> std::result::Result<Option<RepoName>, StoreError> {
+    let under = |base: &RepoName| {
+        name.as_str()
+            .strip_prefix(base.as_str())
+            .is_some_and(|r| r.starts_with('/'))
+    };
+    let join = |base: &RepoName| RepoName::parse(&format!("{base}/{name}")).ok();
+    if let Some(base) = ns.and_then(|n| routes.for_ns(n)) {
+        return Ok(if under(base) { None } else { join(base) });
+    }
+    let Some(base) = &routes.default else {
+        return Ok(None);
+    };
+    if under(base)
+        || store.distribution_by_base_path(name).await?.is_some()
+        || store.pull_through_of(name).await?.is_some()
+    {
+        return Ok(None);
+    }
+    Ok(join(base))
+}
+
+impl Registry {
+    /// Where a pull of `name` (with containerd's `ns`, if any) is served: see [`mirror_route`].
+    pub async fn mirror_route(&self, name: &RepoName, ns: Option<&str>) -> Result<Option<RepoName>> {
+        Ok(mirror_route(&self.store, &self.cfg.mirrors, name, ns).await?)
+    }
+}
+
 /// The container remote a cached path fetches with: the pull-through remote's settings,
 /// named after the path, for the upstream name.
 fn cache_remote(source: &Source, name: &RepoName) -> Remote {
