@@ -135,7 +135,8 @@ impl App {
         let registry = Arc::new(
             Registry::new(store.clone(), blobs.clone(), settings.registry.clone())
                 .with_upstreams(upstreams.clone())
-                .with_accounts(accounts.clone()),
+                .with_accounts(accounts.clone())
+                .with_jobs(jobs.clone()),
         );
         App {
             manage: Arc::new(
@@ -173,7 +174,8 @@ impl App {
             Worker::new(self.store.clone(), sync)
                 .with_orphans(orphans)
                 .with_repair(repair)
-                .with_schedules(self.manage.clone()),
+                .with_schedules(self.manage.clone())
+                .with_blob_copies(self.registry.clone()),
         )
     }
 

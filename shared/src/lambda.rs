@@ -77,6 +77,9 @@ pub async fn build(cfg: &Config, role: Role) -> Result<AwsApp, String> {
     };
     let field_seed = seed(&cfg.field_key_seed, &cfg.field_key_secret_arn, "field_key_seed").await?;
     let mut settings = cfg.settings(token_key, crate::store::FieldKey::from_seed(&field_seed), None);
+    // blob bytes never pass through Lambda and API Gateway: misses go to the upstream's own
+    // redirect target or wait for the sync worker's copy into S3
+    settings.registry.relay_blobs = false;
     if cfg.metrics_emf {
         settings.emf = Some(EmfSink::new(Emf::new(function_name(role)), write_line));
     }

@@ -33,6 +33,9 @@ const ACCEPT_ALL: &str = "application/vnd.oci.image.index.v1+json, application/v
 struct Counter {
     seen: Arc<Mutex<Vec<String>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
+    /// Answer blob GETs with a redirect to the registry itself (another origin), as
+    /// registries on a CDN or object store do.
+    redirect_blobs: Arc<std::sync::atomic::AtomicBool>,
     url: String,
 }
 
@@ -40,12 +43,14 @@ impl Counter {
     async fn start(target: String) -> Self {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let down: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let redirect_blobs: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let http = reqwest::Client::new();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
-        let (s, d) = (seen.clone(), down.clone());
+        let (s, d, rb) = (seen.clone(), down.clone(), redirect_blobs.clone());
         let router = Router::new().fallback(any(move |req: Request| {
             let (seen, down, http, target) = (s.clone(), d.clone(), http.clone(), target.clone());
+            let redirect = rb.load(std::sync::atomic::Ordering::SeqCst);
             async move {
                 let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
                 if path != "/v2/" {
@@ -55,6 +60,13 @@ impl Counter {
                 }
                 if down.load(std::sync::atomic::Ordering::SeqCst) {
                     return Response::builder().status(503).body(Body::empty()).unwrap();
+                }
+                if redirect && req.method() == Method::GET && path.contains("/blobs/sha256:") {
+                    return Response::builder()
+                        .status(307)
+                        .header("location", format!("{target}{path}"))
+                        .body(Body::empty())
+                        .unwrap();
                 }
                 let mut out = http.request(req.method().clone(), format!("{target}{path}"));
                 for (k, v) in req.headers() {
@@ -71,7 +83,12 @@ impl Counter {
             }
         }));
         tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
-        Counter { seen, down, url }
+        Counter {
+            seen,
+            down,
+            redirect_blobs,
+            url,
+        }
     }
 
     /// The requests since the last call.
@@ -110,15 +127,25 @@ impl Cache {
         excludes: &[&str],
         mirrors: MirrorRoutes,
     ) -> Self {
+        let registry = RegistryConfig {
+            pull_through_ttl: ttl,
+            mirrors,
+            ..Default::default()
+        };
+        Self::start_configured(backend, registry, includes, excludes).await
+    }
+
+    async fn start_configured(
+        backend: Backend,
+        registry: RegistryConfig,
+        includes: &[&str],
+        excludes: &[&str],
+    ) -> Self {
         let reg = DockerRegistry::start().await;
         let fx = common::fill(&reg, "test/fixture").await;
         let up = Counter::start(reg.base()).await;
         let settings = Settings {
-            registry: RegistryConfig {
-                pull_through_ttl: ttl,
-                mirrors,
-                ..Default::default()
-            },
+            registry,
             ..Default::default()
         };
         let (local, dir) = match backend {
@@ -473,4 +500,58 @@ async fn daemons_pull_unprefixed_names_through_the_mirror_routes() {
     assert_eq!(other.code(), "NAME_UNKNOWN", "{}", other.text());
     let none = c.get("/v2/test/fixture/manifests/docker").await;
     assert_eq!(none.code(), "NAME_UNKNOWN", "{}", none.text());
+}
+
+/// The AWS registry function's way (`relay_blobs: false`): no blob bytes pass through it. A
+/// miss goes to the upstream's redirect target when it has one, and the copy into the blob
+/// store is queued once however many clients miss; an upstream serving bytes itself is
+/// waited for up to `copy_wait`, then the client is asked to come back.
+#[tokio::test]
+async fn without_relaying_a_miss_redirects_or_waits_for_the_queued_copy() {
+    let registry = RegistryConfig {
+        relay_blobs: false,
+        copy_wait: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let c = Arc::new(Cache::start_configured(Backend::Memory, registry, &[], &[]).await);
+    let m = c.manifest("docker").await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+    let blobs = blob_digests(&m.body);
+    let worker = c.local.app.worker();
+
+    // an upstream serving bytes itself: 503 with Retry-After until the worker copied it
+    let first = c.blob(&blobs[0]).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{}", first.text());
+    assert_eq!(first.header("retry-after"), "5");
+    assert_eq!(c.local.jobs.pending().await.unwrap(), 1);
+    assert!(c.local.jobs.run_one(&*worker).await.unwrap().is_some());
+    let again = c.blob(&blobs[0]).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(Digest::sha256_of(&again.body), blobs[0]);
+
+    // an upstream redirecting blobs: every miss goes there, one copy is queued
+    c.up.redirect_blobs.store(true, std::sync::atomic::Ordering::SeqCst);
+    c.up.take();
+    let layer = blobs[1].clone();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (c, layer) = (c.clone(), layer.clone());
+        tasks.push(tokio::spawn(async move { c.blob(&layer).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{}", r.text());
+        assert!(r
+            .header("location")
+            .ends_with(&format!("/v2/test/fixture/blobs/{layer}")));
+        assert!(
+            !r.header("location").starts_with(&c.up.url),
+            "sent to the upstream's target"
+        );
+    }
+    assert_eq!(c.local.jobs.pending().await.unwrap(), 1, "one copy for 16 misses");
+    assert!(c.local.jobs.run_one(&*worker).await.unwrap().is_some());
+    let stored = c.blob(&layer).await;
+    assert_eq!(stored.status, StatusCode::OK);
+    assert_eq!(Digest::sha256_of(&stored.body), layer);
 }

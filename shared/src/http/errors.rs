@@ -122,6 +122,9 @@ pub enum HttpAnswer {
     /// timed out, refused the credentials). Only for content Berth does not hold; what it
     /// holds is served from the cache. No spec code fits: no code.
     UpstreamFailed,
+    /// 503 with `Retry-After`: a blob is on its way from upstream into the blob store and
+    /// this runtime cannot pass its bytes on (AWS Lambda). No spec code fits: no code.
+    NotYet,
     /// 500: anything else that went wrong on the server. No spec code fits: no code.
     Internal,
 }
@@ -138,6 +141,7 @@ impl HttpAnswer {
             A::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Some(OciCode::SizeInvalid)),
             A::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, Some(OciCode::BlobUploadInvalid)),
             A::UpstreamFailed => (StatusCode::BAD_GATEWAY, None),
+            A::NotYet => (StatusCode::SERVICE_UNAVAILABLE, None),
             A::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
         }
     }
@@ -243,6 +247,8 @@ impl From<RegistryError> for OciError {
                 spec(C::TooManyRequests, &e).header(header::RETRY_AFTER, HeaderValue::from_static("10"))
             }
             E::UpstreamFailed(_) => OciError::http(HttpAnswer::UpstreamFailed, e.to_string()),
+            E::NotYet(_) => OciError::http(HttpAnswer::NotYet, e.to_string())
+                .header(header::RETRY_AFTER, HeaderValue::from_static("5")),
             E::RangeNotSatisfiable { size } => {
                 let err = OciError::http(HttpAnswer::RangeNotSatisfiable, e.to_string());
                 match HeaderValue::from_str(&format!("bytes */{size}")) {
@@ -347,6 +353,7 @@ mod tests {
             (HttpAnswer::BodyTooLarge, 413, Some("SIZE_INVALID")),
             (HttpAnswer::NoSpace, 507, Some("BLOB_UPLOAD_INVALID")),
             (HttpAnswer::UpstreamFailed, 502, None),
+            (HttpAnswer::NotYet, 503, None),
             (HttpAnswer::Internal, 500, None),
         ];
         for (answer, status, code) in cases {

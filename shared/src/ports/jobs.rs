@@ -55,6 +55,10 @@ pub enum JobKind {
     /// every minute; the embedded runtime fires them in-process instead).
     #[serde(rename = "schedules")]
     Schedules(ScheduleTick),
+    /// Copy a blob a repository holds on demand from its upstream into the blob store (on
+    /// AWS, where a pull that misses does not carry the bytes through the registry function).
+    #[serde(rename = "cache-blob")]
+    CacheBlob(CacheBlobJob),
     /// A job the queue suites run; no handler in the crate knows it.
     #[cfg(test)]
     #[serde(rename = "test")]
@@ -64,6 +68,14 @@ pub enum JobKind {
 /// A schedules job's arguments: none (`{}`); the handler fires what is due by its own clock.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleTick {}
+
+/// A cache-blob job's arguments: the repository whose on-demand record says where the blob
+/// comes from, and the blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheBlobJob {
+    pub repository: Uuid,
+    pub digest: crate::domain::Digest,
+}
 
 /// A sync job's arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +137,7 @@ impl Job {
             JobKind::Sync(s) => Some(s.task),
             JobKind::Repair(r) => Some(r.task),
             JobKind::Orphans(o) => Some(o.task),
-            JobKind::Schedules(_) => None,
+            JobKind::Schedules(_) | JobKind::CacheBlob(_) => None,
             #[cfg(test)]
             JobKind::Test { .. } => None,
         }

@@ -24,8 +24,8 @@ pub use blob::{collect, BlobReader, BlobStore, ByteRange, ByteStream};
 pub use durability::write_scope;
 pub use error::StoreError;
 pub use jobs::{
-    attempts_from_receives, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, QueueDepth, RepairJob,
-    RetryPolicy, ScheduleTick, SyncJob, Verdict,
+    attempts_from_receives, CacheBlobJob, Job, JobError, JobHandler, JobKind, JobQueue, OrphanJob, Poison, QueueDepth,
+    RepairJob, RetryPolicy, ScheduleTick, SyncJob, Verdict,
 };
 pub use lease::LeaseTimings;
 pub use table::{

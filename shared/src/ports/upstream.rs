@@ -485,6 +485,15 @@ pub trait Upstream: Send + Sync + 'static {
     /// caller verifies the digest while storing.
     async fn get_blob(&self, digest: &Digest) -> Result<UpstreamBlob, UpstreamError>;
 
+    /// Where a GET of the blob leads when the registry does not serve the bytes itself: the
+    /// URL of another origin (a CDN, an object store) it redirects to, which anyone holding
+    /// it may fetch (Docker Hub, GHCR, Quay and registries on S3 do this). `None` when the
+    /// registry serves the bytes (they are not read). `NotFound` when it has no such blob.
+    async fn blob_elsewhere(&self, digest: &Digest) -> Result<Option<String>, UpstreamError> {
+        let _ = digest;
+        Ok(None)
+    }
+
     /// The OCI 1.1 referrers index of `digest`, or `None` when the upstream does not
     /// support the referrers API.
     async fn referrers(&self, digest: &Digest) -> Result<Option<Bytes>, UpstreamError>;

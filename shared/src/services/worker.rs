@@ -19,6 +19,7 @@ pub struct Worker {
     orphans: Option<Arc<Orphans>>,
     repair: Option<Arc<Repair>>,
     schedules: Option<Arc<super::Manage>>,
+    copies: Option<Arc<super::Registry>>,
 }
 
 /// Runs one sync job to its end, recording progress and the outcome on the task.
@@ -36,6 +37,7 @@ impl Worker {
             orphans: None,
             repair: None,
             schedules: None,
+            copies: None,
         }
     }
 
@@ -48,6 +50,12 @@ impl Worker {
     /// Fires due schedules when a schedules job comes.
     pub fn with_schedules(mut self, manage: Arc<super::Manage>) -> Self {
         self.schedules = Some(manage);
+        self
+    }
+
+    /// Copies blobs from upstream into the blob store when a cache-blob job comes.
+    pub fn with_blob_copies(mut self, registry: Arc<super::Registry>) -> Self {
+        self.copies = Some(registry);
         self
     }
 
@@ -112,6 +120,16 @@ impl Worker {
                 },
                 None => Err(JobError::Permanent(
                     "schedules are not available in this runtime".into(),
+                )),
+            },
+            JobKind::CacheBlob(c) => match &self.copies {
+                Some(registry) => match registry.copy_blob(c.repository, &c.digest).await {
+                    Ok(()) => Ok(()),
+                    Err(e @ super::RegistryError::BlobUnknown(_)) => Err(JobError::Permanent(e.to_string())),
+                    Err(e) => Err(JobError::Retry(format!("copying {}: {e}", c.digest))),
+                },
+                None => Err(JobError::Permanent(
+                    "copying blobs is not available in this runtime".into(),
                 )),
             },
             #[cfg(test)]

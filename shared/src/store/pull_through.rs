@@ -4,6 +4,9 @@
 //! | pk | sk | value |
 //! |---|---|---|
 //! | `checked#<repository id>` | `<tag>` | [`TagCheck`] |
+//! | `copying#<blob digest>` | `_` | when a copy of the blob into the blob store was claimed |
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,35 @@ impl Store {
             .put(&format!("checked#{repo}"), tag.as_str(), encode(check)?, Cond::Any)
             .await
             .map(|_| ())
+    }
+
+    /// Claims the copy of `digest` from upstream into the blob store, so that concurrent
+    /// misses (in any instance) start one copy. `false` while another claim younger than
+    /// `stale` holds; an older one is taken over (its copier died).
+    pub async fn claim_blob_copy(&self, digest: &Digest, stale: Duration) -> Result<bool, StoreError> {
+        let pk = format!("copying#{digest}");
+        let now = Utc::now();
+        let cond = match self.get_json::<DateTime<Utc>>(&pk, "_").await? {
+            None => Cond::Absent,
+            Some((rev, since)) if now.signed_duration_since(since).to_std().unwrap_or_default() >= stale => {
+                Cond::Rev(rev)
+            }
+            Some(_) => return Ok(false),
+        };
+        match self
+            .t
+            .put_expiring(&pk, "_", encode(&now)?, cond, Some(super::expiry_in(stale * 4)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a claim of [`Store::claim_blob_copy`] (the copy finished or failed).
+    pub async fn release_blob_copy(&self, digest: &Digest) -> Result<(), StoreError> {
+        self.t.delete(&format!("copying#{digest}"), "_", Cond::Any).await
     }
 
     /// The pull-through distribution whose base path is the longest proper prefix of `name`

@@ -210,6 +210,15 @@ impl Upstream for HttpUpstream {
         })
     }
 
+    async fn blob_elsewhere(&self, digest: &Digest) -> Result<Option<String>, UpstreamError> {
+        let url = self.v2(&format!("blobs/{digest}"))?;
+        match self.send_or_stop(Method::GET, url, &[], false, true).await? {
+            super::send::Sent::Elsewhere(to) => Ok(Some(to.to_string())),
+            // the registry serves the bytes itself: they are not read here
+            super::send::Sent::Answer(..) => Ok(None),
+        }
+    }
+
     async fn referrers(&self, digest: &Digest) -> Result<Option<Bytes>, UpstreamError> {
         let url = self.v2(&format!("referrers/{digest}"))?;
         let accept = ["application/vnd.oci.image.index.v1+json"];

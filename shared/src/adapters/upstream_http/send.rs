@@ -28,6 +28,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// What [`HttpUpstream::send_or_stop`] got: the answer (with the URL that gave it and the
+/// request's concurrency slot), or the other origin a redirect points to.
+pub(super) enum Sent {
+    Answer(reqwest::Response, Url, OwnedSemaphorePermit),
+    Elsewhere(Url),
+}
+
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     v.parse::<u64>().ok().map(Duration::from_secs)
@@ -161,6 +168,25 @@ impl HttpUpstream {
         accept: &[&str],
         allow_404: bool,
     ) -> Result<(reqwest::Response, Url, OwnedSemaphorePermit), UpstreamError> {
+        match self.send_or_stop(method, url.clone(), accept, allow_404, false).await? {
+            Sent::Answer(resp, at, permit) => Ok((resp, at, permit)),
+            Sent::Elsewhere(_) => Err(UpstreamError::Invalid {
+                url: shown(&url),
+                message: "a redirect was not followed".into(),
+            }),
+        }
+    }
+
+    /// As [`Self::send`]; with `stop_elsewhere`, a redirect to another origin (a CDN, an
+    /// object store) is not followed but answered as [`Sent::Elsewhere`].
+    pub(super) async fn send_or_stop(
+        &self,
+        method: Method,
+        url: Url,
+        accept: &[&str],
+        allow_404: bool,
+        stop_elsewhere: bool,
+    ) -> Result<Sent, UpstreamError> {
         let permit = self
             .slots
             .clone()
@@ -208,6 +234,9 @@ impl HttpUpstream {
                     self.policy
                         .check_request(&next)
                         .map_err(|e| refused(&next, format!("redirected there by {}: {e}", shown(&target))))?;
+                    if stop_elsewhere && !same_origin(&next, &self.base) {
+                        return Ok(Sent::Elsewhere(next));
+                    }
                     target = next;
                     continue;
                 }
@@ -224,7 +253,7 @@ impl HttpUpstream {
                     });
                 }
                 if status.is_success() || (allow_404 && status == StatusCode::NOT_FOUND) {
-                    return Ok((resp, target, permit));
+                    return Ok(Sent::Answer(resp, target, permit));
                 }
                 let body = resp.bytes().await.unwrap_or_default();
                 return Err(match status {

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::{Digest, MirrorRoutes, RepoName, Tag};
-use crate::ports::{BlobReader, BlobStore, StoreError, UpstreamFactory};
+use crate::ports::{BlobReader, BlobStore, JobQueue, StoreError, UpstreamFactory};
 use crate::store::{Distribution, Repository, Store, WriteError};
 
 /// Errors with a meaning for clients; `http` maps each to its OCI code and status.
@@ -69,6 +69,9 @@ pub enum RegistryError {
     /// A pull through a cache needs the upstream, which failed; nothing cached could answer.
     #[error("the upstream registry failed: {0}")]
     UpstreamFailed(String),
+    /// A blob is being copied from upstream; the client should come back soon.
+    #[error("the blob is being fetched from upstream, retry shortly: {0}")]
+    NotYet(String),
     /// A pull through a cache needs the upstream, which answers 429.
     #[error("the upstream registry is rate limiting pulls: {0}")]
     UpstreamThrottled(String),
@@ -118,6 +121,13 @@ pub struct RegistryConfig {
     pub pull_through_ttl: Duration,
     /// Which pull-through distribution serves names no distribution serves.
     pub mirrors: MirrorRoutes,
+    /// Whether a blob fetched on demand passes through this process on its way to the
+    /// client. `false` on AWS Lambda: a miss answers with the upstream's own redirect (or
+    /// waits up to `copy_wait` for the sync worker's copy into S3) and queues the copy.
+    pub relay_blobs: bool,
+    /// How long a miss that cannot be relayed waits for the copy before asking the client
+    /// to come back (`503` with `Retry-After`).
+    pub copy_wait: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -128,6 +138,8 @@ impl Default for RegistryConfig {
             redirect_ttl: Duration::from_secs(600),
             pull_through_ttl: Duration::from_secs(300),
             mirrors: MirrorRoutes::default(),
+            relay_blobs: true,
+            copy_wait: Duration::from_secs(20),
         }
     }
 }
@@ -193,6 +205,8 @@ pub struct Registry {
     accounts: Option<Arc<crate::services::Accounts>>,
     /// One upstream fetch per manifest or blob at a time.
     flights: Arc<flights::Flights>,
+    /// Where copies of blobs from upstream are queued when they are not relayed.
+    jobs: Option<Arc<dyn JobQueue>>,
 }
 
 impl Registry {
@@ -204,6 +218,7 @@ impl Registry {
             upstreams: None,
             accounts: None,
             flights: Arc::default(),
+            jobs: None,
         }
     }
 
@@ -216,6 +231,12 @@ impl Registry {
     /// Lets pulls fetch blobs that syncs left upstream (policies `on_demand`, `streamed`).
     pub fn with_upstreams(mut self, upstreams: Option<Arc<dyn UpstreamFactory>>) -> Self {
         self.upstreams = upstreams;
+        self
+    }
+
+    /// Queues copies of blobs from upstream there (see [`RegistryConfig::relay_blobs`]).
+    pub fn with_jobs(mut self, jobs: Arc<dyn JobQueue>) -> Self {
+        self.jobs = Some(jobs);
         self
     }
 

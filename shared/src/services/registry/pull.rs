@@ -128,7 +128,7 @@ impl Registry {
             Some(size) => size,
             None => {
                 return match self.lazy(&t, digest).await? {
-                    Some(l) => self.fetch_lazy(digest, l).await,
+                    Some(l) => self.fetch_lazy(t.repo.id, digest, l).await,
                     None => Err(RegistryError::BlobUnknown(digest.clone())),
                 }
             }

@@ -250,7 +250,7 @@ impl Registry {
         Ok(updated)
     }
 
-    fn upstream_of(&self, remote: &Remote) -> Result<Arc<dyn Upstream>> {
+    pub(super) fn upstream_of(&self, remote: &Remote) -> Result<Arc<dyn Upstream>> {
         let Some(factory) = &self.upstreams else {
             return Err(RegistryError::UpstreamFailed(
                 "this server cannot reach upstream registries".into(),
