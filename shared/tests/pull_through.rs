@@ -98,7 +98,9 @@ impl Counter {
 }
 
 struct Cache {
-    local: LocalApp,
+    app: berth::app::App,
+    /// The in-process job queue (memory and embedded stores).
+    jobs: Option<berth::adapters::local_jobs::LocalJobQueue>,
     router: Router,
     up: Counter,
     fx: Fixture,
@@ -110,9 +112,15 @@ struct Cache {
 enum Backend {
     Memory,
     Embedded,
+    /// S3, DynamoDB and SQS of the moto server at `BERTH_TEST_MOTO`.
+    #[cfg(feature = "moto")]
+    Moto,
 }
 
+#[cfg(not(feature = "moto"))]
 const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Embedded];
+#[cfg(feature = "moto")]
+const BACKENDS: [Backend; 3] = [Backend::Memory, Backend::Embedded, Backend::Moto];
 
 impl Cache {
     /// An upstream holding the fixture at `test/fixture`, and a Berth caching it at `cache/`.
@@ -148,14 +156,28 @@ impl Cache {
             registry,
             ..Default::default()
         };
-        let (local, dir) = match backend {
-            Backend::Memory => (LocalApp::in_memory_with(settings), None),
+        let (app, jobs, dir) = match backend {
+            Backend::Memory => {
+                let l = LocalApp::in_memory_with(settings);
+                (l.app, Some(l.jobs), None)
+            }
             Backend::Embedded => {
                 let dir = tempfile::tempdir().unwrap();
-                (LocalApp::embedded(dir.path(), settings).await.unwrap(), Some(dir))
+                let l = LocalApp::embedded(dir.path(), settings).await.unwrap();
+                (l.app, Some(l.jobs), Some(dir))
+            }
+            #[cfg(feature = "moto")]
+            Backend::Moto => {
+                let sdk =
+                    berth::adapters::aws::sdk_config_for(&common::moto::endpoint(), "us-east-1", "testing", "testing")
+                        .await;
+                let aws = berth::app::AwsApp::connect(&sdk, &common::moto::settings(true), settings)
+                    .await
+                    .unwrap();
+                (aws.app, None, None)
             }
         };
-        let store = &local.app.store;
+        let store = &app.store;
         let mut remote = Remote::new("hub", &up.url, RepoName::parse("unused").unwrap());
         remote.kind = RemoteKind::PullThrough;
         remote.policy = Policy::OnDemand;
@@ -170,8 +192,9 @@ impl Cache {
         store.create_distribution(&dist).await.unwrap();
         up.take();
         Cache {
-            router: local.app.router(),
-            local,
+            router: app.router(),
+            app,
+            jobs,
             up,
             fx,
             _reg: reg,
@@ -194,6 +217,18 @@ impl Cache {
         self.get(&format!("/v2/cache/test/fixture/blobs/{d}")).await
     }
 
+    /// A blob's bytes, following a redirect to the blob store (S3).
+    async fn blob_bytes(&self, d: &Digest) -> Vec<u8> {
+        let b = self.blob(d).await;
+        if b.status == StatusCode::TEMPORARY_REDIRECT {
+            let r = reqwest::get(b.header("location")).await.unwrap();
+            assert!(r.status().is_success(), "{d}: {}", r.status());
+            return r.bytes().await.unwrap().to_vec();
+        }
+        assert_eq!(b.status, StatusCode::OK, "{d}: {}", b.text());
+        b.body
+    }
+
     /// Pulls `tag` (an image) and its config and layers, checking every byte.
     async fn pull(&self, tag: &str) -> Digest {
         let m = self.manifest(tag).await;
@@ -201,15 +236,13 @@ impl Cache {
         let digest = Digest::sha256_of(&m.body);
         assert_eq!(m.header("docker-content-digest"), digest.as_str());
         for d in blob_digests(&m.body) {
-            let b = self.blob(&d).await;
-            assert_eq!(b.status, StatusCode::OK, "{d}: {}", b.text());
-            assert_eq!(Digest::sha256_of(&b.body), d);
+            assert_eq!(Digest::sha256_of(&self.blob_bytes(&d).await), d);
         }
         digest
     }
 
     async fn present(&self) -> BTreeMap<ContentType, u64> {
-        let store = &self.local.app.store;
+        let store = &self.app.store;
         let repo = store.repository_by_name("cache/test/fixture").await.unwrap().unwrap();
         let v = store.version(&repo, repo.latest_version).await.unwrap().unwrap();
         v.content_summary.present
@@ -246,7 +279,7 @@ async fn the_first_pull_fetches_and_the_second_asks_upstream_nothing() {
         );
         assert_eq!(count(&seen, "GET /v2/test/fixture/blobs/"), 2, "{backend:?} {seen:?}");
         // a repository keeping one version, a distribution and a remote, named after the path
-        let store = &c.local.app.store;
+        let store = &c.app.store;
         let repo = store.repository_by_name("cache/test/fixture").await.unwrap().unwrap();
         assert_eq!(repo.kind, RepositoryKind::Mirror);
         assert_eq!(repo.retain_repo_versions, Some(1));
@@ -354,7 +387,6 @@ async fn filters_refuse_other_names_and_pushes_are_denied() {
     let r = c.get("/v2/cache/test/missing/manifests/latest").await;
     assert_eq!(r.code(), "MANIFEST_UNKNOWN", "{}", r.text());
     assert!(c
-        .local
         .app
         .store
         .repository_by_name("cache/test/missing")
@@ -427,16 +459,14 @@ async fn a_client_gone_mid_layer_leaves_no_partial_blob() {
         assert!(!first.is_empty());
         drop(body);
         // the transfer finishes without the client, and only the whole blob is stored
-        let blobs = c.local.app.blobs.clone();
+        let blobs = c.app.blobs.clone();
         for _ in 0..100 {
             if blobs.stat(&layer).await.unwrap().is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let b = c.blob(&layer).await;
-        assert_eq!(b.status, StatusCode::OK);
-        assert_eq!(Digest::sha256_of(&b.body), layer, "{backend:?}");
+        assert_eq!(Digest::sha256_of(&c.blob_bytes(&layer).await), layer, "{backend:?}");
         let seen = c.up.take();
         assert_eq!(
             count(&seen, &format!("GET /v2/test/fixture/blobs/{layer}")),
@@ -517,14 +547,15 @@ async fn without_relaying_a_miss_redirects_or_waits_for_the_queued_copy() {
     let m = c.manifest("docker").await;
     assert_eq!(m.status, StatusCode::OK, "{}", m.text());
     let blobs = blob_digests(&m.body);
-    let worker = c.local.app.worker();
+    let worker = c.app.worker();
+    let jobs = c.jobs.as_ref().unwrap();
 
     // an upstream serving bytes itself: 503 with Retry-After until the worker copied it
     let first = c.blob(&blobs[0]).await;
     assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{}", first.text());
     assert_eq!(first.header("retry-after"), "5");
-    assert_eq!(c.local.jobs.pending().await.unwrap(), 1);
-    assert!(c.local.jobs.run_one(&*worker).await.unwrap().is_some());
+    assert_eq!(jobs.pending().await.unwrap(), 1);
+    assert!(jobs.run_one(&*worker).await.unwrap().is_some());
     let again = c.blob(&blobs[0]).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text());
     assert_eq!(Digest::sha256_of(&again.body), blobs[0]);
@@ -549,8 +580,8 @@ async fn without_relaying_a_miss_redirects_or_waits_for_the_queued_copy() {
             "sent to the upstream's target"
         );
     }
-    assert_eq!(c.local.jobs.pending().await.unwrap(), 1, "one copy for 16 misses");
-    assert!(c.local.jobs.run_one(&*worker).await.unwrap().is_some());
+    assert_eq!(jobs.pending().await.unwrap(), 1, "one copy for 16 misses");
+    assert!(jobs.run_one(&*worker).await.unwrap().is_some());
     let stored = c.blob(&layer).await;
     assert_eq!(stored.status, StatusCode::OK);
     assert_eq!(Digest::sha256_of(&stored.body), layer);
