@@ -133,6 +133,15 @@ impl Manage {
                 return Err(ManageError::invalid("base_path", Invalid::Unique));
             }
             self.check_base_path(&spec.base_path, Some(id)).await?;
+            // what it cached lies under its base path, which holds it in place (pulpcore's
+            // overlap check refuses the move too)
+            if let Some(child) = self.store().cached_distributions(id).await?.first() {
+                let name = match self.store().distribution(*child).await? {
+                    Some(d) => d.name,
+                    None => child.to_string(),
+                };
+                return Err(ManageError::invalid("base_path", Invalid::BasePathOverlaps(name)));
+            }
         }
         let mut after = before.clone();
         spec.apply(&mut after);
