@@ -36,7 +36,7 @@ def function_path(name):
     return os.path.join(FN_DIR, name, "bootstrap") if FN_DIR else os.path.join(BIN, name)
 
 
-def invoke(binary, events):
+def invoke(binary, events, queue_url=None, **extra_env):
     """Runs BINARY under the runtime emulator for EVENTS; returns the emulator's record."""
     port = free_port()
     evf, outf = os.path.join(W, "events.json"), os.path.join(W, "out.json")
@@ -44,7 +44,7 @@ def invoke(binary, events):
     api = subprocess.Popen([sys.executable, os.path.join(HERE, "runtime_api.py"), str(port), evf, outf])
     PROCS.append(api)
     time.sleep(0.3)
-    env = dict(os.environ, **AWS_ENV, BERTH_QUEUE_URL=QUEUE_URL, BERTH_ADMIN_PASSWORD=PW,
+    env = dict(os.environ, **AWS_ENV, **extra_env, BERTH_QUEUE_URL=queue_url or QUEUE_URL, BERTH_ADMIN_PASSWORD=PW,
                BERTH_TOKEN_KEY_SEED="seed-" + SUFFIX, BERTH_FIELD_KEY_SEED="field-" + SUFFIX,
                AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
                AWS_LAMBDA_FUNCTION_NAME=binary, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
@@ -94,6 +94,86 @@ def header(r, name):
         if k.lower() == name:
             return v
     return None
+
+
+def pull_through():
+    """A pull-through cache of a docker-registry serving blobs itself and of one redirecting
+    blob GETs elsewhere (as registries on a CDN or object store do): the registry function
+    answers the first with 503 + Retry-After and queues the copy (one cache-blob job), the
+    second with a 307 to the upstream's target; the sync worker copies the blob into S3, and
+    the next GET is a 307 to a presigned S3 URL."""
+    from pull_through_upstream import Upstream, sqs
+    up = Upstream(W)
+    PROCS.append(up.proc)
+    layer = os.urandom(65536)
+    manifest, layer_digest = up.push_image("up/app", "v1", layer)
+    check("pull-through: the upstream holds the image", bool(manifest))
+    auth = {"authorization": basic("admin", PW), "content-type": "application/json"}
+    remotes = {}
+    for name, url in (("fn-pt-direct", up.url), ("fn-pt-redirect", up.redirecting_url)):
+        out = invoke("berth-api", [http_event("POST", "/pulp/api/v3/remotes/container/pull-through/", "", auth,
+                                              json.dumps({"name": name, "url": url}).encode())])
+        r = resp(out, 0)
+        remotes[name] = json.loads(r["body"])["pulp_href"] if r and r["statusCode"] == 201 else None
+    out = invoke("berth-api", [
+        http_event("POST", "/pulp/api/v3/distributions/container/pull-through/", "", auth,
+                   json.dumps({"name": base, "base_path": base, "remote": remotes[name]}).encode())
+        for base, name in (("ptd", "fn-pt-direct"), ("ptr", "fn-pt-redirect"))])
+    check("pull-through: remotes (201) and distributions (202) made through the API",
+          all(remotes.values()) and all(resp(out, i) and resp(out, i)["statusCode"] == 202 for i in range(2)),
+          json.dumps(out["results"])[:400])
+    queue = sqs("CreateQueue", QueueName=f"berth-fn-pt-{SUFFIX}")
+    queue_url = re.search(r"<QueueUrl>(.*?)</QueueUrl>", queue).group(1) if queue else None
+    out = invoke("berth-registry", [
+        http_event("GET", "/token", f"service={HOST}&scope={urllib.parse.quote('repository:ptd/up/app:pull')}"
+                   f"&scope={urllib.parse.quote('repository:ptr/up/app:pull')}", {"authorization": basic("admin", PW)}),
+    ])
+    r = resp(out, 0)
+    token = json.loads(r["body"])["token"] if r and r["statusCode"] == 200 else ""
+    bearer = {"authorization": f"Bearer {token}", "accept": "application/vnd.oci.image.manifest.v1+json"}
+    out = invoke("berth-registry", [
+        http_event("GET", "/v2/ptd/up/app/manifests/v1", "", bearer),
+        http_event("GET", f"/v2/ptd/up/app/blobs/{layer_digest}", "", bearer),
+        http_event("GET", "/v2/ptr/up/app/manifests/v1", "", bearer),
+        http_event("GET", f"/v2/ptr/up/app/blobs/{layer_digest}", "", bearer),
+    ], queue_url=queue_url, BERTH_BLOB_COPY_WAIT="1")
+    m, miss, m2, redirected = (resp(out, i) for i in range(4))
+    def body(r):
+        return base64.b64decode(r["body"]) if r.get("isBase64Encoded") else (r.get("body") or "").encode()
+    check("pull-through: the registry function serves the manifest it fetched (200, the upstream's bytes)",
+          m and m["statusCode"] == 200 and body(m) == manifest, json.dumps(m)[:300])
+    check("pull-through: a miss of a blob the upstream serves itself is 503 with Retry-After, no bytes",
+          miss and miss["statusCode"] == 503 and header(miss, "retry-after") and len(miss.get("body") or "") < 1000,
+          json.dumps(miss)[:300])
+    loc = header(redirected, "location") if redirected else None
+    check("pull-through: a miss at an upstream that redirects is a 307 to the upstream's target",
+          m2 and m2["statusCode"] == 200 and redirected and redirected["statusCode"] == 307 and loc
+          and loc.startswith(up.url) and loc.endswith(f"/blobs/{layer_digest}"), json.dumps(redirected)[:300])
+    got = sqs("ReceiveMessage", QueueUrl=queue_url, MaxNumberOfMessages="10", WaitTimeSeconds="1") if queue_url else ""
+    import html
+    jobs = [html.unescape(b) for b in re.findall(r"<Body>(.*?)</Body>", got or "", re.S)]
+    copies = [j for j in jobs if '"cache-blob"' in j]
+    check("pull-through: two misses of one blob queue one cache-blob job", len(copies) == 1, repr(jobs)[:300])
+    out = invoke("berth-sync-worker", [{"Records": [record_of(9, copies[0] if copies else "{}")]}])
+    r = resp(out, 0)
+    check("sync-worker: the cache-blob job copies the blob into S3", r is not None and r.get("batchItemFailures") == [],
+          json.dumps(out)[:300])
+    out = invoke("berth-registry", [http_event("GET", f"/v2/ptd/up/app/blobs/{layer_digest}", "", bearer)])
+    r = resp(out, 0)
+    loc = header(r, "location") if r else None
+    check("pull-through: then the blob GET is a 307 to a presigned S3 URL",
+          r and r["statusCode"] == 307 and loc and "X-Amz-Signature" in loc, json.dumps(r)[:300])
+    if loc:
+        data = urllib.request.urlopen(loc, timeout=10).read()
+        check("the copied blob's bytes verify", hashlib.sha256(data).hexdigest() == layer_digest.split(":")[1])
+
+
+def record_of(i, body):
+    return {"messageId": f"m{i}", "receiptHandle": "h", "body": body, "md5OfBody": "",
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s",
+                           "ApproximateFirstReceiveTimestamp": "1"},
+            "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:berth"}
 
 
 if not MOTO:
@@ -211,6 +291,9 @@ try:
     got = resp(out, 0)
     last = json.loads(got["body"]).get("last_task") if got and got["statusCode"] == 200 else None
     check("the due schedule started its task (its last_task)", bool(last), json.dumps(got)[:300])
+
+    # --- pull-through caching: a blob miss never passes bytes through the registry function --------
+    pull_through()
 
     # --- logs: JSON lines, with CloudWatch EMF documents --------------------------------------------
     logs = {}

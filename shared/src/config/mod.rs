@@ -107,6 +107,7 @@ pub struct Config {
     pub redirect_ttl: Duration,
     pub pull_through_ttl: Duration,
     pub mirrors: crate::domain::MirrorRoutes,
+    pub blob_copy_wait: Duration,
     /// How long a finished task is kept (`None`: until deleted).
     pub task_retention: Option<Duration>,
     pub remote_private_networks: PrivateNetworks,
@@ -318,6 +319,7 @@ impl Config {
             redirect_ttl: r.seconds(&REDIRECT_TTL),
             pull_through_ttl: r.seconds(&PULL_THROUGH_TTL),
             mirrors: r.mirrors(),
+            blob_copy_wait: r.seconds(&BLOB_COPY_WAIT),
             task_retention: r
                 .number(&TASK_RETENTION_DAYS)
                 .filter(|d| *d > 0)
@@ -455,6 +457,7 @@ impl Config {
         settings.registry.redirect_ttl = self.redirect_ttl;
         settings.registry.pull_through_ttl = self.pull_through_ttl;
         settings.registry.mirrors = self.mirrors.clone();
+        settings.registry.copy_wait = self.blob_copy_wait;
         settings
     }
 }

@@ -172,6 +172,20 @@ pub const PULL_THROUGH_TTL: Setting = Setting {
     help: "How long a tag pulled through a cache is served before it is checked upstream again (one HEAD), in seconds.",
 };
 
+pub const BLOB_COPY_WAIT: Setting = Setting {
+    flag: "blob-copy-wait",
+    env: "BERTH_BLOB_COPY_WAIT",
+    default: Some("20"),
+    kind: Kind::Number {
+        min: 0,
+        max: 25,
+        unit: SECONDS,
+    },
+    runtimes: Runtimes::Lambda,
+    help: "How long a blob GET that misses (pull-through or on-demand) waits in the registry function for the sync \
+           worker's copy into S3 when the upstream serves the bytes itself, before answering 503 with Retry-After.",
+};
+
 pub const PULL_THROUGH_DEFAULT: Setting = Setting {
     flag: "pull-through-default",
     env: "BERTH_PULL_THROUGH_DEFAULT",
@@ -464,6 +478,7 @@ pub const ALL: &[Setting] = &[
     REDIRECT_TTL,
     PULL_THROUGH_TTL,
     PULL_THROUGH_DEFAULT,
+    BLOB_COPY_WAIT,
     PULL_THROUGH_NS,
     TASK_RETENTION_DAYS,
     REMOTE_PRIVATE_NETWORKS,
