@@ -133,6 +133,8 @@ pub struct RemoteFilter {
     pub names: NameFilter,
     /// Last updated in this range (`pulp_last_updated__gte`, `__lte`).
     pub updated: TimeRange,
+    /// Of this kind only.
+    pub kind: crate::store::RemoteKind,
 }
 
 /// Filters on distributions.
@@ -149,6 +151,8 @@ pub struct DistributionFilter {
     /// Serving the latest version of this repository (`Some(None)`: of a repository that
     /// cannot exist, so nothing matches).
     pub repository: Option<Option<(Uuid, RepositoryKind)>>,
+    /// Pull-through distributions (else container distributions).
+    pub pull_through: bool,
 }
 
 /// Which resources of a task a resource filter looks at.
@@ -355,6 +359,10 @@ impl Catalog<'_> {
         self.manage.store()
     }
 
+    pub(super) fn manage(&self) -> &Manage {
+        self.manage
+    }
+
     /// Whether the lists need no filtering for the caller.
     fn sees_all(&self) -> bool {
         self.scope.is_none_or(Scope::all)
@@ -377,7 +385,8 @@ impl Catalog<'_> {
 
     pub async fn remotes(&self, f: &RemoteFilter, page: Page) -> Result<Listing<Remote>> {
         let keep = |r: &Remote| {
-            f.names.matches(&r.name, r.id)
+            r.kind == f.kind
+                && f.names.matches(&r.name, r.id)
                 && f.names.matches_labels(&r.pulp_labels)
                 && f.updated.holds(Some(&r.updated))
                 && self.scope.is_none_or(|s| s.sees_remote(r))
@@ -395,7 +404,7 @@ impl Catalog<'_> {
 
     /// A distribution and the kind of the repository it serves.
     pub async fn distribution(&self, id: Uuid) -> Result<(Distribution, Option<RepositoryKind>)> {
-        let d = self.manage.distribution(id).await?;
+        let d = self.manage.container_distribution(id).await?;
         let kind = self.served_kind(&d).await?;
         Ok((d, kind))
     }
@@ -416,7 +425,8 @@ impl Catalog<'_> {
         };
         let keep = |d: &Distribution| {
             let bp = d.base_path.as_str();
-            f.names.matches(&d.name, d.id)
+            d.pull_through == f.pull_through
+                && f.names.matches(&d.name, d.id)
                 && f.names.matches_labels(&d.pulp_labels)
                 && f.base_path.as_ref().is_none_or(|x| x == bp)
                 && f.base_path_in.as_ref().is_none_or(|xs| xs.iter().any(|x| x == bp))
@@ -428,7 +438,10 @@ impl Catalog<'_> {
                 && serving.is_none_or(|s| s.is_some() && d.repository == s && d.version.is_none())
                 && self.scope.is_none_or(|s| s.sees_distribution(d))
         };
-        let listing = if *f == DistributionFilter::default() && self.sees_all() {
+        let listing = if *f == DistributionFilter::default()
+            && self.sees_all()
+            && !self.store().has_pull_through_distributions().await?
+        {
             self.store().distribution_range(page).await?
         } else {
             self.store().distribution_page(keep, page).await?

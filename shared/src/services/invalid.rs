@@ -56,6 +56,9 @@ pub enum Invalid {
     /// A distribution serves the version, so it is not deleted.
     #[error("the version is served by a distribution")]
     VersionProtected,
+    /// A pull-through remote where only a container remote will do (a sync's remote).
+    #[error("a pull-through remote cannot be synced from")]
+    PullThroughRemote,
     /// The base path overlaps the named distribution's.
     #[error("overlaps with distribution {0}")]
     BasePathOverlaps(String),

@@ -17,8 +17,8 @@ use super::versions::Versions;
 use crate::domain::{ContentKey, RepoName, UrlPolicy};
 use crate::ports::{Job, JobKind, JobQueue, LeaseTimings, OrphanJob, RepairJob, StoreError, SyncJob};
 use crate::store::{
-    Deleted, Distribution, ObjectKind, ObjectRef, Remote, Repository, RepositoryKind, RepositoryVersion, ResourceRef,
-    Store, Task,
+    Deleted, Distribution, ObjectKind, ObjectRef, Remote, RemoteKind, Repository, RepositoryKind, RepositoryVersion,
+    ResourceRef, Store, Task,
 };
 
 pub use super::invalid::{Invalid, ManageError};
@@ -110,6 +110,7 @@ impl Manage {
             self.store
                 .remote(remote)
                 .await?
+                .filter(|r| r.kind == RemoteKind::Container)
                 .ok_or_else(|| ManageError::invalid("remote", Invalid::NoObject))?;
         }
         repo.latest_version = 0;
@@ -138,6 +139,7 @@ impl Manage {
             self.store
                 .remote(remote)
                 .await?
+                .filter(|r| r.kind == RemoteKind::Container)
                 .ok_or_else(|| ManageError::invalid("remote", Invalid::NoObject))?;
         }
         let before = self.store.repository(id).await?.map(|r| r.retain_repo_versions);
@@ -292,7 +294,7 @@ impl Manage {
         }
     }
 
-    async fn check_base_path(&self, path: &RepoName, except: Option<Uuid>) -> Result<()> {
+    pub(super) async fn check_base_path(&self, path: &RepoName, except: Option<Uuid>) -> Result<()> {
         if let Some(d) = self.store.overlapping_distribution(path.as_str(), except).await? {
             return Err(ManageError::invalid("base_path", Invalid::BasePathOverlaps(d.name)));
         }
@@ -321,6 +323,11 @@ impl Manage {
         self.check_base_path(&spec.base_path, None).await?;
         let mut d = Distribution::new("", spec.base_path.clone(), None);
         Self::apply(&mut d, spec);
+        self.create_distribution_record(d).await
+    }
+
+    /// Stores a new distribution; a name or base path taken meanwhile is a field error.
+    pub(super) async fn create_distribution_record(&self, d: Distribution) -> Result<Distribution> {
         match self.store.create_distribution(&d).await {
             Ok(()) => Ok(d),
             Err(StoreError::Conflict(_)) => {
@@ -354,7 +361,16 @@ impl Manage {
         }
         let mut after = before.clone();
         Self::apply(&mut after, spec);
-        match self.store.replace_distribution(&before, &after).await {
+        self.replace_distribution_record(&before, after).await
+    }
+
+    /// Stores a changed distribution; a name or base path taken meanwhile is a field error.
+    pub(super) async fn replace_distribution_record(
+        &self,
+        before: &Distribution,
+        after: Distribution,
+    ) -> Result<Distribution> {
+        match self.store.replace_distribution(before, &after).await {
             Ok(()) => Ok(after),
             Err(StoreError::Conflict(_)) => Err(if after.name != before.name {
                 ManageError::invalid("name", Invalid::Unique)
@@ -443,10 +459,13 @@ impl Manage {
         mirror: bool,
         signed_only: bool,
     ) -> Result<Task> {
-        self.remote(remote).await.map_err(|e| match e {
+        let r = self.remote(remote).await.map_err(|e| match e {
             ManageError::NotFound => ManageError::invalid("remote", Invalid::NoObject),
             e => e,
         })?;
+        if r.kind != RemoteKind::Container {
+            return Err(ManageError::invalid("remote", Invalid::PullThroughRemote));
+        }
         t.reserved_resources = vec![ResourceRef::Repository {
             id: repo.id,
             kind: repo.kind,

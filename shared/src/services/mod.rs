@@ -6,6 +6,7 @@ pub mod access;
 pub mod accounts;
 pub mod acting;
 mod browse;
+mod caches;
 mod catalog;
 mod content;
 mod heartbeats;
@@ -38,6 +39,7 @@ pub use browse::{
     served_version, Browse, ChildView, DistributionRow, ManifestView, RepoRow, RepositoriesView, RepositoryView,
     TagView, VersionView,
 };
+pub use caches::{PullThroughDistribution, PullThroughSpec};
 pub use catalog::{
     AnyContentFilter, Catalog, ContentFilter, DistributionFilter, NameFilter, NamePattern, RemoteFilter, ResourceName,
     TaskFilter, TaskResources, TimeRange, VersionFilter,

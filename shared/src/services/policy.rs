@@ -488,7 +488,7 @@ impl Manage {
         f: impl FnOnce(&Distribution) -> Result<super::DistributionSpec>,
     ) -> Result<Distribution> {
         self.authorize(who, Target::Distribution(id), Act::Change).await?;
-        let before = self.distribution(id).await?;
+        let before = self.container_distribution(id).await?;
         let spec = f(&before)?;
         let served = self.served(&spec).await?;
         if spec.base_path != before.base_path {
@@ -518,6 +518,7 @@ impl Manage {
     /// Deletes a distribution the caller may delete (and the roles given on it).
     pub async fn delete_distribution_for(&self, who: &Identity, id: Uuid) -> Result<()> {
         self.authorize(who, Target::Distribution(id), Act::Delete).await?;
+        self.container_distribution(id).await?;
         self.delete_distribution(id).await
     }
 }

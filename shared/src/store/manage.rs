@@ -382,6 +382,12 @@ impl Store {
         } else if after.base_path != before.base_path {
             writes.push(Write::put("dist-names", &after.name, path, Cond::Any));
         }
+        if (before.base_path != after.base_path)
+            || (before.pull_through, before.cached_by) != (after.pull_through, after.cached_by)
+        {
+            writes.extend(super::pull_through_index::rows(before, false)?);
+            writes.extend(super::pull_through_index::rows(after, true)?);
+        }
         let counted = [(
             "dists",
             vec![
@@ -405,11 +411,13 @@ impl Store {
                 // gone already (its name may be another's by now)
                 return self.t.delete("dist-ids", &d.id.to_string(), Cond::Any).await;
             };
-            let writes = vec![
+            let stored: Distribution = decode(&row)?;
+            let mut writes = vec![
                 Write::delete("dists", d.base_path.as_str(), Cond::Rev(row.rev)),
                 Write::delete("dist-names", &d.name, Cond::Any),
                 Write::delete("dist-ids", d.id.to_string(), Cond::Any),
             ];
+            writes.extend(super::pull_through_index::rows(&stored, false)?);
             let counted = [("dists", vec![Counted::removed(d.base_path.as_str())])];
             match self.transact_counted(writes, &counted).await {
                 // changed meanwhile: look again

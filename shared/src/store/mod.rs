@@ -53,6 +53,7 @@ mod model;
 mod namespaces;
 mod orphans;
 mod pull_through;
+mod pull_through_index;
 mod remote;
 mod repair;
 mod repo_kinds;
@@ -456,6 +457,7 @@ impl Store {
     pub async fn create_distribution(&self, d: &Distribution) -> Result<(), StoreError> {
         self.write_holding_namespace(d, |d, mut items| async move {
             items.push(Write::put("dists", d.base_path.as_str(), encode(&d)?, Cond::Absent));
+            items.extend(pull_through_index::rows(&d, true)?);
             items.push(Write::put(
                 "dist-ids",
                 d.id.to_string(),

@@ -266,6 +266,9 @@ pub struct Distribution {
     /// belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_by: Option<Uuid>,
+    /// Left out of the content app's listings (pulpcore's `hidden`); kept and rendered only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 impl Distribution {
@@ -287,6 +290,7 @@ impl Distribution {
             remote: None,
             pull_through: false,
             cached_by: None,
+            hidden: false,
         }
     }
 
@@ -433,6 +437,12 @@ pub enum ResourceRef {
         id: Uuid,
     },
     Namespace {
+        id: Uuid,
+    },
+    PullThroughRemote {
+        id: Uuid,
+    },
+    PullThroughDistribution {
         id: Uuid,
     },
 }

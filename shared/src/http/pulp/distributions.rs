@@ -34,6 +34,7 @@ pub(super) async fn list(c: &Ctx<'_>) -> Answer {
         base_path_icontains: c.q_owned("base_path__icontains"),
         namespace_name: c.q_owned("namespace__name"),
         repository,
+        pull_through: false,
     };
     let page = c.paging()?;
     let listing = c.catalog().distributions(&f, page).await?;
@@ -66,7 +67,10 @@ fn dist_spec(c: &Ctx<'_>, before: Option<&Distribution>, partial: bool) -> Resul
     let description = i.opt_string("description", false);
     let labels = i.labels("pulp_labels");
     if let Some(Some(_)) = i.opt_string("remote", true) {
-        i.err("remote", "Pull-through remotes are not supported.");
+        i.err(
+            "remote",
+            "A container distribution takes no remote; pull-through caches are made at /pulp/api/v3/distributions/container/pull-through/.",
+        );
     }
     let base_path = match base_path {
         Some(bp) => match RepoName::parse(&bp) {
@@ -180,7 +184,7 @@ pub(super) async fn create(c: &Ctx<'_>) -> Answer {
 
 pub(super) async fn update(c: &Ctx<'_>, partial: bool) -> Answer {
     let id = c.id();
-    let before = c.manage().distribution(id).await?;
+    let before = c.manage().container_distribution(id).await?;
     let spec = dist_spec(c, Some(&before), partial)?;
     c.manage().update_distribution_for(&c.who, id, |_| Ok(spec)).await?;
     c.done(

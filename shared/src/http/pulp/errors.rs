@@ -67,6 +67,9 @@ pub fn message(reason: &Invalid) -> String {
                                       currently being used to distribute content. Please update the necessary \
                                       distributions first."
             .into(),
+        Invalid::PullThroughRemote => {
+            "A pull-through remote cannot be used to sync a repository; use a container remote.".into()
+        }
         Invalid::BasePathOverlaps(d) => format!("Overlaps with existing distribution '{d}'"),
         Invalid::ManifestNotInRepository => "A manifest with this digest is not in the repository.".into(),
         Invalid::TagNotInRepository => "This tag is not in the repository.".into(),

@@ -22,8 +22,10 @@ mod namespaces;
 pub mod openapi;
 pub mod ops;
 mod ops_accounts;
+mod ops_pull_through;
 mod ops_schedules;
 pub mod params;
+mod pull_through;
 mod remotes;
 pub mod render;
 mod repositories;
@@ -436,6 +438,8 @@ async fn handle(s: &PulpState, req: Request) -> Answer {
         | OpId::PushList
         | OpId::RemoteList
         | OpId::DistList
+        | OpId::PtRemoteList
+        | OpId::PtDistList
         | OpId::TaskList
         | OpId::NamespaceList
         | OpId::BlobList
@@ -482,10 +486,12 @@ fn gate(m: &Matched) -> Option<(Target, Act)> {
         PushDelete => (Target::Repository(id, Push), Act::Delete),
         PushTag | PushUntag | PushRemoveImage | PushVersionsDelete => (Target::Repository(id, Push), Act::Modify),
         PushVersionsRepair => (Target::Repository(id, Push), Act::Repair),
-        RemoteRead => (Target::Remote(id), Act::View),
-        RemotePartialUpdate | RemoteUpdate => (Target::Remote(id), Act::Change),
-        RemoteDelete => (Target::Remote(id), Act::Delete),
-        DistRead => (Target::Distribution(id), Act::View),
+        RemoteRead | PtRemoteRead => (Target::Remote(id), Act::View),
+        RemotePartialUpdate | RemoteUpdate | PtRemotePartialUpdate | PtRemoteUpdate => {
+            (Target::Remote(id), Act::Change)
+        }
+        RemoteDelete | PtRemoteDelete => (Target::Remote(id), Act::Delete),
+        DistRead | PtDistRead => (Target::Distribution(id), Act::View),
         DistPartialUpdate | DistUpdate => (Target::Distribution(id), Act::Change),
         DistDelete => (Target::Distribution(id), Act::Delete),
         TaskRead => (Target::Task(id), Act::View),
@@ -509,6 +515,7 @@ fn no_content() -> Response {
 
 async fn dispatch(c: &Ctx<'_>) -> Answer {
     use crate::domain::ContentType::{Blob, Manifest, Signature, Tag};
+    use crate::store::RemoteKind::{Container, PullThrough};
     use OpId::*;
     use RepositoryKind::{Mirror, Push};
     match c.m.op.id {
@@ -538,12 +545,24 @@ async fn dispatch(c: &Ctx<'_>) -> Answer {
         PushVersionsDelete => versions::delete(c, Push).await,
         RepoVersionsRepair => versions::repair(c, Mirror).await,
         PushVersionsRepair => versions::repair(c, Push).await,
-        RemoteList => remotes::list(c).await,
-        RemoteCreate => remotes::create(c).await,
-        RemoteRead => remotes::read(c).await,
-        RemotePartialUpdate => remotes::update(c, true).await,
-        RemoteUpdate => remotes::update(c, false).await,
-        RemoteDelete => remotes::delete(c).await,
+        RemoteList => remotes::list(c, Container).await,
+        RemoteCreate => remotes::create(c, Container).await,
+        RemoteRead => remotes::read(c, Container).await,
+        RemotePartialUpdate => remotes::update(c, Container, true).await,
+        RemoteUpdate => remotes::update(c, Container, false).await,
+        RemoteDelete => remotes::delete(c, Container).await,
+        PtRemoteList => remotes::list(c, PullThrough).await,
+        PtRemoteCreate => remotes::create(c, PullThrough).await,
+        PtRemoteRead => remotes::read(c, PullThrough).await,
+        PtRemotePartialUpdate => remotes::update(c, PullThrough, true).await,
+        PtRemoteUpdate => remotes::update(c, PullThrough, false).await,
+        PtRemoteDelete => remotes::delete(c, PullThrough).await,
+        PtDistList => pull_through::list(c).await,
+        PtDistCreate => pull_through::create(c).await,
+        PtDistRead => pull_through::read(c).await,
+        PtDistPartialUpdate => pull_through::update(c, true).await,
+        PtDistUpdate => pull_through::update(c, false).await,
+        PtDistDelete => pull_through::delete(c).await,
         DistList => distributions::list(c).await,
         DistCreate => distributions::create(c).await,
         DistRead => distributions::read(c).await,

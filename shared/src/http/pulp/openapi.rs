@@ -73,6 +73,13 @@ pub fn openapi(core_version: &str, container_version: &str) -> Value {
             o["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
+        if let Some((request, response)) = super::ops_pull_through::schemas(op.operation_id) {
+            let named = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+            if op.body && !request.is_empty() {
+                o["requestBody"]["content"]["application/json"]["schema"] = named(request);
+            }
+            o["responses"][op.status.to_string()]["content"]["application/json"]["schema"] = named(response);
+        }
         let entry = paths.entry(spec_path(op)).or_insert_with(|| Value::Object(Map::new()));
         entry[op.method.as_str().to_ascii_lowercase()] = o;
     }
@@ -87,7 +94,10 @@ pub fn openapi(core_version: &str, container_version: &str) -> Value {
         },
         "servers": [],
         "paths": paths,
-        "components": {"securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}}}
+        "components": {
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+            "schemas": super::ops_pull_through::components(),
+        }
     })
 }
 

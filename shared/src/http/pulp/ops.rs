@@ -51,6 +51,18 @@ pub enum OpId {
     DistPartialUpdate,
     DistUpdate,
     DistDelete,
+    PtRemoteList,
+    PtRemoteCreate,
+    PtRemoteRead,
+    PtRemotePartialUpdate,
+    PtRemoteUpdate,
+    PtRemoteDelete,
+    PtDistList,
+    PtDistCreate,
+    PtDistRead,
+    PtDistPartialUpdate,
+    PtDistUpdate,
+    PtDistDelete,
     TaskList,
     TaskRead,
     TaskCancel,
@@ -504,6 +516,7 @@ pub fn all() -> impl Iterator<Item = &'static Op> {
     OPS.iter()
         .chain(super::ops_accounts::ops())
         .chain(super::ops_schedules::ops())
+        .chain(super::ops_pull_through::ops())
 }
 
 fn number(x: &str) -> Option<u64> {

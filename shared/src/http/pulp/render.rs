@@ -39,6 +39,22 @@ pub fn dist_href(id: Uuid) -> String {
     format!("{API}distributions/container/container/{id}/")
 }
 
+pub fn pt_remote_href(id: Uuid) -> String {
+    format!("{API}remotes/container/pull-through/{id}/")
+}
+
+pub fn pt_remote_prn(id: Uuid) -> String {
+    format!("prn:container.containerpullthroughremote:{id}")
+}
+
+pub fn pt_dist_href(id: Uuid) -> String {
+    format!("{API}distributions/container/pull-through/{id}/")
+}
+
+pub fn pt_dist_prn(id: Uuid) -> String {
+    format!("prn:container.containerpullthroughdistribution:{id}")
+}
+
 pub fn task_href(id: Uuid) -> String {
     format!("{API}tasks/{id}/")
 }
@@ -87,6 +103,8 @@ pub fn resource_href(r: &ResourceRef) -> String {
         ResourceRef::Remote { id } => remote_href(*id),
         ResourceRef::Distribution { id } => dist_href(*id),
         ResourceRef::Namespace { id } => namespace_href(*id),
+        ResourceRef::PullThroughRemote { id } => pt_remote_href(*id),
+        ResourceRef::PullThroughDistribution { id } => pt_dist_href(*id),
     }
 }
 
@@ -99,6 +117,8 @@ fn resource_prn(r: &ResourceRef) -> String {
         ResourceRef::Remote { id } => format!("prn:container.containerremote:{id}"),
         ResourceRef::Distribution { id } => format!("prn:container.containerdistribution:{id}"),
         ResourceRef::Namespace { id } => namespace_prn(*id),
+        ResourceRef::PullThroughRemote { id } => pt_remote_prn(*id),
+        ResourceRef::PullThroughDistribution { id } => pt_dist_prn(*id),
     }
 }
 
@@ -232,14 +252,55 @@ pub fn distribution(d: &Distribution, kind: Option<RepositoryKind>, host: &str) 
         "base_path": d.base_path.as_str(),
         "content_guard": null,
         "content_guard_prn": null,
-        "hidden": false,
+        "hidden": d.hidden,
         "pulp_labels": d.pulp_labels,
         "name": d.name,
         "repository": repository,
         "repository_version": repository_version,
         "no_content_change_since": null,
         "registry_path": format!("{host}/{}", d.base_path),
-        "remote": null,
+        "remote": d.remote.map(remote_href),
+        "namespace": d.namespace.map(namespace_href),
+        "private": d.private,
+        "description": d.description,
+    })
+}
+
+/// A pull-through remote: a container remote's fields but `upstream_name`, `sigstore` and
+/// the tag filter aliases.
+pub fn pull_through_remote(r: &Remote) -> Value {
+    let mut v = remote(r);
+    if let Value::Object(m) = &mut v {
+        for k in ["upstream_name", "sigstore"] {
+            m.remove(k);
+        }
+        m.insert("pulp_href".into(), json!(pt_remote_href(r.id)));
+        m.insert("prn".into(), json!(pt_remote_prn(r.id)));
+        if let Some(Value::Array(h)) = m.get_mut("hidden_fields") {
+            h.retain(|f| !matches!(f["name"].as_str(), Some("include_tags" | "exclude_tags")));
+        }
+    }
+    v
+}
+
+/// A pull-through distribution, with the distributions pulls through it made.
+pub fn pull_through_distribution(d: &Distribution, children: &[Uuid]) -> Value {
+    json!({
+        "pulp_href": pt_dist_href(d.id),
+        "prn": pt_dist_prn(d.id),
+        "pulp_created": ts(&d.created),
+        "pulp_last_updated": ts(&d.updated),
+        "base_path": d.base_path.as_str(),
+        "content_guard": null,
+        "content_guard_prn": null,
+        "hidden": d.hidden,
+        "pulp_labels": d.pulp_labels,
+        "name": d.name,
+        "repository": null,
+        "repository_version": null,
+        "no_content_change_since": null,
+        "remote": d.remote.map(pt_remote_href),
+        "distributions": children.iter().map(|id| dist_href(*id)).collect::<Vec<_>>(),
         "namespace": d.namespace.map(namespace_href),
         "private": d.private,
         "description": d.description,

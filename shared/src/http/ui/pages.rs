@@ -195,10 +195,10 @@ fn resources(h: &mut Html, list: &[ResourceRef]) {
                 number,
                 number
             ),
-            ResourceRef::Remote { .. } => {
+            ResourceRef::Remote { .. } | ResourceRef::PullThroughRemote { .. } => {
                 h.raw("<a href=\"/ui/remotes/\">remote</a> ");
             }
-            ResourceRef::Distribution { .. } => {
+            ResourceRef::Distribution { .. } | ResourceRef::PullThroughDistribution { .. } => {
                 h.raw("<a href=\"/ui/distributions/\">distribution</a> ");
             }
             ResourceRef::Namespace { .. } => {
