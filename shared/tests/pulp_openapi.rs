@@ -248,6 +248,73 @@ async fn the_document_declares_what_pulp_declares_for_the_operations_pulp_cli_us
     );
 }
 
+/// The operations whose schemas the fixture records (the pull-through kinds) name Pulp's
+/// component schemas for their bodies, and those schemas have Pulp's properties and required
+/// fields: pulp-glue builds and checks a request body from them.
+#[tokio::test]
+async fn the_documented_schemas_are_pulps() {
+    let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
+    let t = T::new().await;
+    let doc = t
+        .call(Method::GET, "/pulp/api/v3/docs/api.json", None, None)
+        .await
+        .json();
+    let berth = operations(&doc);
+    let named = |v: &Value| {
+        v["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .map(str::to_owned)
+    };
+    let mut checked = 0;
+    for (id, want) in fixture["operations"].as_object().unwrap() {
+        let Some(schemas) = want.get("schemas") else { continue };
+        let (_, _, o) = berth.get(id).unwrap_or_else(|| panic!("{id} is not served"));
+        assert_eq!(
+            o.get("requestBody").and_then(named),
+            schemas["request"].as_str().map(str::to_owned),
+            "{id}: request body"
+        );
+        let status = want["responses"][0].as_str().unwrap();
+        assert_eq!(
+            named(&o["responses"][status]),
+            schemas["response"].as_str().map(str::to_owned),
+            "{id}: response"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 12, "the pull-through operations");
+    for (name, want) in fixture["schemas"].as_object().unwrap() {
+        let have = &doc["components"]["schemas"][name];
+        let props: BTreeSet<&str> = have["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name} is not declared"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let pulp: BTreeSet<&str> = want["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(props, pulp, "{name}: properties");
+        let required: BTreeSet<&str> = have["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let pulp: BTreeSet<&str> = want["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(required, pulp, "{name}: required");
+    }
+}
+
 /// The check itself: a list parameter declared as a plain string (the tag list's `digest`, which
 /// pulp_container's `TagFilter` declares as a comma-separated list) is a difference.
 #[tokio::test]

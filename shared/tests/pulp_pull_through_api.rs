@@ -246,6 +246,13 @@ async fn remotes_refuse_bad_fields(t: On) {
             .await,
         "remote",
     );
+    let r = t
+        .post(
+            "/pulp/api/v3/task-schedules/",
+            json!({"name": "s", "repository": href(&repo), "remote": format!("{REMOTES}{id}/"), "dispatch_interval": "00:00:05"}),
+        )
+        .await;
+    refused(&r, "remote");
 }
 
 async fn distributions_have_pulps_shape_and_lifecycle(t: On) {

@@ -110,8 +110,12 @@ impl Manage {
                     Some(r) if r.kind == RepositoryKind::Mirror => {}
                     _ => return Err(ManageError::invalid("repository", Invalid::NoObject)),
                 }
-                if self.store().remote(*remote).await?.is_none() {
-                    return Err(ManageError::invalid("remote", Invalid::NoObject));
+                match self.store().remote(*remote).await? {
+                    None => return Err(ManageError::invalid("remote", Invalid::NoObject)),
+                    Some(r) if r.kind != crate::store::RemoteKind::Container => {
+                        return Err(ManageError::invalid("remote", Invalid::PullThroughRemote))
+                    }
+                    Some(_) => {}
                 }
                 self.authorize(
                     who,
