@@ -7,7 +7,7 @@
 #     checks presigned URLs as S3 does (the LocalStack tier; the last line says whether it ran);
 #   - end-to-end tests with real clients (skopeo, podman, a real dockerd, the pulp CLI) against the
 #     release binary, on the embedded store and on the AWS adapters; sync from real upstreams;
-#     scheduled syncs; a crash in the middle of a sync;
+#     scheduled syncs; pull-through caching; a crash in the middle of a sync;
 #   - the web page in a real browser (Debian's chromium and chromedriver, selenium from PyPI): the
 #     browser tier, skipped with BERTH_UI=0 (the last lines say whether it ran);
 #   - the torture suite (tests/chaos): racing pushes and creates, password and connection floods,
@@ -224,6 +224,8 @@ run "teams and access with the pulp CLI and real clients, both modes" bash tests
 run "teams and access, AWS adapters on moto" on_aws teams bash tests/e2e/teams.sh
 run "schedules: a sync every 5 s from a changing upstream" bash tests/e2e/schedules.sh
 run "schedules, AWS adapters on moto" on_aws sched bash tests/e2e/schedules.sh
+run "pull-through caching with real clients (podman, skopeo, docker, containerd)" bash tests/e2e/pull_through.sh
+run "pull-through caching, AWS adapters on moto" on_aws pt bash tests/e2e/pull_through.sh
 run "sync from real upstreams" bash tests/e2e/sync.sh
 run "sync from real upstreams, AWS adapters on moto" on_aws sync bash tests/e2e/sync.sh
 run "a crash in the middle of a sync" bash tests/e2e/crash.sh

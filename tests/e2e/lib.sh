@@ -119,7 +119,8 @@ TOML
   why "containerd did not start: $(tail -5 "$W/ctd/log")"
 }
 # start_dockerd: a dockerd (${DOCKERD:-dockerd}) on $W/d/docker.sock with no networking of its
-# own (DOCKERD_PID; DOCKER_HOST and DOCKER_CONFIG exported); on failure DOCKER_REASON says why
+# own (DOCKERD_PID; DOCKER_HOST and DOCKER_CONFIG exported), with the words of ${DOCKERD_ARGS}
+# added (e.g. --registry-mirror URL); on failure DOCKER_REASON says why
 start_dockerd() {
   local dockerd=${DOCKERD:-dockerd}
   command -v "$dockerd" >/dev/null || { DOCKER_REASON="dockerd not installed ($dockerd)"; return 1; }
@@ -127,7 +128,7 @@ start_dockerd() {
   mkdir -p "$W/d" "$W/dc"
   export DOCKER_HOST="unix://$W/d/docker.sock" DOCKER_CONFIG="$W/dc"
   "$dockerd" --host "unix://$W/d/docker.sock" --data-root "$W/d/root" --exec-root "$W/d/exec" --pidfile "$W/d/dockerd.pid" \
-    --bridge none --iptables=false --ip6tables=false --ip-masq=false >"$W/d/dockerd.log" 2>&1 &
+    --bridge none --iptables=false --ip6tables=false --ip-masq=false ${DOCKERD_ARGS:-} >"$W/d/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   for _ in $(seq 1 200); do
     docker version >/dev/null 2>&1 && return 0
