@@ -586,3 +586,51 @@ async fn without_relaying_a_miss_redirects_or_waits_for_the_queued_copy() {
     assert_eq!(stored.status, StatusCode::OK);
     assert_eq!(Digest::sha256_of(&stored.body), layer);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
+    use futures::StreamExt as _;
+    use tower::ServiceExt as _;
+    let c = Cache::start(Backend::Memory, Duration::from_secs(300), &[], &[]).await;
+    // a 32 MB layer: far more than the chunks in flight to one client
+    let layer = common::noise(7, 32 << 20);
+    let ld = c._reg.push_blob("test/big", &layer).await;
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = c._reg.push_blob("test/big", config).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": layer.len()}],
+    });
+    c._reg
+        .push_manifest(
+            "test/big",
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+        .await;
+    let m = c.get("/v2/cache/test/big/manifests/v1").await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text());
+    let req = http::Request::get(format!("/v2/cache/test/big/blobs/{ld}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = c.router.clone().oneshot(req).await.unwrap();
+    let mut stalled = resp.into_body().into_data_stream();
+    assert!(!stalled.next().await.unwrap().unwrap().is_empty());
+    // the first client holds its response open and reads no more; another pull completes
+    let t0 = std::time::Instant::now();
+    let other = tokio::time::timeout(Duration::from_secs(40), async {
+        let b = c.get(&format!("/v2/cache/test/big/blobs/{ld}")).await;
+        assert_eq!(b.status, StatusCode::OK, "{}", b.status);
+        b.body
+    })
+    .await
+    .expect("a stalled client held up the blob");
+    assert_eq!(Digest::sha256_of(&other), ld);
+    assert!(t0.elapsed() < Duration::from_secs(25), "{:?}", t0.elapsed());
+    let seen = c.up.take();
+    assert_eq!(count(&seen, &format!("GET /v2/test/big/blobs/{ld}")), 1, "{seen:?}");
+    drop(stalled);
+}

@@ -176,6 +176,9 @@ impl Registry {
     }
 }
 
+/// How long a blob being stored waits for a client that stops reading before going on without it.
+const CLIENT_STALL: Duration = Duration::from_secs(10);
+
 /// How long a claim to copy a blob holds before another miss may take it over.
 const COPY_CLAIM: Duration = Duration::from_secs(15 * 60);
 
@@ -233,8 +236,18 @@ fn tee_verified(
                         }
                     }
                     if let Some(prev) = held.replace(b) {
-                        if client && tx.send(Ok(prev)).await.is_err() {
+                        // a client that stops reading is left behind, so it cannot hold up
+                        // the copy (and whoever waits for it)
+                        let sent = client
+                            && match &store_tx {
+                                Some(_) => {
+                                    matches!(tokio::time::timeout(CLIENT_STALL, tx.send(Ok(prev))).await, Ok(Ok(())))
+                                }
+                                None => tx.send(Ok(prev)).await.is_ok(),
+                            };
+                        if client && !sent {
                             client = false;
+                            tracing::info!(%digest, "the client stopped reading; storing the blob without it");
                             if store_tx.is_none() {
                                 return;
                             }
