@@ -356,20 +356,7 @@ impl Registry {
             w.add(ContentKey::Blob(d.clone())).await?;
         }
         if let Some(tag) = tag {
-            if let Some(old) = self.store.tag(w.repository(), w.base(), tag).await? {
-                if &old != digest {
-                    w.remove(ContentKey::Tag {
-                        name: tag.clone(),
-                        manifest: old,
-                    })
-                    .await?;
-                }
-            }
-            w.add(ContentKey::Tag {
-                name: tag.clone(),
-                manifest: digest.clone(),
-            })
-            .await?;
+            self.point_tag(&mut w, tag, digest).await?;
         }
         if let Some(v) = Versions::new(&self.store).commit(w, None).await? {
             tracing::info!(repository = %t.repo.name, version = v.number, %digest, "cached a manifest");

@@ -11,9 +11,12 @@ use uuid::Uuid;
 
 use super::{PushedManifest, Registry, RegistryError, Result};
 use crate::domain::media::MediaType;
-use crate::domain::{parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind, Reference, RepoName};
+use crate::domain::{
+    parse_manifest, ContentKey, ContentType, Digest, DomainError, ManifestKind, Reference, RepoName, Tag,
+};
 use crate::services::content::save_manifest;
 use crate::services::Versions;
+use crate::store::VersionWriter;
 
 impl Registry {
     /// Stores a manifest and commits a version holding it (and its tag, when pushed by tag).
@@ -70,20 +73,7 @@ impl Registry {
             w.add(ContentKey::Blob(d.clone())).await?;
         }
         if let Reference::Tag(tag) = reference {
-            if let Some(old) = self.store.tag(w.repository(), w.base(), tag).await? {
-                if old != digest {
-                    w.remove(ContentKey::Tag {
-                        name: tag.clone(),
-                        manifest: old,
-                    })
-                    .await?;
-                }
-            }
-            w.add(ContentKey::Tag {
-                name: tag.clone(),
-                manifest: digest.clone(),
-            })
-            .await?;
+            self.point_tag(&mut w, tag, &digest).await?;
         }
         if let Some(v) = Versions::new(&self.store).commit(w, None).await? {
             tracing::info!(repository = %repo.name, version = v.number, %digest, "pushed manifest");
@@ -93,6 +83,25 @@ impl Registry {
             self.store.remove_pending_blob(repo.id, d).await?;
         }
         Ok(PushedManifest { digest, subject })
+    }
+
+    /// Points `tag` at `digest` in the version `w` builds (removing where it pointed before).
+    pub(super) async fn point_tag(&self, w: &mut VersionWriter, tag: &Tag, digest: &Digest) -> Result<()> {
+        if let Some(old) = self.store.tag(w.repository(), w.base(), tag).await? {
+            if &old != digest {
+                w.remove(ContentKey::Tag {
+                    name: tag.clone(),
+                    manifest: old,
+                })
+                .await?;
+            }
+        }
+        w.add(ContentKey::Tag {
+            name: tag.clone(),
+            manifest: digest.clone(),
+        })
+        .await?;
+        Ok(())
     }
 
     /// Deletes a tag (by tag) or a manifest with its tags and the blobs only it used (by
