@@ -14,7 +14,8 @@
 # fails at once; credentials reach the htpasswd upstream and a wrong password fails cleanly;
 # docker pulls through `registry-mirrors` (BERTH_PULL_THROUGH_DEFAULT) and containerd through a
 # hosts.toml mirror with `ns` (BERTH_PULL_THROUGH_NS), with no internet; the cached repository
-# is visible through the API with a version holding the pulled tag.
+# is visible through the API with a version holding the pulled tag; an upstream that redirects
+# blob GETs (a Berth on the AWS adapters on moto, 307s to presigned S3 URLs) pulls through too.
 #
 #   BERTH_BIN=target/release/berth PULP_BIN=.../pulp bash tests/e2e/pull_through.sh
 #
@@ -596,6 +597,32 @@ if command -v containerd >/dev/null && command -v ctr >/dev/null; then
   check "11. ctr pulls docker.io/library/ptimg:1 through a hosts.toml mirror; ns=docker.io picks the ctd distribution" t_containerd
 else
   skip "11. containerd through hosts.toml (containerd not installed)"
+fi
+
+# --- 13. a redirecting upstream: a Berth on the AWS adapters (moto), whose blob GETs are 307s ------
+# to presigned S3 URLs: the cache follows them (no credentials to S3) and stores what it got
+t_redirecting() {
+  local n=ptup-$$-$RANDOM before
+  start_berth s3up AWS_ENDPOINT_URL="$MOTO_URL" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing \
+    AWS_SECRET_ACCESS_KEY=testing BERTH_BACKEND=aws BERTH_AWS_INIT=1 BERTH_BUCKET="$n" BERTH_TABLE="$n" \
+    BERTH_QUEUE_NAME="$n" || { why "the upstream Berth on moto did not start: $(tail -5 "$W/s3up/log")"; return 1; }
+  push gone "127.0.0.1:$s3up_PORT" up/app:v1 "admin:$PW" || return 1   # content no cache here holds
+  pt_remote "$URL" s3up "http://127.0.0.1:$s3up_PORT" && pt_dist "$URL" s3cache s3cache "$REMOTE_HREF" || return 1
+  pod_pull "$B/s3cache/up/app:v1" || { why "podman pull through the redirecting upstream failed: $(cat "$W/pod.out")"; return 1; }
+  sk_copy s3cache/up/app:v1 "$W/d13" || { why "skopeo copy failed: $(cat "$W/d13.out")"; return 1; }
+  dir_verified "$W/d13" || return 1
+  [ "$(sha "$W/d13/manifest.json")" = "$(digest_of gone)" ] || why "skopeo got $(sha "$W/d13/manifest.json"), upstream has $(digest_of gone)"
+  before=$(grep -c 'route=/v2/{name}/blobs/{digest} .*status=307' "$W/s3up/log")
+  [ "$before" -ge 2 ] || why "the upstream Berth answered $before blob GETs with 307: $(grep 'blobs/{digest}' "$W/s3up/log" | tail -3)"
+  sk_copy s3cache/up/app:v1 "$W/d13b" || why "the second skopeo copy failed: $(cat "$W/d13b.out")"
+  [ "$(grep -c 'route=/v2/{name}/blobs/{digest} .*status=307' "$W/s3up/log")" = "$before" ] ||
+    why "the second pull went upstream again"
+}
+MOTO_URL=${AWS_ENDPOINT_URL:-${BERTH_TEST_MOTO:-}}
+if [ -n "$MOTO_URL" ]; then
+  check "13. a redirecting upstream (a Berth on moto, blob GETs 307 to S3): podman and skopeo pull through; the second pull stays local" t_redirecting
+else
+  skip "13. a redirecting upstream (no moto: set BERTH_TEST_MOTO)"
 fi
 
 note "$((SECONDS - T0)) s"
