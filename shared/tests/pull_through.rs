@@ -149,13 +149,45 @@ impl Cache {
         includes: &[&str],
         excludes: &[&str],
     ) -> Self {
+        Self::start_full(backend, registry, includes, excludes, None, false).await
+    }
+
+    /// With token auth on and the cache private or public.
+    async fn start_authed(private: bool) -> Self {
+        let key = berth::services::tokens::TokenKey::generate();
+        let tokens = berth::services::tokens::Tokens::new(key, Duration::from_secs(300));
+        let auth = berth::services::AuthMode::Token(Arc::new(tokens));
+        let c = Self::start_full(
+            Backend::Memory,
+            RegistryConfig::default(),
+            &[],
+            &[],
+            Some(auth),
+            private,
+        )
+        .await;
+        c.app.ensure_accounts(Some("admin-pw"), &[]).await.unwrap();
+        c
+    }
+
+    async fn start_full(
+        backend: Backend,
+        registry: RegistryConfig,
+        includes: &[&str],
+        excludes: &[&str],
+        auth: Option<berth::services::AuthMode>,
+        private: bool,
+    ) -> Self {
         let reg = DockerRegistry::start().await;
         let fx = common::fill(&reg, "test/fixture").await;
         let up = Counter::start(reg.base()).await;
-        let settings = Settings {
+        let mut settings = Settings {
             registry,
             ..Default::default()
         };
+        if let Some(a) = auth {
+            settings.auth = a;
+        }
         let (app, jobs, dir) = match backend {
             Backend::Memory => {
                 let l = LocalApp::in_memory_with(settings);
@@ -189,6 +221,7 @@ impl Cache {
         let mut dist = Distribution::new("cache", RepoName::parse("cache").unwrap(), None);
         dist.pull_through = true;
         dist.remote = Some(remote.id);
+        dist.private = private;
         store.create_distribution(&dist).await.unwrap();
         up.take();
         Cache {
@@ -633,4 +666,57 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
     let seen = c.up.take();
     assert_eq!(count(&seen, &format!("GET /v2/test/big/blobs/{ld}")), 1, "{seen:?}");
     drop(stalled);
+}
+
+/// A token for `scope` from `/token`, anonymous or with Basic credentials.
+async fn token(c: &Cache, creds: Option<(&str, &str)>, scope: &str) -> String {
+    let mut r =
+        Req::new(Method::GET, &format!("/token?service=reg.example&scope={scope}")).header("host", "reg.example");
+    if let Some((u, p)) = creds {
+        r = r.basic(u, p);
+    }
+    let r = r.send(&c.router).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+async fn get_with(c: &Cache, path: &str, token: &str) -> Resp {
+    Req::new(Method::GET, path)
+        .header("host", "reg.example")
+        .headers(&[("accept", ACCEPT_ALL), ("authorization", &format!("Bearer {token}"))])
+        .send(&c.router)
+        .await
+}
+
+#[tokio::test]
+async fn a_private_cache_needs_a_token_with_pull_and_a_public_one_does_not() {
+    let scope = "repository:cache/test/fixture:pull";
+    let path = "/v2/cache/test/fixture/manifests/docker";
+    // private: anonymous callers get no pull, and nothing is asked upstream for them
+    let c = Cache::start_authed(true).await;
+    let anon = token(&c, None, scope).await;
+    let r = get_with(&c, path, &anon).await;
+    assert!(matches!(r.status.as_u16(), 401 | 403), "{}", r.text());
+    assert_eq!(c.up.take(), Vec::<String>::new());
+    let admin = token(&c, Some(("admin", "admin-pw")), scope).await;
+    let r = get_with(&c, path, &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let dist = c
+        .app
+        .store
+        .distribution_by_base_path(&RepoName::parse("cache/test/fixture").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(dist.private, "the cached path is private like its cache");
+    let anon = token(&c, None, scope).await;
+    let r = get_with(&c, path, &anon).await;
+    assert!(matches!(r.status.as_u16(), 401 | 403), "{}", r.text());
+
+    // public: an anonymous token pulls through
+    let c = Cache::start_authed(false).await;
+    let anon = token(&c, None, scope).await;
+    let r = get_with(&c, path, &anon).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(Digest::sha256_of(&r.body), c.fx.docker);
 }
