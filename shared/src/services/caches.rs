@@ -21,7 +21,7 @@ use super::invalid::{Invalid, ManageError};
 use super::policy::{Act, Target};
 use super::{Catalog, DistributionFilter, Identity, Manage};
 use crate::domain::RepoName;
-use crate::store::{Distribution, Listing, ObjectKind, ObjectRef, Page, Remote, RemoteKind};
+use crate::store::{Distribution, Listing, Page, Remote, RemoteKind};
 
 type Result<T, E = ManageError> = std::result::Result<T, E>;
 
@@ -214,25 +214,6 @@ impl Manage {
     pub async fn create_pull_through_remote_for(&self, who: &Identity, mut remote: Remote) -> Result<Remote> {
         remote.kind = RemoteKind::PullThrough;
         self.create_remote_for(who, remote).await
-    }
-
-    async fn give_creator(&self, who: &Identity, ns_name: &str, new_namespace: bool, id: Uuid) -> Result<()> {
-        if new_namespace {
-            if let Some(ns) = self.store().namespace_by_name(ns_name).await? {
-                self.give_owner(
-                    who,
-                    "container.containernamespace_owner",
-                    ObjectRef::new(ObjectKind::Namespace, ns.id),
-                )
-                .await?;
-            }
-        }
-        self.give_owner(
-            who,
-            "container.containerdistribution_owner",
-            ObjectRef::new(ObjectKind::Distribution, id),
-        )
-        .await
     }
 }
 

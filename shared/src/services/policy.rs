@@ -459,8 +459,20 @@ impl Manage {
         let ns_name = namespace_of(spec.base_path.as_str()).to_owned();
         let new_namespace = self.store().namespace_by_name(&ns_name).await?.is_none();
         let d = self.create_distribution(spec).await?;
+        self.give_creator(who, &ns_name, new_namespace, d.id).await?;
+        Ok(d)
+    }
+
+    /// The creator of distribution `id` owns it, and namespace `ns_name` when it made it.
+    pub(super) async fn give_creator(
+        &self,
+        who: &Identity,
+        ns_name: &str,
+        new_namespace: bool,
+        id: Uuid,
+    ) -> Result<()> {
         if new_namespace {
-            if let Some(ns) = self.store().namespace_by_name(&ns_name).await? {
+            if let Some(ns) = self.store().namespace_by_name(ns_name).await? {
                 self.give_owner(
                     who,
                     "container.containernamespace_owner",
@@ -472,10 +484,9 @@ impl Manage {
         self.give_owner(
             who,
             "container.containerdistribution_owner",
-            ObjectRef::new(ObjectKind::Distribution, d.id),
+            ObjectRef::new(ObjectKind::Distribution, id),
         )
-        .await?;
-        Ok(d)
+        .await
     }
 
     /// Changes a distribution (checked by the caller of this, through [`Manage::authorize`]);
