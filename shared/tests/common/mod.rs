@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use berth::domain::{media, Digest};
 use serde_json::{json, Value};
 
+#[cfg(feature = "upstream")]
+pub mod cache;
 pub mod http;
 #[cfg(feature = "moto")]
 pub mod moto;
